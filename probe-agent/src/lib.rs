@@ -1,1 +1,82 @@
-//! placeholder
+//! The vantage probe agent.
+//!
+//! A probe holds an ed25519 identity and a trust anchor (registration servers and their
+//! host keys). It registers over SSH, connects to the controller registration names,
+//! receives its schedule on a forwarded command channel, runs the measurements and
+//! sends RIPE Atlas results back on a direct-tcpip intake channel. See
+//! [`vantage_core::frame`] for the protocol.
+//!
+//! * [`anchor`] — the trust anchor file.
+//! * [`identity`] — the probe's key: generate, load, print.
+//! * [`ssh`] — registration and the controller session.
+//! * [`agent`] — the reconnect loop that ties everything together.
+//! * [`scheduler`] — periodic and one-off tasks, RIPE `eperd` style.
+//! * [`ping`] — the ping measurement and its RIPE Atlas result.
+//! * [`outbox`] — the bounded buffer of results waiting for an intake channel.
+//! * [`commands`] — parsing `Down` frames from the command channel.
+//! * [`backoff`] — jittered exponential backoff.
+
+pub mod agent;
+pub mod anchor;
+pub mod backoff;
+pub mod commands;
+pub mod identity;
+pub mod outbox;
+pub mod ping;
+pub mod scheduler;
+pub mod ssh;
+
+use std::time::Duration;
+
+/// Everything that can go wrong in the probe.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("I/O error on {path}: {source}")]
+    File {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path} already exists; refusing to overwrite a probe key")]
+    KeyExists { path: String },
+    #[error("key error: {0}")]
+    Key(#[from] russh::keys::Error),
+    #[error("key encoding error: {0}")]
+    KeyEncoding(#[from] russh::keys::ssh_key::Error),
+    #[error("trust anchor {path}: {message}")]
+    Anchor { path: String, message: String },
+    #[error("SSH error: {0}")]
+    Ssh(#[from] russh::Error),
+    #[error(
+        "host key of {addr} is {got}, but {expected} is trusted; refusing to connect \
+         (update the trust anchor if the server's key really changed)"
+    )]
+    HostKeyMismatch {
+        addr: String,
+        expected: String,
+        got: String,
+    },
+    #[error("{addr} refused our public key for user {user}; is this probe enrolled?")]
+    AuthRejected { addr: String, user: String },
+    #[error("registration at {addr} failed: {message}")]
+    Registration { addr: String, message: String },
+    #[error("controller {addr} refused to forward command port {port}")]
+    ForwardDenied { addr: String, port: u32 },
+    #[error("could not encode a frame: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("timed out: {0}")]
+    Timeout(&'static str),
+    #[error("session ended: {0}")]
+    Disconnected(String),
+}
+
+/// Wall-clock unix seconds.
+pub fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// How long to wait for a TCP + SSH handshake + authentication.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);

@@ -1,1 +1,25 @@
-//! placeholder
+//! vantage's custom resources, group `vantage.dev`, version `v1alpha1`.
+//!
+//! Spec fields use the RIPE Atlas vocabulary and spelling (`start_time`, `packets`,
+//! `asn_v4`, ...) so that definitions copy between vantage and RIPE Atlas; status
+//! fields use Kubernetes spelling (`observedGeneration`, `lastTransitionTime`).
+
+pub mod conditions;
+mod controller_pool;
+mod geolocation_engine;
+mod measurement;
+mod probe;
+
+pub use controller_pool::{ControllerPool, ControllerPoolSpec, ControllerPoolStatus};
+pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
+pub use measurement::{Measurement, MeasurementSpec, MeasurementState, MeasurementStatus};
+pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
+
+/// API group of every vantage resource.
+pub const GROUP: &str = "vantage.dev";
+
+/// Every CRD, in the order `crdgen` writes them.
+pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+    use kube::CustomResourceExt;
+    vec![Measurement::crd(), Probe::crd(), ControllerPool::crd(), GeolocationEngine::crd()]
+}

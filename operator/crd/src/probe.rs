@@ -1,0 +1,80 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// A probe: a device (or VM) that runs measurements, known by its public key.
+#[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
+#[kube(
+    group = "vantage.dev",
+    version = "v1alpha1",
+    kind = "Probe",
+    status = "ProbeStatus",
+    shortname = "prb",
+    category = "vantage",
+    printcolumn(name = "ID", type_ = "integer", json_path = ".spec.id"),
+    printcolumn(name = "Country", type_ = "string", json_path = ".spec.country_code"),
+    printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.asn_v4"),
+    printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
+    printcolumn(name = "Connected", type_ = "boolean", json_path = ".status.connected"),
+    printcolumn(name = "Controller", type_ = "string", json_path = ".status.controller"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+pub struct ProbeSpec {
+    /// The probe id (RIPE Atlas `prb_id`), unique in the installation.
+    pub id: u32,
+    /// The probe's SSH public key, OpenSSH format (`ssh-ed25519 AAAA...`).
+    pub public_key: String,
+    /// A disabled probe is refused at registration and its session is closed.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// ISO 3166 country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country_code: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<Location>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn_v4: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asn_v6: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_v4: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefix_v6: Option<String>,
+    /// Tags (RIPE Atlas slugs such as `system-ipv4-works`, or your own).
+    #[serde(default)]
+    pub tags: Vec<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// WGS 84 coordinates.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, JsonSchema)]
+pub struct Location {
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+#[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProbeStatus {
+    #[serde(default)]
+    pub connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub controller: Option<String>,
+    /// The address the controller sees.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<String>,
+    /// RFC 3339 time the current (or last) session started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connected_since: Option<String>,
+    /// RFC 3339 time the probe was last seen connected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_seen: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<u32>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,143 @@
+//! Probe sessions (from the controllers, via NATS KV) and Probe status.
+//!
+//! Controllers write `vantage-sessions/probe.<id>` when a probe connects and delete it
+//! when it goes. The operator keeps the set in memory (selection reads it) and writes
+//! Probe status in batches: at most one pass per second, one patch per changed probe.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::{Api, Client, ResourceExt};
+use vantage_core::nats::{parse_probe_key, Session};
+use vantage_crd::{Probe, ProbeStatus};
+
+/// Live sessions by probe id, plus the probes whose status must be written.
+#[derive(Clone, Default)]
+pub struct Sessions {
+    inner: Arc<RwLock<SessionsInner>>,
+}
+
+#[derive(Default)]
+struct SessionsInner {
+    live: HashMap<u32, Session>,
+    dirty: BTreeSet<u32>,
+}
+
+impl Sessions {
+    pub fn connected(&self) -> BTreeSet<u32> {
+        self.inner.read().map(|s| s.live.keys().copied().collect()).unwrap_or_default()
+    }
+
+    pub fn get(&self, probe: u32) -> Option<Session> {
+        self.inner.read().ok()?.live.get(&probe).cloned()
+    }
+
+    pub fn up(&self, s: Session) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.dirty.insert(s.probe_id);
+            inner.live.insert(s.probe_id, s);
+        }
+    }
+
+    pub fn down(&self, probe: u32) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.live.remove(&probe);
+            inner.dirty.insert(probe);
+        }
+    }
+
+    fn take_dirty(&self) -> BTreeSet<u32> {
+        self.inner.write().map(|mut s| std::mem::take(&mut s.dirty)).unwrap_or_default()
+    }
+
+    /// Follow the sessions bucket forever (reconnecting the watch when it ends).
+    pub async fn follow(self, kv: async_nats::jetstream::kv::Store) {
+        loop {
+            match kv.watch_with_history(">").await {
+                Ok(mut watch) => {
+                    while let Some(entry) = watch.next().await {
+                        let Ok(entry) = entry else { break };
+                        let Some(probe) = parse_probe_key(&entry.key) else { continue };
+                        match entry.operation {
+                            async_nats::jetstream::kv::Operation::Put => match serde_json::from_slice::<Session>(&entry.value) {
+                                Ok(s) => self.up(s),
+                                Err(e) => tracing::warn!(key = %entry.key, error = %e, "unreadable session entry"),
+                            },
+                            _ => self.down(probe),
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot watch probe sessions"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// The status a probe should have, given its session (pure).
+pub fn probe_status(current: Option<&ProbeStatus>, session: Option<&Session>, now: &str) -> ProbeStatus {
+    let mut status = current.cloned().unwrap_or_default();
+    match session {
+        Some(s) => {
+            status.connected = true;
+            status.controller = Some(s.controller.clone());
+            status.address = Some(s.address.clone());
+            status.connected_since = k8s_openapi::jiff::Timestamp::from_millisecond(s.connected_since_ms)
+                .ok()
+                .map(|t| t.to_string());
+            status.firmware = (s.fw > 0).then_some(s.fw);
+            status.last_seen = Some(now.to_owned());
+        }
+        None => {
+            if status.connected {
+                status.last_seen = Some(now.to_owned());
+            }
+            status.connected = false;
+        }
+    }
+    status
+}
+
+/// Write changed Probe statuses, at most once per `period`, forever.
+pub async fn status_writer(client: Client, probes: Store<Probe>, sessions: Sessions, period: Duration) {
+    let api: Api<Probe> = Api::all(client);
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tick.tick().await;
+        let dirty = sessions.take_dirty();
+        if dirty.is_empty() {
+            continue;
+        }
+        let now = k8s_openapi::jiff::Timestamp::now().to_string();
+        for probe in probes.state().iter().filter(|p| dirty.contains(&p.spec.id)) {
+            let status = probe_status(probe.status.as_ref(), sessions.get(probe.spec.id).as_ref(), &now);
+            let patch = serde_json::json!({ "status": status });
+            if let Err(e) = api.patch_status(&probe.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+                tracing::warn!(probe = probe.spec.id, error = %e, "cannot write probe status");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_follows_sessions() {
+        let s = Session { v: 1, probe_id: 7, controller: "ctl-0".into(), address: "10.0.0.7".into(), connected_since_ms: 1_700_000_000_000, fw: 5020 };
+        let up = probe_status(None, Some(&s), "2026-01-01T00:00:00Z");
+        assert!(up.connected);
+        assert_eq!(up.controller.as_deref(), Some("ctl-0"));
+        assert_eq!(up.connected_since.as_deref(), Some("2023-11-14T22:13:20Z"));
+        assert_eq!(up.firmware, Some(5020));
+        let down = probe_status(Some(&up), None, "2026-01-01T00:01:00Z");
+        assert!(!down.connected);
+        assert_eq!(down.last_seen.as_deref(), Some("2026-01-01T00:01:00Z"));
+        assert_eq!(down.controller.as_deref(), Some("ctl-0"), "last controller is kept");
+    }
+}

@@ -1,0 +1,103 @@
+//! Wiring: the operator process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::{Api, Client};
+use prometheus_client::registry::Registry;
+use vantage_crd::{Measurement, Probe};
+use vantage_platform::bus::{Bus, BusError, Retention};
+use vantage_platform::obs::{self, Health};
+use vantage_platform::store::{Store, StoreError};
+
+use crate::measurement::{error_policy, reconcile, Ctx, KvIds, Metrics};
+use crate::probes::{status_writer, Sessions};
+use crate::schedules::{KvSchedules, Syncer};
+use crate::stats::ResultStats;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub nats_url: String,
+    pub clickhouse_url: String,
+    pub clickhouse_db: String,
+    pub metrics_addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot reach the Kubernetes API: {0}; check KUBECONFIG or the in-cluster service account")]
+    Kube(#[source] kube::Error),
+}
+
+pub async fn run(cfg: Config) -> Result<(), RunError> {
+    let health = Health::default();
+    let mut registry = Registry::with_prefix("vantage_operator");
+    let metrics = Metrics::default();
+    registry.register("reconciles", "Measurement reconciles", metrics.reconciles.clone());
+    registry.register("reconcile_failures", "Transient reconcile failures by kind", metrics.failures.clone());
+    registry.register("schedules_published", "Probe schedules written to NATS KV", metrics.schedules_published.clone());
+
+    let bus = Bus::open(&cfg.nats_url, "vantage-operator", Retention::default()).await?;
+    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
+    let version = store.migrate().await?;
+    tracing::info!(version, "ClickHouse schema is current");
+    let client = Client::try_default().await.map_err(RunError::Kube)?;
+
+    // Probes: a reflector the reconciler and the status writer read.
+    let (probes, probe_writer) = reflector::store::<Probe>();
+    let probe_stream = reflector(probe_writer, watcher(Api::<Probe>::all(client.clone()), watcher::Config::default()))
+        .default_backoff()
+        .applied_objects()
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "probe watch error");
+            }
+        });
+
+    let sessions = Sessions::default();
+    let stats = ResultStats::default();
+    let controller = Controller::new(Api::<Measurement>::all(client.clone()), watcher::Config::default());
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        probes: probes.clone(),
+        measurements: controller.store(),
+        sessions: sessions.clone(),
+        stats: stats.clone(),
+        ids: KvIds(bus.meta.clone()),
+        schedules: tokio::sync::Mutex::new(Syncer::default()),
+        publisher: KvSchedules(bus.schedules.clone()),
+        sync_requested: tokio::sync::Notify::new(),
+        metrics,
+    });
+
+    tokio::spawn(probe_stream);
+    tokio::spawn(sessions.clone().follow(bus.sessions.clone()));
+    tokio::spawn(status_writer(client.clone(), probes, sessions, Duration::from_secs(1)));
+    tokio::spawn(stats.refresh_loop(store, Duration::from_secs(3)));
+    tokio::spawn(ctx.clone().schedule_loop());
+    let obs_health = health.clone();
+    tokio::spawn(async move {
+        if let Err(e) = obs::serve(cfg.metrics_addr, registry, obs_health).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    health.set_ready(true);
+    tracing::info!("operator running");
+    controller
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|r| async move {
+            if let Err(e) = r {
+                tracing::debug!(error = %e, "reconcile result");
+            }
+        })
+        .await;
+    Ok(())
+}

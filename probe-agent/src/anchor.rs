@@ -1,0 +1,94 @@
+//! The trust anchor: the registration servers a probe may use and their host keys.
+//!
+//! ```yaml
+//! registration:
+//!   - addr: 127.0.0.1:14443
+//!     host_key: "ssh-ed25519 AAAA... optional-comment"
+//! ```
+
+use std::path::Path;
+
+use russh::keys::PublicKey;
+use serde::Deserialize;
+
+use crate::ProbeError;
+
+#[derive(Deserialize)]
+struct AnchorFile {
+    registration: Vec<EntryFile>,
+}
+
+#[derive(Deserialize)]
+struct EntryFile {
+    addr: String,
+    host_key: String,
+}
+
+/// One registration server.
+#[derive(Clone, Debug)]
+pub struct RegistrationServer {
+    /// `host:port`.
+    pub addr: String,
+    /// The host key the server must present.
+    pub host_key: PublicKey,
+}
+
+/// A parsed trust anchor: at least one registration server.
+#[derive(Clone, Debug)]
+pub struct Anchor {
+    pub registration: Vec<RegistrationServer>,
+}
+
+impl Anchor {
+    pub fn load(path: &Path) -> Result<Self, ProbeError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ProbeError::File {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ProbeError::Anchor {
+            path: path.display().to_string(),
+            message,
+        })
+    }
+
+    /// Parse the YAML text; the error says which entry is wrong.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let file: AnchorFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+        if file.registration.is_empty() {
+            return Err("registration: list at least one server".into());
+        }
+        let registration = file
+            .registration
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| {
+                if e.addr.trim().is_empty() {
+                    return Err(format!("registration[{i}].addr is empty"));
+                }
+                let host_key = PublicKey::from_openssh(e.host_key.trim())
+                    .map_err(|err| format!("registration[{i}].host_key is not an OpenSSH public key: {err}"))?;
+                Ok(RegistrationServer { addr: e.addr.trim().to_owned(), host_key })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self { registration })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_anchor_and_reports_bad_keys() {
+        let key = crate::identity::generate_key();
+        let line = crate::identity::public_line(&key).expect("line");
+        let text = format!("registration:\n  - addr: 127.0.0.1:14443\n    host_key: \"{line} reg-1\"\n");
+        let anchor = Anchor::parse(&text).expect("parses");
+        assert_eq!(anchor.registration[0].addr, "127.0.0.1:14443");
+        assert_eq!(anchor.registration[0].host_key.key_data(), key.public_key().key_data());
+
+        let bad = Anchor::parse("registration:\n  - addr: x:1\n    host_key: nope\n").expect_err("bad key");
+        assert!(bad.contains("registration[0].host_key"), "{bad}");
+        assert!(Anchor::parse("registration: []\n").is_err());
+    }
+}
