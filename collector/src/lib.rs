@@ -1,1 +1,258 @@
-//! placeholder
+//! The collector: a durable JetStream pull consumer on `RESULTS` that writes results to
+//! ClickHouse in batches.
+//!
+//! A batch closes at `max_batch` results or after `max_wait`, whichever comes first. A
+//! message is acked only after the INSERT holding its row succeeded; while ClickHouse
+//! fails, the batch is retried with backoff and nothing new is fetched (backpressure: at
+//! most one batch is in memory). A message that is not a result is acked and counted,
+//! since no retry can make it readable.
+
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::{pull, AckPolicy};
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use vantage_core::nats as names;
+use vantage_core::result::Envelope;
+use vantage_platform::store::{ResultRow, Store, StoreError};
+
+/// Where rows go. The ClickHouse implementation is [`vantage_platform::store::Store`].
+pub trait Sink: Send + Sync {
+    fn insert(
+        &self,
+        rows: &[ResultRow],
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+}
+
+impl Sink for Store {
+    async fn insert(&self, rows: &[ResultRow]) -> Result<(), StoreError> {
+        self.insert_results(rows).await
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectorError {
+    #[error("cannot open the {stream} stream's consumer {durable}: {message}; has the operator (or `vantage collector`) declared the stream?")]
+    Consumer {
+        stream: String,
+        durable: String,
+        message: String,
+    },
+    #[error("cannot fetch from JetStream: {0}")]
+    Fetch(String),
+}
+
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub stored: Counter,
+    pub batches: Counter,
+    pub malformed: Counter,
+    pub insert_failures: Counter,
+    pub last_batch_rows: Gauge,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "stored",
+            "Results stored in ClickHouse",
+            self.stored.clone(),
+        );
+        registry.register("batches", "INSERT batches", self.batches.clone());
+        registry.register(
+            "malformed",
+            "Messages that were not results (acked, dropped)",
+            self.malformed.clone(),
+        );
+        registry.register(
+            "insert_failures",
+            "Failed INSERTs (retried)",
+            self.insert_failures.clone(),
+        );
+        registry.register(
+            "last_batch_rows",
+            "Rows in the last batch",
+            self.last_batch_rows.clone(),
+        );
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Config {
+    pub max_batch: usize,
+    pub max_wait: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            max_batch: 5_000,
+            max_wait: Duration::from_millis(500),
+        }
+    }
+}
+
+fn unix_now() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
+        .unwrap_or(0)
+}
+
+/// Turn message payloads into rows; payloads that are not results come back as `None`.
+pub fn rows_of<'a>(
+    payloads: impl Iterator<Item = &'a [u8]>,
+    inserted_at: u32,
+) -> Vec<Option<ResultRow>> {
+    payloads
+        .map(|p| {
+            Envelope::parse(p)
+                .ok()
+                .map(|env| ResultRow::from_envelope(&env, inserted_at))
+        })
+        .collect()
+}
+
+/// Consume forever.
+pub async fn run<S: Sink>(
+    js: async_nats::jetstream::Context,
+    sink: S,
+    cfg: Config,
+    metrics: Metrics,
+) -> Result<(), CollectorError> {
+    let consumer_err = |message: String| CollectorError::Consumer {
+        stream: names::RESULTS_STREAM.into(),
+        durable: names::COLLECTOR_DURABLE.into(),
+        message,
+    };
+    let stream = js
+        .get_stream(names::RESULTS_STREAM)
+        .await
+        .map_err(|e| consumer_err(e.to_string()))?;
+    let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
+        .get_or_create_consumer(
+            names::COLLECTOR_DURABLE,
+            pull::Config {
+                durable_name: Some(names::COLLECTOR_DURABLE.into()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: i64::try_from(cfg.max_batch * 4).unwrap_or(i64::MAX),
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| consumer_err(e.to_string()))?;
+    tracing::info!(max_batch = cfg.max_batch, max_wait = ?cfg.max_wait, "collector consuming");
+    loop {
+        let mut batch = consumer
+            .batch()
+            .max_messages(cfg.max_batch)
+            .expires(cfg.max_wait)
+            .messages()
+            .await
+            .map_err(|e| CollectorError::Fetch(e.to_string()))?;
+        let mut messages = Vec::with_capacity(cfg.max_batch);
+        while let Some(next) = batch.next().await {
+            match next {
+                Ok(m) => messages.push(m),
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetch error");
+                    break;
+                }
+            }
+        }
+        if messages.is_empty() {
+            continue;
+        }
+        let rows = rows_of(messages.iter().map(|m| m.payload.as_ref()), unix_now());
+        let good: Vec<ResultRow> = rows.iter().flatten().cloned().collect();
+        let malformed = rows.len() - good.len();
+        if malformed > 0 {
+            metrics.malformed.inc_by(malformed as u64);
+            tracing::warn!(malformed, "dropped messages that are not results");
+        }
+        let mut delay = Duration::from_millis(200);
+        while let Err(e) = sink.insert(&good).await {
+            metrics.insert_failures.inc();
+            tracing::warn!(error = %e, rows = good.len(), retry_in = ?delay, "INSERT failed; nothing acked, retrying");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+        }
+        for m in &messages {
+            if let Err(e) = m.ack().await {
+                tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
+            }
+        }
+        metrics.stored.inc_by(good.len() as u64);
+        metrics.batches.inc();
+        metrics
+            .last_batch_rows
+            .set(i64::try_from(good.len()).unwrap_or(i64::MAX));
+        tracing::debug!(rows = good.len(), "batch stored");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_become_rows_and_junk_is_flagged() {
+        let ping = br#"{"result_id":"r1","fw":5020,"lts":-1,"msm_id":1000001,"prb_id":7,"timestamp":1700000000,"type":"ping","af":4,
+            "from":"127.0.0.1","src_addr":"127.0.0.1","dst_addr":"127.0.0.1","dst_name":"localhost","proto":"ICMP","size":48,"step":60,
+            "ttl":64,"sent":3,"rcvd":2,"dup":0,"min":0.05,"avg":0.06,"max":0.07,"result":[{"rtt":0.05},{"rtt":0.07},{"x":"*"}]}"#;
+        let rows = rows_of([&ping[..], b"garbage"].into_iter(), 42);
+        let row = rows[0].as_ref().expect("row");
+        assert_eq!(
+            (row.msm_id, row.prb_id, row.sent, row.rcvd),
+            (1_000_001, 7, 3, 2)
+        );
+        assert_eq!((row.rtt_min, row.rtt_avg, row.rtt_max), (0.05, 0.06, 0.07));
+        assert_eq!(row.timestamp, 1_700_000_000);
+        assert_eq!(row.inserted_at, 42);
+        assert!(row.raw.contains("\"result_id\":\"r1\""));
+        assert!(rows[1].is_none());
+    }
+}
+
+/// Run the collector process: declare the layout, migrate, serve metrics, consume.
+pub async fn serve(
+    nats_url: &str,
+    store: Store,
+    cfg: Config,
+    metrics_addr: std::net::SocketAddr,
+) -> Result<(), ServeError> {
+    let bus = vantage_platform::bus::Bus::open(
+        nats_url,
+        "vantage-collector",
+        vantage_platform::bus::Retention::default(),
+    )
+    .await?;
+    let version = store.migrate().await?;
+    tracing::info!(version, "ClickHouse schema is current");
+    let mut registry = Registry::with_prefix("vantage_collector");
+    let metrics = Metrics::default();
+    metrics.register(&mut registry);
+    let health = vantage_platform::obs::Health::default();
+    let h = health.clone();
+    tokio::spawn(async move {
+        if let Err(e) = vantage_platform::obs::serve(metrics_addr, registry, h).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+    health.set_ready(true);
+    run(bus.js, store, cfg, metrics).await?;
+    Ok(())
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Bus(#[from] vantage_platform::bus::BusError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Collector(#[from] CollectorError),
+}

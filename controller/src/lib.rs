@@ -1,1 +1,14 @@
-//! placeholder
+//! vantage-controller: the SSH side of the probe plane.
+//!
+//! * [`registry`] — the registration server: knows probes by their `Probe` resources,
+//!   picks a controller ([`assign`]), and tells the probe where to go.
+//! * [`controller`] — the probe controller: holds one long SSH session per probe, pushes
+//!   schedules down the probe's remote forward, and publishes results that come up the
+//!   probe's local forward to JetStream.
+//! * [`keys`] — host keys and probe public keys.
+
+pub mod assign;
+pub mod controller;
+pub mod keys;
+pub mod registry;
+pub mod run;

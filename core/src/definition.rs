@@ -189,7 +189,13 @@ pub struct Timing {
     pub is_oneoff: bool,
 }
 
-fn ranged(field: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> Result<u32, InvalidField> {
+fn ranged(
+    field: &str,
+    value: Option<i64>,
+    default: i64,
+    min: i64,
+    max: i64,
+) -> Result<u32, InvalidField> {
     let v = value.unwrap_or(default);
     if v < min || v > max {
         return Err(InvalidField::new(
@@ -197,7 +203,8 @@ fn ranged(field: &str, value: Option<i64>, default: i64, min: i64, max: i64) -> 
             format!("{v} is out of range; use a value from {min} to {max} (default {default})"),
         ));
     }
-    u32::try_from(v).map_err(|_| InvalidField::new(format!("spec.{field}"), format!("{v} does not fit")))
+    u32::try_from(v)
+        .map_err(|_| InvalidField::new(format!("spec.{field}"), format!("{v} does not fit")))
 }
 
 /// Is `s` a plausible host: an IP address, or a DNS name of valid labels.
@@ -227,7 +234,10 @@ impl Definition {
         if !KNOWN_TYPES.contains(&kind) {
             return Err(InvalidField::new(
                 "spec.type",
-                format!("unknown measurement type {kind:?}; use one of {}", KNOWN_TYPES.join(", ")),
+                format!(
+                    "unknown measurement type {kind:?}; use one of {}",
+                    KNOWN_TYPES.join(", ")
+                ),
             ));
         }
         if !EXECUTABLE_TYPES.contains(&kind) {
@@ -243,7 +253,10 @@ impl Definition {
             4 => 4,
             6 => 6,
             other => {
-                return Err(InvalidField::new("spec.af", format!("{other} is not an address family; use 4 or 6")))
+                return Err(InvalidField::new(
+                    "spec.af",
+                    format!("{other} is not an address family; use 4 or 6"),
+                ))
             }
         };
         let target = match self.target.as_deref().map(str::trim) {
@@ -265,17 +278,28 @@ impl Definition {
             if (ip.is_ipv4() && af == 6) || (ip.is_ipv6() && af == 4) {
                 return Err(InvalidField::new(
                     "spec.af",
-                    format!("af is {af} but target {target} is an IPv{} address; make them agree", if ip.is_ipv4() { 4 } else { 6 }),
+                    format!(
+                        "af is {af} but target {target} is an IPv{} address; make them agree",
+                        if ip.is_ipv4() { 4 } else { 6 }
+                    ),
                 ));
             }
         }
         let interval = ranged("interval", self.interval, 240, 60, 86_400 * 7)?;
-        let spread = ranged("spread", self.spread, i64::from(interval), 0, i64::from(interval))?;
+        let spread = ranged(
+            "spread",
+            self.spread,
+            i64::from(interval),
+            0,
+            i64::from(interval),
+        )?;
         if let (Some(start), Some(stop)) = (timing.start_time, timing.stop_time) {
             if stop <= start {
                 return Err(InvalidField::new(
                     "spec.stop_time",
-                    format!("stop_time {stop} is not after start_time {start}; set it later or drop it"),
+                    format!(
+                        "stop_time {stop} is not after start_time {start}; set it later or drop it"
+                    ),
                 ));
             }
         }
@@ -283,11 +307,20 @@ impl Definition {
             "ping" => TaskKind::Ping(PingOptions {
                 packets: ranged("packets", self.packets, 3, 1, 16)?,
                 size: ranged("size", self.size, 48, 0, 2048)?,
-                packet_interval_ms: ranged("packet_interval", self.packet_interval, 1000, 2, 300_000)?,
+                packet_interval_ms: ranged(
+                    "packet_interval",
+                    self.packet_interval,
+                    1000,
+                    2,
+                    300_000,
+                )?,
             }),
             // Unreachable: EXECUTABLE_TYPES was checked above.
             other => {
-                return Err(InvalidField::new("spec.type", format!("type {other:?} is not executable")))
+                return Err(InvalidField::new(
+                    "spec.type",
+                    format!("type {other:?} is not executable"),
+                ))
             }
         };
         Ok(Task {
@@ -311,7 +344,12 @@ impl ProbeSource {
         let requested = u32::try_from(self.requested)
             .ok()
             .filter(|n| *n >= 1)
-            .ok_or_else(|| InvalidField::new(at("requested"), format!("{} is not a positive count", self.requested)))?;
+            .ok_or_else(|| {
+                InvalidField::new(
+                    at("requested"),
+                    format!("{} is not a positive count", self.requested),
+                )
+            })?;
         let value = self.value.trim();
         let kind = match self.kind.as_str() {
             "area" => {
@@ -381,13 +419,19 @@ mod tests {
 
     #[test]
     fn ripe_defaults_apply() {
-        let task = ping("127.0.0.1").validate(7, Timing::default()).expect("valid");
+        let task = ping("127.0.0.1")
+            .validate(7, Timing::default())
+            .expect("valid");
         assert_eq!(task.af, 4);
         assert_eq!(task.interval, 240);
         assert_eq!(task.spread, 240);
         assert_eq!(
             task.kind,
-            TaskKind::Ping(PingOptions { packets: 3, size: 48, packet_interval_ms: 1000 })
+            TaskKind::Ping(PingOptions {
+                packets: 3,
+                size: 48,
+                packet_interval_ms: 1000
+            })
         );
     }
 
@@ -405,34 +449,74 @@ mod tests {
 
     #[test]
     fn bad_input_names_the_field() {
-        let unknown = Definition { kind: "pong".into(), ..ping("a.example") };
-        let err = unknown.validate(1, Timing::default()).expect_err("unknown type");
+        let unknown = Definition {
+            kind: "pong".into(),
+            ..ping("a.example")
+        };
+        let err = unknown
+            .validate(1, Timing::default())
+            .expect_err("unknown type");
         assert_eq!(err.field, "spec.type");
-        assert!(err.message.contains("unknown measurement type \"pong\""), "{err}");
+        assert!(
+            err.message.contains("unknown measurement type \"pong\""),
+            "{err}"
+        );
 
-        let missing = Definition { target: None, ..ping("x") };
-        assert_eq!(missing.validate(1, Timing::default()).expect_err("no target").field, "spec.target");
+        let missing = Definition {
+            target: None,
+            ..ping("x")
+        };
+        assert_eq!(
+            missing
+                .validate(1, Timing::default())
+                .expect_err("no target")
+                .field,
+            "spec.target"
+        );
 
-        let negative = Definition { packets: Some(-1), ..ping("a.example") };
-        let err = negative.validate(1, Timing::default()).expect_err("negative packets");
+        let negative = Definition {
+            packets: Some(-1),
+            ..ping("a.example")
+        };
+        let err = negative
+            .validate(1, Timing::default())
+            .expect_err("negative packets");
         assert_eq!(err.field, "spec.packets");
         assert!(err.message.contains("from 1 to 16"));
 
         for not_host in ["not a host", "-bad.example", "1.2.3.4.5", "a..b"] {
-            let err = ping(not_host).validate(1, Timing::default()).expect_err(not_host);
+            let err = ping(not_host)
+                .validate(1, Timing::default())
+                .expect_err(not_host);
             assert_eq!(err.field, "spec.target", "{not_host}");
         }
 
-        let family = Definition { af: Some(6), ..ping("127.0.0.1") };
-        assert_eq!(family.validate(1, Timing::default()).expect_err("af").field, "spec.af");
+        let family = Definition {
+            af: Some(6),
+            ..ping("127.0.0.1")
+        };
+        assert_eq!(
+            family.validate(1, Timing::default()).expect_err("af").field,
+            "spec.af"
+        );
 
-        let stop = Timing { start_time: Some(100), stop_time: Some(50), is_oneoff: false };
-        assert_eq!(ping("a.example").validate(1, stop).expect_err("stop").field, "spec.stop_time");
+        let stop = Timing {
+            start_time: Some(100),
+            stop_time: Some(50),
+            is_oneoff: false,
+        };
+        assert_eq!(
+            ping("a.example").validate(1, stop).expect_err("stop").field,
+            "spec.stop_time"
+        );
     }
 
     #[test]
     fn known_but_unexecutable_type_says_so() {
-        let dns = Definition { kind: "dns".into(), ..Default::default() };
+        let dns = Definition {
+            kind: "dns".into(),
+            ..Default::default()
+        };
         let err = dns.validate(1, Timing::default()).expect_err("dns not yet");
         assert!(err.message.contains("do not execute yet"), "{err}");
     }
@@ -448,7 +532,11 @@ mod tests {
 - {type: msm, value: "1000002", requested: 10}
 "#;
         let sources: Vec<ProbeSource> = serde_yaml::from_str(yaml).expect("yaml");
-        let v: Vec<Source> = sources.iter().enumerate().map(|(i, s)| s.validate(i).expect("valid")).collect();
+        let v: Vec<Source> = sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| s.validate(i).expect("valid"))
+            .collect();
         assert_eq!(v[0].kind, SourceKind::Area("WW".into()));
         assert_eq!(v[1].kind, SourceKind::Country("NL".into()));
         assert_eq!(v[1].include, vec!["system-ipv4-works".to_string()]);
@@ -456,15 +544,33 @@ mod tests {
         assert_eq!(v[4].kind, SourceKind::Probes(vec![1001, 1002]));
         assert_eq!(v[5].kind, SourceKind::Msm(1_000_002));
 
-        let bad = ProbeSource { kind: "city".into(), value: "x".into(), requested: 1, tags: None };
-        assert_eq!(bad.validate(3).expect_err("kind").field, "spec.probes[3].type");
-        let zero = ProbeSource { kind: "area".into(), value: "WW".into(), requested: 0, tags: None };
-        assert_eq!(zero.validate(0).expect_err("zero").field, "spec.probes[0].requested");
+        let bad = ProbeSource {
+            kind: "city".into(),
+            value: "x".into(),
+            requested: 1,
+            tags: None,
+        };
+        assert_eq!(
+            bad.validate(3).expect_err("kind").field,
+            "spec.probes[3].type"
+        );
+        let zero = ProbeSource {
+            kind: "area".into(),
+            value: "WW".into(),
+            requested: 0,
+            tags: None,
+        };
+        assert_eq!(
+            zero.validate(0).expect_err("zero").field,
+            "spec.probes[0].requested"
+        );
     }
 
     #[test]
     fn task_round_trips_with_flat_type() {
-        let task = ping("127.0.0.1").validate(9, Timing::default()).expect("valid");
+        let task = ping("127.0.0.1")
+            .validate(9, Timing::default())
+            .expect("valid");
         let json = serde_json::to_value(&task).expect("ser");
         assert_eq!(json["type"], "ping");
         assert_eq!(json["packets"], 3);

@@ -151,14 +151,19 @@ mod tests {
                 start_time: None,
                 stop_time: None,
                 is_oneoff: false,
-                kind: TaskKind::Ping(PingOptions { packets: 3, size: 48, packet_interval_ms: 1000 }),
+                kind: TaskKind::Ping(PingOptions {
+                    packets: 3,
+                    size: 48,
+                    packet_interval_ms: 1000,
+                }),
             }],
         };
         let line = encode(&down).expect("encode");
         assert_eq!(line.last(), Some(&b'\n'));
         let back: Down = serde_json::from_slice(&line).expect("decode");
         assert_eq!(back, down);
-        let up: Up = serde_json::from_str(r#"{"kind":"schedule_ack","v":1,"revision":3}"#).expect("ack");
+        let up: Up =
+            serde_json::from_str(r#"{"kind":"schedule_ack","v":1,"revision":3}"#).expect("ack");
         assert_eq!(up, Up::ScheduleAck { v: 1, revision: 3 });
     }
 
@@ -167,7 +172,10 @@ mod tests {
         let mut lb = LineBuffer::default();
         assert!(lb.push(b"{\"a\":").is_empty());
         let lines = lb.push(b"1}\n\n{\"b\":2}\n{\"c\"");
-        assert_eq!(lines, vec![Ok(b"{\"a\":1}".to_vec()), Ok(b"{\"b\":2}".to_vec())]);
+        assert_eq!(
+            lines,
+            vec![Ok(b"{\"a\":1}".to_vec()), Ok(b"{\"b\":2}".to_vec())]
+        );
         assert_eq!(lb.push(b":3}\n"), vec![Ok(b"{\"c\":3}".to_vec())]);
     }
 
@@ -177,7 +185,13 @@ mod tests {
         let chunk = vec![b'x'; MAX_FRAME_BYTES / 2 + 1];
         assert!(lb.push(&chunk).is_empty());
         assert_eq!(lb.push(&chunk), vec![Err(LineError::TooLong)]);
-        assert!(lb.push(&chunk).is_empty(), "still discarding, no second error");
-        assert_eq!(lb.push(b"tail\n{\"ok\":1}\n"), vec![Ok(b"{\"ok\":1}".to_vec())]);
+        assert!(
+            lb.push(&chunk).is_empty(),
+            "still discarding, no second error"
+        );
+        assert_eq!(
+            lb.push(b"tail\n{\"ok\":1}\n"),
+            vec![Ok(b"{\"ok\":1}".to_vec())]
+        );
     }
 }

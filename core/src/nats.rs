@@ -28,7 +28,13 @@ pub fn result_subject(kind: &str, msm_id: u64) -> String {
     // A type is a short lowercase word; anything else is folded so it cannot add tokens.
     let kind: String = kind
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '_'
+            }
+        })
         .collect();
     format!("vantage.results.{kind}.{msm_id}")
 }

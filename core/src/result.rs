@@ -175,8 +175,20 @@ mod tests {
     fn ripe_ping_round_trips() {
         let parsed: PingResult = serde_json::from_str(RIPE_PING).expect("parses");
         assert_eq!(parsed.result.len(), 4);
-        assert_eq!(parsed.result[0], PingReply::Rtt { rtt: 70.265, ttl: None });
-        assert_eq!(parsed.result[1], PingReply::Rtt { rtt: 54.584, ttl: Some(51) });
+        assert_eq!(
+            parsed.result[0],
+            PingReply::Rtt {
+                rtt: 70.265,
+                ttl: None
+            }
+        );
+        assert_eq!(
+            parsed.result[1],
+            PingReply::Rtt {
+                rtt: 54.584,
+                ttl: Some(51)
+            }
+        );
         assert_eq!(parsed.result[2], PingReply::timeout());
         assert!(matches!(parsed.result[3], PingReply::Error { .. }));
         let again: PingResult =
@@ -197,7 +209,10 @@ mod tests {
         assert_eq!(r.ttl, Some(51));
         r.result = vec![PingReply::timeout(); 3];
         r.summarise();
-        assert_eq!((r.sent, r.rcvd, r.min, r.avg, r.max), (3, 0, -1.0, -1.0, -1.0));
+        assert_eq!(
+            (r.sent, r.rcvd, r.min, r.avg, r.max),
+            (3, 0, -1.0, -1.0, -1.0)
+        );
     }
 
     #[test]
@@ -207,11 +222,23 @@ mod tests {
         assert_eq!(env.common.kind, "ping");
         assert_eq!(env.raw["min"], 54.584);
 
-        assert!(matches!(Envelope::parse(b"{not json"), Err(ResultError::Malformed(_))));
-        assert!(matches!(Envelope::parse(br#"{"type":"ping"}"#), Err(ResultError::Malformed(_))));
+        assert!(matches!(
+            Envelope::parse(b"{not json"),
+            Err(ResultError::Malformed(_))
+        ));
+        assert!(matches!(
+            Envelope::parse(br#"{"type":"ping"}"#),
+            Err(ResultError::Malformed(_))
+        ));
         let no_id = RIPE_PING.replace("0192f2b1-aaaa-7bbb-8ccc-000000000001", "");
-        assert!(matches!(Envelope::parse(no_id.as_bytes()), Err(ResultError::BadId)));
+        assert!(matches!(
+            Envelope::parse(no_id.as_bytes()),
+            Err(ResultError::BadId)
+        ));
         let huge = vec![b' '; MAX_RESULT_BYTES + 1];
-        assert!(matches!(Envelope::parse(&huge), Err(ResultError::TooLarge(_))));
+        assert!(matches!(
+            Envelope::parse(&huge),
+            Err(ResultError::TooLarge(_))
+        ));
     }
 }

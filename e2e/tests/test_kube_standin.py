@@ -258,7 +258,8 @@ def test_watch_ordering_and_resource_versions(server: str) -> None:
     requests.post(base, json={'metadata': {'name': 'c', 'labels': {'team': 'x', 'tier': 'db'}}})
     names = lambda r: [o['metadata']['name'] for o in r.json()['items']]  # noqa: E731
     assert names(requests.get(base, params={'labelSelector': 'team=x'})) == ['c']
-    assert names(requests.get(base, params={'labelSelector': 'team in (x,y),tier!=web'})) == ['c']
+    assert names(requests.get(base, params={'labelSelector': 'team in (x,y),tier!=web'})) == ['a', 'c']
+    assert names(requests.get(base, params={'labelSelector': 'team notin (y),tier'})) == ['c']
     assert names(requests.get(base, params={'labelSelector': '!tier'})) == ['a']
     assert names(requests.get(base, params={'fieldSelector': 'metadata.name=a'})) == ['a']
     assert 'c' not in names(requests.get(f'{server}/api/v1/namespaces/default/configmaps'))

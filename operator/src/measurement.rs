@@ -51,7 +51,11 @@ impl IdAllocator for KvIds {
     async fn next(&self) -> Result<u64, Error> {
         use vantage_core::nats::MSM_SEQ_KEY;
         for _ in 0..32 {
-            let entry = self.0.entry(MSM_SEQ_KEY).await.map_err(|e| Error::Ids(e.to_string()))?;
+            let entry = self
+                .0
+                .entry(MSM_SEQ_KEY)
+                .await
+                .map_err(|e| Error::Ids(e.to_string()))?;
             let result = match entry.filter(|e| !e.value.is_empty()) {
                 None => self
                     .0
@@ -107,7 +111,12 @@ impl<I: IdAllocator> Ctx<I> {
     /// Recompute and publish every probe's schedule from the current measurements.
     pub async fn sync_schedules(&self) -> Result<(), PublishError> {
         let want = desired(&self.measurements.state());
-        let written = self.schedules.lock().await.sync(want, &self.publisher).await?;
+        let written = self
+            .schedules
+            .lock()
+            .await
+            .sync(want, &self.publisher)
+            .await?;
         if written > 0 {
             self.metrics.schedules_published.inc_by(written as u64);
             tracing::info!(written, "published probe schedules");
@@ -130,19 +139,30 @@ impl<I: IdAllocator> Ctx<I> {
 
     fn candidates(&self) -> Vec<Candidate> {
         let connected = self.sessions.connected();
-        self.probes.state().iter().map(|p| Candidate::from_probe(p, connected.contains(&p.spec.id))).collect()
+        self.probes
+            .state()
+            .iter()
+            .map(|p| Candidate::from_probe(p, connected.contains(&p.spec.id)))
+            .collect()
     }
 
     fn earlier(&self) -> HashMap<u64, Vec<u32>> {
         self.measurements
             .state()
             .iter()
-            .filter_map(|m| m.status.as_ref().and_then(|s| Some((s.id?, s.probes.clone()))))
+            .filter_map(|m| {
+                m.status
+                    .as_ref()
+                    .and_then(|s| Some((s.id?, s.probes.clone())))
+            })
             .collect()
     }
 }
 
-pub async fn reconcile<I: IdAllocator>(msm: Arc<Measurement>, ctx: Arc<Ctx<I>>) -> Result<Action, Error> {
+pub async fn reconcile<I: IdAllocator>(
+    msm: Arc<Measurement>,
+    ctx: Arc<Ctx<I>>,
+) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
     let ns = msm.namespace().unwrap_or_else(|| "default".into());
     let api: Api<Measurement> = Api::namespaced(ctx.client.clone(), &ns);
@@ -156,7 +176,11 @@ pub async fn reconcile<I: IdAllocator>(msm: Arc<Measurement>, ctx: Arc<Ctx<I>>) 
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-async fn apply<I: IdAllocator>(api: &Api<Measurement>, msm: &Measurement, ctx: &Ctx<I>) -> Result<Action, Error> {
+async fn apply<I: IdAllocator>(
+    api: &Api<Measurement>,
+    msm: &Measurement,
+    ctx: &Ctx<I>,
+) -> Result<Action, Error> {
     // Read.
     let candidates = ctx.candidates();
     let earlier = ctx.earlier();
@@ -202,24 +226,39 @@ async fn cleanup<I: IdAllocator>(msm: &Measurement, ctx: &Ctx<I>) -> Result<Acti
     Ok(Action::await_change())
 }
 
-async fn patch_status(api: &Api<Measurement>, name: &str, status: &MeasurementStatus) -> Result<(), Error> {
+async fn patch_status(
+    api: &Api<Measurement>,
+    name: &str,
+    status: &MeasurementStatus,
+) -> Result<(), Error> {
     let patch = serde_json::json!({ "status": status });
-    api.patch_status(name, &PatchParams::apply(FIELD_MANAGER), &Patch::Merge(&patch))
-        .await
-        .map(|_| ())
-        .map_err(Error::Kube)
+    api.patch_status(
+        name,
+        &PatchParams::apply(FIELD_MANAGER),
+        &Patch::Merge(&patch),
+    )
+    .await
+    .map(|_| ())
+    .map_err(Error::Kube)
 }
 
 /// Every failure here is transient (an invalid spec is reported in status, never as an
 /// error): count it and retry soon.
-pub fn error_policy<I: IdAllocator>(msm: Arc<Measurement>, error: &Error, ctx: Arc<Ctx<I>>) -> Action {
+pub fn error_policy<I: IdAllocator>(
+    msm: Arc<Measurement>,
+    error: &Error,
+    ctx: Arc<Ctx<I>>,
+) -> Action {
     let kind = match error {
         Error::Kube(_) => "kube",
         Error::Finalizer(_) => "finalizer",
         Error::Publish(_) => "nats",
         Error::Ids(_) => "ids",
     };
-    ctx.metrics.failures.get_or_create(&vec![("kind".to_owned(), kind.to_owned())]).inc();
+    ctx.metrics
+        .failures
+        .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
+        .inc();
     tracing::warn!(measurement = %msm.name_any(), %error, "reconcile failed; retrying in 5s");
     Action::requeue(Duration::from_secs(5))
 }

@@ -32,7 +32,12 @@ pub fn validate(msm: &Measurement, msm_id: u64) -> Result<(Task, Vec<Source>), I
             message: "no probe sources; add one, e.g. {type: area, value: WW, requested: 5}".into(),
         });
     }
-    let sources = spec.probes.iter().enumerate().map(|(i, s)| s.validate(i)).collect::<Result<_, _>>()?;
+    let sources = spec
+        .probes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| s.validate(i))
+        .collect::<Result<_, _>>()?;
     Ok((task, sources))
 }
 
@@ -55,13 +60,35 @@ pub fn desired_status(msm: &Measurement, snap: &Snapshot<'_>) -> MeasurementStat
     let now = snap.now_time.clone();
     let (state, ready, why, message) = match validate(msm, current.id.unwrap_or(0)) {
         Err(invalid) => {
-            conditions::set(&mut status.conditions, INVALID, true, reason::INVALID_SPEC, invalid.to_string(), generation, now.clone());
-            (MeasurementState::Failed, false, reason::INVALID_SPEC, invalid.to_string())
+            conditions::set(
+                &mut status.conditions,
+                INVALID,
+                true,
+                reason::INVALID_SPEC,
+                invalid.to_string(),
+                generation,
+                now.clone(),
+            );
+            (
+                MeasurementState::Failed,
+                false,
+                reason::INVALID_SPEC,
+                invalid.to_string(),
+            )
         }
         Ok((task, sources)) => {
-            conditions::set(&mut status.conditions, INVALID, false, reason::VALID, "spec is valid", generation, now.clone());
+            conditions::set(
+                &mut status.conditions,
+                INVALID,
+                false,
+                reason::VALID,
+                "spec is valid",
+                generation,
+                now.clone(),
+            );
             // Keep the probes already chosen for this generation; choose again after a spec change.
-            let probes = if current.observed_generation == generation && !current.probes.is_empty() {
+            let probes = if current.observed_generation == generation && !current.probes.is_empty()
+            {
                 current.probes.clone()
             } else {
                 select(&sources, snap.candidates, snap.earlier)
@@ -70,7 +97,12 @@ pub fn desired_status(msm: &Measurement, snap: &Snapshot<'_>) -> MeasurementStat
             status.probes = probes;
             let stopped = msm.spec.stopped || task.stop_time.is_some_and(|stop| stop <= snap.now);
             if stopped {
-                (MeasurementState::Stopped, false, reason::STOPPED, "stopped; results are kept".to_owned())
+                (
+                    MeasurementState::Stopped,
+                    false,
+                    reason::STOPPED,
+                    "stopped; results are kept".to_owned(),
+                )
             } else if status.probes.is_empty() {
                 (
                     MeasurementState::NoSuitableProbes,
@@ -79,13 +111,31 @@ pub fn desired_status(msm: &Measurement, snap: &Snapshot<'_>) -> MeasurementStat
                     "no enabled, connected probe matches the sources; retrying".to_owned(),
                 )
             } else if task.start_time.is_some_and(|start| start > snap.now) {
-                (MeasurementState::Scheduled, false, reason::SCHEDULED, format!("{} probes will start at start_time", status.probe_count))
+                (
+                    MeasurementState::Scheduled,
+                    false,
+                    reason::SCHEDULED,
+                    format!("{} probes will start at start_time", status.probe_count),
+                )
             } else {
-                (MeasurementState::Ongoing, true, reason::ONGOING, format!("running on {} probes", status.probe_count))
+                (
+                    MeasurementState::Ongoing,
+                    true,
+                    reason::ONGOING,
+                    format!("running on {} probes", status.probe_count),
+                )
             }
         }
     };
-    conditions::set(&mut status.conditions, READY, ready, why, message, generation, now);
+    conditions::set(
+        &mut status.conditions,
+        READY,
+        ready,
+        why,
+        message,
+        generation,
+        now,
+    );
     status.state = Some(state);
     status
 }
@@ -100,7 +150,10 @@ mod tests {
     }
 
     fn by_name(name: &str) -> Measurement {
-        measurements().into_iter().find(|m| m.metadata.name.as_deref() == Some(name)).expect(name)
+        measurements()
+            .into_iter()
+            .find(|m| m.metadata.name.as_deref() == Some(name))
+            .expect(name)
     }
 
     fn snap<'a>(candidates: &'a [Candidate], earlier: &'a HashMap<u64, Vec<u32>>) -> Snapshot<'a> {
@@ -114,7 +167,16 @@ mod tests {
     }
 
     fn candidate(id: u32, connected: bool) -> Candidate {
-        Candidate { id, enabled: true, connected, country: Some("NL".into()), asn: Some(1), prefix: None, lat_lon: None, tags: vec![] }
+        Candidate {
+            id,
+            enabled: true,
+            connected,
+            country: Some("NL".into()),
+            asn: Some(1),
+            prefix: None,
+            lat_lon: None,
+            tags: vec![],
+        }
     }
 
     fn reason_of(s: &MeasurementStatus, t: &str) -> (String, String, String) {
@@ -139,11 +201,20 @@ mod tests {
     #[test]
     fn invalid_specs_name_the_field() {
         let none = HashMap::new();
-        for (name, field) in [("unknown-type", "spec.type"), ("missing-target", "spec.target"), ("negative-packets", "spec.packets"), ("no-sources", "spec.probes")] {
+        for (name, field) in [
+            ("unknown-type", "spec.type"),
+            ("missing-target", "spec.target"),
+            ("negative-packets", "spec.packets"),
+            ("no-sources", "spec.probes"),
+        ] {
             let s = desired_status(&by_name(name), &snap(&[], &none));
             assert_eq!(s.state, Some(MeasurementState::Failed), "{name}");
             let (status, why, message) = reason_of(&s, INVALID);
-            assert_eq!((status.as_str(), why.as_str()), ("True", reason::INVALID_SPEC), "{name}");
+            assert_eq!(
+                (status.as_str(), why.as_str()),
+                ("True", reason::INVALID_SPEC),
+                "{name}"
+            );
             assert!(message.starts_with(field), "{name}: {message}");
         }
     }
@@ -155,8 +226,14 @@ mod tests {
         let s = desired_status(&by_name("ping-nl"), &snap(&[], &none));
         assert_eq!(s.state, Some(MeasurementState::NoSuitableProbes));
         assert_eq!(reason_of(&s, READY).1, reason::NO_SUITABLE_PROBES);
-        assert_eq!(desired_status(&by_name("stopped"), &snap(&c, &none)).state, Some(MeasurementState::Stopped));
-        assert_eq!(desired_status(&by_name("future"), &snap(&c, &none)).state, Some(MeasurementState::Scheduled));
+        assert_eq!(
+            desired_status(&by_name("stopped"), &snap(&c, &none)).state,
+            Some(MeasurementState::Stopped)
+        );
+        assert_eq!(
+            desired_status(&by_name("future"), &snap(&c, &none)).state,
+            Some(MeasurementState::Scheduled)
+        );
     }
 
     #[test]
@@ -164,7 +241,11 @@ mod tests {
         let none = HashMap::new();
         let mut m = by_name("ping-nl");
         m.metadata.generation = Some(3);
-        m.status = Some(MeasurementStatus { probes: vec![1002], observed_generation: Some(3), ..Default::default() });
+        m.status = Some(MeasurementStatus {
+            probes: vec![1002],
+            observed_generation: Some(3),
+            ..Default::default()
+        });
         let c = [candidate(1001, true)];
         assert_eq!(desired_status(&m, &snap(&c, &none)).probes, vec![1002]);
         m.metadata.generation = Some(4);

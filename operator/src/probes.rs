@@ -29,7 +29,10 @@ struct SessionsInner {
 
 impl Sessions {
     pub fn connected(&self) -> BTreeSet<u32> {
-        self.inner.read().map(|s| s.live.keys().copied().collect()).unwrap_or_default()
+        self.inner
+            .read()
+            .map(|s| s.live.keys().copied().collect())
+            .unwrap_or_default()
     }
 
     pub fn get(&self, probe: u32) -> Option<Session> {
@@ -51,7 +54,10 @@ impl Sessions {
     }
 
     fn take_dirty(&self) -> BTreeSet<u32> {
-        self.inner.write().map(|mut s| std::mem::take(&mut s.dirty)).unwrap_or_default()
+        self.inner
+            .write()
+            .map(|mut s| std::mem::take(&mut s.dirty))
+            .unwrap_or_default()
     }
 
     /// Follow the sessions bucket forever (reconnecting the watch when it ends).
@@ -61,12 +67,18 @@ impl Sessions {
                 Ok(mut watch) => {
                     while let Some(entry) = watch.next().await {
                         let Ok(entry) = entry else { break };
-                        let Some(probe) = parse_probe_key(&entry.key) else { continue };
+                        let Some(probe) = parse_probe_key(&entry.key) else {
+                            continue;
+                        };
                         match entry.operation {
-                            async_nats::jetstream::kv::Operation::Put => match serde_json::from_slice::<Session>(&entry.value) {
-                                Ok(s) => self.up(s),
-                                Err(e) => tracing::warn!(key = %entry.key, error = %e, "unreadable session entry"),
-                            },
+                            async_nats::jetstream::kv::Operation::Put => {
+                                match serde_json::from_slice::<Session>(&entry.value) {
+                                    Ok(s) => self.up(s),
+                                    Err(e) => {
+                                        tracing::warn!(key = %entry.key, error = %e, "unreadable session entry")
+                                    }
+                                }
+                            }
                             _ => self.down(probe),
                         }
                     }
@@ -79,16 +91,21 @@ impl Sessions {
 }
 
 /// The status a probe should have, given its session (pure).
-pub fn probe_status(current: Option<&ProbeStatus>, session: Option<&Session>, now: &str) -> ProbeStatus {
+pub fn probe_status(
+    current: Option<&ProbeStatus>,
+    session: Option<&Session>,
+    now: &str,
+) -> ProbeStatus {
     let mut status = current.cloned().unwrap_or_default();
     match session {
         Some(s) => {
             status.connected = true;
             status.controller = Some(s.controller.clone());
             status.address = Some(s.address.clone());
-            status.connected_since = k8s_openapi::jiff::Timestamp::from_millisecond(s.connected_since_ms)
-                .ok()
-                .map(|t| t.to_string());
+            status.connected_since =
+                k8s_openapi::jiff::Timestamp::from_millisecond(s.connected_since_ms)
+                    .ok()
+                    .map(|t| t.to_string());
             status.firmware = (s.fw > 0).then_some(s.fw);
             status.last_seen = Some(now.to_owned());
         }
@@ -103,7 +120,12 @@ pub fn probe_status(current: Option<&ProbeStatus>, session: Option<&Session>, no
 }
 
 /// Write changed Probe statuses, at most once per `period`, forever.
-pub async fn status_writer(client: Client, probes: Store<Probe>, sessions: Sessions, period: Duration) {
+pub async fn status_writer(
+    client: Client,
+    probes: Store<Probe>,
+    sessions: Sessions,
+    period: Duration,
+) {
     let api: Api<Probe> = Api::all(client);
     let mut tick = tokio::time::interval(period);
     loop {
@@ -114,9 +136,20 @@ pub async fn status_writer(client: Client, probes: Store<Probe>, sessions: Sessi
         }
         let now = k8s_openapi::jiff::Timestamp::now().to_string();
         for probe in probes.state().iter().filter(|p| dirty.contains(&p.spec.id)) {
-            let status = probe_status(probe.status.as_ref(), sessions.get(probe.spec.id).as_ref(), &now);
+            let status = probe_status(
+                probe.status.as_ref(),
+                sessions.get(probe.spec.id).as_ref(),
+                &now,
+            );
             let patch = serde_json::json!({ "status": status });
-            if let Err(e) = api.patch_status(&probe.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await {
+            if let Err(e) = api
+                .patch_status(
+                    &probe.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Merge(&patch),
+                )
+                .await
+            {
                 tracing::warn!(probe = probe.spec.id, error = %e, "cannot write probe status");
             }
         }
@@ -129,7 +162,14 @@ mod tests {
 
     #[test]
     fn status_follows_sessions() {
-        let s = Session { v: 1, probe_id: 7, controller: "ctl-0".into(), address: "10.0.0.7".into(), connected_since_ms: 1_700_000_000_000, fw: 5020 };
+        let s = Session {
+            v: 1,
+            probe_id: 7,
+            controller: "ctl-0".into(),
+            address: "10.0.0.7".into(),
+            connected_since_ms: 1_700_000_000_000,
+            fw: 5020,
+        };
         let up = probe_status(None, Some(&s), "2026-01-01T00:00:00Z");
         assert!(up.connected);
         assert_eq!(up.controller.as_deref(), Some("ctl-0"));
@@ -138,6 +178,10 @@ mod tests {
         let down = probe_status(Some(&up), None, "2026-01-01T00:01:00Z");
         assert!(!down.connected);
         assert_eq!(down.last_seen.as_deref(), Some("2026-01-01T00:01:00Z"));
-        assert_eq!(down.controller.as_deref(), Some("ctl-0"), "last controller is kept");
+        assert_eq!(
+            down.controller.as_deref(),
+            Some("ctl-0"),
+            "last controller is kept"
+        );
     }
 }

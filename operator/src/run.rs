@@ -32,7 +32,9 @@ pub enum RunError {
     Bus(#[from] BusError),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot reach the Kubernetes API: {0}; check KUBECONFIG or the in-cluster service account")]
+    #[error(
+        "cannot reach the Kubernetes API: {0}; check KUBECONFIG or the in-cluster service account"
+    )]
     Kube(#[source] kube::Error),
 }
 
@@ -40,9 +42,21 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let health = Health::default();
     let mut registry = Registry::with_prefix("vantage_operator");
     let metrics = Metrics::default();
-    registry.register("reconciles", "Measurement reconciles", metrics.reconciles.clone());
-    registry.register("reconcile_failures", "Transient reconcile failures by kind", metrics.failures.clone());
-    registry.register("schedules_published", "Probe schedules written to NATS KV", metrics.schedules_published.clone());
+    registry.register(
+        "reconciles",
+        "Measurement reconciles",
+        metrics.reconciles.clone(),
+    );
+    registry.register(
+        "reconcile_failures",
+        "Transient reconcile failures by kind",
+        metrics.failures.clone(),
+    );
+    registry.register(
+        "schedules_published",
+        "Probe schedules written to NATS KV",
+        metrics.schedules_published.clone(),
+    );
 
     let bus = Bus::open(&cfg.nats_url, "vantage-operator", Retention::default()).await?;
     let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
@@ -52,18 +66,27 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     // Probes: a reflector the reconciler and the status writer read.
     let (probes, probe_writer) = reflector::store::<Probe>();
-    let probe_stream = reflector(probe_writer, watcher(Api::<Probe>::all(client.clone()), watcher::Config::default()))
-        .default_backoff()
-        .applied_objects()
-        .for_each(|r| async move {
-            if let Err(e) = r {
-                tracing::warn!(error = %e, "probe watch error");
-            }
-        });
+    let probe_stream = reflector(
+        probe_writer,
+        watcher(
+            Api::<Probe>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "probe watch error");
+        }
+    });
 
     let sessions = Sessions::default();
     let stats = ResultStats::default();
-    let controller = Controller::new(Api::<Measurement>::all(client.clone()), watcher::Config::default());
+    let controller = Controller::new(
+        Api::<Measurement>::all(client.clone()),
+        watcher::Config::default(),
+    );
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         probes: probes.clone(),
@@ -79,7 +102,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     tokio::spawn(probe_stream);
     tokio::spawn(sessions.clone().follow(bus.sessions.clone()));
-    tokio::spawn(status_writer(client.clone(), probes, sessions, Duration::from_secs(1)));
+    tokio::spawn(status_writer(
+        client.clone(),
+        probes,
+        sessions,
+        Duration::from_secs(1),
+    ));
     tokio::spawn(stats.refresh_loop(store, Duration::from_secs(3)));
     tokio::spawn(ctx.clone().schedule_loop());
     let obs_health = health.clone();

@@ -16,14 +16,21 @@ pub fn desired(measurements: &[std::sync::Arc<Measurement>]) -> BTreeMap<u32, Ve
     let mut out: BTreeMap<u32, Vec<Task>> = BTreeMap::new();
     for m in measurements {
         let Some(status) = &m.status else { continue };
-        let (Some(id), Some(state)) = (status.id, status.state) else { continue };
+        let (Some(id), Some(state)) = (status.id, status.state) else {
+            continue;
+        };
         if m.metadata.deletion_timestamp.is_some() || m.spec.stopped {
             continue;
         }
-        if !matches!(state, MeasurementState::Ongoing | MeasurementState::Scheduled) {
+        if !matches!(
+            state,
+            MeasurementState::Ongoing | MeasurementState::Scheduled
+        ) {
             continue;
         }
-        let Ok((task, _)) = validate(m, id) else { continue };
+        let Ok((task, _)) = validate(m, id) else {
+            continue;
+        };
         for probe in &status.probes {
             out.entry(*probe).or_default().push(task.clone());
         }
@@ -36,7 +43,10 @@ pub fn desired(measurements: &[std::sync::Arc<Measurement>]) -> BTreeMap<u32, Ve
 
 /// Where schedules go. The NATS KV implementation is [`KvSchedules`].
 pub trait SchedulePublisher: Send + Sync {
-    fn put(&self, doc: &ScheduleDoc) -> impl std::future::Future<Output = Result<(), PublishError>> + Send;
+    fn put(
+        &self,
+        doc: &ScheduleDoc,
+    ) -> impl std::future::Future<Output = Result<(), PublishError>> + Send;
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,14 +71,24 @@ impl Syncer {
         desired: BTreeMap<u32, Vec<Task>>,
         publisher: &P,
     ) -> Result<usize, PublishError> {
-        let probes: BTreeSet<u32> = desired.keys().chain(self.published.keys()).copied().collect();
+        let probes: BTreeSet<u32> = desired
+            .keys()
+            .chain(self.published.keys())
+            .copied()
+            .collect();
         let mut written = 0;
         for probe in probes {
             let want = desired.get(&probe).cloned().unwrap_or_default();
             if self.published.get(&probe) == Some(&want) {
                 continue;
             }
-            publisher.put(&ScheduleDoc { v: WIRE_VERSION, probe_id: probe, tasks: want.clone() }).await?;
+            publisher
+                .put(&ScheduleDoc {
+                    v: WIRE_VERSION,
+                    probe_id: probe,
+                    tasks: want.clone(),
+                })
+                .await?;
             written += 1;
             if want.is_empty() {
                 self.published.remove(&probe);
@@ -85,7 +105,10 @@ pub struct KvSchedules(pub async_nats::jetstream::kv::Store);
 
 impl SchedulePublisher for KvSchedules {
     async fn put(&self, doc: &ScheduleDoc) -> Result<(), PublishError> {
-        let err = |message: String| PublishError { probe: doc.probe_id, message };
+        let err = |message: String| PublishError {
+            probe: doc.probe_id,
+            message,
+        };
         let bytes = serde_json::to_vec(doc).map_err(|e| err(e.to_string()))?;
         self.0
             .put(vantage_core::nats::probe_key(doc.probe_id), bytes.into())
@@ -111,9 +134,19 @@ mod tests {
     }
 
     fn msm(name: &str, id: u64, probes: Vec<u32>, state: MeasurementState) -> Arc<Measurement> {
-        let all: Vec<Measurement> = serde_yaml::from_str(include_str!("../tests/fixtures/measurements.yaml")).expect("fixture");
-        let mut m = all.into_iter().find(|m| m.metadata.name.as_deref() == Some(name)).expect(name);
-        m.status = Some(MeasurementStatus { id: Some(id), state: Some(state), probes, ..Default::default() });
+        let all: Vec<Measurement> =
+            serde_yaml::from_str(include_str!("../tests/fixtures/measurements.yaml"))
+                .expect("fixture");
+        let mut m = all
+            .into_iter()
+            .find(|m| m.metadata.name.as_deref() == Some(name))
+            .expect(name);
+        m.status = Some(MeasurementStatus {
+            id: Some(id),
+            state: Some(state),
+            probes,
+            ..Default::default()
+        });
         Arc::new(m)
     }
 
@@ -125,11 +158,23 @@ mod tests {
         let invalid = msm("unknown-type", 11, vec![1], MeasurementState::Ongoing);
         let stopped = msm("stopped", 12, vec![1], MeasurementState::Ongoing);
         let d = desired(&[a.clone(), invalid, stopped]);
-        assert_eq!(d.get(&1).map(|t| t.iter().map(|t| t.msm_id).collect::<Vec<_>>()), Some(vec![10]));
+        assert_eq!(
+            d.get(&1)
+                .map(|t| t.iter().map(|t| t.msm_id).collect::<Vec<_>>()),
+            Some(vec![10])
+        );
         assert_eq!(syncer.sync(d.clone(), &rec).await.expect("sync"), 2);
-        assert_eq!(syncer.sync(d, &rec).await.expect("sync"), 0, "nothing changed");
+        assert_eq!(
+            syncer.sync(d, &rec).await.expect("sync"),
+            0,
+            "nothing changed"
+        );
         let moved = msm("ping-nl", 10, vec![2, 3], MeasurementState::Ongoing);
-        assert_eq!(syncer.sync(desired(&[moved]), &rec).await.expect("sync"), 2, "probe 1 cleared, 3 added");
+        assert_eq!(
+            syncer.sync(desired(&[moved]), &rec).await.expect("sync"),
+            2,
+            "probe 1 cleared, 3 added"
+        );
         let docs = rec.0.lock().expect("lock").clone();
         let cleared = docs.iter().find(|d| d.probe_id == 1 && d.tasks.is_empty());
         assert!(cleared.is_some(), "{docs:?}");

@@ -33,7 +33,11 @@ impl Candidate {
             connected,
             country: s.country_code.as_ref().map(|c| c.to_ascii_uppercase()),
             asn: s.asn_v4.or(s.asn_v6),
-            prefix: s.prefix_v4.as_deref().or(s.prefix_v6.as_deref()).and_then(|p| p.parse().ok()),
+            prefix: s
+                .prefix_v4
+                .as_deref()
+                .or(s.prefix_v6.as_deref())
+                .and_then(|p| p.parse().ok()),
             lat_lon: s.location.map(|l| (l.latitude, l.longitude)),
             tags: s.tags.clone(),
         }
@@ -62,7 +66,9 @@ pub fn area_of(lat: f64, lon: f64) -> &'static str {
 fn matches(source: &Source, c: &Candidate, earlier: &HashMap<u64, Vec<u32>>) -> bool {
     let kind_ok = match &source.kind {
         SourceKind::Area(area) => {
-            area == "WW" || c.lat_lon.is_some_and(|(lat, lon)| area_of(lat, lon) == area)
+            area == "WW"
+                || c.lat_lon
+                    .is_some_and(|(lat, lon)| area_of(lat, lon) == area)
         }
         SourceKind::Country(cc) => c.country.as_deref() == Some(cc.as_str()),
         SourceKind::Asn(asn) => c.asn == Some(*asn),
@@ -77,7 +83,11 @@ fn matches(source: &Source, c: &Candidate, earlier: &HashMap<u64, Vec<u32>>) -> 
 
 /// Select probes for `sources` from `candidates`. `earlier` maps measurement ids to their
 /// probes, for `msm` sources. The result is sorted by probe id.
-pub fn select(sources: &[Source], candidates: &[Candidate], earlier: &HashMap<u64, Vec<u32>>) -> Vec<u32> {
+pub fn select(
+    sources: &[Source],
+    candidates: &[Candidate],
+    earlier: &HashMap<u64, Vec<u32>>,
+) -> Vec<u32> {
     let mut taken = BTreeSet::new();
     let mut used_asns: BTreeSet<Option<u32>> = BTreeSet::new();
     for source in sources {
@@ -125,13 +135,20 @@ mod tests {
     use vantage_core::definition::ProbeSource;
 
     fn fixture() -> Vec<Candidate> {
-        let probes: Vec<Probe> = serde_yaml::from_str(include_str!("../tests/fixtures/probes.yaml")).expect("fixture");
-        probes.iter().map(|p| Candidate::from_probe(p, p.spec.id != 1005)).collect()
+        let probes: Vec<Probe> =
+            serde_yaml::from_str(include_str!("../tests/fixtures/probes.yaml")).expect("fixture");
+        probes
+            .iter()
+            .map(|p| Candidate::from_probe(p, p.spec.id != 1005))
+            .collect()
     }
 
     fn sources(yaml: &str) -> Vec<Source> {
         let raw: Vec<ProbeSource> = serde_yaml::from_str(yaml).expect("sources");
-        raw.iter().enumerate().map(|(i, s)| s.validate(i).expect("valid")).collect()
+        raw.iter()
+            .enumerate()
+            .map(|(i, s)| s.validate(i).expect("valid"))
+            .collect()
     }
 
     #[test]
@@ -148,29 +165,91 @@ mod tests {
         let c = fixture();
         let none = HashMap::new();
         // NL has 1001 (AS1), 1002 (AS1), 1003 (AS2), 1004 disabled, 1005 disconnected.
-        assert_eq!(select(&sources("[{type: country, value: NL, requested: 10}]"), &c, &none), vec![1001, 1002, 1003]);
-        // Two from NL spread over ASNs: one of AS1, one of AS2.
-        assert_eq!(select(&sources("[{type: country, value: nl, requested: 2}]"), &c, &none), vec![1001, 1003]);
         assert_eq!(
-            select(&sources("[{type: country, value: NL, requested: 5, tags: {include: [home]}}]"), &c, &none),
+            select(
+                &sources("[{type: country, value: NL, requested: 10}]"),
+                &c,
+                &none
+            ),
+            vec![1001, 1002, 1003]
+        );
+        // Two from NL spread over ASNs: one of AS1, one of AS2.
+        assert_eq!(
+            select(
+                &sources("[{type: country, value: nl, requested: 2}]"),
+                &c,
+                &none
+            ),
+            vec![1001, 1003]
+        );
+        assert_eq!(
+            select(
+                &sources("[{type: country, value: NL, requested: 5, tags: {include: [home]}}]"),
+                &c,
+                &none
+            ),
             vec![1002]
         );
         assert_eq!(
-            select(&sources("[{type: country, value: NL, requested: 5, tags: {exclude: [home]}}]"), &c, &none),
+            select(
+                &sources("[{type: country, value: NL, requested: 5, tags: {exclude: [home]}}]"),
+                &c,
+                &none
+            ),
             vec![1001, 1003]
         );
-        assert_eq!(select(&sources("[{type: asn, value: '2', requested: 5}]"), &c, &none), vec![1003]);
-        assert_eq!(select(&sources("[{type: prefix, value: 192.0.2.0/24, requested: 5}]"), &c, &none), vec![1001]);
-        assert_eq!(select(&sources("[{type: area, value: West, requested: 5}]"), &c, &none), vec![2001]);
-        assert_eq!(select(&sources("[{type: probes, value: '1004,1005,2001', requested: 3}]"), &c, &none), vec![2001]);
+        assert_eq!(
+            select(
+                &sources("[{type: asn, value: '2', requested: 5}]"),
+                &c,
+                &none
+            ),
+            vec![1003]
+        );
+        assert_eq!(
+            select(
+                &sources("[{type: prefix, value: 192.0.2.0/24, requested: 5}]"),
+                &c,
+                &none
+            ),
+            vec![1001]
+        );
+        assert_eq!(
+            select(
+                &sources("[{type: area, value: West, requested: 5}]"),
+                &c,
+                &none
+            ),
+            vec![2001]
+        );
+        assert_eq!(
+            select(
+                &sources("[{type: probes, value: '1004,1005,2001', requested: 3}]"),
+                &c,
+                &none
+            ),
+            vec![2001]
+        );
         let earlier = HashMap::from([(77, vec![1003, 2001])]);
-        assert_eq!(select(&sources("[{type: msm, value: '77', requested: 5}]"), &c, &earlier), vec![1003, 2001]);
+        assert_eq!(
+            select(
+                &sources("[{type: msm, value: '77', requested: 5}]"),
+                &c,
+                &earlier
+            ),
+            vec![1003, 2001]
+        );
         // Sources do not take a probe twice.
         assert_eq!(
             select(&sources("[{type: probes, value: '1001', requested: 1}, {type: country, value: NL, requested: 1}]"), &c, &none),
             vec![1001, 1003]
         );
-        assert!(select(&sources("[{type: country, value: DE, requested: 1}]"), &c, &none).is_empty());
+        assert!(select(
+            &sources("[{type: country, value: DE, requested: 1}]"),
+            &c,
+            &none
+        )
+        .is_empty());
     }
 
     fn country(n: u32) -> String {
@@ -190,15 +269,28 @@ mod tests {
                 asn: Some(64_512 + i % 300),
                 prefix: None,
                 lat_lon: None,
-                tags: if i % 2 == 0 { vec!["even".into()] } else { vec![] },
+                tags: if i % 2 == 0 {
+                    vec!["even".into()]
+                } else {
+                    vec![]
+                },
             })
             .collect();
         let none = HashMap::new();
-        let picked = select(&sources("[{type: country, value: AI, requested: 40, tags: {include: [even]}}]"), &c, &none);
+        let picked = select(
+            &sources("[{type: country, value: AI, requested: 40, tags: {include: [even]}}]"),
+            &c,
+            &none,
+        );
         assert_eq!(picked.len(), 40);
         for id in &picked {
             let p = &c[(id - 10_000) as usize];
-            assert!(p.enabled && p.connected && p.country.as_deref() == Some("AI") && p.tags.contains(&"even".to_string()));
+            assert!(
+                p.enabled
+                    && p.connected
+                    && p.country.as_deref() == Some("AI")
+                    && p.tags.contains(&"even".to_string())
+            );
         }
         // Round-robin over ASNs: AI's even probes sit in 5 ASNs, so each gives 8.
         let mut per_asn: BTreeMap<Option<u32>, usize> = BTreeMap::new();
@@ -207,7 +299,11 @@ mod tests {
         }
         assert_eq!(per_asn.len(), 5);
         assert!(per_asn.values().all(|n| *n == 8), "{per_asn:?}");
-        let all = select(&sources("[{type: area, value: WW, requested: 100000}]"), &c, &none);
+        let all = select(
+            &sources("[{type: area, value: WW, requested: 100000}]"),
+            &c,
+            &none,
+        );
         let eligible = c.iter().filter(|p| p.enabled && p.connected).count();
         assert_eq!(all.len(), eligible);
     }

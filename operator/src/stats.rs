@@ -27,7 +27,11 @@ impl ResultStats {
         loop {
             tick.tick().await;
             match store.measurement_stats().await {
-                Ok(rows) => self.replace(rows.into_iter().map(|r| (r.msm_id, (r.results, r.last_result))).collect()),
+                Ok(rows) => self.replace(
+                    rows.into_iter()
+                        .map(|r| (r.msm_id, (r.results, r.last_result)))
+                        .collect(),
+                ),
                 Err(e) => tracing::warn!(error = %e, "cannot read result counts"),
             }
         }

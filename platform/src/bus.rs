@@ -13,7 +13,9 @@ pub enum BusError {
         #[source]
         source: async_nats::ConnectError,
     },
-    #[error("cannot declare JetStream stream {name}: {source}; is JetStream enabled on the server?")]
+    #[error(
+        "cannot declare JetStream stream {name}: {source}; is JetStream enabled on the server?"
+    )]
     Stream {
         name: String,
         #[source]
@@ -64,7 +66,10 @@ pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusErr
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
         .await
-        .map_err(|source| BusError::Connect { url: url.to_owned(), source })
+        .map_err(|source| BusError::Connect {
+            url: url.to_owned(),
+            source,
+        })
 }
 
 impl Bus {
@@ -82,16 +87,30 @@ impl Bus {
             ..Default::default()
         })
         .await
-        .map_err(|source| BusError::Stream { name: names::RESULTS_STREAM.to_owned(), source })?;
+        .map_err(|source| BusError::Stream {
+            name: names::RESULTS_STREAM.to_owned(),
+            source,
+        })?;
         let schedules = declare_bucket(&js, names::SCHEDULES_BUCKET, 5).await?;
         let assignments = declare_bucket(&js, names::ASSIGNMENTS_BUCKET, 1).await?;
         let sessions = declare_bucket(&js, names::SESSIONS_BUCKET, 1).await?;
         let meta = declare_bucket(&js, names::META_BUCKET, 1).await?;
-        Ok(Self { client, js, schedules, assignments, sessions, meta })
+        Ok(Self {
+            client,
+            js,
+            schedules,
+            assignments,
+            sessions,
+            meta,
+        })
     }
 }
 
-async fn declare_bucket(js: &jetstream::Context, name: &str, history: i64) -> Result<kv::Store, BusError> {
+async fn declare_bucket(
+    js: &jetstream::Context,
+    name: &str,
+    history: i64,
+) -> Result<kv::Store, BusError> {
     js.create_or_update_key_value(kv::Config {
         bucket: name.to_owned(),
         history,
@@ -99,7 +118,10 @@ async fn declare_bucket(js: &jetstream::Context, name: &str, history: i64) -> Re
         ..Default::default()
     })
     .await
-    .map_err(|source| BusError::Bucket { name: name.to_owned(), source })
+    .map_err(|source| BusError::Bucket {
+        name: name.to_owned(),
+        source,
+    })
 }
 
 /// Milliseconds since the Unix epoch.

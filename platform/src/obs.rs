@@ -15,7 +15,10 @@ use prometheus_client::registry::Registry;
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .try_init();
 }
 
 /// Whether a component is ready; `/healthz` answers 503 until it is set.
@@ -39,7 +42,10 @@ struct ObsState {
 
 /// Serve `/metrics` (Prometheus text format) and `/healthz` on `addr` until the task is dropped.
 pub async fn serve(addr: SocketAddr, registry: Registry, health: Health) -> std::io::Result<()> {
-    let state = ObsState { registry: Arc::new(Mutex::new(registry)), health };
+    let state = ObsState {
+        registry: Arc::new(Mutex::new(registry)),
+        health,
+    };
     let app = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(healthz))
@@ -56,11 +62,18 @@ async fn metrics(State(state): State<ObsState>) -> impl IntoResponse {
         Err(_) => false,
     };
     if !encoded {
-        return (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain")], String::new());
+        return (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            String::new(),
+        );
     }
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         body,
     )
 }

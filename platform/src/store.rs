@@ -112,9 +112,21 @@ impl ResultRow {
             dst_name: c.dst_name.clone(),
             sent: if is_ping { count("sent") } else { 0 },
             rcvd: if is_ping { count("rcvd") } else { 0 },
-            rtt_min: if is_ping { num("min").unwrap_or(-1.0) } else { -1.0 },
-            rtt_avg: if is_ping { num("avg").unwrap_or(-1.0) } else { -1.0 },
-            rtt_max: if is_ping { num("max").unwrap_or(-1.0) } else { -1.0 },
+            rtt_min: if is_ping {
+                num("min").unwrap_or(-1.0)
+            } else {
+                -1.0
+            },
+            rtt_avg: if is_ping {
+                num("avg").unwrap_or(-1.0)
+            } else {
+                -1.0
+            },
+            rtt_max: if is_ping {
+                num("max").unwrap_or(-1.0)
+            } else {
+                -1.0
+            },
             raw: env.raw.to_string(),
             inserted_at,
         }
@@ -148,7 +160,11 @@ impl Store {
             .with_url(url)
             // ClickHouse 18.16 has no RowBinaryWithNamesAndTypes: send plain RowBinary.
             .with_validation(false);
-        Ok(Self { client, url: url.to_owned(), db: db.to_owned() })
+        Ok(Self {
+            client,
+            url: url.to_owned(),
+            db: db.to_owned(),
+        })
     }
 
     pub fn database(&self) -> &str {
@@ -156,7 +172,10 @@ impl Store {
     }
 
     fn err(&self) -> impl Fn(clickhouse::error::Error) -> StoreError + '_ {
-        |source| StoreError::Query { url: self.url.clone(), source }
+        |source| StoreError::Query {
+            url: self.url.clone(),
+            source,
+        }
     }
 
     /// Run one statement (DDL or query without result).
@@ -167,7 +186,8 @@ impl Store {
     /// Apply every migration newer than the recorded version; return the version now in force.
     pub async fn migrate(&self) -> Result<u32, StoreError> {
         let db = &self.db;
-        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}")).await?;
+        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+            .await?;
         self.execute(&format!(
             "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime) \
              ENGINE = MergeTree ORDER BY version"
@@ -183,7 +203,11 @@ impl Store {
                 m.version, m.name
             ))
             .await?;
-            tracing::info!(version = m.version, name = m.name, "applied ClickHouse migration");
+            tracing::info!(
+                version = m.version,
+                name = m.name,
+                "applied ClickHouse migration"
+            );
         }
         self.schema_version().await
     }
@@ -191,7 +215,10 @@ impl Store {
     /// The newest applied migration (0 when none).
     pub async fn schema_version(&self) -> Result<u32, StoreError> {
         self.client
-            .query(&format!("SELECT toUInt32(max(version)) FROM {}.schema_migrations", self.db))
+            .query(&format!(
+                "SELECT toUInt32(max(version)) FROM {}.schema_migrations",
+                self.db
+            ))
             .fetch_one::<u32>()
             .await
             .map_err(self.err())

@@ -33,7 +33,12 @@ pub struct AgentConfig {
 
 impl AgentConfig {
     pub fn new(key_path: PathBuf, anchor_path: PathBuf) -> Self {
-        Self { key_path, anchor_path, max_buffer: DEFAULT_MAX_BUFFER, max_concurrent: DEFAULT_MAX_CONCURRENT }
+        Self {
+            key_path,
+            anchor_path,
+            max_buffer: DEFAULT_MAX_BUFFER,
+            max_concurrent: DEFAULT_MAX_CONCURRENT,
+        }
     }
 }
 
@@ -49,10 +54,17 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     );
     let outbox = Arc::new(Outbox::new(config.max_buffer));
     let prb_id = Arc::new(AtomicU32::new(0));
-    let measure = Arc::new(PingMeasure { pinger: SurgePinger::default(), prb_id: prb_id.clone() });
+    let measure = Arc::new(PingMeasure {
+        pinger: SurgePinger::default(),
+        prb_id: prb_id.clone(),
+    });
     let mut scheduler = Scheduler::new(measure, outbox.clone(), config.max_concurrent);
     run_loop(key, &anchor, &mut scheduler, &outbox, &prb_id, shutdown).await;
-    tracing::info!(queued_results = outbox.len(), dropped_results = outbox.dropped(), "probe stopped");
+    tracing::info!(
+        queued_results = outbox.len(),
+        dropped_results = outbox.dropped(),
+        "probe stopped"
+    );
     Ok(())
 }
 
@@ -90,25 +102,36 @@ pub async fn run_loop<M: Measure>(
         let outcome = match registered {
             Ok(reply) => {
                 prb_id.store(reply.probe_id, Ordering::Relaxed);
-                let ctx = SessionContext { key: key.clone(), scheduler: &mut *scheduler, outbox, started, shutdown: &mut shutdown };
+                let ctx = SessionContext {
+                    key: key.clone(),
+                    scheduler: &mut *scheduler,
+                    outbox,
+                    started,
+                    shutdown: &mut shutdown,
+                };
                 ssh::run_session(&reply, ctx).await
             }
             Err(e) => {
+                tracing::warn!(addr = %server.addr, error = %e, "registration failed");
                 // Try the next registration server next time.
                 next_server = next_server.wrapping_add(1);
-                Err(e)
+                Ok(SessionEnd::Closed("not registered".into()))
             }
         };
         match outcome {
             Ok(SessionEnd::Shutdown) => break,
-            Ok(SessionEnd::Closed(reason)) => tracing::warn!(%reason, "controller session ended"),
-            Err(e) => tracing::warn!(error = %e, "connection attempt failed"),
+            Ok(SessionEnd::Closed(reason)) => tracing::warn!(%reason, "no controller session"),
+            Err(e) => tracing::warn!(error = %e, "controller session failed"),
         }
         if attempt_started.elapsed() >= STABLE_SESSION {
             backoff.reset();
         }
         let delay = backoff.next_delay();
-        tracing::info!(delay_ms = delay.as_millis() as u64, queued_results = outbox.len(), "reconnecting after backoff");
+        tracing::info!(
+            delay_ms = delay.as_millis() as u64,
+            queued_results = outbox.len(),
+            "reconnecting after backoff"
+        );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = wait_shutdown(&mut shutdown) => break,

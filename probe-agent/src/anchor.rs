@@ -65,9 +65,13 @@ impl Anchor {
                 if e.addr.trim().is_empty() {
                     return Err(format!("registration[{i}].addr is empty"));
                 }
-                let host_key = PublicKey::from_openssh(e.host_key.trim())
-                    .map_err(|err| format!("registration[{i}].host_key is not an OpenSSH public key: {err}"))?;
-                Ok(RegistrationServer { addr: e.addr.trim().to_owned(), host_key })
+                let host_key = PublicKey::from_openssh(e.host_key.trim()).map_err(|err| {
+                    format!("registration[{i}].host_key is not an OpenSSH public key: {err}")
+                })?;
+                Ok(RegistrationServer {
+                    addr: e.addr.trim().to_owned(),
+                    host_key,
+                })
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(Self { registration })
@@ -82,12 +86,17 @@ mod tests {
     fn parses_anchor_and_reports_bad_keys() {
         let key = crate::identity::generate_key();
         let line = crate::identity::public_line(&key).expect("line");
-        let text = format!("registration:\n  - addr: 127.0.0.1:14443\n    host_key: \"{line} reg-1\"\n");
+        let text =
+            format!("registration:\n  - addr: 127.0.0.1:14443\n    host_key: \"{line} reg-1\"\n");
         let anchor = Anchor::parse(&text).expect("parses");
         assert_eq!(anchor.registration[0].addr, "127.0.0.1:14443");
-        assert_eq!(anchor.registration[0].host_key.key_data(), key.public_key().key_data());
+        assert_eq!(
+            anchor.registration[0].host_key.key_data(),
+            key.public_key().key_data()
+        );
 
-        let bad = Anchor::parse("registration:\n  - addr: x:1\n    host_key: nope\n").expect_err("bad key");
+        let bad = Anchor::parse("registration:\n  - addr: x:1\n    host_key: nope\n")
+            .expect_err("bad key");
         assert!(bad.contains("registration[0].host_key"), "{bad}");
         assert!(Anchor::parse("registration: []\n").is_err());
     }

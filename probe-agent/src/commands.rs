@@ -27,7 +27,10 @@ impl CommandParser {
                 },
                 Err(LineError::TooLong) => {
                     self.oversized += 1;
-                    tracing::warn!(oversized_total = self.oversized, "ignoring over-long command frame");
+                    tracing::warn!(
+                        oversized_total = self.oversized,
+                        "ignoring over-long command frame"
+                    );
                 }
             }
         }
@@ -41,7 +44,11 @@ mod tests {
     use vantage_core::frame::{encode, MAX_FRAME_BYTES};
 
     fn schedule(revision: u64) -> Down {
-        Down::Schedule { v: 1, revision, tasks: vec![] }
+        Down::Schedule {
+            v: 1,
+            revision,
+            tasks: vec![],
+        }
     }
 
     #[test]
@@ -77,6 +84,9 @@ mod tests {
         }
         // The stream still recovers afterwards.
         let _ = p.feed(b"\n");
-        assert_eq!(p.feed(&encode(&schedule(9)).expect("encode")), vec![schedule(9)]);
+        assert_eq!(
+            p.feed(&encode(&schedule(9)).expect("encode")),
+            vec![schedule(9)]
+        );
     }
 }

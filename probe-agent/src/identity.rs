@@ -25,7 +25,10 @@ pub fn public_line(key: &PrivateKey) -> Result<String, ProbeError> {
 /// Write a new key to `path` (mode 0600), refusing to overwrite anything; return its
 /// public-key line.
 pub fn write_new_key(path: &Path) -> Result<String, ProbeError> {
-    let file_err = |source| ProbeError::File { path: path.display().to_string(), source };
+    let file_err = |source| ProbeError::File {
+        path: path.display().to_string(),
+        source,
+    };
     let key = generate_key();
     let pem = key.to_openssh(LineEnding::LF)?;
     let mut options = std::fs::OpenOptions::new();
@@ -34,7 +37,9 @@ pub fn write_new_key(path: &Path) -> Result<String, ProbeError> {
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::AlreadyExists {
-            ProbeError::KeyExists { path: path.display().to_string() }
+            ProbeError::KeyExists {
+                path: path.display().to_string(),
+            }
         } else {
             file_err(e)
         }
@@ -47,7 +52,10 @@ pub fn write_new_key(path: &Path) -> Result<String, ProbeError> {
 /// Load the probe key.
 pub fn load_key(path: &Path) -> Result<PrivateKey, ProbeError> {
     if let Err(source) = std::fs::metadata(path) {
-        return Err(ProbeError::File { path: path.display().to_string(), source });
+        return Err(ProbeError::File {
+            path: path.display().to_string(),
+            source,
+        });
     }
     Ok(russh::keys::load_secret_key(path, None)?)
 }
@@ -70,7 +78,13 @@ mod tests {
         }
         let key = load_key(&path).expect("load");
         assert_eq!(public_line(&key).expect("line"), line);
-        assert!(matches!(write_new_key(&path), Err(ProbeError::KeyExists { .. })));
-        assert!(matches!(load_key(&dir.path().join("missing")), Err(ProbeError::File { .. })));
+        assert!(matches!(
+            write_new_key(&path),
+            Err(ProbeError::KeyExists { .. })
+        ));
+        assert!(matches!(
+            load_key(&dir.path().join("missing")),
+            Err(ProbeError::File { .. })
+        ));
     }
 }

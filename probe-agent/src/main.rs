@@ -57,7 +57,12 @@ fn main() -> anyhow::Result<()> {
             println!("{}", identity::public_line(&key)?);
             Ok(())
         }
-        Command::Run { key, anchor, max_buffer, max_concurrent } => {
+        Command::Run {
+            key,
+            anchor,
+            max_buffer,
+            max_concurrent,
+        } => {
             tracing_subscriber::fmt()
                 .with_env_filter(
                     tracing_subscriber::EnvFilter::try_from_default_env()
@@ -70,7 +75,11 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
-            let config = AgentConfig { max_buffer, max_concurrent, ..AgentConfig::new(key, anchor) };
+            let config = AgentConfig {
+                max_buffer,
+                max_concurrent,
+                ..AgentConfig::new(key, anchor)
+            };
             runtime.block_on(async move {
                 let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
                 tokio::spawn(async move {

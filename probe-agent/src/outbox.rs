@@ -19,7 +19,11 @@ pub struct ResultBuffer {
 
 impl ResultBuffer {
     pub fn new(capacity: usize) -> Self {
-        Self { queue: VecDeque::new(), capacity: capacity.max(1), dropped: 0 }
+        Self {
+            queue: VecDeque::new(),
+            capacity: capacity.max(1),
+            dropped: 0,
+        }
     }
 
     /// Append a result; if full, drop the oldest. Returns whether one was dropped.
@@ -65,7 +69,10 @@ pub struct Outbox {
 
 impl Outbox {
     pub fn new(capacity: usize) -> Self {
-        Self { buffer: Mutex::new(ResultBuffer::new(capacity)), notify: Notify::new() }
+        Self {
+            buffer: Mutex::new(ResultBuffer::new(capacity)),
+            notify: Notify::new(),
+        }
     }
 
     fn lock(&self) -> MutexGuard<'_, ResultBuffer> {
@@ -78,7 +85,10 @@ impl Outbox {
             (buf.push(result), buf.dropped())
         };
         if dropped && (total == 1 || total.is_power_of_two() || total % 1000 == 0) {
-            tracing::warn!(dropped_total = total, "result buffer full; dropped the oldest result");
+            tracing::warn!(
+                dropped_total = total,
+                "result buffer full; dropped the oldest result"
+            );
         }
         self.notify.notify_one();
     }

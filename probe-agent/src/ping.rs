@@ -18,7 +18,10 @@ use crate::scheduler::Measure;
 /// What became of one echo request.
 #[derive(Clone, Debug, PartialEq)]
 pub enum EchoOutcome {
-    Reply { rtt: Duration, ttl: Option<u8> },
+    Reply {
+        rtt: Duration,
+        ttl: Option<u8>,
+    },
     Timeout,
     /// Could not send, e.g. `sendto failed: Network is unreachable`.
     Error(String),
@@ -67,8 +70,14 @@ impl Pinger for SurgePinger {
         let seq = PingSequence(self.seq.fetch_add(1, Ordering::Relaxed));
         let payload = vec![0u8; size as usize];
         match pinger.ping(seq, &payload).await {
-            Ok((IcmpPacket::V4(p), rtt)) => EchoOutcome::Reply { rtt, ttl: p.get_ttl() },
-            Ok((IcmpPacket::V6(p), rtt)) => EchoOutcome::Reply { rtt, ttl: Some(p.get_max_hop_limit()) },
+            Ok((IcmpPacket::V4(p), rtt)) => EchoOutcome::Reply {
+                rtt,
+                ttl: p.get_ttl(),
+            },
+            Ok((IcmpPacket::V6(p), rtt)) => EchoOutcome::Reply {
+                rtt,
+                ttl: Some(p.get_max_hop_limit()),
+            },
             Err(SurgeError::Timeout { .. }) => EchoOutcome::Timeout,
             Err(SurgeError::IOError(e)) => EchoOutcome::Error(format!("sendto failed: {e}")),
             Err(e) => EchoOutcome::Error(e.to_string()),
@@ -117,7 +126,12 @@ pub struct RunContext {
 }
 
 /// Run one ping measurement and build its RIPE Atlas result.
-pub async fn run_ping<P: Pinger>(pinger: &P, task: &Task, opts: &PingOptions, ctx: RunContext) -> PingResult {
+pub async fn run_ping<P: Pinger>(
+    pinger: &P,
+    task: &Task,
+    opts: &PingOptions,
+    ctx: RunContext,
+) -> PingResult {
     let timestamp = crate::unix_now() as i64;
     let mut result = PingResult {
         result_id: uuid::Uuid::now_v7().to_string(),
@@ -164,7 +178,10 @@ pub async fn run_ping<P: Pinger>(pinger: &P, task: &Task, opts: &PingOptions, ct
         let sent_at = tokio::time::Instant::now();
         let seq = u16::try_from(i).unwrap_or(u16::MAX);
         let reply = match pinger.echo(dst, seq, opts.size, timeout).await {
-            EchoOutcome::Reply { rtt, ttl } => PingReply::Rtt { rtt: round3(rtt.as_secs_f64() * 1000.0), ttl },
+            EchoOutcome::Reply { rtt, ttl } => PingReply::Rtt {
+                rtt: round3(rtt.as_secs_f64() * 1000.0),
+                ttl,
+            },
             EchoOutcome::Timeout => PingReply::timeout(),
             EchoOutcome::Error(error) => PingReply::Error { error },
         };
@@ -187,9 +204,17 @@ pub struct PingMeasure<P> {
 impl<P: Pinger> Measure for PingMeasure<P> {
     async fn run(&self, task: &Task) -> Option<Value> {
         let TaskKind::Ping(opts) = &task.kind;
-        let ctx = RunContext { prb_id: self.prb_id.load(Ordering::Relaxed) };
+        let ctx = RunContext {
+            prb_id: self.prb_id.load(Ordering::Relaxed),
+        };
         let result = run_ping(&self.pinger, task, opts, ctx).await;
-        tracing::debug!(msm_id = task.msm_id, sent = result.sent, rcvd = result.rcvd, avg = result.avg, "ping done");
+        tracing::debug!(
+            msm_id = task.msm_id,
+            sent = result.sent,
+            rcvd = result.rcvd,
+            avg = result.avg,
+            "ping done"
+        );
         match serde_json::to_value(&result) {
             Ok(v) => Some(v),
             Err(e) => {
@@ -214,19 +239,33 @@ mod tests {
 
     impl FakePinger {
         fn new(script: Vec<EchoOutcome>) -> Self {
-            Self { script: Mutex::new(script.into()), calls: Mutex::new(Vec::new()) }
+            Self {
+                script: Mutex::new(script.into()),
+                calls: Mutex::new(Vec::new()),
+            }
         }
     }
 
     impl Pinger for FakePinger {
         async fn echo(&self, addr: IpAddr, seq: u16, size: u32, timeout: Duration) -> EchoOutcome {
-            self.calls.lock().expect("lock").push((addr, seq, size, timeout));
-            self.script.lock().expect("lock").pop_front().unwrap_or(EchoOutcome::Timeout)
+            self.calls
+                .lock()
+                .expect("lock")
+                .push((addr, seq, size, timeout));
+            self.script
+                .lock()
+                .expect("lock")
+                .pop_front()
+                .unwrap_or(EchoOutcome::Timeout)
         }
     }
 
     fn task(target: &str, af: u8, packets: u32, oneoff: bool) -> (Task, PingOptions) {
-        let opts = PingOptions { packets, size: 48, packet_interval_ms: 1000 };
+        let opts = PingOptions {
+            packets,
+            size: 48,
+            packet_interval_ms: 1000,
+        };
         let task = Task {
             msm_id: 1_000_001,
             af,
@@ -244,9 +283,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn builds_ripe_result_from_replies_timeouts_and_errors() {
         let pinger = FakePinger::new(vec![
-            EchoOutcome::Reply { rtt: Duration::from_micros(1_234_567), ttl: Some(64) },
+            EchoOutcome::Reply {
+                rtt: Duration::from_micros(1_234_567),
+                ttl: Some(64),
+            },
             EchoOutcome::Timeout,
-            EchoOutcome::Reply { rtt: Duration::from_micros(3_000), ttl: Some(64) },
+            EchoOutcome::Reply {
+                rtt: Duration::from_micros(3_000),
+                ttl: Some(64),
+            },
             EchoOutcome::Error("sendto failed: Network is unreachable".into()),
         ]);
         let (task, opts) = task("127.0.0.1", 4, 4, false);
@@ -260,17 +305,34 @@ mod tests {
         assert_eq!(r.avg, 618.784); // (1234.567 + 3) / 2 = 618.7835
         assert_eq!(r.ttl, Some(64));
         assert_eq!(r.step, Some(240));
-        assert_eq!((r.prb_id, r.msm_id, r.fw, r.lts), (7, 1_000_001, PROBE_FW, -1));
-        assert_eq!((r.dst_addr.as_str(), r.dst_name.as_str(), r.proto.as_str()), ("127.0.0.1", "127.0.0.1", "ICMP"));
+        assert_eq!(
+            (r.prb_id, r.msm_id, r.fw, r.lts),
+            (7, 1_000_001, PROBE_FW, -1)
+        );
+        assert_eq!(
+            (r.dst_addr.as_str(), r.dst_name.as_str(), r.proto.as_str()),
+            ("127.0.0.1", "127.0.0.1", "ICMP")
+        );
         assert_eq!(r.src_addr, "127.0.0.1");
         assert_eq!(r.from, r.src_addr);
-        assert!(uuid::Uuid::parse_str(&r.result_id).expect("uuid").get_version_num() == 7);
+        assert!(
+            uuid::Uuid::parse_str(&r.result_id)
+                .expect("uuid")
+                .get_version_num()
+                == 7
+        );
 
         let json = serde_json::to_value(&r).expect("json");
         assert_eq!(json["type"], "ping");
-        assert_eq!(json["result"][0], serde_json::json!({"rtt": 1234.567, "ttl": 64}));
+        assert_eq!(
+            json["result"][0],
+            serde_json::json!({"rtt": 1234.567, "ttl": 64})
+        );
         assert_eq!(json["result"][1], serde_json::json!({"x": "*"}));
-        assert_eq!(json["result"][3], serde_json::json!({"error": "sendto failed: Network is unreachable"}));
+        assert_eq!(
+            json["result"][3],
+            serde_json::json!({"error": "sendto failed: Network is unreachable"})
+        );
         // The controller's envelope check accepts it.
         vantage_core::result::Envelope::from_value(json).expect("envelope");
 
@@ -286,7 +348,10 @@ mod tests {
         let pinger = FakePinger::new(vec![]);
         let (task, opts) = task("127.0.0.1", 4, 3, true);
         let r = run_ping(&pinger, &task, &opts, RunContext { prb_id: 1 }).await;
-        assert_eq!((r.sent, r.rcvd, r.min, r.avg, r.max), (3, 0, -1.0, -1.0, -1.0));
+        assert_eq!(
+            (r.sent, r.rcvd, r.min, r.avg, r.max),
+            (3, 0, -1.0, -1.0, -1.0)
+        );
         assert_eq!(r.step, None);
         assert!(r.result.iter().all(|x| *x == PingReply::timeout()));
         let json = serde_json::to_value(&r).expect("json");
@@ -301,16 +366,27 @@ mod tests {
         assert!(pinger.calls.lock().expect("lock").is_empty());
         assert_eq!(r.dst_addr, "");
         assert_eq!(r.dst_name, "127.0.0.1");
-        assert!(matches!(&r.result[..], [PingReply::Error { error }] if error.contains("not an IPv6")));
+        assert!(
+            matches!(&r.result[..], [PingReply::Error { error }] if error.contains("not an IPv6"))
+        );
         assert_eq!((r.rcvd, r.min), (0, -1.0));
     }
 
     #[tokio::test]
     async fn resolves_localhost_by_family() {
-        assert_eq!(resolve("127.0.0.1", 4).await, Ok(IpAddr::from([127, 0, 0, 1])));
-        assert_eq!(resolve("::1", 6).await, Ok(IpAddr::from(Ipv6Addr::LOCALHOST)));
+        assert_eq!(
+            resolve("127.0.0.1", 4).await,
+            Ok(IpAddr::from([127, 0, 0, 1]))
+        );
+        assert_eq!(
+            resolve("::1", 6).await,
+            Ok(IpAddr::from(Ipv6Addr::LOCALHOST))
+        );
         assert!(resolve("::1", 4).await.is_err());
-        assert!(resolve("localhost", 4).await.expect("localhost").is_loopback());
+        assert!(resolve("localhost", 4)
+            .await
+            .expect("localhost")
+            .is_loopback());
     }
 
     /// A real ICMP echo to 127.0.0.1 (needs root or ping_group_range).
@@ -318,7 +394,10 @@ mod tests {
     async fn surge_pinger_pings_loopback() {
         let pinger = SurgePinger::default();
         let (mut task, opts) = task("127.0.0.1", 4, 3, false);
-        task.kind = TaskKind::Ping(PingOptions { packet_interval_ms: 20, ..opts });
+        task.kind = TaskKind::Ping(PingOptions {
+            packet_interval_ms: 20,
+            ..opts
+        });
         let TaskKind::Ping(opts) = task.kind.clone();
         let r = run_ping(&pinger, &task, &opts, RunContext { prb_id: 1 }).await;
         assert!(r.rcvd > 0, "no replies from 127.0.0.1: {:?}", r.result);

@@ -86,7 +86,10 @@ impl<M: Measure> Scheduler<M> {
         let mut wanted: HashMap<u64, Task> = HashMap::with_capacity(tasks.len());
         for task in tasks {
             if let Some(dup) = wanted.insert(task.msm_id, task) {
-                tracing::warn!(msm_id = dup.msm_id, "schedule lists a measurement twice; the last entry wins");
+                tracing::warn!(
+                    msm_id = dup.msm_id,
+                    "schedule lists a measurement twice; the last entry wins"
+                );
             }
         }
         let mut applied = Applied::default();
@@ -138,7 +141,10 @@ struct Clock {
 
 impl Clock {
     fn now() -> Self {
-        Self { instant: Instant::now(), unix: crate::unix_now() }
+        Self {
+            instant: Instant::now(),
+            unix: crate::unix_now(),
+        }
     }
 
     fn unix_at(&self, at: Instant) -> f64 {
@@ -156,10 +162,20 @@ impl Clock {
     }
 }
 
-async fn run_once<M: Measure>(task: &Task, measure: &M, outbox: &Outbox, permits: &Arc<Semaphore>, stats: &SchedulerStats) {
+async fn run_once<M: Measure>(
+    task: &Task,
+    measure: &M,
+    outbox: &Outbox,
+    permits: &Arc<Semaphore>,
+    stats: &SchedulerStats,
+) {
     let Ok(permit) = permits.clone().try_acquire_owned() else {
         let skipped = stats.skipped.fetch_add(1, Ordering::Relaxed) + 1;
-        tracing::warn!(msm_id = task.msm_id, skipped_total = skipped, "too many measurements running; run skipped");
+        tracing::warn!(
+            msm_id = task.msm_id,
+            skipped_total = skipped,
+            "too many measurements running; run skipped"
+        );
         return;
     };
     let result = measure.run(task).await;
@@ -178,10 +194,16 @@ async fn task_loop<M: Measure>(
     stats: Arc<SchedulerStats>,
 ) {
     let clock = Clock::now();
-    let stopped = |at: Instant| task.stop_time.is_some_and(|stop| clock.unix_at(at) >= stop as f64);
+    let stopped = |at: Instant| {
+        task.stop_time
+            .is_some_and(|stop| clock.unix_at(at) >= stop as f64)
+    };
     if task.is_oneoff {
         if stopped(clock.instant) {
-            tracing::info!(msm_id = task.msm_id, "one-off is past its stop_time; not run");
+            tracing::info!(
+                msm_id = task.msm_id,
+                "one-off is past its stop_time; not run"
+            );
         } else {
             run_once(&task, measure.as_ref(), &outbox, &permits, &stats).await;
         }
@@ -189,10 +211,16 @@ async fn task_loop<M: Measure>(
     }
     let interval = Duration::from_secs(u64::from(task.interval.max(1)));
     let spread = f64::from(task.spread.min(task.interval));
-    let base = task.start_time.map_or(clock.instant, |t| clock.instant_at(t));
+    let base = task
+        .start_time
+        .map_or(clock.instant, |t| clock.instant_at(t));
     let mut period: u32 = 0;
     loop {
-        let offset = if spread > 0.0 { rand::random_range(0.0..spread) } else { 0.0 };
+        let offset = if spread > 0.0 {
+            rand::random_range(0.0..spread)
+        } else {
+            0.0
+        };
         let at = base + interval * period + Duration::from_secs_f64(offset);
         if stopped(at) {
             tracing::info!(msm_id = task.msm_id, "measurement reached its stop_time");
@@ -202,10 +230,17 @@ async fn task_loop<M: Measure>(
         run_once(&task, measure.as_ref(), &outbox, &permits, &stats).await;
         period = period.saturating_add(1);
         // If the run overran whole periods, skip them rather than bunch runs up.
-        let current = (Instant::now().saturating_duration_since(base).as_secs_f64() / interval.as_secs_f64()) as u32;
+        let current = (Instant::now().saturating_duration_since(base).as_secs_f64()
+            / interval.as_secs_f64()) as u32;
         if current > period {
-            stats.skipped.fetch_add(u64::from(current - period), Ordering::Relaxed);
-            tracing::warn!(msm_id = task.msm_id, skipped = current - period, "run overran its interval; periods skipped");
+            stats
+                .skipped
+                .fetch_add(u64::from(current - period), Ordering::Relaxed);
+            tracing::warn!(
+                msm_id = task.msm_id,
+                skipped = current - period,
+                "run overran its interval; periods skipped"
+            );
             period = current;
         }
     }
@@ -227,16 +262,29 @@ mod tests {
 
     impl Recorder {
         fn new(busy: Duration) -> Arc<Self> {
-            Arc::new(Self { start: Instant::now(), runs: Mutex::new(Vec::new()), busy })
+            Arc::new(Self {
+                start: Instant::now(),
+                runs: Mutex::new(Vec::new()),
+                busy,
+            })
         }
         fn runs_of(&self, msm_id: u64) -> Vec<Duration> {
-            self.runs.lock().expect("lock").iter().filter(|r| r.0 == msm_id).map(|r| r.1).collect()
+            self.runs
+                .lock()
+                .expect("lock")
+                .iter()
+                .filter(|r| r.0 == msm_id)
+                .map(|r| r.1)
+                .collect()
         }
     }
 
     impl Measure for Recorder {
         async fn run(&self, task: &Task) -> Option<Value> {
-            self.runs.lock().expect("lock").push((task.msm_id, self.start.elapsed()));
+            self.runs
+                .lock()
+                .expect("lock")
+                .push((task.msm_id, self.start.elapsed()));
             tokio::time::sleep(self.busy).await;
             Some(serde_json::json!({"msm_id": task.msm_id}))
         }
@@ -252,7 +300,11 @@ mod tests {
             start_time: None,
             stop_time: None,
             is_oneoff: false,
-            kind: TaskKind::Ping(PingOptions { packets: 3, size: 48, packet_interval_ms: 1000 }),
+            kind: TaskKind::Ping(PingOptions {
+                packets: 3,
+                size: 48,
+                packet_interval_ms: 1000,
+            }),
         }
     }
 
@@ -267,7 +319,10 @@ mod tests {
         let mut s = Scheduler::new(rec.clone(), outbox.clone(), 16);
         s.apply(vec![task(1, 60, 0)]);
         tokio::time::sleep(secs(185)).await;
-        assert_eq!(rec.runs_of(1), vec![secs(0), secs(60), secs(120), secs(180)]);
+        assert_eq!(
+            rec.runs_of(1),
+            vec![secs(0), secs(60), secs(120), secs(180)]
+        );
         assert_eq!(outbox.len(), 4);
         assert_eq!(s.stats().runs.load(Ordering::Relaxed), 4);
     }
@@ -276,15 +331,26 @@ mod tests {
     async fn replacing_keeps_unchanged_and_cancels_removed_or_changed() {
         let rec = Recorder::new(Duration::ZERO);
         let mut s = Scheduler::new(rec.clone(), Arc::new(Outbox::new(100)), 16);
-        assert_eq!(s.apply(vec![task(1, 60, 0), task(2, 60, 0), task(3, 60, 0)]).started, 3);
+        assert_eq!(
+            s.apply(vec![task(1, 60, 0), task(2, 60, 0), task(3, 60, 0)])
+                .started,
+            3
+        );
         tokio::time::sleep(secs(30)).await;
         let mut changed = task(3, 100, 0);
         changed.target = "127.0.0.2".into();
         let applied = s.apply(vec![task(1, 60, 0), changed]);
-        assert_eq!(applied, Applied { kept: 1, started: 1, cancelled: 2 });
+        assert_eq!(
+            applied,
+            Applied {
+                kept: 1,
+                started: 1,
+                cancelled: 2
+            }
+        );
         assert_eq!(s.msm_ids(), vec![1, 3]);
         tokio::time::sleep(secs(101)).await; // t = 131
-        // Kept: its timing was not reset by the new schedule.
+                                             // Kept: its timing was not reset by the new schedule.
         assert_eq!(rec.runs_of(1), vec![secs(0), secs(60), secs(120)]);
         // Removed: no run after the replacement.
         assert_eq!(rec.runs_of(2), vec![secs(0)]);

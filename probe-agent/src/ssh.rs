@@ -10,7 +10,8 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use vantage_core::frame::{
-    encode, Down, RegistrationReply, Up, INTAKE_HOST, INTAKE_PORT, MAX_FRAME_BYTES, PROBE_USER, REGISTER_COMMAND,
+    encode, Down, RegistrationReply, Up, INTAKE_HOST, INTAKE_PORT, MAX_FRAME_BYTES, PROBE_USER,
+    REGISTER_COMMAND,
 };
 use vantage_core::result::PROBE_FW;
 use vantage_core::WIRE_VERSION;
@@ -51,7 +52,13 @@ pub struct ProbeHandler {
 
 impl ProbeHandler {
     pub fn new(addr: impl Into<String>, expected: PublicKey) -> Self {
-        Self { addr: addr.into(), expected, forwarded: None, command_port: 0, closed: None }
+        Self {
+            addr: addr.into(),
+            expected,
+            forwarded: None,
+            command_port: 0,
+            closed: None,
+        }
     }
 }
 
@@ -62,7 +69,10 @@ fn fingerprint(key: &PublicKey) -> String {
 impl client::Handler for ProbeHandler {
     type Error = ProbeError;
 
-    async fn check_server_key(&mut self, server_key: &PublicKeyOrCertificate) -> Result<bool, ProbeError> {
+    async fn check_server_key(
+        &mut self,
+        server_key: &PublicKeyOrCertificate,
+    ) -> Result<bool, ProbeError> {
         let got = match server_key {
             PublicKeyOrCertificate::PublicKey { key, .. } => {
                 if key.key_data() == self.expected.key_data() {
@@ -73,7 +83,11 @@ impl client::Handler for ProbeHandler {
             }
             PublicKeyOrCertificate::Certificate(_) => "a certificate".to_owned(),
         };
-        let err = ProbeError::HostKeyMismatch { addr: self.addr.clone(), expected: fingerprint(&self.expected), got };
+        let err = ProbeError::HostKeyMismatch {
+            addr: self.addr.clone(),
+            expected: fingerprint(&self.expected),
+            got,
+        };
         tracing::error!(error = %err, "refusing server");
         Err(err)
     }
@@ -90,11 +104,17 @@ impl client::Handler for ProbeHandler {
     ) -> Result<(), ProbeError> {
         let Some(tx) = &self.forwarded else {
             tracing::warn!(addr = %self.addr, "unexpected forwarded-tcpip channel; rejected");
-            reply.reject(ChannelOpenFailure::AdministrativelyProhibited).await;
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
             return Ok(());
         };
         if connected_port != self.command_port {
-            tracing::warn!(connected_port, expected = self.command_port, "forwarded channel on an unexpected port; accepting anyway");
+            tracing::warn!(
+                connected_port,
+                expected = self.command_port,
+                "forwarded channel on an unexpected port; accepting anyway"
+            );
         }
         tracing::info!(%connected_address, connected_port, %originator_address, originator_port, "command channel opened");
         reply.accept().await;
@@ -104,10 +124,16 @@ impl client::Handler for ProbeHandler {
         Ok(())
     }
 
-    async fn disconnected(&mut self, reason: client::DisconnectReason<ProbeError>) -> Result<(), ProbeError> {
+    async fn disconnected(
+        &mut self,
+        reason: client::DisconnectReason<ProbeError>,
+    ) -> Result<(), ProbeError> {
         let text = match &reason {
             client::DisconnectReason::ReceivedDisconnect(info) => {
-                format!("server disconnected ({:?}): {}", info.reason_code, info.message)
+                format!(
+                    "server disconnected ({:?}): {}",
+                    info.reason_code, info.message
+                )
             }
             client::DisconnectReason::Error(e) => e.to_string(),
         };
@@ -123,16 +149,27 @@ impl client::Handler for ProbeHandler {
 }
 
 /// Connect, check the host key (in the handler) and authenticate as [`PROBE_USER`].
-async fn connect(addr: &str, handler: ProbeHandler, key: Arc<PrivateKey>) -> Result<client::Handle<ProbeHandler>, ProbeError> {
+async fn connect(
+    addr: &str,
+    handler: ProbeHandler,
+    key: Arc<PrivateKey>,
+) -> Result<client::Handle<ProbeHandler>, ProbeError> {
     let attempt = async {
         let mut handle = client::connect(client_config(), addr, handler).await?;
-        let auth = handle.authenticate_publickey(PROBE_USER, PrivateKeyWithHashAlg::new(key, None)).await?;
+        let auth = handle
+            .authenticate_publickey(PROBE_USER, PrivateKeyWithHashAlg::new(key, None))
+            .await?;
         if !auth.success() {
-            return Err(ProbeError::AuthRejected { addr: addr.to_owned(), user: PROBE_USER.to_owned() });
+            return Err(ProbeError::AuthRejected {
+                addr: addr.to_owned(),
+                user: PROBE_USER.to_owned(),
+            });
         }
         Ok(handle)
     };
-    timeout(CONNECT_TIMEOUT, attempt).await.map_err(|_| ProbeError::Timeout("SSH connect and authentication"))?
+    timeout(CONNECT_TIMEOUT, attempt)
+        .await
+        .map_err(|_| ProbeError::Timeout("SSH connect and authentication"))?
 }
 
 /// Register at one server: run `INIT` and read the [`RegistrationReply`].
@@ -143,9 +180,16 @@ pub async fn register(
 ) -> Result<RegistrationReply, ProbeError> {
     tracing::info!(%addr, "registering");
     let handle = connect(addr, ProbeHandler::new(addr, host_key.clone()), key).await?;
-    let outcome = timeout(REGISTRATION_TIMEOUT, exec_collect(&handle, REGISTER_COMMAND)).await;
-    let _ = handle.disconnect(Disconnect::ByApplication, "registered", "en").await;
-    let (stdout, stderr, status) = outcome.map_err(|_| ProbeError::Timeout("registration reply"))??;
+    let outcome = timeout(
+        REGISTRATION_TIMEOUT,
+        exec_collect(&handle, REGISTER_COMMAND),
+    )
+    .await;
+    let _ = handle
+        .disconnect(Disconnect::ByApplication, "registered", "en")
+        .await;
+    let (stdout, stderr, status) =
+        outcome.map_err(|_| ProbeError::Timeout("registration reply"))??;
     let reply = parse_registration(addr, &stdout, &stderr, status)?;
     tracing::info!(
         %addr,
@@ -195,7 +239,11 @@ pub fn parse_registration(
     let reason = String::from_utf8_lossy(stderr).trim().to_owned();
     let fail = |what: String| ProbeError::Registration {
         addr: addr.to_owned(),
-        message: if reason.is_empty() { what } else { format!("{reason} ({what})") },
+        message: if reason.is_empty() {
+            what
+        } else {
+            format!("{reason} ({what})")
+        },
     };
     if let Some(code) = status.filter(|c| *c != 0) {
         return Err(fail(format!("exit status {code}")));
@@ -249,7 +297,11 @@ async fn read_commands(mut channel: Channel<Msg>, tx: mpsc::Sender<Down>) {
             _ => {}
         }
     }
-    tracing::info!(malformed = parser.malformed, oversized = parser.oversized, "command channel closed");
+    tracing::info!(
+        malformed = parser.malformed,
+        oversized = parser.oversized,
+        "command channel closed"
+    );
 }
 
 /// Hold a session to the controller named in `reply` until it ends or shutdown.
@@ -258,9 +310,11 @@ pub async fn run_session<M: Measure>(
     ctx: SessionContext<'_, M>,
 ) -> Result<SessionEnd, ProbeError> {
     let addr = reply.controller_addr.as_str();
-    let host_key = PublicKey::from_openssh(reply.controller_host_key.trim()).map_err(|e| ProbeError::Registration {
-        addr: addr.to_owned(),
-        message: format!("controller_host_key is not an OpenSSH public key: {e}"),
+    let host_key = PublicKey::from_openssh(reply.controller_host_key.trim()).map_err(|e| {
+        ProbeError::Registration {
+            addr: addr.to_owned(),
+            message: format!("controller_host_key is not an OpenSSH public key: {e}"),
+        }
     })?;
     let (fwd_tx, mut fwd_rx) = mpsc::channel(8);
     let (closed_tx, mut closed_rx) = mpsc::unbounded_channel();
@@ -272,24 +326,44 @@ pub async fn run_session<M: Measure>(
     tracing::info!(controller = %reply.controller, %addr, "connecting to controller");
     let handle = connect(addr, handler, ctx.key.clone()).await?;
     let setup = async {
-        handle.tcpip_forward("127.0.0.1", reply.command_port).await.map_err(|e| match e {
-            russh::Error::RequestDenied => ProbeError::ForwardDenied { addr: addr.to_owned(), port: reply.command_port },
-            e => e.into(),
-        })?;
-        let intake = handle.channel_open_direct_tcpip(INTAKE_HOST, INTAKE_PORT, "127.0.0.1", 0).await?;
+        handle
+            .tcpip_forward("127.0.0.1", reply.command_port)
+            .await
+            .map_err(|e| match e {
+                russh::Error::RequestDenied => ProbeError::ForwardDenied {
+                    addr: addr.to_owned(),
+                    port: reply.command_port,
+                },
+                e => e.into(),
+            })?;
+        let intake = handle
+            .channel_open_direct_tcpip(INTAKE_HOST, INTAKE_PORT, "127.0.0.1", 0)
+            .await?;
         let (intake_rx, intake_tx) = intake.split();
         let uptime_s = ctx.started.elapsed().as_secs();
-        send_up(&intake_tx, &Up::Hello { v: WIRE_VERSION, fw: PROBE_FW, uptime_s }).await?;
+        send_up(
+            &intake_tx,
+            &Up::Hello {
+                v: WIRE_VERSION,
+                fw: PROBE_FW,
+                uptime_s,
+            },
+        )
+        .await?;
         Ok::<_, ProbeError>((intake_rx, intake_tx))
     };
     let (mut intake_rx, intake_tx) = match timeout(CONNECT_TIMEOUT, setup).await {
         Ok(Ok(halves)) => halves,
         Ok(Err(e)) => {
-            let _ = handle.disconnect(Disconnect::ByApplication, "setup failed", "en").await;
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "setup failed", "en")
+                .await;
             return Err(e);
         }
         Err(_) => {
-            let _ = handle.disconnect(Disconnect::ByApplication, "setup timed out", "en").await;
+            let _ = handle
+                .disconnect(Disconnect::ByApplication, "setup timed out", "en")
+                .await;
             return Err(ProbeError::Timeout("session setup"));
         }
     };
@@ -346,7 +420,9 @@ pub async fn run_session<M: Measure>(
         }
     };
     readers.abort_all();
-    let _ = handle.disconnect(Disconnect::ByApplication, "probe closing session", "en").await;
+    let _ = handle
+        .disconnect(Disconnect::ByApplication, "probe closing session", "en")
+        .await;
     result
 }
 
@@ -374,9 +450,13 @@ mod tests {
         // Missing exit status but a valid reply is fine.
         assert!(parse_registration("r:1", out.as_bytes(), b"", None).is_ok());
 
-        let err = parse_registration("r:1", b"", b"probe key not enrolled\n", Some(1)).expect_err("refused");
+        let err = parse_registration("r:1", b"", b"probe key not enrolled\n", Some(1))
+            .expect_err("refused");
         let text = err.to_string();
-        assert!(text.contains("probe key not enrolled") && text.contains("exit status 1"), "{text}");
+        assert!(
+            text.contains("probe key not enrolled") && text.contains("exit status 1"),
+            "{text}"
+        );
 
         let err = parse_registration("r:1", b"garbage\n", b"", Some(0)).expect_err("bad json");
         assert!(err.to_string().contains("invalid reply"), "{err}");

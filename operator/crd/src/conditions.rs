@@ -75,14 +75,56 @@ mod tests {
     #[test]
     fn transition_time_moves_only_on_status_change() {
         let mut cs = Vec::new();
-        assert!(set(&mut cs, READY, false, reason::SCHEDULED, "waiting", Some(1), at(10)));
-        assert!(!set(&mut cs, READY, false, reason::SCHEDULED, "waiting", Some(1), at(20)), "no-op");
+        assert!(set(
+            &mut cs,
+            READY,
+            false,
+            reason::SCHEDULED,
+            "waiting",
+            Some(1),
+            at(10)
+        ));
+        assert!(
+            !set(
+                &mut cs,
+                READY,
+                false,
+                reason::SCHEDULED,
+                "waiting",
+                Some(1),
+                at(20)
+            ),
+            "no-op"
+        );
         assert_eq!(cs[0].last_transition_time, at(10));
-        assert!(set(&mut cs, READY, false, reason::NO_SUITABLE_PROBES, "none", Some(1), at(30)));
-        assert_eq!(cs[0].last_transition_time, at(10), "reason change is not a transition");
-        assert!(set(&mut cs, READY, true, reason::ONGOING, "running", Some(2), at(40)));
+        assert!(set(
+            &mut cs,
+            READY,
+            false,
+            reason::NO_SUITABLE_PROBES,
+            "none",
+            Some(1),
+            at(30)
+        ));
+        assert_eq!(
+            cs[0].last_transition_time,
+            at(10),
+            "reason change is not a transition"
+        );
+        assert!(set(
+            &mut cs,
+            READY,
+            true,
+            reason::ONGOING,
+            "running",
+            Some(2),
+            at(40)
+        ));
         assert_eq!(cs[0].last_transition_time, at(40));
-        assert_eq!(get(&cs, READY).map(|c| c.reason.as_str()), Some(reason::ONGOING));
+        assert_eq!(
+            get(&cs, READY).map(|c| c.reason.as_str()),
+            Some(reason::ONGOING)
+        );
         assert_eq!(cs.len(), 1);
     }
 }

@@ -14,9 +14,17 @@ use serde::{Deserialize, Serialize};
     shortname = "cpool",
     category = "vantage",
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".status.replicas"),
-    printcolumn(name = "Connected", type_ = "integer", json_path = ".status.connectedProbes"),
+    printcolumn(
+        name = "Connected",
+        type_ = "integer",
+        json_path = ".status.connectedProbes"
+    ),
     printcolumn(name = "Capacity", type_ = "integer", json_path = ".status.capacity"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ControllerPoolSpec {
     /// Probes one controller is sized for.

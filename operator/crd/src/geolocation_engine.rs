@@ -16,7 +16,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "Engine", type_ = "string", json_path = ".spec.engine"),
     printcolumn(name = "Weight", type_ = "number", json_path = ".spec.weight"),
     printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct GeolocationEngineSpec {
     /// A built-in engine (single-radius, crowdsourced, reverse-dns, latency, anycast)

@@ -19,7 +19,14 @@ pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
 pub const GROUP: &str = "vantage.dev";
 
 /// Every CRD, in the order `crdgen` writes them.
-pub fn all_crds() -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> {
+pub fn all_crds(
+) -> Vec<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition>
+{
     use kube::CustomResourceExt;
-    vec![Measurement::crd(), Probe::crd(), ControllerPool::crd(), GeolocationEngine::crd()]
+    vec![
+        Measurement::crd(),
+        Probe::crd(),
+        ControllerPool::crd(),
+        GeolocationEngine::crd(),
+    ]
 }

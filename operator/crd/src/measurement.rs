@@ -20,7 +20,11 @@ use vantage_core::definition::{Definition, ProbeSource, Timing};
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
     printcolumn(name = "Probes", type_ = "integer", json_path = ".status.probeCount"),
     printcolumn(name = "Results", type_ = "integer", json_path = ".status.results"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct MeasurementSpec {
     /// The definition, with RIPE Atlas API v2 field names (`type`, `af`, `target`, `packets`, ...).
@@ -44,7 +48,11 @@ pub struct MeasurementSpec {
 
 impl MeasurementSpec {
     pub fn timing(&self) -> Timing {
-        Timing { start_time: self.start_time, stop_time: self.stop_time, is_oneoff: self.is_oneoff }
+        Timing {
+            start_time: self.start_time,
+            stop_time: self.stop_time,
+            is_oneoff: self.is_oneoff,
+        }
     }
 }
 

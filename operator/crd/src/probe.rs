@@ -17,8 +17,16 @@ use serde::{Deserialize, Serialize};
     printcolumn(name = "ASN", type_ = "integer", json_path = ".spec.asn_v4"),
     printcolumn(name = "Enabled", type_ = "boolean", json_path = ".spec.enabled"),
     printcolumn(name = "Connected", type_ = "boolean", json_path = ".status.connected"),
-    printcolumn(name = "Controller", type_ = "string", json_path = ".status.controller"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+    printcolumn(
+        name = "Controller",
+        type_ = "string",
+        json_path = ".status.controller"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
 )]
 pub struct ProbeSpec {
     /// The probe id (RIPE Atlas `prb_id`), unique in the installation.

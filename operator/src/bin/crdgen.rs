@@ -17,7 +17,10 @@ fn main() -> anyhow::Result<()> {
     }
     let stale = vantage_operator::crdgen::write_all(&dir, check)?;
     if check && !stale.is_empty() {
-        bail!("stale CRDs: {}; run `make crds` and commit the result", stale.join(", "));
+        bail!(
+            "stale CRDs: {}; run `make crds` and commit the result",
+            stale.join(", ")
+        );
     }
     Ok(())
 }

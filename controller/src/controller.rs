@@ -1,0 +1,628 @@
+//! The probe controller: one long SSH session per probe.
+//!
+//! * A probe is accepted only while registration has assigned it here (the assignment,
+//!   with the probe's key, comes from NATS KV `vantage-assignments`).
+//! * The probe's remote forward of its allocated port is the command channel: the
+//!   controller opens `forwarded-tcpip` through it and sends the probe's full schedule
+//!   from KV `vantage-schedules` on connect and on every change.
+//! * The probe's local forward to the intake endpoint carries results, which are checked
+//!   and published to JetStream (`vantage.results.<type>.<msm>`, `Nats-Msg-Id` = result id).
+//! * Every other request (sessions, exec, shell, other forwards) is refused and counted.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_nats::jetstream::kv;
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+use russh::keys::PrivateKey;
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure};
+use tokio::sync::Notify;
+use vantage_core::frame::{encode, Down, LineBuffer, Up, INTAKE_HOST, INTAKE_PORT};
+use vantage_core::nats::{
+    self as names, parse_probe_key, probe_key, Assignment, Heartbeat, ScheduleDoc,
+};
+use vantage_core::result::Envelope;
+use vantage_core::WIRE_VERSION;
+use vantage_platform::bus::{now_ms, Bus};
+
+use crate::keys::{fingerprint, parse_public};
+
+/// Counters of a controller.
+#[derive(Clone, Default)]
+pub struct ControllerMetrics {
+    pub connected: Gauge,
+    pub results: Counter,
+    pub schedules_sent: Counter,
+    /// Dropped input, by reason (malformed, too_long, wrong_probe, bad_id).
+    pub dropped: Family<Vec<(String, String)>, Counter>,
+    /// Refused logins and requests, by reason.
+    pub refused: Family<Vec<(String, String)>, Counter>,
+}
+
+impl ControllerMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "connected_probes",
+            "Probes with a live session",
+            self.connected.clone(),
+        );
+        registry.register(
+            "results",
+            "Results published to JetStream",
+            self.results.clone(),
+        );
+        registry.register(
+            "schedules_sent",
+            "Schedules sent to probes",
+            self.schedules_sent.clone(),
+        );
+        registry.register(
+            "dropped",
+            "Input from probes dropped, by reason",
+            self.dropped.clone(),
+        );
+        registry.register(
+            "refused",
+            "Refused logins and requests, by reason",
+            self.refused.clone(),
+        );
+    }
+    fn drop_one(&self, reason: &str) {
+        self.dropped
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+    fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+}
+
+/// Who this controller is, as heartbeats announce it.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub name: String,
+    /// `host:port` that probes dial.
+    pub advertise: String,
+    pub capacity: u32,
+    pub regions: Vec<String>,
+}
+
+/// Publishes results. The JetStream implementation is [`JetStreamResults`].
+pub trait ResultSink: Send + Sync + 'static {
+    fn publish(
+        &self,
+        env: &Envelope,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+pub struct JetStreamResults(pub async_nats::jetstream::Context);
+
+impl ResultSink for JetStreamResults {
+    async fn publish(&self, env: &Envelope) -> Result<(), String> {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", env.common.result_id.as_str());
+        let subject = names::result_subject(&env.common.kind, env.common.msm_id);
+        let payload = serde_json::to_vec(&env.raw).map_err(|e| e.to_string())?;
+        self.0
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| e.to_string())?
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+struct Shared<S> {
+    id: Identity,
+    host_key_line: String,
+    bus: Bus,
+    sink: S,
+    /// Assignments to this controller, by key fingerprint.
+    assigned: RwLock<HashMap<String, Assignment>>,
+    assigned_changed: Notify,
+    connected: AtomicU32,
+    metrics: ControllerMetrics,
+}
+
+/// The controller SSH server.
+pub struct ControllerServer<S> {
+    shared: Arc<Shared<S>>,
+}
+
+impl<S: ResultSink> ControllerServer<S> {
+    pub fn new(
+        id: Identity,
+        host_key: &PrivateKey,
+        bus: Bus,
+        sink: S,
+        metrics: ControllerMetrics,
+    ) -> Self {
+        let host_key_line = crate::keys::public_line(host_key.public_key());
+        Self {
+            shared: Arc::new(Shared {
+                id,
+                host_key_line,
+                bus,
+                sink,
+                assigned: RwLock::new(HashMap::new()),
+                assigned_changed: Notify::new(),
+                connected: AtomicU32::new(0),
+                metrics,
+            }),
+        }
+    }
+
+    /// Serve on `listener`, with the assignment watch and heartbeats, until dropped.
+    pub async fn serve(
+        mut self,
+        listener: tokio::net::TcpListener,
+        host_key: PrivateKey,
+    ) -> std::io::Result<()> {
+        use russh::server::Server as _;
+        tokio::spawn(follow_assignments(self.shared.clone()));
+        tokio::spawn(heartbeat(self.shared.clone()));
+        let config = Arc::new(russh::server::Config {
+            keys: vec![host_key],
+            methods: (&[russh::MethodKind::PublicKey][..]).into(),
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::from_millis(0)),
+            keepalive_interval: Some(Duration::from_secs(20)),
+            keepalive_max: 3,
+            inactivity_timeout: None,
+            ..Default::default()
+        });
+        self.run_on_socket(config, &listener).await
+    }
+}
+
+/// Keep `assigned` in step with the assignments bucket.
+async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
+    loop {
+        match shared.bus.assignments.watch_with_history(">").await {
+            Ok(mut watch) => {
+                while let Some(Ok(entry)) = watch.next().await {
+                    let Some(probe) = parse_probe_key(&entry.key) else {
+                        continue;
+                    };
+                    let assignment = match entry.operation {
+                        kv::Operation::Put => {
+                            serde_json::from_slice::<Assignment>(&entry.value).ok()
+                        }
+                        _ => None,
+                    };
+                    if let Ok(mut map) = shared.assigned.write() {
+                        map.retain(|_, a| a.probe_id != probe);
+                        if let Some(a) = assignment.filter(|a| a.controller == shared.id.name) {
+                            if let Some(key) = parse_public(&a.public_key) {
+                                map.insert(fingerprint(&key), a);
+                            }
+                        }
+                    }
+                    shared.assigned_changed.notify_waiters();
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch assignments"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+async fn heartbeat<S: ResultSink>(shared: Arc<Shared<S>>) {
+    let subject = names::heartbeat_subject(&shared.id.name);
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let hb = Heartbeat {
+            v: WIRE_VERSION,
+            controller: shared.id.name.clone(),
+            ssh_addr: shared.id.advertise.clone(),
+            host_key: shared.host_key_line.clone(),
+            connected: shared.connected.load(Ordering::Relaxed),
+            capacity: shared.id.capacity,
+            draining: false,
+            regions: shared.id.regions.clone(),
+            at_ms: now_ms(),
+        };
+        match serde_json::to_vec(&hb) {
+            Ok(bytes) => {
+                if let Err(e) = shared
+                    .bus
+                    .client
+                    .publish(subject.clone(), bytes.into())
+                    .await
+                {
+                    tracing::warn!(error = %e, "cannot publish heartbeat");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot encode heartbeat"),
+        }
+    }
+}
+
+impl<S: ResultSink> russh::server::Server for ControllerServer<S> {
+    type Handler = ProbeSession<S>;
+
+    fn new_client(&mut self, peer: Option<SocketAddr>) -> Self::Handler {
+        ProbeSession {
+            shared: self.shared.clone(),
+            peer,
+            probe: None,
+            live: None,
+        }
+    }
+}
+
+/// One probe's session.
+pub struct ProbeSession<S: ResultSink> {
+    shared: Arc<Shared<S>>,
+    peer: Option<SocketAddr>,
+    probe: Option<Assignment>,
+    live: Option<LiveGuard<S>>,
+}
+
+/// Marks the probe connected while it lives; on drop, disconnected.
+struct LiveGuard<S: ResultSink> {
+    shared: Arc<Shared<S>>,
+    probe: u32,
+}
+
+impl<S: ResultSink> Drop for LiveGuard<S> {
+    fn drop(&mut self) {
+        let shared = self.shared.clone();
+        let probe = self.probe;
+        shared.connected.fetch_sub(1, Ordering::Relaxed);
+        shared.metrics.connected.dec();
+        tracing::info!(probe, "probe disconnected");
+        tokio::spawn(async move {
+            // Remove the session only if it is still ours (the probe may be elsewhere now).
+            let key = probe_key(probe);
+            if let Ok(Some(value)) = shared.bus.sessions.get(&key).await {
+                let ours = serde_json::from_slice::<names::Session>(&value)
+                    .is_ok_and(|s| s.controller == shared.id.name);
+                if ours {
+                    let _ = shared.bus.sessions.delete(&key).await;
+                }
+            }
+        });
+    }
+}
+
+impl<S: ResultSink> ProbeSession<S> {
+    async fn lookup(&self, fp: &str) -> Option<Assignment> {
+        // Registration records the assignment just before it answers the probe, so the
+        // watch may be a moment behind: wait briefly for it.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(1500);
+        loop {
+            let notified = self.shared.assigned_changed.notified();
+            if let Some(a) = self
+                .shared
+                .assigned
+                .read()
+                .ok()
+                .and_then(|m| m.get(fp).cloned())
+            {
+                return Some(a);
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return None;
+            }
+        }
+    }
+}
+
+impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
+    type Error = russh::Error;
+
+    async fn auth_publickey(
+        &mut self,
+        _user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fp = fingerprint(key.public_key);
+        match self.lookup(&fp).await {
+            Some(a) => {
+                self.probe = Some(a);
+                Ok(Auth::Accept)
+            }
+            None => {
+                tracing::warn!(peer = ?self.peer, key = %fp, "refused: key is not assigned to this controller");
+                self.shared.metrics.refuse("not_assigned");
+                Ok(Auth::reject())
+            }
+        }
+    }
+
+    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+        let Some(a) = &self.probe else { return Ok(()) };
+        self.shared.connected.fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.connected.inc();
+        self.live = Some(LiveGuard {
+            shared: self.shared.clone(),
+            probe: a.probe_id,
+        });
+        let session = names::Session {
+            v: WIRE_VERSION,
+            probe_id: a.probe_id,
+            controller: self.shared.id.name.clone(),
+            address: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
+            connected_since_ms: now_ms(),
+            fw: 0,
+        };
+        if let Ok(bytes) = serde_json::to_vec(&session) {
+            if let Err(e) = self
+                .shared
+                .bus
+                .sessions
+                .put(probe_key(a.probe_id), bytes.into())
+                .await
+            {
+                tracing::warn!(probe = a.probe_id, error = %e, "cannot record session");
+            }
+        }
+        tracing::info!(probe = a.probe_id, peer = ?self.peer, "probe connected");
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+        session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        let Some(a) = self.probe.clone() else {
+            return Ok(false);
+        };
+        let local = matches!(address, "127.0.0.1" | "localhost" | "::1");
+        if *port != a.command_port || !local {
+            tracing::warn!(
+                probe = a.probe_id,
+                address,
+                port = *port,
+                allowed = a.command_port,
+                "refused remote forward"
+            );
+            self.shared.metrics.refuse("remote_forward");
+            return Ok(false);
+        }
+        let handle = session.handle();
+        let shared = self.shared.clone();
+        let address = address.to_owned();
+        let port = *port;
+        tokio::spawn(async move {
+            match handle
+                .channel_open_forwarded_tcpip(address, port, "127.0.0.1", 0)
+                .await
+            {
+                Ok(channel) => send_schedules(shared, a.probe_id, channel).await,
+                Err(e) => {
+                    tracing::warn!(probe = a.probe_id, error = ?e, "cannot open the command channel")
+                }
+            }
+        });
+        Ok(true)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        host: &str,
+        port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(a) = self.probe.clone() else {
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        };
+        if host != INTAKE_HOST || port != INTAKE_PORT {
+            tracing::warn!(
+                probe = a.probe_id,
+                host,
+                port,
+                "refused local forward: only the result intake is allowed"
+            );
+            self.shared.metrics.refuse("local_forward");
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return Ok(());
+        }
+        reply.accept().await;
+        tokio::spawn(intake(self.shared.clone(), a.probe_id, channel));
+        Ok(())
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.metrics.refuse("session");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn channel_open_direct_streamlocal(
+        &mut self,
+        _channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.metrics.refuse("streamlocal");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn streamlocal_forward(
+        &mut self,
+        _socket_path: &str,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.shared.metrics.refuse("streamlocal");
+        Ok(false)
+    }
+}
+
+/// Send the probe's full schedule now, then on every change, down the command channel.
+async fn send_schedules<S: ResultSink>(shared: Arc<Shared<S>>, probe: u32, channel: Channel<Msg>) {
+    let key = probe_key(probe);
+    let kv = &shared.bus.schedules;
+    // Watch first, then read, so that no change falls between the two.
+    let mut watch = match kv.watch(&key).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(probe, error = %e, "cannot watch the schedule");
+            return;
+        }
+    };
+    let mut sent_revision = 0;
+    let current = match kv.entry(&key).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(probe, error = %e, "cannot read the schedule");
+            None
+        }
+    };
+    let (revision, doc) = match current {
+        Some(e) if e.operation == kv::Operation::Put => (
+            e.revision,
+            serde_json::from_slice(&e.value).unwrap_or_default(),
+        ),
+        _ => (0, ScheduleDoc::default()),
+    };
+    if send(&shared, probe, &channel, revision, doc).await.is_err() {
+        return;
+    }
+    sent_revision = sent_revision.max(revision);
+    while let Some(Ok(entry)) = watch.next().await {
+        if entry.revision <= sent_revision {
+            continue;
+        }
+        let doc = match entry.operation {
+            kv::Operation::Put => serde_json::from_slice(&entry.value).unwrap_or_default(),
+            _ => ScheduleDoc::default(),
+        };
+        if send(&shared, probe, &channel, entry.revision, doc)
+            .await
+            .is_err()
+        {
+            return;
+        }
+        sent_revision = entry.revision;
+    }
+}
+
+async fn send<S: ResultSink>(
+    shared: &Shared<S>,
+    probe: u32,
+    channel: &Channel<Msg>,
+    revision: u64,
+    doc: ScheduleDoc,
+) -> Result<(), ()> {
+    let tasks = doc.tasks.len();
+    let frame = Down::Schedule {
+        v: WIRE_VERSION,
+        revision,
+        tasks: doc.tasks,
+    };
+    let bytes = encode(&frame).map_err(|_| ())?;
+    match channel.data(&bytes[..]).await {
+        Ok(()) => {
+            shared.metrics.schedules_sent.inc();
+            tracing::info!(probe, revision, tasks, "schedule sent");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(probe, error = ?e, "command channel closed");
+            Err(())
+        }
+    }
+}
+
+/// Read `Up` frames from the intake channel; publish results.
+async fn intake<S: ResultSink>(shared: Arc<Shared<S>>, probe: u32, mut channel: Channel<Msg>) {
+    let mut lines = LineBuffer::default();
+    while let Some(msg) = channel.wait().await {
+        let data = match msg {
+            ChannelMsg::Data { data } => data,
+            ChannelMsg::Eof | ChannelMsg::Close => break,
+            _ => continue,
+        };
+        for line in lines.push(&data) {
+            let Ok(line) = line else {
+                shared.metrics.drop_one("too_long");
+                tracing::warn!(probe, "dropped an over-long frame");
+                continue;
+            };
+            handle_frame(&shared, probe, &line).await;
+        }
+    }
+}
+
+/// One frame from a probe: a malformed one is counted and dropped; the session stays.
+async fn handle_frame<S: ResultSink>(shared: &Shared<S>, probe: u32, line: &[u8]) {
+    let frame = match serde_json::from_slice::<Up>(line) {
+        Ok(f) => f,
+        Err(e) => {
+            shared.metrics.drop_one("malformed");
+            tracing::warn!(probe, error = %e, "dropped a malformed frame");
+            return;
+        }
+    };
+    match frame {
+        Up::Hello { fw, uptime_s, .. } => tracing::info!(probe, fw, uptime_s, "probe hello"),
+        Up::ScheduleAck { revision, .. } => tracing::debug!(probe, revision, "schedule applied"),
+        Up::Result { result, .. } => {
+            let env = match Envelope::from_value(result) {
+                Ok(env) => env,
+                Err(e) => {
+                    shared.metrics.drop_one("malformed");
+                    tracing::warn!(probe, error = %e, "dropped a malformed result");
+                    return;
+                }
+            };
+            if env.common.prb_id != probe {
+                shared.metrics.drop_one("wrong_probe");
+                tracing::warn!(
+                    probe,
+                    claimed = env.common.prb_id,
+                    "dropped a result claiming another probe id"
+                );
+                return;
+            }
+            let mut delay = Duration::from_millis(100);
+            loop {
+                match shared.sink.publish(&env).await {
+                    Ok(()) => break,
+                    Err(e) => {
+                        tracing::warn!(probe, error = %e, "cannot publish result; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            shared.metrics.results.inc();
+        }
+    }
+}

@@ -1,0 +1,379 @@
+//! The registration server (RIPE Atlas `reginit`): a probe logs in with its key and runs
+//! `INIT`; the server checks the key against the `Probe` resources, picks a controller
+//! from the heartbeats, records the assignment in NATS KV and answers with the
+//! controller's address and host key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use kube::runtime::reflector::Store;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
+use russh::keys::{PrivateKey, PublicKey};
+use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, ChannelOpenFailure};
+use vantage_core::frame::{RegistrationReply, REGISTER_COMMAND};
+use vantage_core::nats::{probe_key, Assignment, Heartbeat, HEARTBEAT_WILDCARD};
+use vantage_core::WIRE_VERSION;
+use vantage_crd::Probe;
+use vantage_platform::bus::now_ms;
+
+use crate::assign::{choose, ProbeInfo};
+use crate::keys::{fingerprint, parse_public};
+
+/// Finds probes by public key.
+pub trait Directory: Send + Sync + 'static {
+    fn lookup(&self, key: &PublicKey) -> Option<ProbeInfo>;
+}
+
+/// The directory backed by a reflector over `Probe` resources.
+pub struct KubeDirectory(pub Store<Probe>);
+
+impl Directory for KubeDirectory {
+    fn lookup(&self, key: &PublicKey) -> Option<ProbeInfo> {
+        self.0.state().iter().find_map(|p| {
+            let listed = parse_public(&p.spec.public_key)?;
+            (listed.key_data() == key.key_data()).then(|| ProbeInfo {
+                id: p.spec.id,
+                enabled: p.spec.enabled,
+                country: p.spec.country_code.clone(),
+            })
+        })
+    }
+}
+
+/// Where assignments are recorded (NATS KV `vantage-assignments`).
+pub trait Assignments: Send + Sync + 'static {
+    fn record(
+        &self,
+        a: &Assignment,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
+
+pub struct KvAssignments(pub async_nats::jetstream::kv::Store);
+
+impl Assignments for KvAssignments {
+    async fn record(&self, a: &Assignment) -> Result<(), String> {
+        let bytes = serde_json::to_vec(a).map_err(|e| e.to_string())?;
+        self.0
+            .put(probe_key(a.probe_id), bytes.into())
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The latest heartbeat of each controller.
+#[derive(Clone, Default)]
+pub struct Heartbeats(Arc<RwLock<HashMap<String, Heartbeat>>>);
+
+impl Heartbeats {
+    pub fn snapshot(&self) -> Vec<Heartbeat> {
+        self.0
+            .read()
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn record(&self, hb: Heartbeat) {
+        if let Ok(mut m) = self.0.write() {
+            m.insert(hb.controller.clone(), hb);
+        }
+    }
+
+    /// Follow `vantage.heartbeat.*` forever.
+    pub async fn follow(self, client: async_nats::Client) {
+        loop {
+            match client.subscribe(HEARTBEAT_WILDCARD).await {
+                Ok(mut sub) => {
+                    while let Some(msg) = sub.next().await {
+                        match serde_json::from_slice::<Heartbeat>(&msg.payload) {
+                            Ok(hb) => self.record(hb),
+                            Err(e) => {
+                                tracing::warn!(subject = %msg.subject, error = %e, "unreadable heartbeat")
+                            }
+                        }
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "cannot subscribe to heartbeats"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+/// Counters of the registration server.
+#[derive(Clone, Default)]
+pub struct RegistryMetrics {
+    pub registrations: Counter,
+    /// Refused logins and requests, by reason.
+    pub refused: Family<Vec<(String, String)>, Counter>,
+}
+
+impl RegistryMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "registrations",
+            "Probes registered and sent to a controller",
+            self.registrations.clone(),
+        );
+        registry.register(
+            "refused",
+            "Refused logins and requests, by reason",
+            self.refused.clone(),
+        );
+    }
+
+    fn refuse(&self, reason: &str) {
+        self.refused
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
+    }
+}
+
+/// The port a probe forwards for its command channel. Unique per probe id (mod the range),
+/// as RIPE Atlas allocates one port per probe on its controller.
+pub fn command_port(probe_id: u32) -> u32 {
+    20_000 + probe_id % 40_000
+}
+
+struct Shared<D, A> {
+    directory: D,
+    assignments: A,
+    heartbeats: Heartbeats,
+    metrics: RegistryMetrics,
+}
+
+/// The registration SSH server.
+pub struct RegistryServer<D, A> {
+    shared: Arc<Shared<D, A>>,
+}
+
+impl<D: Directory, A: Assignments> RegistryServer<D, A> {
+    pub fn new(
+        directory: D,
+        assignments: A,
+        heartbeats: Heartbeats,
+        metrics: RegistryMetrics,
+    ) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                directory,
+                assignments,
+                heartbeats,
+                metrics,
+            }),
+        }
+    }
+
+    /// Serve on `listener` until the task is dropped.
+    pub async fn serve(
+        mut self,
+        listener: tokio::net::TcpListener,
+        host_key: PrivateKey,
+    ) -> std::io::Result<()> {
+        use russh::server::Server as _;
+        let config = Arc::new(russh::server::Config {
+            keys: vec![host_key],
+            methods: (&[russh::MethodKind::PublicKey][..]).into(),
+            auth_rejection_time: Duration::from_millis(300),
+            auth_rejection_time_initial: Some(Duration::from_millis(0)),
+            inactivity_timeout: Some(Duration::from_secs(30)),
+            ..Default::default()
+        });
+        self.run_on_socket(config, &listener).await
+    }
+}
+
+impl<D: Directory, A: Assignments> russh::server::Server for RegistryServer<D, A> {
+    type Handler = RegistryHandler<D, A>;
+
+    fn new_client(&mut self, peer: Option<SocketAddr>) -> Self::Handler {
+        RegistryHandler {
+            shared: self.shared.clone(),
+            peer,
+            probe: None,
+        }
+    }
+}
+
+pub struct RegistryHandler<D, A> {
+    shared: Arc<Shared<D, A>>,
+    peer: Option<SocketAddr>,
+    probe: Option<(ProbeInfo, PublicKey)>,
+}
+
+impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
+    fn fail(
+        &self,
+        channel: ChannelId,
+        session: &mut Session,
+        message: &str,
+    ) -> Result<(), russh::Error> {
+        session.extended_data(channel, 1, format!("{message}\n").into_bytes())?;
+        session.exit_status_request(channel, 1)?;
+        session.eof(channel)?;
+        session.close(channel)
+    }
+
+    async fn register(
+        &self,
+        probe: &ProbeInfo,
+        key: &PublicKey,
+    ) -> Result<RegistrationReply, String> {
+        let now = now_ms();
+        let Some(choice) = choose(probe, &self.shared.heartbeats.snapshot(), now) else {
+            self.shared.metrics.refuse("no_controller");
+            return Err("no controller can take this probe now; retry later".into());
+        };
+        let port = command_port(probe.id);
+        let assignment = Assignment {
+            v: WIRE_VERSION,
+            probe_id: probe.id,
+            controller: choice.controller.controller.clone(),
+            public_key: crate::keys::public_line(key),
+            command_port: port,
+            at_ms: now,
+        };
+        self.shared
+            .assignments
+            .record(&assignment)
+            .await
+            .map_err(|e| {
+                tracing::warn!(probe = probe.id, error = %e, "cannot record assignment");
+                "registration is temporarily unavailable; retry later".to_owned()
+            })?;
+        tracing::info!(probe = probe.id, peer = ?self.peer, controller = %choice.controller.controller, why = %choice.reason, "probe registered");
+        self.shared.metrics.registrations.inc();
+        Ok(RegistrationReply {
+            v: WIRE_VERSION,
+            probe_id: probe.id,
+            controller: choice.controller.controller,
+            controller_addr: choice.controller.ssh_addr,
+            controller_host_key: choice.controller.host_key,
+            command_port: port,
+        })
+    }
+}
+
+impl<D: Directory, A: Assignments> russh::server::Handler for RegistryHandler<D, A> {
+    type Error = russh::Error;
+
+    async fn auth_publickey(
+        &mut self,
+        _user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        let fp = fingerprint(key.public_key);
+        match self.shared.directory.lookup(key.public_key) {
+            None => {
+                tracing::warn!(peer = ?self.peer, key = %fp, "refused: no Probe resource lists this key");
+                self.shared.metrics.refuse("unknown_key");
+                Ok(Auth::reject())
+            }
+            Some(p) if !p.enabled => {
+                tracing::warn!(peer = ?self.peer, probe = p.id, "refused: probe is disabled (spec.enabled: false)");
+                self.shared.metrics.refuse("disabled");
+                Ok(Auth::reject())
+            }
+            Some(p) => {
+                self.probe = Some((p, key.public_key.clone()));
+                Ok(Auth::Accept)
+            }
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        _channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.channel_success(channel)?;
+        let Some((probe, key)) = self.probe.clone() else {
+            return self.fail(channel, session, "not authenticated");
+        };
+        let command = String::from_utf8_lossy(data);
+        if command.trim() != REGISTER_COMMAND {
+            self.shared.metrics.refuse("exec");
+            tracing::warn!(probe = probe.id, command = %command.chars().take(64).collect::<String>(), "refused command");
+            return self.fail(
+                channel,
+                session,
+                &format!("unknown command; probes run {REGISTER_COMMAND}"),
+            );
+        }
+        match self.register(&probe, &key).await {
+            Ok(reply) => {
+                let mut line =
+                    serde_json::to_vec(&reply).map_err(|e| russh::Error::IO(e.into()))?;
+                line.push(b'\n');
+                session.data(channel, line)?;
+                session.exit_status_request(channel, 0)?;
+                session.eof(channel)?;
+                session.close(channel)
+            }
+            Err(message) => self.fail(channel, session, &message),
+        }
+    }
+
+    async fn shell_request(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.metrics.refuse("shell");
+        session.channel_failure(channel)
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        channel: ChannelId,
+        _name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.metrics.refuse("subsystem");
+        session.channel_failure(channel)
+    }
+
+    async fn channel_open_direct_tcpip(
+        &mut self,
+        _channel: Channel<Msg>,
+        _host: &str,
+        _port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.shared.metrics.refuse("forward");
+        reply
+            .reject(ChannelOpenFailure::AdministrativelyProhibited)
+            .await;
+        Ok(())
+    }
+
+    async fn tcpip_forward(
+        &mut self,
+        _address: &str,
+        _port: &mut u32,
+        _session: &mut Session,
+    ) -> Result<bool, Self::Error> {
+        self.shared.metrics.refuse("forward");
+        Ok(false)
+    }
+}
