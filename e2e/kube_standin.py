@@ -455,7 +455,13 @@ def json_patch(doc: Any, ops: Any) -> Any:
             value = remove(doc, src) if kind == 'move' else copy.deepcopy(get(doc, src))
             doc = add(doc, parts, value)
         elif kind == 'test':
-            if get(doc, parts) != op.get('value'):
+            # Like the real API server (evanphx/json-patch), a missing path tests equal to
+            # null: kube-rs adds the first finalizer with `test /metadata/finalizers null`.
+            try:
+                current = get(doc, parts)
+            except k8s.KubernetesError:
+                current = None
+            if current != op.get('value'):
                 raise err(422, 'Invalid', f'jsonpatch test failed at {op.get("path")}')
         else:
             raise bad_request(f'unknown JSON patch op: {kind!r}')
@@ -464,6 +470,16 @@ def json_patch(doc: Any, ops: Any) -> Any:
 
 def accept_table(accept: str) -> bool:
     return any('as=Table' in part for part in accept.split(','))
+
+
+def accept_partial(accept: str) -> bool:
+    """kube-rs metadata_watcher / get_metadata ask for PartialObjectMetadata."""
+    first = accept.split(',')[0]
+    return 'as=PartialObjectMetadata' in first
+
+
+def partial(obj: dict[str, Any]) -> dict[str, Any]:
+    return {'kind': 'PartialObjectMetadata', 'apiVersion': 'meta.k8s.io/v1', 'metadata': obj['metadata']}
 
 
 def accept_aggregated(accept: str) -> str | None:
@@ -639,6 +655,8 @@ class KubeStandIn(kmock.KubernetesEmulator):
             obj = self._get(res, namespace, name)
             if accept_table(accept):
                 return aiohttp.web.json_response(self._table(res, info, [obj], params))
+            if accept_partial(accept):
+                return aiohttp.web.json_response(partial(obj))
             return self._reply(res, info, obj)
         if method == 'POST' and name is None:
             if not isinstance(body, dict):
@@ -982,7 +1000,11 @@ class KubeStandIn(kmock.KubernetesEmulator):
             page = items[start:]
         if accept_table(accept):
             return aiohttp.web.json_response(self._table(res, info, page, params))
-        return aiohttp.web.json_response(self._list_body(res, info, page, cont, len(items) - start - len(page)))
+        body = self._list_body(res, info, page, cont, len(items) - start - len(page))
+        if accept_partial(accept):
+            body.update(kind='PartialObjectMetadataList', apiVersion='meta.k8s.io/v1',
+                        items=[partial(o) for o in body['items']])
+        return aiohttp.web.json_response(body)
 
     def _table(self, res: kmock.resource, info: kmock.ResourceInfo, items: list[dict[str, Any]],
                params: Any, with_columns: bool = True) -> dict[str, Any]:
@@ -1031,6 +1053,7 @@ class KubeStandIn(kmock.KubernetesEmulator):
         bookmarks = params.get('allowWatchBookmarks', '').lower() in ('true', '1')
         initial_events = params.get('sendInitialEvents', '').lower() in ('true', '1')
         as_table = accept_table(accept)
+        as_partial = accept_partial(accept)
         timeout = float(params.get('timeoutSeconds') or self.default_watch_timeout)
 
         # Everything up to the registration is synchronous: no event can slip in between.
@@ -1063,6 +1086,8 @@ class KubeStandIn(kmock.KubernetesEmulator):
         def line(etype: str, obj: dict[str, Any], columns: bool = False) -> bytes:
             if etype in ('ADDED', 'MODIFIED', 'DELETED') and as_table:
                 body = self._table(res, info, [obj], params, with_columns=columns)
+            elif etype in ('ADDED', 'MODIFIED', 'DELETED') and as_partial:
+                body = partial(obj)
             elif etype in ('ADDED', 'MODIFIED', 'DELETED'):
                 body = self._present(res, info, obj)
             else:

@@ -81,8 +81,6 @@ listen: $HOST:$NATS_PORT
 http: $HOST:$NATS_MONITOR_PORT
 jetstream {
   store_dir: "$STATE/nats/jetstream"
-  max_memory_store: 256MB
-  max_file_store: 2GB
 }
 EOF
 }
@@ -230,6 +228,8 @@ wait_ready() {
     fi
     sleep 0.3
   done
+  # something answered: make sure it is our process, not a leftover on the same port
+  live_pid "$svc" >/dev/null || die "$svc: port answers but our process exited (port taken?); see $(log_of "$svc")"
   log "$svc ready"
 }
 

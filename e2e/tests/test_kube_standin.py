@@ -11,6 +11,7 @@ import os
 import pathlib
 import queue
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -109,7 +110,13 @@ class Watch:
         raise AssertionError(f'unexpected watch event: {event["type"]} {event["object"].get("metadata")}')
 
     def close(self) -> None:
+        # response.close() alone waits for the server to end the stream: shut the socket first.
+        try:
+            self.response.raw._fp.fp.raw._sock.shutdown(socket.SHUT_RDWR)
+        except (AttributeError, OSError):
+            pass
         self.response.close()
+        self.thread.join(timeout=5)
 
 
 def summary(event: dict[str, Any]) -> tuple[str, str]:
@@ -253,6 +260,24 @@ def test_watch_ordering_and_resource_versions(server: str) -> None:
     finally:
         w.close()
         wsel.close()
+
+    # kube-rs streaming lists: initial ADDED events, then a BOOKMARK marking their end
+    ws = Watch(base, sendInitialEvents='true', resourceVersionMatch='NotOlderThan',
+               allowWatchBookmarks='true', timeoutSeconds='30')
+    try:
+        assert summary(ws.next()) == ('ADDED', 'a')
+        bookmark = ws.next()
+        assert bookmark['type'] == 'BOOKMARK'
+        assert bookmark['object']['metadata']['annotations'] == {'k8s.io/initial-events-end': 'true'}
+        assert int(bookmark['object']['metadata']['resourceVersion']) >= rvs[-1]
+    finally:
+        ws.close()
+
+    # kube-rs metadata watchers ask for PartialObjectMetadata
+    meta_accept = {'Accept': 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json'}
+    plist = requests.get(base, headers=meta_accept).json()
+    assert plist['kind'] == 'PartialObjectMetadataList' and plist['items'][0]['metadata']['name'] == 'a'
+    assert 'data' not in plist['items'][0]
 
     # selectors on lists
     requests.post(base, json={'metadata': {'name': 'c', 'labels': {'team': 'x', 'tier': 'db'}}})

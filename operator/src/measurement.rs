@@ -16,7 +16,7 @@ use vantage_crd::{Measurement, MeasurementState, MeasurementStatus, Probe};
 
 use crate::plan::{desired_status, Snapshot};
 use crate::probes::Sessions;
-use crate::schedules::{desired, KvSchedules, PublishError, Syncer};
+use crate::schedules::{desired, PublishError, SchedulePublisher, Syncer};
 use crate::selection::Candidate;
 use crate::stats::ResultStats;
 
@@ -94,7 +94,7 @@ pub struct Metrics {
 }
 
 /// What the reconciler shares.
-pub struct Ctx<I: IdAllocator> {
+pub struct Ctx<I: IdAllocator, P: SchedulePublisher> {
     pub client: Client,
     pub probes: Store<Probe>,
     pub measurements: Store<Measurement>,
@@ -102,12 +102,12 @@ pub struct Ctx<I: IdAllocator> {
     pub stats: ResultStats,
     pub ids: I,
     pub schedules: Mutex<Syncer>,
-    pub publisher: KvSchedules,
+    pub publisher: P,
     pub sync_requested: Notify,
     pub metrics: Metrics,
 }
 
-impl<I: IdAllocator> Ctx<I> {
+impl<I: IdAllocator, P: SchedulePublisher> Ctx<I, P> {
     /// Recompute and publish every probe's schedule from the current measurements.
     pub async fn sync_schedules(&self) -> Result<(), PublishError> {
         let want = desired(&self.measurements.state());
@@ -159,9 +159,9 @@ impl<I: IdAllocator> Ctx<I> {
     }
 }
 
-pub async fn reconcile<I: IdAllocator>(
+pub async fn reconcile<I: IdAllocator, P: SchedulePublisher>(
     msm: Arc<Measurement>,
-    ctx: Arc<Ctx<I>>,
+    ctx: Arc<Ctx<I, P>>,
 ) -> Result<Action, Error> {
     ctx.metrics.reconciles.inc();
     let ns = msm.namespace().unwrap_or_else(|| "default".into());
@@ -176,10 +176,10 @@ pub async fn reconcile<I: IdAllocator>(
     .map_err(|e| Error::Finalizer(Box::new(e)))
 }
 
-async fn apply<I: IdAllocator>(
+async fn apply<I: IdAllocator, P: SchedulePublisher>(
     api: &Api<Measurement>,
     msm: &Measurement,
-    ctx: &Ctx<I>,
+    ctx: &Ctx<I, P>,
 ) -> Result<Action, Error> {
     // Read.
     let candidates = ctx.candidates();
@@ -218,7 +218,10 @@ async fn apply<I: IdAllocator>(
     })
 }
 
-async fn cleanup<I: IdAllocator>(msm: &Measurement, ctx: &Ctx<I>) -> Result<Action, Error> {
+async fn cleanup<I: IdAllocator, P: SchedulePublisher>(
+    msm: &Measurement,
+    ctx: &Ctx<I, P>,
+) -> Result<Action, Error> {
     // The store already holds this object with its deletionTimestamp, so the measurement
     // is left out of every schedule. Publish before the finalizer goes.
     ctx.sync_schedules().await?;
@@ -244,10 +247,10 @@ async fn patch_status(
 
 /// Every failure here is transient (an invalid spec is reported in status, never as an
 /// error): count it and retry soon.
-pub fn error_policy<I: IdAllocator>(
+pub fn error_policy<I: IdAllocator, P: SchedulePublisher>(
     msm: Arc<Measurement>,
     error: &Error,
-    ctx: Arc<Ctx<I>>,
+    ctx: Arc<Ctx<I, P>>,
 ) -> Action {
     let kind = match error {
         Error::Kube(_) => "kube",

@@ -4,6 +4,10 @@
 //! `asn_v4`, ...) so that definitions copy between vantage and RIPE Atlas; status
 //! fields use Kubernetes spelling (`observedGeneration`, `lastTransitionTime`).
 
+// `printcolumn(name = .., type_ = ..)` repeats argument names across columns, which
+// clippy mistakes for duplicated attributes.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod conditions;
 mod controller_pool;
 mod geolocation_engine;

@@ -1,0 +1,54 @@
+# vantage: the two commands are `make demo` and `make test` (see README.md).
+SHELL := /bin/bash
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+STACK := bash e2e/stack/stack.sh
+export VANTAGE_VENV := $(VENV)
+export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
+
+.PHONY: all setup build crds check-generated lint unit e2e test demo stack-up stack-down stack-status clean
+
+all: build
+
+## setup: install what the local stack and the tests need (apt, a Python venv)
+setup:
+	bash e2e/stack/setup.sh
+
+build:
+	cargo build --workspace --bins
+
+## crds: regenerate crds/*.yaml from the Rust types
+crds:
+	cargo run -q -p vantage-operator --bin crdgen
+
+check-generated:
+	cargo run -q -p vantage-operator --bin crdgen -- --check
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+unit:
+	cargo test --workspace
+
+## e2e: start the local stack, run the end-to-end tests, stop the stack
+e2e: build
+	$(STACK) up
+	cd e2e && $(PY) -m pytest -q tests; rc=$$?; cd .. && $(STACK) down; exit $$rc
+
+test: setup lint check-generated unit e2e
+
+## demo: one real ping measurement through every component, printed from ClickHouse
+demo: setup build
+	$(STACK) up
+	cd e2e && $(PY) demo.py; rc=$$?; cd .. && $(STACK) down; exit $$rc
+
+stack-up:
+	$(STACK) up
+stack-down:
+	$(STACK) down
+stack-status:
+	$(STACK) status
+
+clean:
+	cargo clean

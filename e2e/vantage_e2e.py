@@ -1,0 +1,203 @@
+"""Run vantage's components as local processes against the local stack.
+
+Used by `make demo` (e2e/demo.py) and by the end-to-end tests. It needs the stack
+(`e2e/stack/stack.sh up`) and the binaries (`cargo build`). Each run gets its own
+ClickHouse database and probe ids, so runs do not see each other's data.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shlex
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(os.environ.get("VANTAGE_BIN_DIR", ROOT / "target" / "debug"))
+STACK_DIR = Path(os.environ.get("VANTAGE_STACK_DIR", "/tmp/vantage-stack"))
+
+
+def stack_env() -> dict[str, str]:
+    """The stack's environment (NATS_URL, CLICKHOUSE_URL, KUBECONFIG, ...)."""
+    env = dict(os.environ)
+    env_file = STACK_DIR / "env"
+    if not env_file.exists():
+        raise RuntimeError(f"{env_file} is missing: start the stack with e2e/stack/stack.sh up")
+    for line in env_file.read_text().splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            line = line[len("export "):]
+        for part in shlex.split(line):
+            if "=" in part:
+                k, v = part.split("=", 1)
+                env[k] = v
+    return env
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(what: str, check, timeout: float = 30.0, interval: float = 0.25):
+    """Poll `check()` until it returns a truthy value; raise with `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    last_error = None
+    while time.monotonic() < deadline:
+        try:
+            value = check()
+            if value:
+                return value
+        except Exception as e:  # noqa: BLE001 - polled checks may fail until ready
+            last_error = e
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {what}" + (f" (last error: {last_error})" if last_error else ""))
+
+
+class ClickHouse:
+    def __init__(self, url: str, db: str):
+        self.url = url.rstrip("/")
+        self.db = db
+
+    def query(self, sql: str) -> str:
+        req = urllib.request.Request(self.url + "/?" + urllib.parse.urlencode({"query": sql}), method="POST")
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.read().decode()
+
+    def rows(self, sql: str) -> list[dict]:
+        out = self.query(sql + " FORMAT JSONEachRow")
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+class Cluster:
+    """The vantage components of one run, plus helpers to drive them."""
+
+    def __init__(self, workdir: Path | None = None, log=print):
+        self.env = stack_env()
+        self.tmp = Path(workdir or tempfile.mkdtemp(prefix="vantage-run-"))
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        self.log = log
+        self.run_id = f"{int(time.time())}_{os.getpid()}"
+        self.db = f"vantage_{self.run_id}"
+        self.env["CLICKHOUSE_DB"] = self.db
+        self.env.setdefault("RUST_LOG", "info")
+        self.ch = ClickHouse(self.env["CLICKHOUSE_URL"], self.db)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.ports: dict[str, int] = {}
+        # Probe ids unique to this run, so that KV state of earlier runs never matches.
+        self.next_probe_id = random.randint(100_000, 900_000)
+
+    # -- processes -------------------------------------------------------------------
+    def start(self, name: str, args: list[str]) -> subprocess.Popen:
+        logf = open(self.tmp / f"{name}.log", "wb")  # noqa: SIM115 - closed with the process
+        self.log(f"starting {name}: {' '.join(args)}")
+        p = subprocess.Popen(args, stdout=logf, stderr=subprocess.STDOUT, env=self.env, cwd=ROOT, start_new_session=True)
+        self.procs[name] = p
+        return p
+
+    def logs(self, name: str) -> str:
+        path = self.tmp / f"{name}.log"
+        return path.read_text(errors="replace") if path.exists() else ""
+
+    def stop(self, name: str):
+        p = self.procs.pop(name, None)
+        if p is None or p.poll() is not None:
+            return
+        p.send_signal(signal.SIGTERM)
+        try:
+            p.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait(timeout=5)
+
+    def stop_all(self):
+        for name in list(self.procs):
+            self.stop(name)
+
+    def metrics(self, name: str) -> str:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name + '-metrics']}/metrics", timeout=5) as r:
+            return r.read().decode()
+
+    def metric(self, name: str, prefix: str) -> float:
+        """Sum of the samples of component `name` whose line starts with `prefix`."""
+        total = 0.0
+        for line in self.metrics(name).splitlines():
+            if line.startswith(prefix):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def keygen(self, path: Path) -> str:
+        out = subprocess.run([str(BIN / "vantage-probe"), "keygen", "--out", str(path)], check=True, capture_output=True, text=True)
+        return out.stdout.strip()
+
+    def start_servers(self, controllers: int = 1):
+        """Operator, collector, registration server and `controllers` controllers."""
+        vantage = str(BIN / "vantage")
+        self.kubectl("apply", "-f", str(ROOT / "crds"))
+        for name in ["operator", "collector", "registry"] + [f"ctl-{i}" for i in range(controllers)]:
+            self.ports[name + "-metrics"] = free_port()
+        self.start("operator", [vantage, "operator", "--metrics-addr", f"127.0.0.1:{self.ports['operator-metrics']}"])
+        self.start("collector", [vantage, "collector", "--max-wait-ms", "200", "--metrics-addr", f"127.0.0.1:{self.ports['collector-metrics']}"])
+        # The registration server's host key goes into the probes' trust anchor.
+        self.registry_port = free_port()
+        self.registry_host_key = self.keygen(self.tmp / "registry_host_key")
+        self.start("registry", [vantage, "registry", "--listen", f"127.0.0.1:{self.registry_port}", "--host-key", str(self.tmp / "registry_host_key"),
+                                "--metrics-addr", f"127.0.0.1:{self.ports['registry-metrics']}"])
+        for i in range(controllers):
+            port = free_port()
+            self.ports[f"ctl-{i}"] = port
+            self.start(f"ctl-{i}", [vantage, "controller", "--name", f"ctl-{i}-{self.run_id}", "--listen", f"127.0.0.1:{port}", "--advertise", f"127.0.0.1:{port}",
+                                    "--host-key", str(self.tmp / f"ctl-{i}_host_key"), "--metrics-addr", f"127.0.0.1:{self.ports[f'ctl-{i}-metrics']}"])
+        for name in ["operator", "collector", "registry"] + [f"ctl-{i}" for i in range(controllers)]:
+            wait_for(f"{name} /healthz", lambda n=name: self._healthy(n), timeout=60)
+        self.anchor = self.tmp / "anchor.yaml"
+        self.anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{self.registry_port}\n    host_key: \"{self.registry_host_key}\"\n")
+
+    def _healthy(self, name: str) -> bool:
+        p = self.procs[name]
+        if p.poll() is not None:
+            raise RuntimeError(f"{name} exited with {p.returncode}:\n{self.logs(name)[-3000:]}")
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports[name + '-metrics']}/healthz", timeout=2) as r:
+            return r.status == 200
+
+    # -- probes ---------------------------------------------------------------------
+    def add_probe(self, country: str = "NL", asn: int = 64500, enabled: bool = True, register: bool = True) -> tuple[int, Path, str]:
+        """Make a probe key and (optionally) its Probe resource. Returns (id, key path, public key)."""
+        pid = self.next_probe_id
+        self.next_probe_id += 1
+        key = self.tmp / f"probe-{pid}.key"
+        pub = self.keygen(key)
+        if register:
+            self.kubectl_apply({
+                "apiVersion": "vantage.dev/v1alpha1", "kind": "Probe",
+                "metadata": {"name": f"probe-{pid}"},
+                "spec": {"id": pid, "public_key": pub, "enabled": enabled, "country_code": country, "asn_v4": asn,
+                         "location": {"latitude": 52.37, "longitude": 4.89}, "tags": ["e2e"]},
+            })
+        return pid, key, pub
+
+    def start_probe(self, pid: int, key: Path) -> subprocess.Popen:
+        return self.start(f"probe-{pid}", [str(BIN / "vantage-probe"), "run", "--key", str(key), "--anchor", str(self.anchor)])
+
+    # -- kubectl --------------------------------------------------------------------
+    def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
+        out = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, env=self.env, timeout=60)
+        if check and out.returncode != 0:
+            raise RuntimeError(f"kubectl {' '.join(args)} failed: {out.stderr}")
+        return out.stdout
+
+    def kubectl_apply(self, obj: dict) -> str:
+        return self.kubectl("apply", "-f", "-", input=json.dumps(obj))
+
+    def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
+        args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
+        return json.loads(self.kubectl(*args))
