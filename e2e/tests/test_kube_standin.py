@@ -422,7 +422,20 @@ def test_server_side_apply_and_patch_flavours(server: str) -> None:
                                                        {'op': 'add', 'path': '/metadata/labels', 'value': {'a': 'b'}}]),
                        headers={'Content-Type': 'application/json-patch+json'})
     assert r.json()['spec']['replicas'] == 3 and r.json()['metadata']['labels'] == {'a': 'b'}
-    generation = r.json()['metadata']['generation']
+    # kube-runtime's finalizer() helper: test a missing path against null, then add; then remove by index
+    jp = {'Content-Type': 'application/json-patch+json'}
+    r = requests.patch(f'{base}/web', headers=jp, data=json.dumps([
+        {'op': 'test', 'path': '/metadata/finalizers', 'value': None},
+        {'op': 'add', 'path': '/metadata/finalizers', 'value': ['vantage.dev/f']}]))
+    assert r.status_code == 200 and r.json()['metadata']['finalizers'] == ['vantage.dev/f']
+    r = requests.patch(f'{base}/web', headers=jp, data=json.dumps([
+        {'op': 'test', 'path': '/metadata/finalizers/0', 'value': 'vantage.dev/f'},
+        {'op': 'remove', 'path': '/metadata/finalizers/0'}]))
+    assert r.status_code == 200 and r.json()['metadata'].get('finalizers') == []
+    r = requests.patch(f'{base}/web', headers=jp, data=json.dumps([
+        {'op': 'test', 'path': '/spec/replicas', 'value': 99}, {'op': 'replace', 'path': '/spec/replicas', 'value': 1}]))
+    assert r.status_code == 422 and r.json()['kind'] == 'Status'
+    generation = requests.get(f'{base}/web').json()['metadata']['generation']
 
     # /status: apply, merge and PUT change only the status
     st = requests.patch(f'{base}/web/status', data=json.dumps({'apiVersion': 'apps/v1', 'kind': 'Deployment',
