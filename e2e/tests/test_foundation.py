@@ -87,8 +87,14 @@ def test_ping_measurement_end_to_end(cluster, probe):
     assert min(rtts) == pytest.approx(row["rtt_min"])
 
     # Deleting the Measurement (a finalizer) clears it from the probe's schedule.
+    def schedules_sent():
+        return [l for l in cluster.logs("ctl-0").splitlines() if f"schedule sent probe={probe} " in l]
+
+    before = len(schedules_sent())
     cluster.kubectl("delete", "measurement", name, "-n", "default", "--wait=true", "--timeout=30s")
-    wait_for("an empty schedule sent to the probe", lambda: "tasks=0" in cluster.logs("ctl-0"), timeout=30)
+    wait_for("an empty schedule sent to the probe", lambda: any("tasks=0" in l for l in schedules_sent()[before:]), timeout=30)
+    assert "NotFound" in cluster.kubectl("get", "measurement", name, "-n", "default", check=False) or \
+        not cluster.kubectl("get", "measurement", name, "-n", "default", "--ignore-not-found")
 
 
 @pytest.mark.parametrize("spec,field", [

@@ -145,7 +145,10 @@ pub struct MeasurementStats {
 /// The ClickHouse store.
 #[derive(Clone)]
 pub struct Store {
+    /// For DDL and queries that name the database (it may not exist yet).
     client: clickhouse::Client,
+    /// Bound to the database, for INSERTs (the client quotes the table name as one identifier).
+    db_client: clickhouse::Client,
     url: String,
     db: String,
 }
@@ -160,8 +163,10 @@ impl Store {
             .with_url(url)
             // ClickHouse 18.16 has no RowBinaryWithNamesAndTypes: send plain RowBinary.
             .with_validation(false);
+        let db_client = client.clone().with_database(db);
         Ok(Self {
             client,
+            db_client,
             url: url.to_owned(),
             db: db.to_owned(),
         })
@@ -230,8 +235,8 @@ impl Store {
             return Ok(());
         }
         let mut insert = self
-            .client
-            .insert::<ResultRow>(&format!("{}.results", self.db))
+            .db_client
+            .insert::<ResultRow>("results")
             .await
             .map_err(self.err())?;
         for row in rows {
