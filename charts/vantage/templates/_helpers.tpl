@@ -1,0 +1,143 @@
+{{/* Chart name. */}}
+{{- define "vantage.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Full name: <release>-vantage, or the release name when it already contains the chart name. */}}
+{{- define "vantage.fullname" -}}
+{{- if .Values.fullnameOverride -}}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- $name := default .Chart.Name .Values.nameOverride -}}
+{{- if contains $name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "vantage.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* Labels of every object. */}}
+{{- define "vantage.labels" -}}
+helm.sh/chart: {{ include "vantage.chart" . }}
+app.kubernetes.io/name: {{ include "vantage.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: vantage
+{{- with .Values.commonLabels }}
+{{ toYaml . }}
+{{- end }}
+{{- end -}}
+
+{{/* Selector labels of one component: (dict "ctx" $ "component" "operator"). */}}
+{{- define "vantage.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "vantage.name" .ctx }}
+app.kubernetes.io/instance: {{ .ctx.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "vantage.componentLabels" -}}
+{{ include "vantage.labels" .ctx }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
+
+{{- define "vantage.image" -}}
+{{- if .Values.image.digest -}}
+{{- printf "%s@%s" .Values.image.repository .Values.image.digest -}}
+{{- else -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Name of a component's ServiceAccount. */}}
+{{- define "vantage.serviceAccount" -}}
+{{- printf "%s-%s" (include "vantage.fullname" .ctx) .component -}}
+{{- end -}}
+
+{{- define "vantage.registryHostKeySecret" -}}
+{{- default (printf "%s-registry-host-key" (include "vantage.fullname" .)) .Values.registry.hostKey.secretName -}}
+{{- end -}}
+
+{{- define "vantage.controllerHostKeysSecret" -}}
+{{- default (printf "%s-controller-host-keys" (include "vantage.fullname" .)) .Values.controllers.hostKeys.secretName -}}
+{{- end -}}
+
+{{- define "vantage.controllerPoolName" -}}
+{{- default (include "vantage.fullname" .) .Values.controllerPool.name -}}
+{{- end -}}
+
+{{/* Port of a URL, or the scheme's default: (dict "url" "nats://h:4222" "default" 4222). */}}
+{{- define "vantage.urlPort" -}}
+{{- $u := urlParse .url -}}
+{{- $hostport := splitList ":" (get $u "host") -}}
+{{- if gt (len $hostport) 1 -}}{{ last $hostport }}{{- else if eq (get $u "scheme") "https" -}}443{{- else if eq (get $u "scheme") "http" -}}80{{- else -}}{{ .default }}{{- end -}}
+{{- end -}}
+
+{{/* NATS_URL (and CLICKHOUSE_URL/_DB when "clickhouse" is true) environment entries. */}}
+{{- define "vantage.backendEnv" -}}
+- name: RUST_LOG
+  value: {{ .ctx.Values.logLevel | quote }}
+- name: NATS_URL
+{{- if .ctx.Values.nats.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ctx.Values.nats.existingSecret }}
+      key: {{ .ctx.Values.nats.existingSecretKey }}
+{{- else }}
+  value: {{ .ctx.Values.nats.url | quote }}
+{{- end }}
+{{- if .clickhouse }}
+- name: CLICKHOUSE_URL
+{{- if .ctx.Values.clickhouse.existingSecret }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ .ctx.Values.clickhouse.existingSecret }}
+      key: {{ .ctx.Values.clickhouse.existingSecretKey }}
+{{- else }}
+  value: {{ .ctx.Values.clickhouse.url | quote }}
+{{- end }}
+- name: CLICKHOUSE_DB
+  value: {{ .ctx.Values.clickhouse.database | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* Liveness and readiness probes on /healthz of the metrics port named "metrics". */}}
+{{- define "vantage.healthProbes" -}}
+livenessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  {{- toYaml .Values.probes.liveness | nindent 2 }}
+readinessProbe:
+  httpGet:
+    path: /healthz
+    port: metrics
+  {{- toYaml .Values.probes.readiness | nindent 2 }}
+{{- end -}}
+
+{{/* Pod-level fields shared by every pod: (dict "ctx" $ "c" .Values.operator). */}}
+{{- define "vantage.podCommon" -}}
+{{- with .ctx.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .ctx.Values.podSecurityContext | nindent 2 }}
+{{- with .c.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with .c.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
