@@ -1,0 +1,411 @@
+"""
+The Helm chart charts/vantage, rendered offline with helm-python-sdk (Helm v4's engine).
+
+Run: .venv/bin/python -m pytest e2e/tests/test_chart.py
+The kubectl test starts its own Kubernetes API stand-in (e2e/kube_standin.py).
+"""
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CHARTS = ROOT / 'charts'
+CHART = CHARTS / 'vantage'
+STANDIN = ROOT / 'e2e' / 'kube_standin.py'
+KUBECTL = shutil.which('kubectl')
+
+helm = pytest.importorskip('helm_python')
+sys.path.insert(0, str(CHARTS))
+import render  # noqa: E402  (charts/render.py)
+
+POD_KINDS = {'Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'}
+COMPONENT_PORTS = {'operator': 9090, 'registry': 9091, 'controller': 9092, 'collector': 9093}
+
+
+def rendered(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return render.documents(render.render(values))
+
+
+@pytest.fixture(scope='module')
+def default_docs() -> list[dict[str, Any]]:
+    return rendered()
+
+
+@pytest.fixture(scope='module')
+def all_cases() -> dict[str, list[dict[str, Any]]]:
+    return {case: rendered(values) for case, values in render.cases().items()}
+
+
+def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [d for d in docs if d['kind'] == kind]
+
+
+def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    found = [d for d in docs if d['kind'] == kind and d['metadata']['name'] == name]
+    assert len(found) == 1, f'{kind}/{name}: found {len(found)}'
+    return found[0]
+
+
+def pod_spec(doc: dict[str, Any]) -> dict[str, Any]:
+    spec = doc['spec']
+    if doc['kind'] == 'CronJob':
+        spec = spec['jobTemplate']['spec']
+    return spec['template']['spec']
+
+
+# --- rendering and snapshots -----------------------------------------------------------
+
+def test_snapshots_and_crd_copies_are_current() -> None:
+    result = subprocess.run([sys.executable, str(CHARTS / 'render.py'), '--check'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    # the chart's CRDs are byte-for-byte the generated ones
+    generated = sorted(p.name for p in (ROOT / 'crds').glob('*.yaml'))
+    assert generated == sorted(p.name for p in (CHART / 'crds').glob('*.yaml'))
+    for name in generated:
+        assert (CHART / 'crds' / name).read_bytes() == (ROOT / 'crds' / name).read_bytes(), name
+
+
+def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.Path) -> None:
+    # A copy of charts/ with one snapshot edited: --check must fail and say what to do.
+    copy = tmp_path / 'repo'
+    shutil.copytree(CHARTS, copy / 'charts', ignore=shutil.ignore_patterns('__pycache__'))
+    shutil.copytree(ROOT / 'crds', copy / 'crds')
+    snap = copy / 'charts' / 'rendered' / 'default.yaml'
+    snap.write_text(snap.read_text().replace('replicas: 2', 'replicas: 7', 1))
+    result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert 'charts/rendered/default.yaml is stale' in result.stderr
+    assert 'charts/render.py' in result.stderr and 'make charts' in result.stderr
+    # a CRD copy that drifted from crds/ is named too
+    (copy / 'charts' / 'vantage' / 'crds' / 'probes.vantage.dev.yaml').write_text('# old\n')
+    result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert 'charts/vantage/crds/probes.vantage.dev.yaml differs from crds/probes.vantage.dev.yaml' in result.stderr
+
+
+def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) -> None:
+    kinds = {(d['kind'], d['metadata']['name']) for d in default_docs}
+    for want in [('Deployment', 'vantage-operator'), ('Deployment', 'vantage-registry'),
+                 ('Deployment', 'vantage-collector'), ('StatefulSet', 'vantage-controller'),
+                 ('Service', 'vantage-registry'), ('Service', 'vantage-controller-headless'),
+                 ('Service', 'vantage-controller-0'), ('ControllerPool', 'vantage'),
+                 ('ServiceAccount', 'vantage-operator'), ('ClusterRole', 'vantage-operator'),
+                 ('Role', 'vantage-operator'), ('ClusterRole', 'vantage-registry'),
+                 ('NetworkPolicy', 'vantage-default-deny'),
+                 ('CustomResourceDefinition', 'measurements.vantage.dev')]:
+        assert want in kinds, want
+    assert not any(d['metadata']['name'].endswith('-engines') for d in default_docs), 'engines are off by default'
+    assert not by_kind(default_docs, 'ServiceMonitor') and not by_kind(default_docs, 'Secret')
+    registry = one(default_docs, 'Service', 'vantage-registry')
+    assert registry['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
+    pool = one(default_docs, 'ControllerPool', 'vantage')
+    assert pool['spec'] == {'probes_per_controller': 5000, 'min_replicas': 1, 'max_replicas': 10, 'headroom': 1.25,
+                            'regions': [], 'ssh_port': 443, 'service_type': 'LoadBalancer'}
+
+
+def test_commands_ports_and_health_probes(default_docs: list[dict[str, Any]]) -> None:
+    for doc in by_kind(default_docs, 'Deployment') + by_kind(default_docs, 'StatefulSet'):
+        component = doc['metadata']['labels']['app.kubernetes.io/component']
+        (container,) = pod_spec(doc)['containers']
+        assert container['args'][0] == component, doc['metadata']['name']
+        port = COMPONENT_PORTS[component]
+        assert f'--metrics-addr=0.0.0.0:{port}' in container['args']
+        assert {'name': 'metrics', 'containerPort': port, 'protocol': 'TCP'} in container['ports']
+        for probe in ('livenessProbe', 'readinessProbe'):
+            assert container[probe]['httpGet'] == {'path': '/healthz', 'port': 'metrics'}, (doc['metadata']['name'], probe)
+        env = {e['name']: e for e in container['env']}
+        assert env['NATS_URL']['value'] == 'nats://nats.nats.svc:4222'
+        if component in ('operator', 'collector'):
+            assert env['CLICKHOUSE_URL']['value'] == 'http://clickhouse.clickhouse.svc:8123'
+            assert env['CLICKHOUSE_DB']['value'] == 'vantage'
+    controller = pod_spec(one(default_docs, 'StatefulSet', 'vantage-controller'))['containers'][0]
+    assert '--host-key=/etc/vantage/host-keys/$(POD_NAME)' in controller['args']
+    assert '--advertise=$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:443' in controller['args']
+    registry = pod_spec(one(default_docs, 'Deployment', 'vantage-registry'))
+    assert registry['volumes'][0]['secret']['secretName'] == 'vantage-registry-host-key'
+
+
+def test_every_pod_is_restricted(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    checked = 0
+    for case, docs in all_cases.items():
+        for doc in docs:
+            if doc['kind'] not in POD_KINDS:
+                continue
+            where = f"{case}: {doc['kind']}/{doc['metadata']['name']}"
+            spec = pod_spec(doc)
+            psc = spec['securityContext']
+            assert psc['runAsNonRoot'] is True and psc['seccompProfile'] == {'type': 'RuntimeDefault'}, where
+            assert not spec.get('hostNetwork') and not spec.get('hostPID') and not spec.get('hostIPC'), where
+            for c in spec['containers'] + spec.get('initContainers', []):
+                sc = c['securityContext']
+                assert sc['runAsNonRoot'] is True, where
+                assert sc['allowPrivilegeEscalation'] is False, where
+                assert sc['readOnlyRootFilesystem'] is True, where
+                assert sc['capabilities'] == {'drop': ['ALL']}, where
+                assert sc['seccompProfile'] == {'type': 'RuntimeDefault'}, where
+                assert not sc.get('privileged'), where
+                for port in c.get('ports', []):
+                    assert port['containerPort'] >= 1024, f'{where}: port {port} needs NET_BIND_SERVICE'
+            for v in spec.get('volumes', []):
+                assert 'hostPath' not in v, where
+            # only the operator and the registry get a Kubernetes API token
+            component = doc['metadata']['labels']['app.kubernetes.io/component']
+            assert spec['automountServiceAccountToken'] is (component in ('operator', 'registry')), where
+            checked += 1
+    assert checked >= 10
+
+
+def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    for case, docs in all_cases.items():
+        for doc in by_kind(docs, 'ClusterRole') + by_kind(docs, 'Role'):
+            for rule in doc['rules']:
+                where = f"{case}: {doc['kind']}/{doc['metadata']['name']} {rule}"
+                for field in ('verbs', 'resources', 'apiGroups'):
+                    assert '*' not in rule.get(field, []), where
+                assert 'nonResourceURLs' not in rule, where
+                assert not {'escalate', 'bind', 'impersonate'} & set(rule['verbs']), where
+                assert not {'secrets', 'roles', 'clusterroles', 'rolebindings', 'clusterrolebindings'} & set(rule['resources']), where
+
+    docs = all_cases['default']
+
+    def grants(role: dict[str, Any]) -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        for rule in role['rules']:
+            for group in rule['apiGroups']:
+                for res in rule['resources']:
+                    out.setdefault(f'{group}/{res}', set()).update(rule['verbs'])
+        return out
+
+    op = grants(one(docs, 'ClusterRole', 'vantage-operator'))
+    assert op == {
+        'vantage.dev/measurements': {'get', 'list', 'watch', 'patch'},
+        'vantage.dev/probes': {'get', 'list', 'watch'},
+        'vantage.dev/measurements/status': {'get', 'patch', 'update'},
+        'vantage.dev/probes/status': {'get', 'patch', 'update'},
+        'vantage.dev/measurements/finalizers': {'update'},
+        '/events': {'create', 'patch'},
+        'events.k8s.io/events': {'create', 'patch'},
+    }
+    ns_role = one(docs, 'Role', 'vantage-operator')
+    assert ns_role['metadata']['namespace'] == 'vantage'
+    assert grants(ns_role) == {
+        'vantage.dev/controllerpools': {'get', 'list', 'watch'},
+        'vantage.dev/geolocationengines': {'get', 'list', 'watch'},
+        'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
+        'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
+    }, 'with static controllers the operator manages no workloads'
+    assert grants(one(docs, 'ClusterRole', 'vantage-registry')) == {'vantage.dev/probes': {'get', 'list', 'watch'}}
+    # bindings point at the component's own ServiceAccount in the release namespace
+    for binding in by_kind(docs, 'ClusterRoleBinding') + by_kind(docs, 'RoleBinding'):
+        (subject,) = binding['subjects']
+        assert subject == {'kind': 'ServiceAccount', 'name': binding['roleRef']['name'], 'namespace': 'vantage'}
+    # tenants: Measurements aggregate into edit/view; Probes and ControllerPools do not
+    edit = one(docs, 'ClusterRole', 'vantage-measurement-edit')
+    assert edit['metadata']['labels']['rbac.authorization.k8s.io/aggregate-to-edit'] == 'true'
+    assert grants(edit)['vantage.dev/probes'] == {'get', 'list', 'watch'}
+    assert 'rbac.authorization.k8s.io/aggregate-to-edit' not in one(docs, 'ClusterRole', 'vantage-probe-admin')['metadata']['labels']
+    # when the operator renders controllers, its Role (namespaced, not cluster-wide) grows
+    managed = grants(one(all_cases['operator-managed'], 'Role', 'vantage-operator'))
+    assert managed['apps/statefulsets'] >= {'create', 'update', 'delete'} and '/services' in managed
+    assert not by_kind(all_cases['operator-managed'], 'StatefulSet')
+
+
+def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
+    pols = {d['metadata']['name']: d['spec'] for d in by_kind(default_docs, 'NetworkPolicy')}
+    deny = pols['vantage-default-deny']
+    assert deny['policyTypes'] == ['Ingress', 'Egress'] and 'ingress' not in deny and 'egress' not in deny
+    assert deny['podSelector']['matchLabels'] == {'app.kubernetes.io/name': 'vantage', 'app.kubernetes.io/instance': 'vantage'}
+    ssh = pols['vantage-probes-ssh']
+    assert ssh['podSelector']['matchExpressions'][0]['values'] == ['registry', 'controller']
+    assert ssh['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'ssh'}]
+    assert pols['vantage-metrics']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'metrics'}]
+    assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4222}]
+    assert pols['vantage-egress-clickhouse']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 8123}]
+    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'engines']
+    # ports follow the URLs
+    docs = rendered({'nats': {'url': 'nats://n:4333'}, 'clickhouse': {'url': 'https://ch.example.net', 'database': 'x'}})
+    pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
+    assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4333}]
+    assert pols['vantage-egress-clickhouse']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 443}]
+
+
+def test_dashboards_carry_the_sidecar_label(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    shipped = sorted(p.name for p in (CHART / 'dashboards').glob('*.json'))
+    assert shipped, 'no dashboards'
+    for case in ('default', 'full'):
+        cms = [d for d in by_kind(all_cases[case], 'ConfigMap') if '-dashboard-' in d['metadata']['name']]
+        assert sorted(k for cm in cms for k in cm['data']) == shipped, case
+        for cm in cms:
+            assert cm['metadata']['labels']['grafana_dashboard'] == '1', cm['metadata']['name']
+            for text in cm['data'].values():
+                dash = json.loads(text)
+                assert dash['uid'] and dash['panels']
+    full = {cm['metadata']['name']: cm for cm in by_kind(all_cases['full'], 'ConfigMap')}
+    results = full['measure-dashboard-vantage-results']
+    assert results['metadata']['namespace'] == 'monitoring'
+    assert results['metadata']['annotations'] == {'grafana_folder': 'Measurements'}
+    db_var = next(v for v in json.loads(results['data']['vantage-results.json'])['templating']['list'] if v['name'] == 'database')
+    assert db_var['query'] == db_var['current']['value'] == 'vantage_prod', 'the database follows clickhouse.database'
+
+
+def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    docs = all_cases['full']
+    registry = one(docs, 'Service', 'measure-registry')
+    assert registry['spec']['type'] == 'NodePort' and registry['spec']['ports'][0]['port'] == 2222
+    assert registry['spec']['externalTrafficPolicy'] == 'Local'
+    dep = pod_spec(one(docs, 'Deployment', 'measure-registry'))
+    assert dep['nodeSelector'] == {'example.net/edge': 'true'} and dep['imagePullSecrets'] == [{'name': 'regcred'}]
+    container = dep['containers'][0]
+    assert container['image'] == 'registry.example.net/vantage/vantage:0.1.0-rc1'
+    assert '--listen=0.0.0.0:2200' in container['args']
+    env = {e['name']: e for e in container['env']}
+    assert env['NATS_URL']['valueFrom']['secretKeyRef'] == {'name': 'vantage-nats', 'key': 'url'}
+    assert dep['volumes'][0]['secret']['items'] == [{'key': 'ed25519', 'path': 'ssh_host_ed25519_key'}]
+    sts = one(docs, 'StatefulSet', 'measure-controller')
+    args = pod_spec(sts)['containers'][0]['args']
+    assert '--advertise=$(POD_NAME).controllers.example.net:8443' in args and '--regions=NL,DE,FR' in args
+    assert [one(docs, 'Service', f'measure-controller-{i}')['spec']['selector']['statefulset.kubernetes.io/pod-name']
+            for i in range(3)] == [f'measure-controller-{i}' for i in range(3)]
+    assert one(docs, 'Deployment', 'measure-engines')
+    secrets = {s['metadata']['name']: s for s in by_kind(docs, 'Secret')}
+    assert set(secrets['measure-controller-host-keys']['stringData']) == {f'measure-controller-{i}' for i in range(3)}
+    monitors = {m['metadata']['name']: m for m in by_kind(docs, 'ServiceMonitor')}
+    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registry', 'controller', 'collector', 'engines')}
+    # every ServiceMonitor selects exactly one metrics Service with a `metrics` port
+    services = by_kind(docs, 'Service')
+    for mon in monitors.values():
+        sel = mon['spec']['selector']['matchLabels']
+        hits = [s for s in services if sel.items() <= s['metadata']['labels'].items()]
+        assert len(hits) == 1, (mon['metadata']['name'], [s['metadata']['name'] for s in hits])
+        assert 'metrics' in {p['name'] for p in hits[0]['spec']['ports']}
+        assert mon['metadata']['labels']['release'] == 'prometheus'
+    for d in docs:
+        assert d['metadata'].get('labels', {}).get('team') == 'netops' or d['kind'] == 'CustomResourceDefinition', d['metadata']['name']
+
+
+def test_notes_tell_the_next_kubectl_apply() -> None:
+    text = render.notes(None)
+    assert 'kind: Probe' in text and 'kind: Measurement' in text and 'kubectl apply -f -' in text
+    assert 'create secret generic vantage-registry-host-key' in text
+
+
+@pytest.mark.parametrize('values, where', [
+    ({'registry': {'port': 'x'}}, '/registry/port'),
+    ({'registry': {'port': 70000}}, '/registry/port'),
+    ({'registry': {'containerPort': 443}}, '/registry/containerPort'),
+    ({'clickhouse': {'url': 'clickhouse:8123'}}, '/clickhouse/url'),
+    ({'clickhouse': {'database': 'bad-name'}}, '/clickhouse/database'),
+    ({'controllerPool': {'serviceType': 'Ingress'}}, '/controllerPool/serviceType'),
+    ({'containerSecurityContext': {'allowPrivilegeEscalation': True}}, '/containerSecurityContext/allowPrivilegeEscalation'),
+    ({'registy': {'port': 443}}, 'registy'),
+])
+def test_invalid_values_are_refused_with_a_message(values: dict[str, Any], where: str, tmp_path: pathlib.Path) -> None:
+    # as a values file, the way `helm install -f` reads it
+    path = tmp_path / 'bad.yaml'
+    path.write_text(yaml.safe_dump(values))
+    loaded = helm.values_from_yaml(path.read_text())
+    with pytest.raises(helm.HelmValuesError) as err:
+        render.render(loaded)
+    assert where in str(err.value), str(err.value)
+
+
+# --- into the Kubernetes API stand-in with kubectl --------------------------------------
+
+@pytest.fixture(scope='module')
+def kubectl(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if KUBECTL is None:
+        pytest.skip('kubectl not installed')
+    tmp = tmp_path_factory.mktemp('chart-standin')
+    ready = tmp / 'port'
+    log = open(tmp / 'standin.log', 'w')
+    proc = subprocess.Popen([sys.executable, str(STANDIN), '--port', '0', '--ready-file', str(ready)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists() or not ready.read_text().strip():
+            assert proc.poll() is None, f'stand-in exited early, see {tmp / "standin.log"}'
+            assert time.monotonic() < deadline, 'stand-in did not start in 20s'
+            time.sleep(0.05)
+        kubeconfig = tmp / 'kubeconfig'
+        kubeconfig.write_text(f"""apiVersion: v1
+kind: Config
+clusters:
+- name: standin
+  cluster: {{server: "http://127.0.0.1:{ready.read_text().strip()}"}}
+users:
+- name: standin
+  user: {{token: dummy}}
+contexts:
+- name: standin
+  context: {{cluster: standin, user: standin, namespace: default}}
+current-context: standin
+""")
+        env = dict(os.environ, KUBECONFIG=str(kubeconfig), HOME=str(tmp))
+
+        def run(*args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+            cmd = [KUBECTL, '--cache-dir', str(tmp / 'cache'), *args]
+            result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120, input=input)
+            if check and result.returncode != 0:
+                raise AssertionError(f'{" ".join(cmd)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}')
+            return result
+        yield run
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path) -> None:
+    snapshot = CHARTS / 'rendered' / 'default.yaml'
+    docs = render.documents(snapshot.read_text())
+    kubectl('apply', '-f', '-', input='apiVersion: v1\nkind: Namespace\nmetadata: {name: vantage}\n')
+    # CRDs first and established, as helm installs them, then everything else
+    crds = [d for d in docs if d['kind'] == 'CustomResourceDefinition']
+    rest = [d for d in docs if d['kind'] != 'CustomResourceDefinition']
+    (tmp_path / 'crds.yaml').write_text(yaml.safe_dump_all(crds))
+    (tmp_path / 'rest.yaml').write_text(yaml.safe_dump_all(rest))
+    kubectl('apply', '-f', str(tmp_path / 'crds.yaml'))
+    for crd in crds:
+        kubectl('wait', '--for=condition=established', f"crd/{crd['metadata']['name']}", '--timeout=20s')
+    out = kubectl('apply', '-f', str(tmp_path / 'rest.yaml')).stdout
+    assert out.count('created') == len(rest), out
+    # applying the same snapshot again changes nothing
+    again = kubectl('apply', '-f', str(snapshot)).stdout
+    assert 'created' not in again and 'configured' not in again, again
+
+    ns = ('-n', 'vantage')
+    got = kubectl('get', 'deployments', *ns, '-o', 'jsonpath={.items[*].metadata.name}').stdout.split()
+    assert sorted(got) == ['vantage-collector', 'vantage-operator', 'vantage-registry']
+    image = kubectl('get', 'deployment', 'vantage-operator', *ns,
+                    '-o', 'jsonpath={.spec.template.spec.containers[0].args[0]}').stdout
+    assert image == 'operator'
+    assert kubectl('get', 'statefulset', 'vantage-controller', *ns, '-o', 'jsonpath={.spec.serviceName}').stdout \
+        == 'vantage-controller-headless'
+    assert kubectl('get', 'service', 'vantage-registry', *ns, '-o', 'jsonpath={.spec.ports[0].port}').stdout == '443'
+    pool = kubectl('get', 'cpool', 'vantage', *ns, '-o', 'json').stdout
+    assert json.loads(pool)['spec']['probes_per_controller'] == 5000
+    rules = json.loads(kubectl('get', 'clusterrole', 'vantage-operator', '-o', 'json').stdout)['rules']
+    assert rules[0]['resources'] == ['measurements']
+    labels = kubectl('get', 'configmaps', *ns, '-l', 'grafana_dashboard=1', '-o', 'name').stdout.split()
+    assert sorted(labels) == ['configmap/vantage-dashboard-vantage-operations', 'configmap/vantage-dashboard-vantage-results']
+    assert len(kubectl('get', 'networkpolicies', *ns, '-o', 'name').stdout.split()) == 7
+    # and the user's next step from NOTES.txt works against the installed CRDs
+    kubectl('apply', '-f', str(ROOT / 'examples' / 'ping.yaml'))
+    assert kubectl('get', 'msm', 'ping-localhost', '-o', 'jsonpath={.spec.target}').stdout == '127.0.0.1'
