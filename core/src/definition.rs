@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 /// The measurement types RIPE Atlas defines.
 pub const KNOWN_TYPES: &[&str] = &["ping", "traceroute", "dns", "http", "sslcert", "ntp"];
 /// The types that vantage probes execute today.
-pub const EXECUTABLE_TYPES: &[&str] = &["ping"];
+pub const EXECUTABLE_TYPES: &[&str] = &["ping", "traceroute", "dns", "http", "sslcert", "ntp"];
 
 /// One measurement definition (RIPE Atlas `definitions[]` entry).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
@@ -53,6 +53,84 @@ pub struct Definition {
     /// ping: milliseconds between packets (2-300000, default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet_interval: Option<i64>,
+    /// traceroute: ICMP, UDP (default) or TCP. dns: UDP (default) or TCP.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub protocol: Option<String>,
+    /// traceroute: Paris id, 0 (classic traceroute) to 64 (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paris: Option<i64>,
+    /// traceroute: TTL of the first hop (1-255, default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_hop: Option<i64>,
+    /// traceroute: largest TTL (1-255, default 32).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_hops: Option<i64>,
+    /// traceroute (TCP/UDP destination port, default 80/33434), http (default 80 or 443), sslcert (default 443).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<i64>,
+    /// traceroute: set the don't-fragment bit (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dont_fragment: Option<bool>,
+    /// traceroute: milliseconds to wait for each reply (10-60000, default 4000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_timeout: Option<i64>,
+    /// dns: IN (default) or CHAOS.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_class: Option<String>,
+    /// dns: query type such as A, AAAA, NS, SOA, TXT, MX, ANY (default A).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_type: Option<String>,
+    /// dns: the name to query. Required for dns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_argument: Option<String>,
+    /// dns: ask the probe's own resolvers (resolv.conf) instead of `target`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub use_probe_resolver: Option<bool>,
+    /// dns: set Recursion Desired (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_rd_bit: Option<bool>,
+    /// dns: set DNSSEC OK, with EDNS0 (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_do_bit: Option<bool>,
+    /// dns: set Checking Disabled (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_cd_bit: Option<bool>,
+    /// dns: ask for the NSID EDNS0 option (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub set_nsid_bit: Option<bool>,
+    /// dns: EDNS0 UDP payload size (512-4096, default 512: no EDNS0 unless do/nsid).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub udp_payload_size: Option<i64>,
+    /// dns: retries after a timeout (0-10, default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<i64>,
+    /// dns and ntp: milliseconds to wait for an answer (100-60000, default 5000 for dns, 4000 for ntp).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<i64>,
+    /// http: GET (default), HEAD or POST.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// http: path of the URL (default /).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// http: query string of the URL, without `?`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<String>,
+    /// http: HTTP version, 1.0 or 1.1 (default 1.1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// http: bytes of the response header to report (0-2048, default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header_bytes: Option<i64>,
+    /// http: 0 (default), 1 (ttc, ttfb, time) or 2 (also a read timeline).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timing_verbosity: Option<i64>,
+    /// http: use TLS (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<bool>,
+    /// sslcert: server name (SNI) to send; default the target if it is a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
 }
 
 /// Where probes come from (RIPE Atlas `probes[]` entry).
@@ -140,18 +218,168 @@ pub struct PingOptions {
     pub packet_interval_ms: u32,
 }
 
+/// Transport of a traceroute.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TraceProtocol {
+    #[serde(rename = "ICMP")]
+    Icmp,
+    #[serde(rename = "UDP")]
+    Udp,
+    #[serde(rename = "TCP")]
+    Tcp,
+}
+
+impl TraceProtocol {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            TraceProtocol::Icmp => "ICMP",
+            TraceProtocol::Udp => "UDP",
+            TraceProtocol::Tcp => "TCP",
+        }
+    }
+}
+
+/// A validated traceroute.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct TracerouteOptions {
+    pub protocol: TraceProtocol,
+    /// 0: classic (the flow changes per packet); 1-64: Paris (one flow per run).
+    pub paris: u32,
+    pub first_hop: u32,
+    pub max_hops: u32,
+    /// Packets per hop.
+    pub packets: u32,
+    pub size: u32,
+    /// Destination port (UDP, TCP).
+    pub port: u16,
+    pub dont_fragment: bool,
+    pub response_timeout_ms: u32,
+}
+
+/// A validated DNS query.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DnsOptions {
+    /// `UDP` or `TCP`.
+    pub protocol: String,
+    /// `IN` or `CHAOS`.
+    pub query_class: String,
+    /// Upper-case type mnemonic, e.g. `AAAA`.
+    pub query_type: String,
+    pub query_argument: String,
+    pub use_probe_resolver: bool,
+    pub set_rd_bit: bool,
+    pub set_do_bit: bool,
+    pub set_cd_bit: bool,
+    pub set_nsid_bit: bool,
+    pub udp_payload_size: u32,
+    pub retry: u32,
+    pub timeout_ms: u32,
+}
+
+/// A validated HTTP request.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct HttpOptions {
+    pub method: String,
+    pub path: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_string: Option<String>,
+    pub port: u16,
+    /// `1.0` or `1.1`.
+    pub version: String,
+    pub header_bytes: u32,
+    pub timing_verbosity: u32,
+    pub https: bool,
+}
+
+/// A validated TLS certificate fetch.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct SslcertOptions {
+    pub port: u16,
+    /// SNI name; none: the target when it is a name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hostname: Option<String>,
+}
+
+/// A validated NTP measurement.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct NtpOptions {
+    pub packets: u32,
+    pub timeout_ms: u32,
+}
+
 /// The typed, per-type part of a task.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum TaskKind {
     Ping(PingOptions),
+    Traceroute(TracerouteOptions),
+    Dns(DnsOptions),
+    Http(HttpOptions),
+    Sslcert(SslcertOptions),
+    Ntp(NtpOptions),
 }
 
 impl TaskKind {
     pub fn type_name(&self) -> &'static str {
         match self {
             TaskKind::Ping(_) => "ping",
+            TaskKind::Traceroute(_) => "traceroute",
+            TaskKind::Dns(_) => "dns",
+            TaskKind::Http(_) => "http",
+            TaskKind::Sslcert(_) => "sslcert",
+            TaskKind::Ntp(_) => "ntp",
         }
+    }
+}
+
+/// DNS query types a probe sends (RIPE Atlas accepts these names).
+pub const DNS_QUERY_TYPES: &[&str] = &[
+    "A",
+    "AAAA",
+    "ANY",
+    "CAA",
+    "CDNSKEY",
+    "CDS",
+    "CNAME",
+    "DNSKEY",
+    "DS",
+    "HINFO",
+    "HTTPS",
+    "MX",
+    "NAPTR",
+    "NS",
+    "NSEC",
+    "NSEC3",
+    "NSEC3PARAM",
+    "PTR",
+    "RRSIG",
+    "SOA",
+    "SPF",
+    "SRV",
+    "SSHFP",
+    "SVCB",
+    "TLSA",
+    "TXT",
+];
+/// DNS query classes a probe sends.
+pub const DNS_QUERY_CLASSES: &[&str] = &["IN", "CHAOS"];
+/// HTTP methods a probe sends.
+pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST"];
+
+fn one_of(
+    field: &str,
+    value: Option<&str>,
+    default: &str,
+    allowed: &[&str],
+) -> Result<String, InvalidField> {
+    let v = value.map(str::trim).unwrap_or(default).to_ascii_uppercase();
+    if allowed.contains(&v.as_str()) {
+        Ok(v)
+    } else {
+        Err(InvalidField::new(
+            format!("spec.{field}"),
+            format!("unknown {field} {v:?}; use one of {}", allowed.join(", ")),
+        ))
     }
 }
 
@@ -207,6 +435,12 @@ fn ranged(
         .map_err(|_| InvalidField::new(format!("spec.{field}"), format!("{v} does not fit")))
 }
 
+fn port(field: &str, value: Option<i64>, default: u16) -> Result<u16, InvalidField> {
+    let v = ranged(field, value, i64::from(default), 1, 65_535)?;
+    u16::try_from(v)
+        .map_err(|_| InvalidField::new(format!("spec.{field}"), format!("{v} does not fit")))
+}
+
 /// Is `s` a plausible host: an IP address, or a DNS name of valid labels.
 pub fn is_host(s: &str) -> bool {
     if s.parse::<IpAddr>().is_ok() {
@@ -259,7 +493,9 @@ impl Definition {
                 ))
             }
         };
+        let target_optional = kind == "dns" && self.use_probe_resolver.unwrap_or(false);
         let target = match self.target.as_deref().map(str::trim) {
+            None | Some("") if target_optional => String::new(),
             None | Some("") => {
                 return Err(InvalidField::new(
                     "spec.target",
@@ -314,6 +550,163 @@ impl Definition {
                     2,
                     300_000,
                 )?,
+            }),
+            "traceroute" => {
+                let protocol = match one_of(
+                    "protocol",
+                    self.protocol.as_deref(),
+                    "UDP",
+                    &["ICMP", "UDP", "TCP"],
+                )?
+                .as_str()
+                {
+                    "ICMP" => TraceProtocol::Icmp,
+                    "TCP" => TraceProtocol::Tcp,
+                    _ => TraceProtocol::Udp,
+                };
+                let first_hop = ranged("first_hop", self.first_hop, 1, 1, 255)?;
+                let max_hops = ranged("max_hops", self.max_hops, 32, 1, 255)?;
+                if first_hop > max_hops {
+                    return Err(InvalidField::new(
+                        "spec.first_hop",
+                        format!("first_hop {first_hop} is above max_hops {max_hops}; lower it"),
+                    ));
+                }
+                let default_port = if protocol == TraceProtocol::Tcp {
+                    80
+                } else {
+                    33434
+                };
+                TaskKind::Traceroute(TracerouteOptions {
+                    protocol,
+                    paris: ranged("paris", self.paris, 16, 0, 64)?,
+                    first_hop,
+                    max_hops,
+                    packets: ranged("packets", self.packets, 3, 1, 16)?,
+                    size: ranged("size", self.size, 48, 0, 2048)?,
+                    port: port("port", self.port, default_port)?,
+                    dont_fragment: self.dont_fragment.unwrap_or(false),
+                    response_timeout_ms: ranged(
+                        "response_timeout",
+                        self.response_timeout,
+                        4000,
+                        10,
+                        60_000,
+                    )?,
+                })
+            }
+            "dns" => {
+                let query_argument =
+                    match self.query_argument.as_deref().map(str::trim) {
+                        None | Some("") => return Err(InvalidField::new(
+                            "spec.query_argument",
+                            "missing; a dns measurement needs the name to query (e.g. ripe.net)",
+                        )),
+                        Some(q) if q != "." && !is_host(q) => {
+                            return Err(InvalidField::new(
+                                "spec.query_argument",
+                                format!("{q:?} is not a domain name or an IP address"),
+                            ))
+                        }
+                        Some(q) => q.to_owned(),
+                    };
+                TaskKind::Dns(DnsOptions {
+                    protocol: one_of("protocol", self.protocol.as_deref(), "UDP", &["UDP", "TCP"])?,
+                    query_class: one_of(
+                        "query_class",
+                        self.query_class.as_deref(),
+                        "IN",
+                        DNS_QUERY_CLASSES,
+                    )?,
+                    query_type: one_of(
+                        "query_type",
+                        self.query_type.as_deref(),
+                        "A",
+                        DNS_QUERY_TYPES,
+                    )?,
+                    query_argument,
+                    use_probe_resolver: target_optional,
+                    set_rd_bit: self.set_rd_bit.unwrap_or(false),
+                    set_do_bit: self.set_do_bit.unwrap_or(false),
+                    set_cd_bit: self.set_cd_bit.unwrap_or(false),
+                    set_nsid_bit: self.set_nsid_bit.unwrap_or(false),
+                    udp_payload_size: ranged(
+                        "udp_payload_size",
+                        self.udp_payload_size,
+                        512,
+                        512,
+                        4096,
+                    )?,
+                    retry: ranged("retry", self.retry, 0, 0, 10)?,
+                    timeout_ms: ranged("timeout", self.timeout, 5000, 100, 60_000)?,
+                })
+            }
+            "http" => {
+                let https = self.https.unwrap_or(false);
+                let path = self.path.clone().unwrap_or_else(|| "/".to_owned());
+                if !path.starts_with('/')
+                    || path.chars().any(|c| c.is_whitespace() || c.is_control())
+                {
+                    return Err(InvalidField::new(
+                        "spec.path",
+                        format!(
+                            "{path:?} is not a URL path; it must start with / and hold no spaces"
+                        ),
+                    ));
+                }
+                let query_string = self.query_string.clone().filter(|q| !q.is_empty());
+                if let Some(q) = &query_string {
+                    if q.chars()
+                        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
+                    {
+                        return Err(InvalidField::new(
+                            "spec.query_string",
+                            format!("{q:?} is not a URL query string"),
+                        ));
+                    }
+                }
+                TaskKind::Http(HttpOptions {
+                    method: one_of("method", self.method.as_deref(), "GET", HTTP_METHODS)?,
+                    path,
+                    query_string,
+                    port: port("port", self.port, if https { 443 } else { 80 })?,
+                    version: match self.version.as_deref().map(str::trim).unwrap_or("1.1") {
+                        "1.0" => "1.0".to_owned(),
+                        "1.1" => "1.1".to_owned(),
+                        other => {
+                            return Err(InvalidField::new(
+                                "spec.version",
+                                format!("HTTP version {other:?} is not supported; use 1.0 or 1.1"),
+                            ))
+                        }
+                    },
+                    header_bytes: ranged("header_bytes", self.header_bytes, 0, 0, 2048)?,
+                    timing_verbosity: ranged("timing_verbosity", self.timing_verbosity, 0, 0, 2)?,
+                    https,
+                })
+            }
+            "sslcert" => {
+                let hostname = self
+                    .hostname
+                    .as_deref()
+                    .map(str::trim)
+                    .filter(|h| !h.is_empty());
+                if let Some(h) = hostname {
+                    if !is_host(h) {
+                        return Err(InvalidField::new(
+                            "spec.hostname",
+                            format!("{h:?} is not a host name"),
+                        ));
+                    }
+                }
+                TaskKind::Sslcert(SslcertOptions {
+                    port: port("port", self.port, 443)?,
+                    hostname: hostname.map(str::to_owned),
+                })
+            }
+            "ntp" => TaskKind::Ntp(NtpOptions {
+                packets: ranged("packets", self.packets, 3, 1, 16)?,
+                timeout_ms: ranged("timeout", self.timeout, 4000, 100, 60_000)?,
             }),
             // Unreachable: EXECUTABLE_TYPES was checked above.
             other => {
@@ -512,13 +905,296 @@ mod tests {
     }
 
     #[test]
-    fn known_but_unexecutable_type_says_so() {
-        let dns = Definition {
-            kind: "dns".into(),
+    fn every_known_type_is_executable_with_ripe_defaults() {
+        assert_eq!(KNOWN_TYPES, EXECUTABLE_TYPES);
+        let def = |kind: &str| Definition {
+            kind: kind.into(),
+            target: Some("example.net".into()),
+            query_argument: Some("ripe.net".into()),
             ..Default::default()
         };
-        let err = dns.validate(1, Timing::default()).expect_err("dns not yet");
-        assert!(err.message.contains("do not execute yet"), "{err}");
+        let t = def("traceroute")
+            .validate(1, Timing::default())
+            .expect("traceroute");
+        let TaskKind::Traceroute(o) = t.kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            (
+                o.protocol,
+                o.paris,
+                o.first_hop,
+                o.max_hops,
+                o.packets,
+                o.port
+            ),
+            (TraceProtocol::Udp, 16, 1, 32, 3, 33434)
+        );
+        let t = def("dns").validate(1, Timing::default()).expect("dns");
+        let TaskKind::Dns(o) = t.kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            (
+                o.protocol.as_str(),
+                o.query_class.as_str(),
+                o.query_type.as_str(),
+                o.timeout_ms
+            ),
+            ("UDP", "IN", "A", 5000)
+        );
+        let t = def("http").validate(1, Timing::default()).expect("http");
+        let TaskKind::Http(o) = t.kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            (
+                o.method.as_str(),
+                o.path.as_str(),
+                o.port,
+                o.version.as_str()
+            ),
+            ("GET", "/", 80, "1.1")
+        );
+        let https = Definition {
+            https: Some(true),
+            ..def("http")
+        };
+        let TaskKind::Http(o) = https.validate(1, Timing::default()).expect("https").kind else {
+            panic!()
+        };
+        assert_eq!(o.port, 443);
+        let t = def("sslcert")
+            .validate(1, Timing::default())
+            .expect("sslcert");
+        assert_eq!(
+            t.kind,
+            TaskKind::Sslcert(SslcertOptions {
+                port: 443,
+                hostname: None
+            })
+        );
+        let t = def("ntp").validate(1, Timing::default()).expect("ntp");
+        assert_eq!(
+            t.kind,
+            TaskKind::Ntp(NtpOptions {
+                packets: 3,
+                timeout_ms: 4000
+            })
+        );
+        // Task JSON round-trips for every type.
+        for kind in KNOWN_TYPES {
+            let task = def(kind).validate(3, Timing::default()).expect(kind);
+            let json = serde_json::to_value(&task).expect("ser");
+            assert_eq!(json["type"], *kind);
+            let back: Task = serde_json::from_value(json).expect("de");
+            assert_eq!(back, task);
+        }
+    }
+
+    #[test]
+    fn new_type_options_are_validated_by_field() {
+        let dns = |f: fn(&mut Definition)| {
+            let mut d = Definition {
+                kind: "dns".into(),
+                target: Some("192.0.2.53".into()),
+                query_argument: Some("ripe.net".into()),
+                ..Default::default()
+            };
+            f(&mut d);
+            d.validate(1, Timing::default())
+        };
+        let err = dns(|d| d.query_type = Some("AAAAA".into())).expect_err("qtype");
+        assert_eq!(err.field, "spec.query_type");
+        assert!(
+            err.message.contains("unknown query_type \"AAAAA\""),
+            "{err}"
+        );
+        assert_eq!(
+            dns(|d| d.query_class = Some("HS".into()))
+                .expect_err("class")
+                .field,
+            "spec.query_class"
+        );
+        assert_eq!(
+            dns(|d| d.query_argument = None).expect_err("arg").field,
+            "spec.query_argument"
+        );
+        assert_eq!(
+            dns(|d| d.query_argument = Some("a b".into()))
+                .expect_err("arg")
+                .field,
+            "spec.query_argument"
+        );
+        assert_eq!(
+            dns(|d| d.protocol = Some("QUIC".into()))
+                .expect_err("proto")
+                .field,
+            "spec.protocol"
+        );
+        assert_eq!(
+            dns(|d| d.retry = Some(-1)).expect_err("retry").field,
+            "spec.retry"
+        );
+        assert_eq!(
+            dns(|d| d.udp_payload_size = Some(100))
+                .expect_err("size")
+                .field,
+            "spec.udp_payload_size"
+        );
+        // dns: no target needed when the probe's resolvers are asked; otherwise it is.
+        let t = dns(|d| {
+            d.target = None;
+            d.use_probe_resolver = Some(true);
+        })
+        .expect("probe resolver");
+        assert_eq!(t.target, "");
+        assert_eq!(
+            dns(|d| d.target = None).expect_err("target").field,
+            "spec.target"
+        );
+        let q = dns(|d| d.query_type = Some("aaaa".into())).expect("lower case qtype");
+        let TaskKind::Dns(o) = q.kind else { panic!() };
+        assert_eq!(o.query_type, "AAAA");
+
+        let trace = |f: fn(&mut Definition)| {
+            let mut d = Definition {
+                kind: "traceroute".into(),
+                target: Some("192.0.2.1".into()),
+                ..Default::default()
+            };
+            f(&mut d);
+            d.validate(1, Timing::default())
+        };
+        assert_eq!(
+            trace(|d| d.protocol = Some("SCTP".into()))
+                .expect_err("p")
+                .field,
+            "spec.protocol"
+        );
+        assert_eq!(
+            trace(|d| d.max_hops = Some(0)).expect_err("h").field,
+            "spec.max_hops"
+        );
+        assert_eq!(
+            trace(|d| d.first_hop = Some(40)).expect_err("f").field,
+            "spec.first_hop"
+        );
+        assert_eq!(
+            trace(|d| d.packets = Some(-3)).expect_err("n").field,
+            "spec.packets"
+        );
+        assert_eq!(
+            trace(|d| d.paris = Some(65)).expect_err("paris").field,
+            "spec.paris"
+        );
+        assert_eq!(
+            trace(|d| d.port = Some(70000)).expect_err("port").field,
+            "spec.port"
+        );
+        assert_eq!(
+            trace(|d| d.target = Some("no such host!".into()))
+                .expect_err("t")
+                .field,
+            "spec.target"
+        );
+
+        let http = Definition {
+            kind: "http".into(),
+            target: Some("example.net".into()),
+            ..Default::default()
+        };
+        let bad = Definition {
+            method: Some("DELETE".into()),
+            ..http.clone()
+        };
+        assert_eq!(
+            bad.validate(1, Timing::default()).expect_err("m").field,
+            "spec.method"
+        );
+        let bad = Definition {
+            path: Some("no-slash".into()),
+            ..http.clone()
+        };
+        assert_eq!(
+            bad.validate(1, Timing::default()).expect_err("p").field,
+            "spec.path"
+        );
+        let bad = Definition {
+            version: Some("2".into()),
+            ..http.clone()
+        };
+        assert_eq!(
+            bad.validate(1, Timing::default()).expect_err("v").field,
+            "spec.version"
+        );
+        let bad = Definition {
+            header_bytes: Some(-1),
+            ..http
+        };
+        assert_eq!(
+            bad.validate(1, Timing::default()).expect_err("hb").field,
+            "spec.header_bytes"
+        );
+
+        let ssl = Definition {
+            kind: "sslcert".into(),
+            target: Some("192.0.2.1".into()),
+            hostname: Some("bad host".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ssl.validate(1, Timing::default()).expect_err("sni").field,
+            "spec.hostname"
+        );
+        let ntp = Definition {
+            kind: "ntp".into(),
+            target: Some("192.0.2.123".into()),
+            packets: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(
+            ntp.validate(1, Timing::default()).expect_err("ntp").field,
+            "spec.packets"
+        );
+        let ntp = Definition {
+            kind: "ntp".into(),
+            target: None,
+            ..Default::default()
+        };
+        assert_eq!(
+            ntp.validate(1, Timing::default()).expect_err("ntp").field,
+            "spec.target"
+        );
+    }
+
+    #[test]
+    fn ripe_atlas_api_json_for_new_types_reads() {
+        let d: Definition = serde_json::from_str(r#"{"type":"dns","af":4,"query_class":"IN","query_type":"SOA","query_argument":"nl","use_probe_resolver":true,"set_rd_bit":true,"set_do_bit":true,"udp_payload_size":1232,"protocol":"TCP","retry":2}"#).expect("dns json");
+        let TaskKind::Dns(o) = d.validate(1, Timing::default()).expect("valid").kind else {
+            panic!()
+        };
+        assert!(o.use_probe_resolver && o.set_rd_bit && o.set_do_bit && !o.set_cd_bit);
+        assert_eq!(
+            (o.udp_payload_size, o.retry, o.protocol.as_str()),
+            (1232, 2, "TCP")
+        );
+        let d: Definition = serde_json::from_str(r#"{"type":"traceroute","af":4,"target":"ripe.net","protocol":"ICMP","paris":1,"first_hop":2,"max_hops":20,"packets":2,"size":60,"dont_fragment":true}"#).expect("tr json");
+        let TaskKind::Traceroute(o) = d.validate(1, Timing::default()).expect("valid").kind else {
+            panic!()
+        };
+        assert_eq!(
+            (
+                o.protocol,
+                o.paris,
+                o.first_hop,
+                o.max_hops,
+                o.packets,
+                o.size,
+                o.dont_fragment
+            ),
+            (TraceProtocol::Icmp, 1, 2, 20, 2, 60, true)
+        );
     }
 
     #[test]

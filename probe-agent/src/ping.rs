@@ -203,7 +203,14 @@ pub struct PingMeasure<P> {
 
 impl<P: Pinger> Measure for PingMeasure<P> {
     async fn run(&self, task: &Task) -> Option<Value> {
-        let TaskKind::Ping(opts) = &task.kind;
+        let TaskKind::Ping(opts) = &task.kind else {
+            tracing::warn!(
+                msm_id = task.msm_id,
+                kind = task.kind.type_name(),
+                "not a ping task"
+            );
+            return None;
+        };
         let ctx = RunContext {
             prb_id: self.prb_id.load(Ordering::Relaxed),
         };
@@ -398,7 +405,9 @@ mod tests {
             packet_interval_ms: 20,
             ..opts
         });
-        let TaskKind::Ping(opts) = task.kind.clone();
+        let TaskKind::Ping(opts) = task.kind.clone() else {
+            panic!("ping task")
+        };
         let r = run_ping(&pinger, &task, &opts, RunContext { prb_id: 1 }).await;
         assert!(r.rcvd > 0, "no replies from 127.0.0.1: {:?}", r.result);
         assert!(r.max < 50.0, "{r:?}");
