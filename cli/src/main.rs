@@ -44,6 +44,37 @@ struct SshArgs {
     host_key: PathBuf,
 }
 
+#[derive(Args, Clone)]
+struct S3Args {
+    /// S3 bucket of the measurement archive.
+    #[arg(long, env = "S3_BUCKET", default_value = "vantage-archive")]
+    s3_bucket: String,
+    /// S3 endpoint (moto, MinIO); empty for AWS. Credentials come from AWS_*.
+    #[arg(long, env = "S3_ENDPOINT", default_value = "")]
+    s3_endpoint: String,
+}
+
+impl S3Args {
+    fn config(self) -> vantage_collector::archive::S3Config {
+        vantage_collector::archive::S3Config {
+            bucket: self.s3_bucket,
+            endpoint: (!self.s3_endpoint.is_empty()).then_some(self.s3_endpoint),
+            region: None,
+        }
+    }
+}
+
+#[derive(Args, Clone)]
+struct FingerprintArgs {
+    /// Blockpage fingerprint file (versioned YAML, reloaded when it changes).
+    #[arg(
+        long,
+        env = "VANTAGE_FINGERPRINTS",
+        default_value = "/etc/vantage/fingerprints.yaml"
+    )]
+    fingerprints: PathBuf,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Reconcile Measurements and Probes, publish schedules, fold in result counts.
@@ -78,6 +109,12 @@ enum Command {
         /// Countries (ISO codes) this controller prefers, comma-separated.
         #[arg(long, value_delimiter = ',')]
         regions: Vec<String>,
+        /// Directory of the disk spool that holds results while NATS is unreachable.
+        #[arg(long, default_value = "/var/lib/vantage/spool")]
+        spool_dir: PathBuf,
+        /// Largest spool, in MiB; beyond it results are dropped and counted.
+        #[arg(long, default_value_t = 1024)]
+        spool_max_mib: u64,
         #[command(flatten)]
         ssh: SshArgs,
         #[command(flatten)]
@@ -99,6 +136,51 @@ enum Command {
         max_wait_ms: u64,
         #[arg(long, default_value = "0.0.0.0:9093")]
         metrics_addr: SocketAddr,
+    },
+    /// The OONI-style intake: submission API, disk queue, fastpath, S3 archive uploader.
+    Intake {
+        #[command(flatten)]
+        ch: ClickHouseArgs,
+        #[command(flatten)]
+        s3: S3Args,
+        /// Address of the submission API (`POST /report`, `GET /api/v1/measurement/{uid}`).
+        #[arg(long, default_value = "0.0.0.0:8080")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:9094")]
+        metrics_addr: SocketAddr,
+        /// Disk queue directory.
+        #[arg(
+            long,
+            env = "VANTAGE_QUEUE_DIR",
+            default_value = "/var/lib/vantage/queue"
+        )]
+        queue_dir: PathBuf,
+        #[command(flatten)]
+        fp: FingerprintArgs,
+        /// Seconds between fingerprint file checks.
+        #[arg(long, default_value_t = 30)]
+        fingerprints_reload_secs: u64,
+        /// Seconds between archive uploads (OONI: hourly).
+        #[arg(long, default_value_t = 3600)]
+        upload_interval_secs: u64,
+        /// Largest request body in bytes.
+        #[arg(long, default_value_t = 4 << 20)]
+        max_body: usize,
+        /// Largest body after zstd decompression, in bytes.
+        #[arg(long, default_value_t = 16 << 20)]
+        max_decoded: usize,
+    },
+    /// Rebuild `fastpath` and the `jsonl` index from the S3 archive alone.
+    Reprocess {
+        #[command(flatten)]
+        ch: ClickHouseArgs,
+        #[command(flatten)]
+        s3: S3Args,
+        #[command(flatten)]
+        fp: FingerprintArgs,
+        /// Empty the tables first (otherwise rows are replaced by key).
+        #[arg(long)]
+        truncate: bool,
     },
     /// Apply the ClickHouse schema migrations and print the version.
     Migrate {
@@ -142,6 +224,8 @@ async fn main() -> anyhow::Result<()> {
             advertise,
             capacity,
             regions,
+            spool_dir,
+            spool_max_mib,
             ssh,
             nats,
             metrics_addr,
@@ -159,6 +243,10 @@ async fn main() -> anyhow::Result<()> {
                     capacity,
                     regions,
                 },
+                vantage_controller::run::SpoolConfig {
+                    dir: spool_dir,
+                    max_bytes: spool_max_mib << 20,
+                },
             )
             .await?
         }
@@ -175,6 +263,55 @@ async fn main() -> anyhow::Result<()> {
                 max_wait: Duration::from_millis(max_wait_ms),
             };
             vantage_collector::serve(&nats.nats_url, store, cfg, metrics_addr).await?
+        }
+        Command::Intake {
+            ch,
+            s3,
+            listen,
+            metrics_addr,
+            queue_dir,
+            fp,
+            fingerprints_reload_secs,
+            upload_interval_secs,
+            max_body,
+            max_decoded,
+        } => {
+            let mut cfg = vantage_collector::IntakeConfig::new(
+                queue_dir,
+                fp.fingerprints,
+                &ch.clickhouse_url,
+                &ch.clickhouse_db,
+                s3.config(),
+            );
+            cfg.listen = listen;
+            cfg.metrics_addr = Some(metrics_addr);
+            cfg.fingerprints_reload = Duration::from_secs(fingerprints_reload_secs.max(1));
+            cfg.upload_interval = Duration::from_secs(upload_interval_secs.max(1));
+            cfg.limits = vantage_collector::Limits {
+                max_body,
+                max_decoded,
+            };
+            vantage_collector::serve_intake(cfg).await?
+        }
+        Command::Reprocess {
+            ch,
+            s3,
+            fp,
+            truncate,
+        } => {
+            let summary = vantage_collector::reprocess(vantage_collector::ReprocessConfig {
+                clickhouse_url: ch.clickhouse_url,
+                clickhouse_db: ch.clickhouse_db,
+                s3: s3.config(),
+                fingerprints: fp.fingerprints,
+                truncate,
+                batch: 10_000,
+            })
+            .await?;
+            println!(
+                "reprocessed {} measurements from {} objects ({} lines skipped)",
+                summary.measurements, summary.objects, summary.skipped
+            );
         }
         Command::Migrate { ch } => {
             let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?;

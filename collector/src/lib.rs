@@ -6,6 +6,21 @@
 //! fails, the batch is retried with backoff and nothing new is fetched (backpressure: at
 //! most one batch is in memory). A message that is not a result is acked and counted,
 //! since no retry can make it readable.
+//!
+//! The crate also holds the OONI-style half of the pipeline ([`intake`]): the submission
+//! API for software probes, the disk queue, the fastpath, the S3 archive and
+//! [`reprocess`]. See docs/FASTPATH.md.
+
+pub mod archive;
+pub mod fastpath;
+pub mod fingerprints;
+pub mod intake;
+pub mod queue;
+pub mod reprocess;
+pub mod uid;
+
+pub use intake::{serve_intake, start_intake, IntakeConfig, Limits};
+pub use reprocess::{reprocess, ReprocessConfig};
 
 use std::time::Duration;
 

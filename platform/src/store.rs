@@ -27,14 +27,15 @@ pub struct Migration {
 }
 
 /// Every migration, in order. Append; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "results",
-    statements: &[
-        // One row per result: the RIPE Atlas common fields, typed ping columns, and the
-        // raw JSON. ReplacingMergeTree collapses rows with the same sorting key, which
-        // ends with result_id: a result delivered twice is stored once (read with FINAL).
-        "CREATE TABLE IF NOT EXISTS {db}.results (
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "results",
+        statements: &[
+            // One row per result: the RIPE Atlas common fields, typed ping columns, and the
+            // raw JSON. ReplacingMergeTree collapses rows with the same sorting key, which
+            // ends with result_id: a result delivered twice is stored once (read with FINAL).
+            "CREATE TABLE IF NOT EXISTS {db}.results (
             result_id String,
             msm_id UInt64,
             prb_id UInt32,
@@ -56,8 +57,57 @@ pub const MIGRATIONS: &[Migration] = &[Migration {
         ) ENGINE = ReplacingMergeTree(inserted_at)
         PARTITION BY toYYYYMM(timestamp)
         ORDER BY (msm_id, prb_id, timestamp, result_id)",
-    ],
-}];
+        ],
+    },
+    Migration {
+        version: 2,
+        name: "fastpath",
+        statements: &[
+            // OONI's fastpath: one scored row per measurement submitted to the intake API.
+            // OONI orders by (measurement_start_time, report_id, input); measurement_uid is
+            // appended so that two measurements of one report with the same input and start
+            // second stay two rows. No version column: a re-scored row (reprocess) replaces
+            // the old one, and the table's content is a pure function of the archive.
+            "CREATE TABLE IF NOT EXISTS {db}.fastpath (
+            measurement_uid String,
+            report_id String,
+            input String,
+            probe_cc String,
+            probe_asn UInt32,
+            test_name String,
+            test_start_time DateTime,
+            measurement_start_time DateTime,
+            scores String,
+            anomaly UInt8,
+            confirmed UInt8,
+            msm_failure UInt8,
+            domain String,
+            software_name String,
+            software_version String,
+            blocking_type String,
+            reason String
+        ) ENGINE = ReplacingMergeTree
+        PARTITION BY toYYYYMM(measurement_start_time)
+        ORDER BY (measurement_start_time, report_id, input, measurement_uid)",
+        ],
+    },
+    Migration {
+        version: 3,
+        name: "jsonl",
+        statements: &[
+            // OONI's archive index: where each measurement lives in the S3 archive
+            // (`raw/YYYYMMDD/HH/CC/testname/<file>.jsonl.zst`, line `linenum`, 0-based).
+            "CREATE TABLE IF NOT EXISTS {db}.jsonl (
+            report_id String,
+            input String,
+            s3path String,
+            linenum UInt32,
+            measurement_uid String
+        ) ENGINE = ReplacingMergeTree
+        ORDER BY (report_id, input, measurement_uid)",
+        ],
+    },
+];
 
 /// A row of `results`.
 #[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -133,6 +183,47 @@ impl ResultRow {
     }
 }
 
+/// A row of `fastpath` (columns in table order).
+#[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FastpathRow {
+    pub measurement_uid: String,
+    pub report_id: String,
+    pub input: String,
+    pub probe_cc: String,
+    pub probe_asn: u32,
+    pub test_name: String,
+    /// Unix seconds (ClickHouse DateTime).
+    pub test_start_time: u32,
+    /// Unix seconds (ClickHouse DateTime).
+    pub measurement_start_time: u32,
+    /// JSON object with the per-test scores.
+    pub scores: String,
+    pub anomaly: u8,
+    pub confirmed: u8,
+    pub msm_failure: u8,
+    pub domain: String,
+    pub software_name: String,
+    pub software_version: String,
+    pub blocking_type: String,
+    pub reason: String,
+}
+
+/// The columns of `fastpath`, in table order, for SELECTs.
+pub const FASTPATH_COLUMNS: &str = "measurement_uid, report_id, input, probe_cc, probe_asn, test_name, \
+    toUInt32(test_start_time), toUInt32(measurement_start_time), scores, anomaly, confirmed, msm_failure, \
+    domain, software_name, software_version, blocking_type, reason";
+
+/// A row of `jsonl`, the archive index (columns in table order).
+#[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct JsonlRow {
+    pub report_id: String,
+    pub input: String,
+    pub s3path: String,
+    /// 0-based line in the decompressed object.
+    pub linenum: u32,
+    pub measurement_uid: String,
+}
+
 /// Results received for one measurement.
 #[derive(Row, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct MeasurementStats {
@@ -140,6 +231,21 @@ pub struct MeasurementStats {
     pub results: u64,
     /// Unix seconds of the newest result.
     pub last_result: u32,
+}
+
+/// `s` as a ClickHouse string literal (backslash and quote escaped).
+pub fn quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('\'');
+    for c in s.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\'' => out.push_str("\\'"),
+            _ => out.push(c),
+        }
+    }
+    out.push('\'');
+    out
 }
 
 /// The ClickHouse store.
@@ -243,6 +349,80 @@ impl Store {
             insert.write(row).await.map_err(self.err())?;
         }
         insert.end().await.map_err(self.err())
+    }
+
+    /// Insert a batch of fastpath rows in one INSERT.
+    pub async fn insert_fastpath(&self, rows: &[FastpathRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .db_client
+            .insert::<FastpathRow>("fastpath")
+            .await
+            .map_err(self.err())?;
+        for row in rows {
+            insert.write(row).await.map_err(self.err())?;
+        }
+        insert.end().await.map_err(self.err())
+    }
+
+    /// Insert a batch of archive index rows in one INSERT.
+    pub async fn insert_jsonl(&self, rows: &[JsonlRow]) -> Result<(), StoreError> {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .db_client
+            .insert::<JsonlRow>("jsonl")
+            .await
+            .map_err(self.err())?;
+        for row in rows {
+            insert.write(row).await.map_err(self.err())?;
+        }
+        insert.end().await.map_err(self.err())
+    }
+
+    /// Where the archive holds a measurement, if it was archived.
+    /// `uid` is matched as a quoted string literal.
+    pub async fn jsonl_lookup(&self, uid: &str) -> Result<Option<JsonlRow>, StoreError> {
+        let rows = self
+            .client
+            .query(&format!(
+                "SELECT report_id, input, s3path, linenum, measurement_uid FROM {}.jsonl FINAL \
+                 WHERE measurement_uid = {} LIMIT 1",
+                self.db,
+                quote(uid)
+            ))
+            .fetch_all::<JsonlRow>()
+            .await
+            .map_err(self.err())?;
+        Ok(rows.into_iter().next())
+    }
+
+    /// Every fastpath row, deduplicated, ordered by measurement_uid.
+    pub async fn fastpath_rows(&self) -> Result<Vec<FastpathRow>, StoreError> {
+        self.client
+            .query(&format!(
+                "SELECT {FASTPATH_COLUMNS} FROM {}.fastpath FINAL ORDER BY measurement_uid",
+                self.db
+            ))
+            .fetch_all::<FastpathRow>()
+            .await
+            .map_err(self.err())
+    }
+
+    /// Run a query and return its whole output in `format` (e.g. `TSV`).
+    pub async fn fetch_formatted(&self, sql: &str, format: &str) -> Result<Vec<u8>, StoreError> {
+        let bytes = self
+            .client
+            .query(sql)
+            .fetch_bytes(format)
+            .map_err(self.err())?
+            .collect()
+            .await
+            .map_err(self.err())?;
+        Ok(bytes.to_vec())
     }
 
     /// Result counts per measurement (deduplicated).
