@@ -3,8 +3,9 @@ Every ClickHouse panel of the Grafana dashboards the chart ships
 (charts/vantage/dashboards/*.json) runs against the real ClickHouse and returns rows.
 
 Run: CLICKHOUSE_URL=http://127.0.0.1:18123 .venv/bin/python -m pytest e2e/tests/test_dashboards.py
-(`source $VANTAGE_STACK_DIR/env` sets CLICKHOUSE_URL). Skipped only when CLICKHOUSE_URL
-is unset. The database is $CLICKHOUSE_DB, or a fresh one that the test drops again.
+Without CLICKHOUSE_URL the test reads it from the local stack's env file
+($VANTAGE_STACK_DIR/env, as `make e2e` leaves it); it is skipped only when neither is
+there. The database is $CLICKHOUSE_DB, or a fresh one that the test drops again.
 
 Each panel's SQL is expanded as the grafana-clickhouse-datasource plugin expands it
 (pkg/macros/macros.go: `$__timeFilter(c)` -> `c >= toDateTime(from) AND c <= toDateTime(to)`,
@@ -32,9 +33,21 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARDS = ROOT / 'charts' / 'vantage' / 'dashboards'
 STORE_RS = ROOT / 'platform' / 'src' / 'store.rs'
 CH_PLUGIN = 'grafana-clickhouse-datasource'
-URL = os.environ.get('CLICKHOUSE_URL', '').rstrip('/')
+STACK_ENV = pathlib.Path(os.environ.get('VANTAGE_STACK_DIR', '/tmp/vantage-stack')) / 'env'
 
-pytestmark = pytest.mark.skipif(not URL, reason='CLICKHOUSE_URL is unset (source the stack env)')
+
+def clickhouse_url() -> str:
+    """$CLICKHOUSE_URL, else the running local stack's (as the other e2e tests find it)."""
+    url = os.environ.get('CLICKHOUSE_URL', '')
+    if not url and STACK_ENV.exists():
+        m = re.search(r'^export CLICKHOUSE_URL=(\S+)$', STACK_ENV.read_text(), re.M)
+        url = m.group(1) if m else ''
+    return url.rstrip('/')
+
+
+URL = clickhouse_url()
+
+pytestmark = pytest.mark.skipif(not URL, reason='CLICKHOUSE_URL is unset and no local stack runs (e2e/stack/stack.sh up)')
 
 # The RTT-by-country panels join `probes` (prb_id -> country_code), which the schema
 # migrations do not create yet. Until platform/src/store.rs has it (proposed migration 2,
