@@ -22,12 +22,15 @@ pub mod backoff;
 pub mod commands;
 pub mod common;
 pub mod dns;
+pub mod http;
 pub mod identity;
 pub mod ntp;
 pub mod outbox;
 pub mod ping;
 pub mod scheduler;
 pub mod ssh;
+pub mod sslcert;
+pub mod tls;
 
 use std::time::Duration;
 

@@ -1,0 +1,697 @@
+//! The HTTP API, shaped like RIPE IPmap's (`/api/v1/locate/{ip}/`, `/worlds/...`,
+//! `POST /crowdsource/{ip}`). Errors are JSON `{"error": <reason>, "message": <text>}`.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures::StreamExt;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::engine::crowd::{unix_now, Crowdsourced, Report};
+use crate::geo;
+use crate::reducer::{Contribution, Located, Locator};
+use crate::world::City;
+
+/// Cached answers at most.
+const CACHE_CAPACITY: usize = 200_000;
+
+/// A 4xx/5xx answer with a reason.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            reason,
+            message: message.into(),
+        }
+    }
+    fn body(&self) -> Value {
+        json!({"error": self.reason, "message": self.message})
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(self.body())).into_response()
+    }
+}
+
+/// Why an address is not on the public Internet, if it is not.
+pub fn reserved(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => reserved_v4(v4),
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return reserved_v4(v4).or(Some(
+                    "an IPv4-mapped IPv6 address (::ffff:0:0/96); ask for the IPv4 address",
+                ));
+            }
+            let s = v6.segments();
+            if v6.is_unspecified() {
+                Some("the unspecified address (::)")
+            } else if v6.is_loopback() {
+                Some("loopback (::1)")
+            } else if s[0] & 0xfe00 == 0xfc00 {
+                Some("a unique local address (fc00::/7, RFC 4193)")
+            } else if s[0] & 0xffc0 == 0xfe80 {
+                Some("link-local (fe80::/10)")
+            } else if v6.is_multicast() {
+                Some("multicast (ff00::/8)")
+            } else if s[0] == 0x2001 && s[1] == 0x0db8 {
+                Some("documentation (2001:db8::/32, RFC 3849)")
+            } else if s[0] == 0x0100 && s[1] == 0 && s[2] == 0 && s[3] == 0 {
+                Some("discard-only (100::/64, RFC 6666)")
+            } else if s[0] & 0xe000 != 0x2000 {
+                Some("outside global unicast (2000::/3)")
+            } else {
+                None
+            }
+        }
+    }
+}
+
+fn reserved_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    if o[0] == 0 {
+        Some("\"this network\" (0.0.0.0/8)")
+    } else if ip.is_private() {
+        Some("private (RFC 1918: 10/8, 172.16/12, 192.168/16)")
+    } else if ip.is_loopback() {
+        Some("loopback (127.0.0.0/8)")
+    } else if ip.is_link_local() {
+        Some("link-local (169.254.0.0/16)")
+    } else if o[0] == 100 && (o[1] & 0xc0) == 64 {
+        Some("shared address space for carrier-grade NAT (100.64.0.0/10, RFC 6598)")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        Some("IETF protocol assignments (192.0.0.0/24)")
+    } else if ip.is_documentation() {
+        Some("documentation (192.0.2/24, 198.51.100/24, 203.0.113/24, RFC 5737)")
+    } else if o[0] == 198 && (o[1] & 0xfe) == 18 {
+        Some("benchmarking (198.18.0.0/15, RFC 2544)")
+    } else if ip.is_multicast() {
+        Some("multicast (224.0.0.0/4)")
+    } else if ip.is_broadcast() {
+        Some("broadcast (255.255.255.255)")
+    } else if o[0] >= 240 {
+        Some("reserved (240.0.0.0/4)")
+    } else {
+        None
+    }
+}
+
+/// Parse and check an address: 400 when it is not one, 422 when it is not public.
+pub fn public_ip(text: &str) -> Result<IpAddr, ApiError> {
+    let ip: IpAddr = text.trim().parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_ip",
+            format!("{:?} is not an IPv4 or IPv6 address", truncate(text, 80)),
+        )
+    })?;
+    if let Some(why) = reserved(ip) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+            format!("{ip} is {why}: it has no public location and is not measured"),
+        ));
+    }
+    Ok(ip)
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    s.chars().take(n).collect()
+}
+
+/// A location as IPmap answers it.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Location {
+    pub id: u32,
+    pub city_name: String,
+    pub state_ansi_code: String,
+    pub country_code_alpha2: String,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub score: f64,
+    pub contributions: BTreeMap<String, Contribution>,
+}
+
+struct Metrics {
+    locates: Counter,
+    cache_hits: Counter,
+    engine_errors: Counter,
+    bad_requests: Counter,
+    crowd_reports: Counter,
+    locate_seconds: Histogram,
+}
+
+/// The API's state.
+pub struct Api {
+    locator: Locator,
+    crowd: Option<Arc<Crowdsourced>>,
+    cache: Mutex<HashMap<String, (Instant, Arc<Located>)>>,
+    cache_max_age: Duration,
+    max_batch: usize,
+    metrics: Metrics,
+}
+
+impl Api {
+    pub fn new(
+        locator: Locator,
+        crowd: Option<Arc<Crowdsourced>>,
+        cache_max_age: Duration,
+        max_batch: usize,
+        registry: &mut Registry,
+    ) -> Self {
+        let metrics = Metrics {
+            locates: Counter::default(),
+            cache_hits: Counter::default(),
+            engine_errors: Counter::default(),
+            bad_requests: Counter::default(),
+            crowd_reports: Counter::default(),
+            locate_seconds: Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+        };
+        registry.register(
+            "locates",
+            "Addresses located (cached or not)",
+            metrics.locates.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Locates answered from the cache",
+            metrics.cache_hits.clone(),
+        );
+        registry.register(
+            "engine_errors",
+            "Engine runs that failed or timed out",
+            metrics.engine_errors.clone(),
+        );
+        registry.register(
+            "bad_requests",
+            "Requests refused with a 4xx",
+            metrics.bad_requests.clone(),
+        );
+        registry.register(
+            "crowd_reports",
+            "Crowdsourced reports accepted",
+            metrics.crowd_reports.clone(),
+        );
+        registry.register(
+            "locate_seconds",
+            "Time to locate one address (uncached)",
+            metrics.locate_seconds.clone(),
+        );
+        Self {
+            locator,
+            crowd,
+            cache: Mutex::new(HashMap::new()),
+            cache_max_age,
+            max_batch,
+            metrics,
+        }
+    }
+
+    pub fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    /// Locate with the answer cache (keyed by address and engine filter).
+    pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Arc<Located> {
+        self.metrics.locates.inc();
+        let key = match only {
+            Some(set) => {
+                let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                format!("{ip}|{}", names.join(","))
+            }
+            None => ip.to_string(),
+        };
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, answer)) = cache.get(&key) {
+                if at.elapsed() < self.cache_max_age {
+                    self.metrics.cache_hits.inc();
+                    return answer.clone();
+                }
+            }
+        }
+        let start = Instant::now();
+        let answer = Arc::new(self.locator.locate(ip, only).await);
+        self.metrics
+            .locate_seconds
+            .observe(start.elapsed().as_secs_f64());
+        let failed = answer.partials.iter().filter(|p| p.error.is_some()).count();
+        self.metrics.engine_errors.inc_by(failed as u64);
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                let max_age = self.cache_max_age;
+                cache.retain(|_, (at, _)| at.elapsed() < max_age);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            // Answers with a failed engine are not kept: the next ask tries again.
+            if failed == 0 {
+                cache.insert(key, (Instant::now(), answer.clone()));
+            }
+        }
+        answer
+    }
+
+    fn forget(&self, ip: IpAddr) {
+        let prefix = format!("{ip}|");
+        let exact = ip.to_string();
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|k, _| k != &exact && !k.starts_with(&prefix));
+        }
+    }
+
+    fn location(&self, s: &crate::reducer::Scored) -> Option<Location> {
+        let c = self.locator.world.city(s.city_id)?;
+        Some(Location {
+            id: c.id,
+            city_name: c.name.clone(),
+            state_ansi_code: c.admin1.clone(),
+            country_code_alpha2: c.country.clone(),
+            latitude: c.latitude,
+            longitude: c.longitude,
+            score: s.score,
+            contributions: s.contributions.clone(),
+        })
+    }
+
+    fn locations(&self, located: &Located) -> Vec<Location> {
+        located
+            .scored
+            .iter()
+            .filter_map(|s| self.location(s))
+            .collect()
+    }
+
+    fn answer(&self, located: &Located) -> Value {
+        json!({
+            "ip": located.ip,
+            "anycast": located.anycast,
+            "locations": self.locations(located),
+        })
+    }
+
+    /// The `?engines=` filter: known names only.
+    fn engine_filter(&self, q: &LocateQuery) -> Result<Option<HashSet<String>>, ApiError> {
+        let Some(list) = q.engines.as_deref() else {
+            return Ok(None);
+        };
+        let known = self.locator.engine_names();
+        let mut set = HashSet::new();
+        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+            if !known.iter().any(|k| k == name) {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "unknown_engine",
+                    format!(
+                        "no engine {:?}; known: {}",
+                        truncate(name, 60),
+                        known.join(", ")
+                    ),
+                ));
+            }
+            set.insert(name.to_owned());
+        }
+        if set.is_empty() {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "unknown_engine",
+                "engines= names no engine",
+            ));
+        }
+        Ok(Some(set))
+    }
+
+    fn refuse(&self, e: ApiError) -> ApiError {
+        if e.status.is_client_error() {
+            self.metrics.bad_requests.inc();
+        }
+        e
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct LocateQuery {
+    engines: Option<String>,
+    resources: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WorldsQuery {
+    search: Option<String>,
+    country: Option<String>,
+    limit: Option<usize>,
+}
+
+type ApiResult = Result<Json<Value>, ApiError>;
+
+/// The API routes (`/api/v1/...`).
+pub fn router(api: Arc<Api>) -> Router {
+    Router::new()
+        .route("/api/v1/locate/all", get(locate_all))
+        .route("/api/v1/locate/all/", get(locate_all))
+        .route("/api/v1/locate/{ip}", get(locate))
+        .route("/api/v1/locate/{ip}/", get(locate))
+        .route("/api/v1/locate/{ip}/best", get(best))
+        .route("/api/v1/locate/{ip}/best/", get(best))
+        .route("/api/v1/locate/{ip}/partials", get(partials))
+        .route("/api/v1/locate/{ip}/partials/", get(partials))
+        .route("/api/v1/locate/{ip}/partials/{engine}", get(partial))
+        .route("/api/v1/locate/{ip}/partials/{engine}/", get(partial))
+        .route("/api/v1/worlds", get(worlds))
+        .route("/api/v1/worlds/", get(worlds))
+        .route("/api/v1/worlds/reverse/{lat}/{lon}", get(reverse))
+        .route("/api/v1/worlds/reverse/{lat}/{lon}/", get(reverse))
+        .route("/api/v1/worlds/{id}", get(world_city))
+        .route("/api/v1/worlds/{id}/", get(world_city))
+        .route("/api/v1/crowdsource/{ip}", post(crowdsource))
+        .route("/api/v1/crowdsource/{ip}/", post(crowdsource))
+        .fallback(|| async {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such endpoint; see docs/GEOLOCATION.md",
+            )
+        })
+        .with_state(api)
+}
+
+async fn locate(
+    State(api): State<Arc<Api>>,
+    Path(ip): Path<String>,
+    Query(q): Query<LocateQuery>,
+) -> ApiResult {
+    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
+    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
+    let located = api.locate(ip, only.as_ref()).await;
+    Ok(Json(api.answer(&located)))
+}
+
+async fn best(
+    State(api): State<Arc<Api>>,
+    Path(ip): Path<String>,
+    Query(q): Query<LocateQuery>,
+) -> ApiResult {
+    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
+    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
+    let located = api.locate(ip, only.as_ref()).await;
+    let best = located.scored.first().and_then(|s| api.location(s));
+    Ok(Json(
+        json!({"ip": ip, "anycast": located.anycast, "location": best}),
+    ))
+}
+
+fn partial_json(api: &Api, p: &crate::reducer::Partial) -> Value {
+    let cities: Vec<Value> = p
+        .candidates
+        .iter()
+        .filter_map(|c| {
+            let city = api.locator.world.city(c.city_id)?;
+            Some(json!({
+                "id": city.id,
+                "cityName": city.name,
+                "stateAnsiCode": city.admin1,
+                "countryCodeAlpha2": city.country,
+                "latitude": city.latitude,
+                "longitude": city.longitude,
+                "score": c.score,
+            }))
+        })
+        .collect();
+    json!({"engine": p.engine, "weight": p.weight, "error": p.error, "locations": cities})
+}
+
+async fn partials(
+    State(api): State<Arc<Api>>,
+    Path(ip): Path<String>,
+    Query(q): Query<LocateQuery>,
+) -> ApiResult {
+    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
+    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
+    let located = api.locate(ip, only.as_ref()).await;
+    let parts: Vec<Value> = located
+        .partials
+        .iter()
+        .map(|p| partial_json(&api, p))
+        .collect();
+    Ok(Json(json!({"ip": ip, "partials": parts})))
+}
+
+async fn partial(
+    State(api): State<Arc<Api>>,
+    Path((ip, engine)): Path<(String, String)>,
+) -> ApiResult {
+    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
+    let q = LocateQuery {
+        engines: Some(engine),
+        resources: None,
+    };
+    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
+    let located = api.locate(ip, only.as_ref()).await;
+    let part = located.partials.first().map(|p| partial_json(&api, p));
+    Ok(Json(json!({"ip": ip, "partial": part})))
+}
+
+async fn locate_all(State(api): State<Arc<Api>>, Query(q): Query<LocateQuery>) -> ApiResult {
+    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
+    let Some(resources) = q.resources.as_deref() else {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_resources",
+            "give the addresses as resources=192.0.2.1,2001:db8::1",
+        )));
+    };
+    let list: Vec<&str> = resources
+        .split(',')
+        .map(str::trim)
+        .filter(|r| !r.is_empty())
+        .collect();
+    if list.is_empty() {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_resources",
+            "resources= is empty",
+        )));
+    }
+    if list.len() > api.max_batch {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "batch_too_large",
+            format!(
+                "{} addresses asked for; one batch takes at most {}",
+                list.len(),
+                api.max_batch
+            ),
+        )));
+    }
+    let mut results = serde_json::Map::new();
+    let mut errors = serde_json::Map::new();
+    let mut good = Vec::new();
+    for r in &list {
+        match public_ip(r) {
+            Ok(ip) => good.push(ip),
+            Err(e) => {
+                errors.insert((*r).to_owned(), e.body());
+            }
+        }
+    }
+    let only = only.as_ref();
+    let api_ref = &api;
+    let answers: Vec<Arc<Located>> = futures::stream::iter(good)
+        .map(|ip| async move { api_ref.locate(ip, only).await })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    for located in answers {
+        results.insert(located.ip.to_string(), api.answer(&located));
+    }
+    Ok(Json(json!({"results": results, "errors": errors})))
+}
+
+fn city_json(c: &City) -> Value {
+    json!(c)
+}
+
+async fn worlds(State(api): State<Arc<Api>>, Query(q): Query<WorldsQuery>) -> ApiResult {
+    let limit = q.limit.unwrap_or(20);
+    if limit == 0 || limit > 1000 {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+            "limit must be 1..=1000",
+        )));
+    }
+    if q.search.as_deref().is_none_or(|s| s.trim().is_empty())
+        && q.country.as_deref().is_none_or(|s| s.trim().is_empty())
+    {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_query",
+            "give search= (a city name or its start) and/or country= (ISO 3166 alpha-2)",
+        )));
+    }
+    let hits = api
+        .locator
+        .world
+        .search(q.search.as_deref(), q.country.as_deref(), limit);
+    let cities: Vec<Value> = hits.into_iter().map(city_json).collect();
+    Ok(Json(
+        json!({"cities": cities, "dataset": api.locator.world.version()}),
+    ))
+}
+
+async fn world_city(State(api): State<Arc<Api>>, Path(id): Path<String>) -> ApiResult {
+    let id: u32 = id.parse().map_err(|_| {
+        api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_id",
+            "a city id is a GeoNames id (a number)",
+        ))
+    })?;
+    match api.locator.world.city(id) {
+        Some(c) => Ok(Json(city_json(c))),
+        None => Err(api.refuse(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_city",
+            format!("no city with GeoNames id {id}"),
+        ))),
+    }
+}
+
+async fn reverse(
+    State(api): State<Arc<Api>>,
+    Path((lat, lon)): Path<(String, String)>,
+) -> ApiResult {
+    let coords = lat
+        .parse::<f64>()
+        .ok()
+        .zip(lon.parse::<f64>().ok())
+        .filter(|(a, o)| geo::valid_coordinates(*a, *o));
+    let Some((lat, lon)) = coords else {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_coordinates",
+            "latitude must be in -90..=90 and longitude in -180..=180, as decimal degrees",
+        )));
+    };
+    match api.locator.world.nearest(lat, lon) {
+        Some((c, d)) => Ok(Json(json!({"city": c, "distanceKm": d}))),
+        None => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "empty_world",
+            "the world dataset is empty",
+        )),
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CrowdBody {
+    latitude: Option<f64>,
+    longitude: Option<f64>,
+    id: Option<u32>,
+    user: Option<String>,
+}
+
+async fn crowdsource(
+    State(api): State<Arc<Api>>,
+    Path(ip): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<CrowdBody>, axum::extract::rejection::JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
+    let Json(body) = body.map_err(|e| {
+        api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "invalid_body",
+            e.body_text(),
+        ))
+    })?;
+    let Some(crowd) = api.crowd.clone() else {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "engine_disabled",
+            "the crowdsourced engine is not configured",
+        )));
+    };
+    let user = body
+        .user
+        .clone()
+        .or_else(|| {
+            headers
+                .get("x-vantage-user")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .map(|u| u.trim().to_owned())
+        .filter(|u| !u.is_empty() && u.len() <= 128);
+    let Some(user) = user else {
+        return Err(api.refuse(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "missing_user",
+            "say who reports: \"user\" in the body or the X-Vantage-User header (at most 128 bytes)",
+        )));
+    };
+    let world = &api.locator.world;
+    let city = match (body.id, body.latitude, body.longitude) {
+        (Some(id), None, None) => world.city(id).ok_or_else(|| {
+            api.refuse(ApiError::new(StatusCode::BAD_REQUEST, "unknown_city", format!("no city with GeoNames id {id}")))
+        })?,
+        (None, Some(lat), Some(lon)) if geo::valid_coordinates(lat, lon) => world
+            .nearest(lat, lon)
+            .map(|(c, _)| c)
+            .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "empty_world", "the world dataset is empty"))?,
+        _ => {
+            return Err(api.refuse(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_location",
+                "give either {\"id\": <GeoNames id>} or {\"latitude\": <-90..90>, \"longitude\": <-180..180>}",
+            )))
+        }
+    };
+    let (lat, lon) = match (body.latitude, body.longitude) {
+        (Some(a), Some(o)) => (a, o),
+        _ => (city.latitude, city.longitude),
+    };
+    let report = Report {
+        ip: ip.to_string(),
+        user,
+        city_id: city.id,
+        latitude: lat,
+        longitude: lon,
+        reported_at: unix_now(),
+    };
+    crowd.report(report).await.map_err(|e| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "store_unavailable",
+            e.to_string(),
+        )
+    })?;
+    api.metrics.crowd_reports.inc();
+    api.forget(ip);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"ip": ip, "accepted": true, "city": city})),
+    ))
+}

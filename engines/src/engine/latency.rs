@@ -1,0 +1,432 @@
+//! Latency engines: single-radius (IPmap), CBG (constraint-based multilateration) and
+//! anycast detection, all from probes' minimum RTTs to the target.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+
+use super::{clamp_score, finish, Candidate, Engine};
+use crate::world::{City, World};
+use crate::{geo, Error};
+
+/// A probe's minimum RTT to the target, and where the probe is.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProbeRtt {
+    pub probe_id: u32,
+    pub latitude: f64,
+    pub longitude: f64,
+    pub rtt_ms: f64,
+}
+
+impl ProbeRtt {
+    pub fn radius_km(&self) -> f64 {
+        geo::radius_km(self.rtt_ms)
+    }
+    fn distance_to(&self, lat: f64, lon: f64) -> f64 {
+        geo::distance_km(self.latitude, self.longitude, lat, lon)
+    }
+}
+
+/// Where RTTs come from: vantage's measurements (ClickHouse `results`), or fixtures.
+/// Choosing probes close to the target and running on-demand pings belongs here too.
+pub trait RttSource: Send + Sync {
+    fn rtts<'a>(&'a self, ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>>;
+}
+
+/// RTTs from a fixed table.
+#[derive(Default, Clone)]
+pub struct StaticRtts(pub HashMap<IpAddr, Vec<ProbeRtt>>);
+
+impl RttSource for StaticRtts {
+    fn rtts<'a>(&'a self, ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>> {
+        let rtts = self.0.get(&ip).cloned().unwrap_or_default();
+        async move { Ok(rtts) }.boxed()
+    }
+}
+
+/// Probe id → (latitude, longitude); filled from `Probe.spec.location`.
+pub type ProbeLocations = Arc<RwLock<HashMap<u32, (f64, f64)>>>;
+
+/// RTTs from ping results in ClickHouse `results` (rows with `dst_addr` = the IP).
+pub struct ClickHouseRtts {
+    client: clickhouse::Client,
+    db: String,
+    locations: ProbeLocations,
+    /// Only results newer than this many seconds.
+    max_age_s: u32,
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct RttRow {
+    prb_id: u32,
+    rtt: f64,
+}
+
+impl ClickHouseRtts {
+    pub fn new(
+        url: &str,
+        db: &str,
+        locations: ProbeLocations,
+        max_age_s: u32,
+    ) -> Result<Self, Error> {
+        crate::check_db_name(db)?;
+        Ok(Self {
+            client: clickhouse::Client::default()
+                .with_url(url)
+                .with_validation(false),
+            db: db.to_owned(),
+            locations,
+            max_age_s,
+        })
+    }
+}
+
+impl RttSource for ClickHouseRtts {
+    fn rtts<'a>(&'a self, ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>> {
+        async move {
+            let rows = self
+                .client
+                .query(&format!(
+                    "SELECT prb_id, toFloat64(min(rtt_min)) AS rtt FROM {}.results \
+                     WHERE type = 'ping' AND dst_addr = ? AND rtt_min > 0 AND rcvd > 0 \
+                     AND timestamp > now() - {} GROUP BY prb_id ORDER BY prb_id",
+                    self.db, self.max_age_s
+                ))
+                .bind(ip.to_string())
+                .fetch_all::<RttRow>()
+                .await
+                .map_err(|e| Error::Store(format!("reading RTTs to {ip}: {e}")))?;
+            let locations = self
+                .locations
+                .read()
+                .map_err(|_| Error::Engine("probe locations lock poisoned".into()))?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| {
+                    let (latitude, longitude) = *locations.get(&r.prb_id)?;
+                    Some(ProbeRtt {
+                        probe_id: r.prb_id,
+                        latitude,
+                        longitude,
+                        rtt_ms: r.rtt,
+                    })
+                })
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+/// log10(population) / 7, in 0..=1: infrastructure density stands in for IXPs and datacentres.
+fn population_factor(c: &City) -> f64 {
+    (f64::from(c.population.max(1)).log10() / 7.0).clamp(0.0, 1.0)
+}
+
+/// Score the cities within `radius_km` of a point by closeness and population; when
+/// none is inside, the nearest city.
+pub fn score_disc(
+    world: &World,
+    lat: f64,
+    lon: f64,
+    radius_km: f64,
+    limit: usize,
+) -> Vec<Candidate> {
+    let radius = radius_km.max(10.0);
+    let mut inside = world.within(lat, lon, radius);
+    if inside.is_empty() {
+        inside.extend(world.nearest(lat, lon));
+    }
+    let scored = inside
+        .into_iter()
+        .filter_map(|(c, d)| {
+            let closeness = (1.0 - d / radius).clamp(0.0, 1.0);
+            clamp_score(10.0 * (0.55 * closeness + 0.45 * population_factor(c))).map(|score| {
+                Candidate {
+                    city_id: c.id,
+                    score,
+                }
+            })
+        })
+        .collect();
+    finish(scored, limit)
+}
+
+/// IPmap's single-radius: the lowest RTT under 10 ms bounds the target to a disc
+/// around that probe (radius RTT/2 × 2/3 c ≈ 100 km per ms).
+pub fn single_radius(world: &World, rtts: &[ProbeRtt], max_rtt_ms: f64) -> Vec<Candidate> {
+    let Some(best) = rtts
+        .iter()
+        .filter(|r| r.rtt_ms.is_finite() && r.rtt_ms >= 0.0 && r.rtt_ms < max_rtt_ms)
+        .min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))
+    else {
+        return Vec::new();
+    };
+    score_disc(world, best.latitude, best.longitude, best.radius_km(), 30)
+}
+
+fn valid(rtts: &[ProbeRtt]) -> Vec<ProbeRtt> {
+    rtts.iter()
+        .filter(|r| {
+            r.rtt_ms.is_finite()
+                && r.rtt_ms >= 0.0
+                && geo::valid_coordinates(r.latitude, r.longitude)
+        })
+        .copied()
+        .collect()
+}
+
+/// CBG: the target is in every probe's disc; score the cities of the intersection by
+/// closeness to its centre (and population).
+pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
+    let rtts = valid(rtts);
+    let Some(tightest) = rtts.iter().min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms)) else {
+        return Vec::new();
+    };
+    // A disc wider than a continent says little; the intersection would be a scan.
+    if tightest.radius_km() > 5000.0 {
+        return Vec::new();
+    }
+    let radius = tightest.radius_km().max(10.0);
+    let feasible: Vec<&City> = world
+        .within(tightest.latitude, tightest.longitude, radius)
+        .into_iter()
+        .map(|(c, _)| c)
+        .filter(|c| {
+            rtts.iter()
+                .all(|r| r.distance_to(c.latitude, c.longitude) <= r.radius_km().max(10.0))
+        })
+        .collect();
+    if feasible.is_empty() {
+        return Vec::new();
+    }
+    // Centre of the feasible cities on the sphere.
+    let mut v = [0.0; 3];
+    for c in &feasible {
+        let u = geo::unit_vector(c.latitude, c.longitude);
+        for k in 0..3 {
+            v[k] += u[k];
+        }
+    }
+    let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    if norm == 0.0 {
+        return Vec::new();
+    }
+    let (clat, clon) = (
+        (v[2] / norm).asin().to_degrees(),
+        v[1].atan2(v[0]).to_degrees(),
+    );
+    let spread = feasible
+        .iter()
+        .map(|c| geo::distance_km(clat, clon, c.latitude, c.longitude))
+        .fold(10.0_f64, f64::max);
+    let scored = feasible
+        .iter()
+        .filter_map(|c| {
+            let closeness = 1.0 - geo::distance_km(clat, clon, c.latitude, c.longitude) / spread;
+            clamp_score(10.0 * (0.6 * closeness + 0.4 * population_factor(c))).map(|score| {
+                Candidate {
+                    city_id: c.id,
+                    score,
+                }
+            })
+        })
+        .collect();
+    finish(scored, 30)
+}
+
+/// Whether two probes' RTTs cannot both hold for one place (sum of radii < distance).
+pub fn violates(a: &ProbeRtt, b: &ProbeRtt) -> bool {
+    a.radius_km() + b.radius_km()
+        < geo::distance_km(a.latitude, a.longitude, b.latitude, b.longitude)
+}
+
+/// Anycast: sites as probes with mutually disjoint discs, tightest first (at most `max_sites`).
+pub fn anycast_sites(rtts: &[ProbeRtt], max_sites: usize) -> Vec<ProbeRtt> {
+    let mut rtts = valid(rtts);
+    rtts.sort_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms));
+    let mut sites: Vec<ProbeRtt> = Vec::new();
+    for r in rtts {
+        if sites.len() >= max_sites {
+            break;
+        }
+        if sites.iter().all(|s| violates(s, &r)) {
+            sites.push(r);
+        }
+    }
+    if sites.len() < 2 {
+        sites.clear();
+    }
+    sites
+}
+
+/// Anycast engine output: the best cities around each site.
+pub fn anycast(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
+    let sites = anycast_sites(rtts, 8);
+    let mut out = Vec::new();
+    for s in &sites {
+        out.extend(score_disc(
+            world,
+            s.latitude,
+            s.longitude,
+            s.radius_km().min(1000.0),
+            3,
+        ));
+    }
+    finish(out, 8 * 3)
+}
+
+/// Which latency engine.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatencyKind {
+    SingleRadius,
+    Cbg,
+    Anycast,
+}
+
+/// A latency engine over an RTT source.
+pub struct Latency {
+    kind: LatencyKind,
+    source: Arc<dyn RttSource>,
+}
+
+impl Latency {
+    pub fn new(kind: LatencyKind, source: Arc<dyn RttSource>) -> Self {
+        Self { kind, source }
+    }
+}
+
+impl Engine for Latency {
+    fn name(&self) -> &str {
+        match self.kind {
+            LatencyKind::SingleRadius => "single-radius",
+            LatencyKind::Cbg => "latency",
+            LatencyKind::Anycast => "anycast",
+        }
+    }
+
+    fn locate<'a>(
+        &'a self,
+        ip: IpAddr,
+        world: &'a World,
+    ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>> {
+        async move {
+            let rtts = self.source.rtts(ip).await?;
+            Ok(match self.kind {
+                LatencyKind::SingleRadius => single_radius(world, &rtts, 10.0),
+                LatencyKind::Cbg => cbg(world, &rtts),
+                LatencyKind::Anycast => anycast(world, &rtts),
+            })
+        }
+        .boxed()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::world::tests::tiny;
+
+    /// A probe at a city, with the RTT the speed of light in fibre allows plus `extra_ms`.
+    pub(crate) fn probe_at(world: &World, id: u32, target: (f64, f64), extra_ms: f64) -> ProbeRtt {
+        let c = world.city(id).expect("city");
+        let d = geo::distance_km(c.latitude, c.longitude, target.0, target.1);
+        ProbeRtt {
+            probe_id: id,
+            latitude: c.latitude,
+            longitude: c.longitude,
+            rtt_ms: d / geo::KM_PER_MS_RTT + extra_ms,
+        }
+    }
+
+    const FRANKFURT: (f64, f64) = (50.1155, 8.6842);
+
+    #[test]
+    fn single_radius_takes_the_lowest_rtt_under_10ms() {
+        let w = tiny();
+        let rtts = vec![
+            ProbeRtt {
+                probe_id: 1,
+                latitude: 50.0,
+                longitude: 8.6,
+                rtt_ms: 0.4,
+            },
+            ProbeRtt {
+                probe_id: 2,
+                latitude: 52.37,
+                longitude: 4.89,
+                rtt_ms: 4.5,
+            },
+            ProbeRtt {
+                probe_id: 3,
+                latitude: 40.7,
+                longitude: -74.0,
+                rtt_ms: 80.0,
+            },
+        ];
+        let got = single_radius(&w, &rtts, 10.0);
+        // Radius 40 km around (50.0, 8.6): Frankfurt (14 km) and Mainz (~25 km).
+        assert_eq!(
+            got.iter().map(|c| c.city_id).collect::<Vec<_>>(),
+            vec![2925533, 2874225]
+        );
+        assert!(got[0].score > got[1].score);
+        // Nothing under 10 ms: no answer.
+        assert!(single_radius(&w, &rtts[2..], 10.0).is_empty());
+    }
+
+    #[test]
+    fn cbg_intersects_discs() {
+        let w = tiny();
+        let probes = [2759794, 2643743, 2988507, 2950159, 2867714, 2911298];
+        let rtts: Vec<ProbeRtt> = probes
+            .iter()
+            .map(|&id| probe_at(&w, id, FRANKFURT, 0.3))
+            .collect();
+        let got = cbg(&w, &rtts);
+        assert_eq!(got.first().map(|c| c.city_id), Some(2925533), "{got:?}");
+        assert!(
+            anycast(&w, &rtts).is_empty(),
+            "a unicast target is not anycast"
+        );
+    }
+
+    #[test]
+    fn anycast_lists_both_sites() {
+        let w = tiny();
+        // The same address answers fast in Amsterdam and in Los Angeles.
+        let rtts = vec![
+            ProbeRtt {
+                probe_id: 1,
+                latitude: 52.37,
+                longitude: 4.89,
+                rtt_ms: 1.0,
+            },
+            ProbeRtt {
+                probe_id: 2,
+                latitude: 34.05,
+                longitude: -118.24,
+                rtt_ms: 1.5,
+            },
+            ProbeRtt {
+                probe_id: 3,
+                latitude: 50.11,
+                longitude: 8.68,
+                rtt_ms: 4.0,
+            },
+        ];
+        assert!(violates(&rtts[0], &rtts[1]));
+        let sites = anycast_sites(&rtts, 8);
+        assert_eq!(
+            sites.iter().map(|s| s.probe_id).collect::<Vec<_>>(),
+            vec![1, 2]
+        );
+        let got: Vec<u32> = anycast(&w, &rtts).iter().map(|c| c.city_id).collect();
+        assert!(got.contains(&2759794) && got.contains(&5368361), "{got:?}");
+        // CBG finds no place that satisfies every disc.
+        assert!(cbg(&w, &rtts).is_empty());
+    }
+}

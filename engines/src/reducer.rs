@@ -1,0 +1,242 @@
+//! The reducer: weighted sum of engine scores per city, best first.
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::engine::{Candidate, Engine};
+use crate::world::World;
+
+/// One engine as a `GeolocationEngine` resource configures it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EngineConfig {
+    /// Built-in engine name (`single-radius`, `latency`, `anycast`, `reverse-dns`,
+    /// `crowdsourced`) or any name for an external engine.
+    pub name: String,
+    pub weight: f64,
+    pub enabled: bool,
+    /// For an external engine: its HTTP endpoint.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http_endpoint: Option<String>,
+}
+
+impl EngineConfig {
+    pub fn new(name: &str, weight: f64, enabled: bool) -> Self {
+        Self {
+            name: name.to_owned(),
+            weight,
+            enabled,
+            http_endpoint: None,
+        }
+    }
+
+    /// Every built-in engine, enabled, weight 1.
+    pub fn builtins() -> Vec<EngineConfig> {
+        [
+            "single-radius",
+            "latency",
+            "anycast",
+            "reverse-dns",
+            "crowdsourced",
+        ]
+        .iter()
+        .map(|n| EngineConfig::new(n, 1.0, true))
+        .collect()
+    }
+}
+
+/// One engine's answer for one address.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Partial {
+    pub engine: String,
+    pub weight: f64,
+    pub candidates: Vec<Candidate>,
+    /// Why the engine gave no answer, when it failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One engine's share of a city's score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Contribution {
+    pub score: u8,
+    pub weight: f64,
+}
+
+/// A city and its summed score.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Scored {
+    pub city_id: u32,
+    pub score: f64,
+    pub contributions: BTreeMap<String, Contribution>,
+}
+
+/// Sum `weight × score` per city over the partials; sort by score, then by how many
+/// engines agree, then by id. Non-positive or non-finite weights count as zero.
+pub fn reduce(partials: &[Partial]) -> Vec<Scored> {
+    let mut cities: BTreeMap<u32, Scored> = BTreeMap::new();
+    for p in partials {
+        let w = if p.weight.is_finite() && p.weight > 0.0 {
+            p.weight
+        } else {
+            0.0
+        };
+        if w == 0.0 {
+            continue;
+        }
+        for c in &p.candidates {
+            if !(1..=10).contains(&c.score) {
+                continue;
+            }
+            let s = cities.entry(c.city_id).or_insert_with(|| Scored {
+                city_id: c.city_id,
+                score: 0.0,
+                contributions: BTreeMap::new(),
+            });
+            s.score += w * f64::from(c.score);
+            s.contributions.insert(
+                p.engine.clone(),
+                Contribution {
+                    score: c.score,
+                    weight: w,
+                },
+            );
+        }
+    }
+    let mut out: Vec<Scored> = cities.into_values().collect();
+    out.sort_by(|a, b| {
+        b.score
+            .total_cmp(&a.score)
+            .then(b.contributions.len().cmp(&a.contributions.len()))
+            .then(a.city_id.cmp(&b.city_id))
+    });
+    out
+}
+
+/// The engines with their configuration, and the world.
+pub struct Locator {
+    pub world: Arc<World>,
+    pub engines: Vec<(Arc<dyn Engine>, EngineConfig)>,
+    pub engine_timeout: Duration,
+}
+
+/// Everything known about one address.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Located {
+    pub ip: IpAddr,
+    pub scored: Vec<Scored>,
+    pub partials: Vec<Partial>,
+    /// Set when the anycast engine found sites that cannot be one place.
+    pub anycast: bool,
+}
+
+impl Locator {
+    /// The names of the configured engines.
+    pub fn engine_names(&self) -> Vec<String> {
+        self.engines.iter().map(|(_, c)| c.name.clone()).collect()
+    }
+
+    /// Run the enabled engines (or only `only`, when given) at once and reduce.
+    pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Located {
+        let runs = self
+            .engines
+            .iter()
+            .filter(|(_, c)| match only {
+                Some(set) => set.contains(&c.name),
+                None => c.enabled,
+            })
+            .map(|(engine, cfg)| async move {
+                let (candidates, error) =
+                    match tokio::time::timeout(self.engine_timeout, engine.locate(ip, &self.world))
+                        .await
+                    {
+                        Ok(Ok(c)) => (c, None),
+                        Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
+                        Err(_) => (
+                            Vec::new(),
+                            Some(format!("no answer within {:?}", self.engine_timeout)),
+                        ),
+                    };
+                if let Some(e) = &error {
+                    tracing::warn!(engine = %cfg.name, %ip, error = %e, "engine failed");
+                }
+                Partial {
+                    engine: cfg.name.clone(),
+                    weight: cfg.weight,
+                    candidates: candidates
+                        .into_iter()
+                        .filter(|c| (1..=10).contains(&c.score))
+                        .collect(),
+                    error,
+                }
+            });
+        let partials = futures::future::join_all(runs).await;
+        let anycast = partials
+            .iter()
+            .any(|p| p.engine == "anycast" && !p.candidates.is_empty());
+        Located {
+            ip,
+            scored: reduce(&partials),
+            partials,
+            anycast,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(engine: &str, weight: f64, c: &[(u32, u8)]) -> Partial {
+        Partial {
+            engine: engine.into(),
+            weight,
+            candidates: c
+                .iter()
+                .map(|&(city_id, score)| Candidate { city_id, score })
+                .collect(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn weighted_sum_and_order() {
+        let got = reduce(&[
+            p("reverse-dns", 1.0, &[(1, 8), (2, 3)]),
+            p("single-radius", 2.0, &[(2, 5), (3, 4)]),
+            p("crowdsourced", 0.5, &[(1, 4), (3, 10)]),
+        ]);
+        let summary: Vec<(u32, f64)> = got.iter().map(|s| (s.city_id, s.score)).collect();
+        // 2: 3 + 10 = 13; 3: 8 + 5 = 13 (same score, same engine count: id order); 1: 8 + 2 = 10.
+        assert_eq!(summary, vec![(2, 13.0), (3, 13.0), (1, 10.0)]);
+        assert_eq!(
+            got[0].contributions["single-radius"],
+            Contribution {
+                score: 5,
+                weight: 2.0
+            }
+        );
+        assert_eq!(got[0].contributions.len(), 2);
+    }
+
+    #[test]
+    fn ties_prefer_agreement_and_bad_weights_count_zero() {
+        let got = reduce(&[
+            p("a", 1.0, &[(7, 6), (9, 3)]),
+            p("b", 1.0, &[(9, 3)]),
+            p("c", -5.0, &[(7, 10)]),
+            p("d", f64::NAN, &[(7, 10)]),
+            p("e", 1.0, &[(8, 0), (8, 11)]),
+        ]);
+        let ids: Vec<u32> = got.iter().map(|s| s.city_id).collect();
+        assert_eq!(
+            ids,
+            vec![9, 7],
+            "9 (two engines) before 7 (one); 8 only had invalid scores"
+        );
+        assert!(reduce(&[]).is_empty());
+    }
+}
