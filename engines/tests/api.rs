@@ -1,0 +1,466 @@
+//! The HTTP API end to end (in process): IPmap-shaped answers, filters, batches, bad input.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+use vantage_engines::engine::crowd::{CrowdPolicy, Crowdsourced, MemoryCrowdStore};
+use vantage_engines::engine::latency::{Latency, LatencyKind, ProbeRtt, StaticRtts};
+use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
+use vantage_engines::{router, Api, Engine, EngineConfig, Locator, World};
+
+const TARGET: &str = "8.8.4.4";
+const ANYCAST: &str = "9.9.9.9";
+
+fn ip(s: &str) -> IpAddr {
+    s.parse().expect("ip")
+}
+
+fn app(max_batch: usize) -> axum::Router {
+    let world = World::embedded().expect("world");
+    let mut rtts = HashMap::new();
+    // Probes near Frankfurt, Amsterdam and Paris; the target is in Frankfurt.
+    rtts.insert(
+        ip(TARGET),
+        vec![
+            ProbeRtt {
+                probe_id: 1,
+                latitude: 50.11,
+                longitude: 8.68,
+                rtt_ms: 0.3,
+            },
+            ProbeRtt {
+                probe_id: 2,
+                latitude: 52.37,
+                longitude: 4.89,
+                rtt_ms: 4.2,
+            },
+            ProbeRtt {
+                probe_id: 3,
+                latitude: 48.85,
+                longitude: 2.35,
+                rtt_ms: 5.5,
+            },
+        ],
+    );
+    rtts.insert(
+        ip(ANYCAST),
+        vec![
+            ProbeRtt {
+                probe_id: 2,
+                latitude: 52.37,
+                longitude: 4.89,
+                rtt_ms: 0.8,
+            },
+            ProbeRtt {
+                probe_id: 4,
+                latitude: 35.69,
+                longitude: 139.69,
+                rtt_ms: 1.1,
+            },
+        ],
+    );
+    let rtts = Arc::new(StaticRtts(rtts));
+    let mut ptr = HashMap::new();
+    ptr.insert(ip(TARGET), vec!["ae-1.r01.fra02.example.net".to_owned()]);
+    let crowd = Arc::new(Crowdsourced::new(
+        Arc::new(MemoryCrowdStore::default()),
+        CrowdPolicy::default(),
+    ));
+    let engines: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
+        (
+            Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
+            EngineConfig::new("single-radius", 1.0, true),
+        ),
+        (
+            Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
+            EngineConfig::new("latency", 1.0, true),
+        ),
+        (
+            Arc::new(Latency::new(LatencyKind::Anycast, rtts)),
+            EngineConfig::new("anycast", 1.0, true),
+        ),
+        (
+            Arc::new(ReverseDns::new(
+                Rules::embedded().expect("rules"),
+                Arc::new(StaticPtr(ptr)),
+            )),
+            EngineConfig::new("reverse-dns", 2.0, true),
+        ),
+        (crowd.clone(), EngineConfig::new("crowdsourced", 1.0, false)),
+    ];
+    let locator = Locator {
+        world,
+        engines,
+        engine_timeout: Duration::from_secs(5),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    router(Arc::new(Api::new(
+        locator,
+        Some(crowd),
+        Duration::from_secs(60),
+        max_batch,
+        &mut registry,
+    )))
+}
+
+async fn call(
+    app: &axum::Router,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut req = Request::builder().method(method).uri(uri);
+    let body = match body {
+        Some(b) => {
+            req = req.header("content-type", "application/json");
+            Body::from(b.to_string())
+        }
+        None => Body::empty(),
+    };
+    let resp = app
+        .clone()
+        .oneshot(req.body(body).expect("request"))
+        .await
+        .expect("response");
+    let status = resp.status();
+    let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn locate_answers_like_ipmap() {
+    let app = app(100);
+    let (status, v) = call(&app, "GET", &format!("/api/v1/locate/{TARGET}/"), None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let best = &v["locations"][0];
+    assert_eq!(best["cityName"], "Frankfurt am Main", "{v}");
+    assert_eq!(best["countryCodeAlpha2"], "DE");
+    assert!(best["stateAnsiCode"].is_string());
+    assert!(best["latitude"].is_f64() && best["longitude"].is_f64());
+    for engine in ["single-radius", "latency", "reverse-dns"] {
+        assert!(
+            best["contributions"][engine]["score"].is_u64(),
+            "{engine} in {best}"
+        );
+    }
+    assert!(
+        best["contributions"].get("crowdsourced").is_none(),
+        "disabled engine"
+    );
+    assert_eq!(v["anycast"], false);
+    // Sorted best first.
+    let scores: Vec<f64> = v["locations"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| l["score"].as_f64().expect("score"))
+        .collect();
+    assert!(scores.windows(2).all(|w| w[0] >= w[1]));
+
+    let (status, v) = call(&app, "GET", &format!("/api/v1/locate/{TARGET}/best"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["location"]["cityName"], "Frankfurt am Main");
+
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/locate/{TARGET}/partials"),
+        None,
+    )
+    .await;
+    let engines: Vec<&str> = v["partials"]
+        .as_array()
+        .expect("partials")
+        .iter()
+        .map(|p| p["engine"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        engines,
+        vec!["single-radius", "latency", "anycast", "reverse-dns"]
+    );
+
+    let (status, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/locate/{TARGET}/partials/reverse-dns"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        v["partial"]["locations"][0]["cityName"],
+        "Frankfurt am Main"
+    );
+    assert_eq!(v["partial"]["weight"], 2.0);
+
+    // ?engines= filter, including an engine that is disabled by default.
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/locate/{TARGET}/?engines=reverse-dns"),
+        None,
+    )
+    .await;
+    let contributions = v["locations"][0]["contributions"].as_object().expect("obj");
+    assert_eq!(
+        contributions.keys().collect::<Vec<_>>(),
+        vec!["reverse-dns"]
+    );
+    let (status, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/locate/{TARGET}/?engines=nope"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"], "unknown_engine");
+}
+
+#[tokio::test]
+async fn anycast_is_flagged_with_both_sites() {
+    let app = app(100);
+    let (status, v) = call(&app, "GET", &format!("/api/v1/locate/{ANYCAST}"), None).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["anycast"], true, "{v}");
+    let (_, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/locate/{ANYCAST}/partials/anycast"),
+        None,
+    )
+    .await;
+    let countries: Vec<&str> = v["partial"]["locations"]
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|l| l["countryCodeAlpha2"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        countries.contains(&"NL") && countries.contains(&"JP"),
+        "{countries:?}"
+    );
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_4xx_with_a_reason() {
+    let app = app(3);
+    for (uri, status, reason) in [
+        (
+            "/api/v1/locate/not-an-ip/",
+            StatusCode::BAD_REQUEST,
+            "invalid_ip",
+        ),
+        (
+            "/api/v1/locate/300.1.2.3",
+            StatusCode::BAD_REQUEST,
+            "invalid_ip",
+        ),
+        (
+            "/api/v1/locate/10.1.2.3/",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/192.168.0.1/best",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/127.0.0.1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/100.64.0.1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/fe80::1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/fd00::1/partials",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/2001:db8::1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/::ffff:10.0.0.1",
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reserved_address",
+        ),
+        (
+            "/api/v1/locate/all?resources=8.8.8.8,1.1.1.1,9.9.9.9,8.8.4.4",
+            StatusCode::BAD_REQUEST,
+            "batch_too_large",
+        ),
+        (
+            "/api/v1/locate/all",
+            StatusCode::BAD_REQUEST,
+            "missing_resources",
+        ),
+        ("/api/v1/worlds/", StatusCode::BAD_REQUEST, "missing_query"),
+        (
+            "/api/v1/worlds/?search=x&limit=100000",
+            StatusCode::BAD_REQUEST,
+            "bad_limit",
+        ),
+        ("/api/v1/worlds/abc", StatusCode::BAD_REQUEST, "invalid_id"),
+        ("/api/v1/worlds/1", StatusCode::NOT_FOUND, "unknown_city"),
+        (
+            "/api/v1/worlds/reverse/91/0",
+            StatusCode::BAD_REQUEST,
+            "invalid_coordinates",
+        ),
+        (
+            "/api/v1/worlds/reverse/abc/0",
+            StatusCode::BAD_REQUEST,
+            "invalid_coordinates",
+        ),
+        ("/api/v1/nothing", StatusCode::NOT_FOUND, "not_found"),
+    ] {
+        let (got, v) = call(&app, "GET", uri, None).await;
+        assert_eq!(
+            (got, v["error"].as_str()),
+            (status, Some(reason)),
+            "{uri}: {v}"
+        );
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "{uri}"
+        );
+    }
+    for (body, reason) in [
+        (
+            json!({"latitude": 52.37, "longitude": 4.89}),
+            "missing_user",
+        ),
+        (
+            json!({"user": "u", "latitude": 95.0, "longitude": 4.89}),
+            "invalid_location",
+        ),
+        (json!({"user": "u"}), "invalid_location"),
+        (json!({"user": "u", "id": 1}), "unknown_city"),
+    ] {
+        let (got, v) = call(
+            &app,
+            "POST",
+            "/api/v1/crowdsource/8.8.8.8",
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (got, v["error"].as_str()),
+            (StatusCode::BAD_REQUEST, Some(reason)),
+            "{body}: {v}"
+        );
+    }
+    let (got, v) = call(
+        &app,
+        "POST",
+        "/api/v1/crowdsource/10.0.0.1",
+        Some(json!({"user": "u", "id": 2759794})),
+    )
+    .await;
+    assert_eq!(
+        (got, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("reserved_address"))
+    );
+}
+
+#[tokio::test]
+async fn batch_answers_each_address() {
+    let app = app(10);
+    let (status, v) = call(
+        &app,
+        "GET",
+        &format!("/api/v1/locate/all?resources={TARGET},{ANYCAST},10.0.0.1,bogus"),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(
+        v["results"][TARGET]["locations"][0]["cityName"],
+        "Frankfurt am Main"
+    );
+    assert_eq!(v["results"][ANYCAST]["anycast"], true);
+    assert_eq!(v["errors"]["10.0.0.1"]["error"], "reserved_address");
+    assert_eq!(v["errors"]["bogus"]["error"], "invalid_ip");
+}
+
+#[tokio::test]
+async fn worlds_endpoints() {
+    let app = app(10);
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/worlds/?search=amsterdam&country=NL",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(v["cities"][0]["name"], "Amsterdam");
+    assert_eq!(v["cities"][0]["id"], 2759794);
+    let (_, v) = call(&app, "GET", "/api/v1/worlds/2759794", None).await;
+    assert_eq!(v["name"], "Amsterdam");
+    assert_eq!(v["timezone"], "Europe/Amsterdam");
+    let (_, v) = call(&app, "GET", "/api/v1/worlds/reverse/48.8566/2.3522", None).await;
+    // GeoNames lists the arrondissements as places of their own.
+    assert!(
+        v["city"]["name"]
+            .as_str()
+            .is_some_and(|n| n.starts_with("Paris")),
+        "{v}"
+    );
+    assert!(v["distanceKm"].as_f64().is_some_and(|d| d < 2.0));
+}
+
+#[tokio::test]
+async fn crowdsourced_reports_reach_the_engine() {
+    let app = app(10);
+    for user in ["ann", "ben", "cat"] {
+        let (status, v) = call(
+            &app,
+            "POST",
+            "/api/v1/crowdsource/1.2.3.4/",
+            Some(json!({"user": user, "id": 2759794})),
+        )
+        .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{v}");
+    }
+    // One user floods with another place, by coordinates.
+    for _ in 0..50 {
+        call(
+            &app,
+            "POST",
+            "/api/v1/crowdsource/1.2.3.4",
+            Some(json!({"user": "eve", "latitude": 35.69, "longitude": 139.69})),
+        )
+        .await;
+    }
+    let (_, v) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/1.2.3.4/?engines=crowdsourced",
+        None,
+    )
+    .await;
+    assert_eq!(v["locations"][0]["cityName"], "Amsterdam", "{v}");
+}
