@@ -30,7 +30,8 @@ sys.path.insert(0, str(CHARTS))
 import render  # noqa: E402  (charts/render.py)
 
 POD_KINDS = {'Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'}
-COMPONENT_PORTS = {'operator': 9090, 'registry': 9091, 'controller': 9092, 'collector': 9093}
+COMPONENT_PORTS = {'operator': 9090, 'registry': 9091, 'controller': 9092, 'collector': 9093, 'intake': 9094,
+                   'engines': 9095}
 
 
 def rendered(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -75,6 +76,7 @@ def test_snapshots_and_crd_copies_are_current() -> None:
     assert generated == sorted(p.name for p in (CHART / 'crds').glob('*.yaml'))
     for name in generated:
         assert (CHART / 'crds' / name).read_bytes() == (ROOT / 'crds' / name).read_bytes(), name
+    assert (CHART / 'files' / 'fingerprints.yaml').read_bytes() == (ROOT / 'collector' / 'data' / 'fingerprints.yaml').read_bytes()
 
 
 def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.Path) -> None:
@@ -82,6 +84,7 @@ def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.
     copy = tmp_path / 'repo'
     shutil.copytree(CHARTS, copy / 'charts', ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copytree(ROOT / 'crds', copy / 'crds')
+    shutil.copytree(ROOT / 'collector' / 'data', copy / 'collector' / 'data')
     snap = copy / 'charts' / 'rendered' / 'default.yaml'
     snap.write_text(snap.read_text().replace('replicas: 2', 'replicas: 7', 1))
     result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
@@ -95,6 +98,10 @@ def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert 'charts/vantage/crds/probes.vantage.dev.yaml differs from crds/probes.vantage.dev.yaml' in result.stderr
+    (copy / 'collector' / 'data' / 'fingerprints.yaml').write_text('version: "new"\n')
+    result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
+                            capture_output=True, text=True, timeout=300)
+    assert 'charts/vantage/files/fingerprints.yaml differs from collector/data/fingerprints.yaml' in result.stderr
 
 
 def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) -> None:
@@ -135,8 +142,28 @@ def test_commands_ports_and_health_probes(default_docs: list[dict[str, Any]]) ->
     controller = pod_spec(one(default_docs, 'StatefulSet', 'vantage-controller'))['containers'][0]
     assert '--host-key=/etc/vantage/host-keys/$(POD_NAME)' in controller['args']
     assert '--advertise=$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:443' in controller['args']
+    assert '--spool-dir=/var/lib/vantage/spool' in controller['args']
+    assert {'name': 'spool', 'mountPath': '/var/lib/vantage/spool'} in controller['volumeMounts']
     registry = pod_spec(one(default_docs, 'Deployment', 'vantage-registry'))
     assert registry['volumes'][0]['secret']['secretName'] == 'vantage-registry-host-key'
+    assert not any(d['metadata']['name'].endswith('-intake') for d in default_docs), 'the intake needs S3: off by default'
+
+
+def test_every_component_runs_its_subcommand(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    for case, docs in all_cases.items():
+        for doc in docs:
+            if doc['kind'] not in POD_KINDS:
+                continue
+            component = doc['metadata']['labels']['app.kubernetes.io/component']
+            (container,) = pod_spec(doc)['containers']
+            assert container['args'][0] == component, (case, doc['metadata']['name'])
+            assert {'name': 'metrics', 'containerPort': COMPONENT_PORTS[component], 'protocol': 'TCP'} \
+                in container['ports'] or case == 'full', (case, doc['metadata']['name'])
+            for probe in ('livenessProbe', 'readinessProbe'):
+                assert container[probe]['httpGet'] == {'path': '/healthz', 'port': 'metrics'}, (case, doc['metadata']['name'])
+            # every writable path is a volume: the root filesystem is read-only
+            for mount in container.get('volumeMounts', []):
+                assert mount['mountPath'].startswith(('/etc/vantage/', '/var/lib/vantage/')), mount
 
 
 def test_every_pod_is_restricted(all_cases: dict[str, list[dict[str, Any]]]) -> None:
@@ -235,7 +262,7 @@ def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
     assert pols['vantage-metrics']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'metrics'}]
     assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4222}]
     assert pols['vantage-egress-clickhouse']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 8123}]
-    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'engines']
+    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'intake', 'engines']
     # ports follow the URLs
     docs = rendered({'nats': {'url': 'nats://n:4333'}, 'clickhouse': {'url': 'https://ch.example.net', 'database': 'x'}})
     pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
@@ -283,8 +310,23 @@ def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
     assert one(docs, 'Deployment', 'measure-engines')
     secrets = {s['metadata']['name']: s for s in by_kind(docs, 'Secret')}
     assert set(secrets['measure-controller-host-keys']['stringData']) == {f'measure-controller-{i}' for i in range(3)}
+    # the controllers' spool on a volume claim; the intake with its queue, S3 and fingerprints
+    assert sts['spec']['volumeClaimTemplates'][0]['spec']['resources']['requests']['storage'] == '5120Mi'
+    assert '--spool-max-mib=4096' in args
+    intake = one(docs, 'StatefulSet', 'measure-intake')
+    claim = intake['spec']['volumeClaimTemplates'][0]['spec']
+    assert claim['storageClassName'] == 'fast-ssd' and claim['resources']['requests']['storage'] == '50Gi'
+    ic = pod_spec(intake)['containers'][0]
+    ienv = {e['name']: e.get('value') for e in ic['env']}
+    assert ienv['S3_BUCKET'] == 'measurements-archive' and ienv['S3_ENDPOINT'] == 'https://minio.example.net:9000'
+    assert ic['envFrom'] == [{'secretRef': {'name': 'vantage-s3'}}]
+    fp = one(docs, 'ConfigMap', 'measure-fingerprints')['data']['fingerprints.yaml']
+    assert yaml.safe_load(fp) == yaml.safe_load((ROOT / 'collector' / 'data' / 'fingerprints.yaml').read_text())
+    pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
+    assert pols['measure-egress-s3']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 9000}]
+    assert pols['measure-intake-http']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'http'}]
     monitors = {m['metadata']['name']: m for m in by_kind(docs, 'ServiceMonitor')}
-    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registry', 'controller', 'collector', 'engines')}
+    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registry', 'controller', 'collector', 'intake', 'engines')}
     # every ServiceMonitor selects exactly one metrics Service with a `metrics` port
     services = by_kind(docs, 'Service')
     for mon in monitors.values():

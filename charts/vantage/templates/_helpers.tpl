@@ -141,3 +141,9 @@ affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}
 {{- end -}}
+
+{{/* Room for the controller spool: its limit plus a quarter for files being written. */}}
+{{- define "vantage.spoolSize" -}}
+{{- $mib := int .Values.controllers.spool.maxMiB -}}
+{{- printf "%dMi" (add $mib (div $mib 4)) -}}
+{{- end -}}
