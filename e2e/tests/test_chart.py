@@ -157,6 +157,10 @@ def test_every_component_runs_its_subcommand(all_cases: dict[str, list[dict[str,
             component = doc['metadata']['labels']['app.kubernetes.io/component']
             (container,) = pod_spec(doc)['containers']
             assert container['args'][0] == component, (case, doc['metadata']['name'])
+            if doc['kind'] == 'Job':
+                assert component == 'migrate' and container['args'] == ['migrate']
+                assert doc['metadata']['annotations']['helm.sh/hook'] == 'pre-install,pre-upgrade'
+                continue
             assert {'name': 'metrics', 'containerPort': COMPONENT_PORTS[component], 'protocol': 'TCP'} \
                 in container['ports'] or case == 'full', (case, doc['metadata']['name'])
             for probe in ('livenessProbe', 'readinessProbe'):
@@ -262,7 +266,7 @@ def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
     assert pols['vantage-metrics']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'metrics'}]
     assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4222}]
     assert pols['vantage-egress-clickhouse']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 8123}]
-    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'intake', 'engines']
+    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'intake', 'engines', 'migrate']
     # ports follow the URLs
     docs = rendered({'nats': {'url': 'nats://n:4333'}, 'clickhouse': {'url': 'https://ch.example.net', 'database': 'x'}})
     pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
@@ -448,6 +452,8 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
     labels = kubectl('get', 'configmaps', *ns, '-l', 'grafana_dashboard=1', '-o', 'name').stdout.split()
     assert sorted(labels) == ['configmap/vantage-dashboard-vantage-operations', 'configmap/vantage-dashboard-vantage-results']
     assert len(kubectl('get', 'networkpolicies', *ns, '-o', 'name').stdout.split()) == 7
+    assert kubectl('get', 'job', 'vantage-migrate', *ns, '-o', 'jsonpath={.spec.template.spec.containers[0].args}').stdout \
+        == '["migrate"]'
     # and the user's next step from NOTES.txt works against the installed CRDs
     kubectl('apply', '-f', str(ROOT / 'examples' / 'ping.yaml'))
     assert kubectl('get', 'msm', 'ping-localhost', '-o', 'jsonpath={.spec.target}').stdout == '127.0.0.1'

@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
@@ -73,6 +74,7 @@ fn check<T: DeserializeOwned + Serialize>(doc: &Value) -> Result<(), String> {
 const KINDS: &[&str] = &[
     "Deployment",
     "StatefulSet",
+    "Job",
     "Service",
     "ServiceAccount",
     "ClusterRole",
@@ -93,6 +95,7 @@ fn check_kind(doc: &Value) -> Result<&'static str, String> {
     let result = match (api_version, kind) {
         ("apps/v1", "Deployment") => check::<Deployment>(doc),
         ("apps/v1", "StatefulSet") => check::<StatefulSet>(doc),
+        ("batch/v1", "Job") => check::<Job>(doc),
         ("v1", "Service") => check::<Service>(doc),
         ("v1", "ServiceAccount") => check::<ServiceAccount>(doc),
         ("v1", "ConfigMap") => check::<ConfigMap>(doc),
