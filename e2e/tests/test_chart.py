@@ -104,6 +104,13 @@ def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.
     assert 'charts/vantage/files/fingerprints.yaml differs from collector/data/fingerprints.yaml' in result.stderr
 
 
+def test_helm_lint_is_clean() -> None:
+    for case, values in render.cases().items():
+        report = helm.lint(CHART, values, strict=True, namespace=render.NAMESPACE)
+        problems = [m for m in report['messages'] if m['severity'] >= 2] + report['errors']
+        assert not problems, (case, problems)
+
+
 def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) -> None:
     kinds = {(d['kind'], d['metadata']['name']) for d in default_docs}
     for want in [('Deployment', 'vantage-operator'), ('Deployment', 'vantage-registry'),
