@@ -153,14 +153,29 @@ class Cluster:
         self.start("registry", [vantage, "registry", "--listen", f"127.0.0.1:{self.registry_port}", "--host-key", str(self.tmp / "registry_host_key"),
                                 "--metrics-addr", f"127.0.0.1:{self.ports['registry-metrics']}"])
         for i in range(controllers):
-            port = free_port()
-            self.ports[f"ctl-{i}"] = port
-            self.start(f"ctl-{i}", [vantage, "controller", "--name", f"ctl-{i}-{self.run_id}", "--listen", f"127.0.0.1:{port}", "--advertise", f"127.0.0.1:{port}",
-                                    "--host-key", str(self.tmp / f"ctl-{i}_host_key"), "--metrics-addr", f"127.0.0.1:{self.ports[f'ctl-{i}-metrics']}"])
+            self.ports[f"ctl-{i}"] = free_port()
+            self.start_controller(i)
         for name in ["operator", "collector", "registry"] + [f"ctl-{i}" for i in range(controllers)]:
             wait_for(f"{name} /healthz", lambda n=name: self._healthy(n), timeout=60)
         self.anchor = self.tmp / "anchor.yaml"
         self.anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{self.registry_port}\n    host_key: \"{self.registry_host_key}\"\n")
+
+    def start_controller(self, i: int) -> subprocess.Popen:
+        """Start controller `i` (same name, port, host key and spool on every start)."""
+        port = self.ports[f"ctl-{i}"]
+        return self.start(f"ctl-{i}", [str(BIN / "vantage"), "controller", "--name", f"ctl-{i}-{self.run_id}",
+                                       "--listen", f"127.0.0.1:{port}", "--advertise", f"127.0.0.1:{port}",
+                                       "--host-key", str(self.tmp / f"ctl-{i}_host_key"), "--spool-dir", str(self.tmp / f"ctl-{i}-spool"),
+                                       "--metrics-addr", f"127.0.0.1:{self.ports[f'ctl-{i}-metrics']}"])
+
+    def restart_controller(self, i: int):
+        self.stop(f"ctl-{i}")
+        # Keep the earlier log: append a marker and let the new process write a new file.
+        old = self.tmp / f"ctl-{i}.log"
+        if old.exists():
+            old.rename(self.tmp / f"ctl-{i}.{int(time.time() * 1000)}.log")
+        self.start_controller(i)
+        wait_for(f"ctl-{i} /healthz", lambda: self._healthy(f"ctl-{i}"), timeout=60)
 
     def _healthy(self, name: str) -> bool:
         p = self.procs[name]

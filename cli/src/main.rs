@@ -192,6 +192,8 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     vantage_platform::obs::init_tracing();
+    // With more than one rustls backend compiled in, rustls cannot choose: choose ring.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
         Command::Operator {
             nats,

@@ -34,6 +34,7 @@ use vantage_core::WIRE_VERSION;
 use vantage_platform::bus::{now_ms, Bus};
 
 use crate::keys::{fingerprint, parse_public};
+use crate::spool::Spool;
 
 /// Counters of a controller.
 #[derive(Clone, Default)]
@@ -132,6 +133,11 @@ struct Shared<S> {
     assigned: RwLock<HashMap<String, Assignment>>,
     assigned_changed: Notify,
     connected: AtomicU32,
+    /// Live sessions by probe id: (connection number, handle to disconnect it).
+    live: RwLock<HashMap<u32, (u64, russh::server::Handle)>>,
+    next_conn: std::sync::atomic::AtomicU64,
+    draining: std::sync::atomic::AtomicBool,
+    spool: Spool,
     metrics: ControllerMetrics,
 }
 
@@ -146,6 +152,7 @@ impl<S: ResultSink> ControllerServer<S> {
         host_key: &PrivateKey,
         bus: Bus,
         sink: S,
+        spool: Spool,
         metrics: ControllerMetrics,
     ) -> Self {
         let host_key_line = crate::keys::public_line(host_key.public_key());
@@ -158,20 +165,29 @@ impl<S: ResultSink> ControllerServer<S> {
                 assigned: RwLock::new(HashMap::new()),
                 assigned_changed: Notify::new(),
                 connected: AtomicU32::new(0),
+                live: RwLock::new(HashMap::new()),
+                next_conn: std::sync::atomic::AtomicU64::new(1),
+                draining: std::sync::atomic::AtomicBool::new(false),
+                spool,
                 metrics,
             }),
         }
     }
 
-    /// Serve on `listener`, with the assignment watch and heartbeats, until dropped.
+    /// Serve on `listener`, with the assignment watch, heartbeats and the spool flusher,
+    /// until `shutdown` resolves; then drain: announce it, send every probe back to
+    /// registration, and return.
     pub async fn serve(
         mut self,
         listener: tokio::net::TcpListener,
         host_key: PrivateKey,
+        shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         use russh::server::Server as _;
         tokio::spawn(follow_assignments(self.shared.clone()));
         tokio::spawn(heartbeat(self.shared.clone()));
+        tokio::spawn(flush_spool(self.shared.clone()));
+        let shared = self.shared.clone();
         let config = Arc::new(russh::server::Config {
             keys: vec![host_key],
             methods: (&[russh::MethodKind::PublicKey][..]).into(),
@@ -182,7 +198,60 @@ impl<S: ResultSink> ControllerServer<S> {
             inactivity_timeout: None,
             ..Default::default()
         });
-        self.run_on_socket(config, &listener).await
+        let server = self.run_on_socket(config, &listener);
+        tokio::select! {
+            result = server => result,
+            () = shutdown => {
+                drain(&shared).await;
+                Ok(())
+            }
+        }
+    }
+}
+
+/// Stop taking probes and send the connected ones back to registration.
+async fn drain<S: ResultSink>(shared: &Shared<S>) {
+    shared.draining.store(true, Ordering::Relaxed);
+    publish_heartbeat(shared).await;
+    let live: Vec<(u32, russh::server::Handle)> = shared
+        .live
+        .read()
+        .map(|m| m.iter().map(|(p, (_, h))| (*p, h.clone())).collect())
+        .unwrap_or_default();
+    tracing::info!(
+        probes = live.len(),
+        "draining: sending probes back to registration"
+    );
+    for (probe, handle) in live {
+        let _ = handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                "controller draining; register again".into(),
+                String::new(),
+            )
+            .await;
+        tracing::debug!(probe, "drained");
+    }
+    // Give the sessions a moment to close and their guards to clear the sessions bucket.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// Close the live session of `probe`, if any: its assignment was revoked or moved.
+async fn disconnect_probe<S: ResultSink>(shared: &Shared<S>, probe: u32, why: &str) {
+    let handle = shared
+        .live
+        .read()
+        .ok()
+        .and_then(|m| m.get(&probe).map(|(_, h)| h.clone()));
+    if let Some(handle) = handle {
+        tracing::info!(probe, why, "closing probe session");
+        let _ = handle
+            .disconnect(
+                russh::Disconnect::ByApplication,
+                why.to_owned(),
+                String::new(),
+            )
+            .await;
     }
 }
 
@@ -201,15 +270,31 @@ async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
                         }
                         _ => None,
                     };
-                    if let Ok(mut map) = shared.assigned.write() {
+                    let still_mine = assignment
+                        .as_ref()
+                        .is_some_and(|a| a.controller == shared.id.name);
+                    let was_mine = if let Ok(mut map) = shared.assigned.write() {
+                        let before = map.len();
                         map.retain(|_, a| a.probe_id != probe);
+                        let was_mine = map.len() != before;
                         if let Some(a) = assignment.filter(|a| a.controller == shared.id.name) {
                             if let Some(key) = parse_public(&a.public_key) {
                                 map.insert(fingerprint(&key), a);
                             }
                         }
-                    }
+                        was_mine
+                    } else {
+                        false
+                    };
                     shared.assigned_changed.notify_waiters();
+                    if was_mine && !still_mine {
+                        disconnect_probe(
+                            &shared,
+                            probe,
+                            "assignment revoked (probe disabled or moved)",
+                        )
+                        .await;
+                    }
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot watch assignments"),
@@ -219,10 +304,16 @@ async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
 }
 
 async fn heartbeat<S: ResultSink>(shared: Arc<Shared<S>>) {
-    let subject = names::heartbeat_subject(&shared.id.name);
     let mut tick = tokio::time::interval(Duration::from_secs(2));
     loop {
         tick.tick().await;
+        publish_heartbeat(&shared).await;
+    }
+}
+
+async fn publish_heartbeat<S: ResultSink>(shared: &Shared<S>) {
+    let subject = names::heartbeat_subject(&shared.id.name);
+    {
         let hb = Heartbeat {
             v: WIRE_VERSION,
             controller: shared.id.name.clone(),
@@ -230,7 +321,7 @@ async fn heartbeat<S: ResultSink>(shared: Arc<Shared<S>>) {
             host_key: shared.host_key_line.clone(),
             connected: shared.connected.load(Ordering::Relaxed),
             capacity: shared.id.capacity,
-            draining: false,
+            draining: shared.draining.load(Ordering::Relaxed),
             regions: shared.id.regions.clone(),
             at_ms: now_ms(),
         };
@@ -275,6 +366,7 @@ pub struct ProbeSession<S: ResultSink> {
 struct LiveGuard<S: ResultSink> {
     shared: Arc<Shared<S>>,
     probe: u32,
+    conn: u64,
 }
 
 impl<S: ResultSink> Drop for LiveGuard<S> {
@@ -283,6 +375,11 @@ impl<S: ResultSink> Drop for LiveGuard<S> {
         let probe = self.probe;
         shared.connected.fetch_sub(1, Ordering::Relaxed);
         shared.metrics.connected.dec();
+        if let Ok(mut live) = shared.live.write() {
+            if live.get(&probe).is_some_and(|(conn, _)| *conn == self.conn) {
+                live.remove(&probe);
+            }
+        }
         tracing::info!(probe, "probe disconnected");
         tokio::spawn(async move {
             // Remove the session only if it is still ours (the probe may be elsewhere now).
@@ -343,13 +440,30 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
         }
     }
 
-    async fn auth_succeeded(&mut self, _session: &mut Session) -> Result<(), Self::Error> {
+    async fn auth_succeeded(&mut self, session: &mut Session) -> Result<(), Self::Error> {
         let Some(a) = &self.probe else { return Ok(()) };
         self.shared.connected.fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.connected.inc();
+        let conn = self.shared.next_conn.fetch_add(1, Ordering::Relaxed);
+        let previous = self
+            .shared
+            .live
+            .write()
+            .ok()
+            .and_then(|mut live| live.insert(a.probe_id, (conn, session.handle())));
+        if let Some((_, old)) = previous {
+            // One session per probe: a reconnect replaces a half-dead old session.
+            tokio::spawn(async move {
+                let reason = "replaced by a new session".to_owned();
+                let _ = old
+                    .disconnect(russh::Disconnect::ByApplication, reason, String::new())
+                    .await;
+            });
+        }
         self.live = Some(LiveGuard {
             shared: self.shared.clone(),
             probe: a.probe_id,
+            conn,
         });
         let session = names::Session {
             v: WIRE_VERSION,
@@ -611,18 +725,37 @@ async fn handle_frame<S: ResultSink>(shared: &Shared<S>, probe: u32, line: &[u8]
                 );
                 return;
             }
-            let mut delay = Duration::from_millis(100);
-            loop {
-                match shared.sink.publish(&env).await {
-                    Ok(()) => break,
-                    Err(e) => {
-                        tracing::warn!(probe, error = %e, "cannot publish result; retrying");
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
-                }
-            }
+            deliver(shared, env).await;
             shared.metrics.results.inc();
+        }
+    }
+}
+
+/// Publish a result, or spool it to disk while the sink fails. Once anything is spooled,
+/// later results queue behind it, so results reach JetStream in the order they came.
+async fn deliver<S: ResultSink>(shared: &Shared<S>, env: Envelope) {
+    if shared.spool.is_empty().await {
+        match shared.sink.publish(&env).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot publish result; spooling to disk until NATS is back")
+            }
+        }
+    }
+    if let Err(e) = shared.spool.push(&env.raw).await {
+        shared.metrics.drop_one("spool_failed");
+        tracing::error!(error = %e, result_id = %env.common.result_id, "cannot spool result; dropped");
+    }
+}
+
+/// Replay the spool, oldest first, whenever the sink works again.
+async fn flush_spool<S: ResultSink>(shared: Arc<Shared<S>>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        match shared.spool.flush(&shared.sink).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(results = n, "flushed spooled results"),
+            Err(e) => tracing::debug!(error = %e, "spool flush paused"),
         }
     }
 }

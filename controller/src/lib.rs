@@ -12,3 +12,4 @@ pub mod controller;
 pub mod keys;
 pub mod registry;
 pub mod run;
+pub mod spool;

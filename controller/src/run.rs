@@ -33,6 +33,8 @@ pub enum RunError {
     Kube(#[source] kube::Error),
     #[error("SSH server stopped: {0}")]
     Serve(#[source] std::io::Error),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
 }
 
 #[derive(Debug, Clone)]
@@ -41,6 +43,33 @@ pub struct Common {
     pub host_key: PathBuf,
     pub nats_url: String,
     pub metrics_addr: SocketAddr,
+}
+
+/// Where a controller keeps its spool, and how large it may grow.
+#[derive(Debug, Clone)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    pub max_bytes: u64,
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn spawn_obs(addr: SocketAddr, registry: Registry, health: Health) {
@@ -63,15 +92,24 @@ pub async fn registry(common: Common) -> Result<(), RunError> {
     let bus = Bus::open(&common.nats_url, "vantage-registry", Retention::default()).await?;
     let client = Client::try_default().await.map_err(RunError::Kube)?;
     let (probes, writer) = reflector::store::<Probe>();
+    // A disabled probe loses its assignment; its controller then closes the session.
+    let assignments = bus.assignments.clone();
     let watch = reflector(
         writer,
         watcher(Api::<Probe>::all(client), watcher::Config::default()),
     )
     .default_backoff()
     .applied_objects()
-    .for_each(|r| async move {
-        if let Err(e) = r {
-            tracing::warn!(error = %e, "probe watch error");
+    .for_each(move |r| {
+        let assignments = assignments.clone();
+        async move {
+            match r {
+                Ok(probe) if !probe.spec.enabled => {
+                    crate::registry::revoke(&assignments, probe.spec.id).await
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "probe watch error"),
+            }
         }
     });
     tokio::spawn(watch);
@@ -98,8 +136,13 @@ pub async fn registry(common: Common) -> Result<(), RunError> {
 }
 
 /// Run a probe controller.
-pub async fn controller(common: Common, identity: Identity) -> Result<(), RunError> {
+pub async fn controller(
+    common: Common,
+    identity: Identity,
+    spool: SpoolConfig,
+) -> Result<(), RunError> {
     let host_key = load_or_create_host_key(&common.host_key)?;
+    let spool = crate::spool::Spool::open(&spool.dir, spool.max_bytes)?;
     let bus = Bus::open(
         &common.nats_url,
         &format!("vantage-controller-{}", identity.name),
@@ -115,8 +158,8 @@ pub async fn controller(common: Common, identity: Identity) -> Result<(), RunErr
     tracing::info!(name = %identity.name, listen = %common.listen, advertise = %identity.advertise, "controller listening");
     health.set_ready(true);
     let sink = JetStreamResults(bus.js.clone());
-    ControllerServer::new(identity, &host_key, bus, sink, metrics)
-        .serve(listener, host_key)
+    ControllerServer::new(identity, &host_key, bus, sink, spool, metrics)
+        .serve(listener, host_key, shutdown_signal())
         .await
         .map_err(RunError::Serve)
 }
