@@ -28,15 +28,15 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+## unit: Rust tests that need no servers (the integration tests skip themselves)
 unit:
 	cargo test --workspace
 
-## e2e: start the local stack, run the end-to-end tests, stop the stack
+## e2e: start the local stack, run every Rust and end-to-end test against it, stop it
 e2e: build
-	$(STACK) up
-	cd e2e && $(PY) -m pytest -q tests; rc=$$?; cd .. && $(STACK) down; exit $$rc
+	bash e2e/run-tests.sh
 
-test: setup lint check-generated unit e2e
+test: setup lint check-generated e2e
 
 ## demo: one real ping measurement through every component, printed from ClickHouse
 demo: setup build
