@@ -11,8 +11,8 @@ use tokio::sync::watch;
 
 use crate::anchor::Anchor;
 use crate::backoff::Backoff;
+use crate::measure::Measurements;
 use crate::outbox::{Outbox, DEFAULT_MAX_BUFFER};
-use crate::ping::{PingMeasure, SurgePinger};
 use crate::scheduler::{Measure, Scheduler, DEFAULT_MAX_CONCURRENT};
 use crate::ssh::{self, SessionContext, SessionEnd};
 use crate::{identity, ProbeError};
@@ -54,10 +54,7 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     );
     let outbox = Arc::new(Outbox::new(config.max_buffer));
     let prb_id = Arc::new(AtomicU32::new(0));
-    let measure = Arc::new(PingMeasure {
-        pinger: SurgePinger::default(),
-        prb_id: prb_id.clone(),
-    });
+    let measure = Arc::new(Measurements::real(prb_id.clone()));
     let mut scheduler = Scheduler::new(measure, outbox.clone(), config.max_concurrent);
     run_loop(key, &anchor, &mut scheduler, &outbox, &prb_id, shutdown).await;
     tracing::info!(

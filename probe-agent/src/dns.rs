@@ -373,14 +373,16 @@ mod tests {
         (task, o)
     }
 
+    type Step = Option<fn(&Message) -> Vec<u8>>;
+
     /// Answers each query with a scripted reply built from it.
     struct Fake {
-        script: Mutex<VecDeque<Option<fn(&Message) -> Vec<u8>>>>,
+        script: Mutex<VecDeque<Step>>,
         seen: Mutex<Vec<(SocketAddr, bool, Vec<u8>)>>,
     }
 
     impl Fake {
-        fn new(script: Vec<Option<fn(&Message) -> Vec<u8>>>) -> Self {
+        fn new(script: Vec<Step>) -> Self {
             Self {
                 script: Mutex::new(script.into()),
                 seen: Mutex::new(Vec::new()),
@@ -499,10 +501,11 @@ mod tests {
         let v = run_dns(&fake, &task, &opts, RunContext { prb_id: 3 }, &[]).await;
         assert_eq!(v["error"], json!({"timeout": 1000}));
         assert!(v.get("result").is_none());
-        let seen = fake.seen.lock().expect("lock");
-        assert_eq!(seen.len(), 3);
-        assert!(seen.iter().all(|s| s.1), "TCP used");
-        drop(seen);
+        {
+            let seen = fake.seen.lock().expect("lock");
+            assert_eq!(seen.len(), 3);
+            assert!(seen.iter().all(|s| s.1), "TCP used");
+        }
         // The second try answers: no error.
         let fake = Fake::new(vec![None, Some(aaaa_answer)]);
         let v = run_dns(&fake, &task, &opts, RunContext { prb_id: 3 }, &[]).await;

@@ -11,7 +11,10 @@
 //! * [`ssh`] — registration and the controller session.
 //! * [`agent`] — the reconnect loop that ties everything together.
 //! * [`scheduler`] — periodic and one-off tasks, RIPE `eperd` style.
-//! * [`ping`] — the ping measurement and its RIPE Atlas result.
+//! * [`measure`] — dispatch to the measurement types under hard time limits; `measure --once`.
+//! * [`ping`], [`traceroute`], [`dns`], [`http`], [`sslcert`], [`ntp`] — the measurement
+//!   types, each behind a small I/O trait, with their RIPE Atlas results ([`common`]: the
+//!   shared fields; [`tls`]: the recording rustls verifier).
 //! * [`outbox`] — the bounded buffer of results waiting for an intake channel.
 //! * [`commands`] — parsing `Down` frames from the command channel.
 //! * [`backoff`] — jittered exponential backoff.
@@ -24,6 +27,7 @@ pub mod common;
 pub mod dns;
 pub mod http;
 pub mod identity;
+pub mod measure;
 pub mod ntp;
 pub mod outbox;
 pub mod ping;
@@ -31,6 +35,7 @@ pub mod scheduler;
 pub mod ssh;
 pub mod sslcert;
 pub mod tls;
+pub mod traceroute;
 
 use std::time::Duration;
 

@@ -28,6 +28,15 @@ enum Command {
         #[arg(long, env = "VANTAGE_PROBE_KEY")]
         key: PathBuf,
     },
+    /// Run one RIPE Atlas definition (JSON) here, now, and print its RIPE Atlas result.
+    Measure {
+        /// Run once (the only mode).
+        #[arg(long)]
+        once: PathBuf,
+        /// prb_id to put in the result.
+        #[arg(long, default_value_t = 0)]
+        prb_id: u32,
+    },
     /// Register, connect to a controller and run measurements until stopped.
     Run {
         #[arg(long, env = "VANTAGE_PROBE_KEY")]
@@ -55,6 +64,18 @@ fn main() -> anyhow::Result<()> {
         Command::Pubkey { key } => {
             let key = identity::load_key(&key)?;
             println!("{}", identity::public_line(&key)?);
+            Ok(())
+        }
+        Command::Measure { once, prb_id } => {
+            let definition = std::fs::read_to_string(&once)
+                .with_context(|| format!("reading {}", once.display()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("starting the tokio runtime")?;
+            let result =
+                runtime.block_on(vantage_probe::measure::measure_once(&definition, prb_id))?;
+            println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
         Command::Run {
