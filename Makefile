@@ -6,7 +6,7 @@ STACK := bash e2e/stack/stack.sh
 export VANTAGE_VENV := $(VENV)
 export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
 
-.PHONY: all setup build crds check-generated lint unit e2e test demo stack-up stack-down stack-status clean
+.PHONY: all setup build crds charts check-generated lint unit e2e test demo stack-up stack-down stack-status clean
 
 all: build
 
@@ -17,12 +17,18 @@ setup:
 build:
 	cargo build --workspace --bins
 
-## crds: regenerate crds/*.yaml from the Rust types
+## crds: regenerate crds/*.yaml from the Rust types, and the chart's copies and snapshots
 crds:
 	cargo run -q -p vantage-operator --bin crdgen
+	$(PY) charts/render.py
+
+## charts: refresh the chart's copies (CRDs, fingerprints) and charts/rendered/*.yaml
+charts:
+	$(PY) charts/render.py
 
 check-generated:
 	cargo run -q -p vantage-operator --bin crdgen -- --check
+	$(PY) charts/render.py --check
 
 lint:
 	cargo fmt --all -- --check
