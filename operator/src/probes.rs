@@ -2,7 +2,10 @@
 //!
 //! Controllers write `vantage-sessions/probe.<id>` when a probe connects and delete it
 //! when it goes. The operator keeps the set in memory (selection reads it) and writes
-//! Probe status in batches: at most one pass per second, one patch per changed probe.
+//! Probe status in batches: one pass per second, one patch per changed probe, at most
+//! [`MAX_STATUS_WRITES_PER_SECOND`] patches a second. A probe that flaps within a
+//! second costs one write; when 10k probes connect at once, their statuses follow over
+//! 10000 / 50 = 200 s while selection (which reads the in-memory set) sees them at once.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -14,6 +17,9 @@ use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use vantage_core::nats::{parse_probe_key, Session};
 use vantage_crd::{Probe, ProbeStatus};
+
+/// The most Probe status patches the operator sends per second.
+pub const MAX_STATUS_WRITES_PER_SECOND: usize = 50;
 
 /// Live sessions by probe id, plus the probes whose status must be written.
 #[derive(Clone, Default)]
@@ -53,10 +59,21 @@ impl Sessions {
         }
     }
 
-    fn take_dirty(&self) -> BTreeSet<u32> {
+    /// Take at most `max` probes whose status must be written; the rest wait their turn.
+    fn take_dirty(&self, max: usize) -> BTreeSet<u32> {
         self.inner
             .write()
-            .map(|mut s| std::mem::take(&mut s.dirty))
+            .map(|mut s| {
+                let rest = s
+                    .dirty
+                    .iter()
+                    .nth(max)
+                    .copied()
+                    .map(|first_left| s.dirty.split_off(&first_left));
+                let taken = std::mem::take(&mut s.dirty);
+                s.dirty = rest.unwrap_or_default();
+                taken
+            })
             .unwrap_or_default()
     }
 
@@ -125,12 +142,13 @@ pub async fn status_writer(
     probes: Store<Probe>,
     sessions: Sessions,
     period: Duration,
+    max_per_period: usize,
 ) {
     let api: Api<Probe> = Api::all(client);
     let mut tick = tokio::time::interval(period);
     loop {
         tick.tick().await;
-        let dirty = sessions.take_dirty();
+        let dirty = sessions.take_dirty(max_per_period);
         if dirty.is_empty() {
             continue;
         }
@@ -159,6 +177,20 @@ pub async fn status_writer(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dirty_probes_are_written_at_a_bounded_rate() {
+        let sessions = Sessions::default();
+        for id in 0..120 {
+            sessions.down(id);
+        }
+        assert_eq!(sessions.take_dirty(50).len(), 50);
+        assert_eq!(sessions.take_dirty(50).len(), 50);
+        let last = sessions.take_dirty(50);
+        assert_eq!(last.len(), 20);
+        assert_eq!(last.first(), Some(&100));
+        assert!(sessions.take_dirty(50).is_empty());
+    }
 
     #[test]
     fn status_follows_sessions() {

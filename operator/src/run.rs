@@ -107,6 +107,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         probes,
         sessions,
         Duration::from_secs(1),
+        crate::probes::MAX_STATUS_WRITES_PER_SECOND,
     ));
     tokio::spawn(stats.refresh_loop(store, Duration::from_secs(3)));
     tokio::spawn(ctx.clone().schedule_loop());
