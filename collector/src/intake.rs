@@ -220,14 +220,22 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// A measurement on its way to the fastpath.
-type Queued = Value;
+/// A measurement on its way to the fastpath: its sequence number (uid order) and the
+/// measurement, or `None` when it could not be queued (the fastpath skips the number).
+type Queued = (u64, Option<Value>);
+
+/// Uid clock and sequence numbers, taken together so that sequence order is uid order.
+#[derive(Default)]
+struct Order {
+    clock: UidClock,
+    next_seq: u64,
+}
 
 struct Inner {
     queue: Queue,
     limits: Limits,
-    /// Held from uid to hand-off, so the fastpath sees measurements in uid order.
-    order: Mutex<UidClock>,
+    /// Hands out uids with sequence numbers; the fastpath scores in sequence order.
+    order: std::sync::Mutex<Order>,
     fastpath: mpsc::Sender<Queued>,
     archive: Archive,
     metrics: IntakeMetrics,
@@ -476,23 +484,46 @@ async fn submit_inner(
         .unwrap_or("")
         .to_owned();
     let hash = content_hash(&bytes);
-    // From uid to hand-off under one lock: the fastpath sees uid order.
-    let mut clock = st.0.order.lock().await;
-    let at = clock.next_time(chrono::Utc::now());
-    let uid = crate::uid::format_uid(
-        at,
-        &crate::uid::sanitize_cc(&cc),
-        &crate::uid::sanitize_test_name(&test),
-        &hash,
-    );
-    content.insert("measurement_uid".into(), Value::String(uid.clone()));
-    let msm = Value::Object(content);
-    let line = serde_json::to_vec(&msm).map_err(internal)?;
-    st.0.queue.push(&uid, &line).await.map_err(internal)?;
-    if st.0.fastpath.send(msm).await.is_err() {
-        tracing::error!(%uid, "fastpath worker is gone; the measurement is queued and archived but not scored");
+    // The uid and its sequence number are taken together (no await in between), and
+    // every number is handed to the fastpath exactly once, by a task of its own that a
+    // client hanging up cannot cancel: the fastpath scores in uid order.
+    let (seq, uid) = {
+        let mut order = match st.0.order.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let at = order.clock.next_time(chrono::Utc::now());
+        let seq = order.next_seq;
+        order.next_seq += 1;
+        let uid = crate::uid::format_uid(
+            at,
+            &crate::uid::sanitize_cc(&cc),
+            &crate::uid::sanitize_test_name(&test),
+            &hash,
+        );
+        (seq, uid)
+    };
+    let inner = st.0.clone();
+    let task_uid = uid.clone();
+    let queued = tokio::spawn(async move {
+        content.insert("measurement_uid".into(), Value::String(task_uid.clone()));
+        let msm = Value::Object(content);
+        let written = match serde_json::to_vec(&msm) {
+            Ok(line) => inner.queue.push(&task_uid, &line).await.map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let item = written.is_ok().then_some(msm);
+        if inner.fastpath.send((seq, item)).await.is_err() {
+            tracing::error!(uid = %task_uid, "fastpath worker is gone; the measurement is queued and archived but not scored");
+        }
+        written
+    })
+    .await;
+    match queued {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return Err(internal(e)),
+        Err(e) => return Err(internal(e)),
     }
-    drop(clock);
     st.0.metrics.accepted.inc();
     Ok(Json(json!({ "measurement_uid": uid })).into_response())
 }
@@ -539,8 +570,9 @@ fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Score measurements in arrival (= uid) order and INSERT them in batches; retry a
-/// failed INSERT with backoff (the channel fills, and the API waits: backpressure).
+/// Put measurements back in sequence (= uid) order, score them, and INSERT them in
+/// batches (at `batch` rows or `wait` after the first ready one); retry a failed INSERT
+/// with backoff (the channel fills, and the API waits: backpressure).
 pub async fn fastpath_worker(
     mut rx: mpsc::Receiver<Queued>,
     fingerprints: FingerprintSet,
@@ -550,18 +582,38 @@ pub async fn fastpath_worker(
     metrics: IntakeMetrics,
 ) {
     let mut scorer = Scorer::default();
+    let mut reorder = Reorder::default();
+    let mut ready: Vec<Value> = Vec::new();
+    let mut deadline: Option<tokio::time::Instant> = None;
     loop {
-        let Some(first) = rx.recv().await else { return };
-        let mut msms = vec![first];
-        let deadline = tokio::time::Instant::now() + wait;
-        while msms.len() < batch {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(m)) => msms.push(m),
-                Ok(None) | Err(_) => break,
+        let received = match deadline {
+            None => rx.recv().await.map(Some),
+            Some(d) => match tokio::time::timeout_at(d, rx.recv()).await {
+                Ok(r) => r.map(Some),
+                Err(_) => Some(None),
+            },
+        };
+        let closed = match received {
+            None => true,
+            Some(Some((seq, item))) => {
+                ready.extend(reorder.push(seq, item));
+                if !ready.is_empty() && deadline.is_none() {
+                    deadline = Some(tokio::time::Instant::now() + wait);
+                }
+                false
             }
+            Some(None) => false,
+        };
+        let due = deadline.is_some_and(|d| tokio::time::Instant::now() >= d);
+        if ready.is_empty() || !(closed || due || ready.len() >= batch) {
+            if closed {
+                return;
+            }
+            continue;
         }
         let fp = fingerprints.get();
-        let rows: Vec<FastpathRow> = msms.iter().map(|m| scorer.next(m, &fp)).collect();
+        let rows: Vec<FastpathRow> = ready.drain(..).map(|m| scorer.next(&m, &fp)).collect();
+        deadline = None;
         let mut delay = Duration::from_millis(200);
         while let Err(e) = store.insert_fastpath(&rows).await {
             metrics.fastpath_insert_failures.inc();
@@ -570,6 +622,32 @@ pub async fn fastpath_worker(
             delay = (delay * 2).min(Duration::from_secs(10));
         }
         metrics.fastpath_rows.inc_by(rows.len() as u64);
+        if closed {
+            return;
+        }
+    }
+}
+
+/// Releases items in sequence order, holding back those that arrive early.
+#[derive(Debug, Default)]
+pub struct Reorder<T> {
+    next: u64,
+    early: std::collections::BTreeMap<u64, Option<T>>,
+}
+
+impl<T> Reorder<T> {
+    /// Take item `seq` (`None`: skip the number); return the items now in order.
+    pub fn push(&mut self, seq: u64, item: Option<T>) -> Vec<T> {
+        let mut out = Vec::new();
+        if seq < self.next {
+            return out;
+        }
+        self.early.insert(seq, item);
+        while let Some(item) = self.early.remove(&self.next) {
+            self.next += 1;
+            out.extend(item);
+        }
+        out
     }
 }
 
@@ -680,17 +758,16 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
             "scoring measurements left in the queue"
         );
     }
-    let order = Mutex::new(UidClock::default());
-    {
-        let _held = order.lock().await;
-        for uid in leftover {
-            if let Ok(Some(line)) = queue.get(&uid).await {
-                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
-                    let _ = tx.send(v).await;
-                }
-            }
-        }
+    let mut order = Order::default();
+    for uid in leftover {
+        let item = match queue.get(&uid).await {
+            Ok(Some(line)) => serde_json::from_slice::<Value>(&line).ok(),
+            _ => None,
+        };
+        let _ = tx.send((order.next_seq, item)).await;
+        order.next_seq += 1;
     }
+    let order = std::sync::Mutex::new(order);
 
     let m = metrics.clone();
     tasks.push(tokio::spawn(fingerprints.clone().watch(
@@ -779,6 +856,16 @@ pub async fn serve_intake(cfg: IntakeConfig) -> Result<(), IntakeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reorder_releases_in_sequence_and_skips_holes() {
+        let mut r = Reorder::default();
+        assert_eq!(r.push(1, Some("b")), Vec::<&str>::new());
+        assert_eq!(r.push(2, None), Vec::<&str>::new());
+        assert_eq!(r.push(0, Some("a")), vec!["a", "b"]);
+        assert_eq!(r.push(3, Some("d")), vec!["d"]);
+        assert_eq!(r.push(1, Some("late duplicate")), Vec::<&str>::new());
+    }
 
     #[test]
     fn zstd_within_limit_bomb_and_junk() {

@@ -391,7 +391,30 @@ async fn upload_archive_index_and_reprocess_checksum() {
         .await,
     );
     uids.push(submit(&s.base, &de5, json!({"input": "dot://dns.example", "test_keys": {"failure": "generic_timeout_error"}})).await);
+    // A concurrent burst across five networks: the consensus depends on the order the
+    // fastpath saw them in, which must be uid order for reprocess to agree.
+    let mut reports = Vec::new();
+    for asn in 10..15 {
+        reports.push(open_report(&s.base, "NL", asn, "dnscheck").await);
+    }
+    let burst: Vec<_> = (0..40)
+        .map(|i| {
+            let (base, report) = (s.base.clone(), reports[i % 5].clone());
+            let addr = if i % 7 == 3 { "10.0.0.7" } else { "192.0.2.80" };
+            tokio::spawn(
+                async move { submit(&base, &report, dns_msm("cdn.example", addr, None)).await },
+            )
+        })
+        .collect();
+    for t in burst {
+        uids.push(t.await.expect("burst task"));
+    }
     let rows = wait_rows(&s.store, uids.len()).await;
+    assert!(
+        rows.iter()
+            .any(|r| r.reason == "dns.inconsistent_with_consensus" && r.domain == "cdn.example"),
+        "the burst should break the consensus somewhere"
+    );
     let by_uid = |u: &str| {
         rows.iter()
             .find(|r| r.measurement_uid == u)
@@ -412,8 +435,8 @@ async fn upload_archive_index_and_reprocess_checksum() {
     // Upload: objects under raw/YYYYMMDD/HH/CC/testname/, index rows, files gone.
     let summary = s.intake.upload_now().await.expect("upload");
     assert_eq!(summary.measurements, uids.len());
-    // IT, DE and IR web_connectivity, DE dnscheck (more if the test straddles an hour)
-    assert!(summary.objects >= 4, "{:?}", summary.keys);
+    // IT, DE and IR web_connectivity, DE and NL dnscheck (more if the test straddles an hour)
+    assert!(summary.objects >= 5, "{:?}", summary.keys);
     for key in &summary.keys {
         assert!(
             key.starts_with("raw/") && key.ends_with(".jsonl.zst"),
