@@ -1,0 +1,220 @@
+//! Benchmarks for docs/BENCHMARKS.md:
+//! reverse-nearest-city lookups per second (R-tree vs a linear scan over the same
+//! dataset), and locate latency through the HTTP router (uncached with fixture
+//! engines, cached p50/p99, batch throughput for 10k cached addresses).
+//!
+//!     cargo run --release -p vantage-engines --example bench_reverse
+
+use std::collections::HashMap;
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use tower::ServiceExt;
+use vantage_engines::engine::latency::{Latency, LatencyKind, ProbeRtt, StaticRtts};
+use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
+use vantage_engines::{router, Api, Engine, EngineConfig, Locator, World};
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+    /// A point uniform on the sphere.
+    fn point(&mut self) -> (f64, f64) {
+        let lat = (2.0 * self.unit() - 1.0).asin().to_degrees();
+        let lon = 360.0 * self.unit() - 180.0;
+        (lat, lon)
+    }
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn us(d: Duration) -> String {
+    format!("{:.1} µs", d.as_secs_f64() * 1e6)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let t = Instant::now();
+    let world = World::embedded()?;
+    println!(
+        "world: {} cities, {} airports, loaded and indexed in {:.0} ms ({})",
+        world.len(),
+        world.airport_count(),
+        t.elapsed().as_secs_f64() * 1e3,
+        world.version()
+    );
+
+    // Reverse-nearest-city: R-tree vs linear scan.
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let points: Vec<(f64, f64)> = (0..200_000).map(|_| rng.point()).collect();
+    let t = Instant::now();
+    let mut sum = 0u64;
+    for &(lat, lon) in &points {
+        sum += u64::from(world.nearest(lat, lon).map_or(0, |(c, _)| c.id));
+    }
+    let tree_rate = points.len() as f64 / t.elapsed().as_secs_f64();
+    let linear_n = 1_000;
+    let t = Instant::now();
+    let mut mismatches = 0;
+    for &(lat, lon) in &points[..linear_n] {
+        let a = world.nearest_linear(lat, lon).map(|(_, d)| d);
+        let b = world.nearest(lat, lon).map(|(_, d)| d);
+        if let (Some(a), Some(b)) = (a, b) {
+            if (a - b).abs() > 1e-6 {
+                mismatches += 1;
+            }
+        }
+    }
+    let linear_rate = linear_n as f64 / t.elapsed().as_secs_f64();
+    println!("reverse nearest city, R-tree:      {tree_rate:>12.0} lookups/s ({} points, checksum {sum})", points.len());
+    println!("reverse nearest city, linear scan: {linear_rate:>12.1} lookups/s ({linear_n} points, {mismatches} disagreements)");
+    println!(
+        "ratio R-tree / linear scan:        {:>12.0}x",
+        tree_rate / linear_rate
+    );
+
+    // Locate through the router, with fixture engines (no network, no ClickHouse).
+    let n = 10_000u32;
+    let cities: Vec<_> = world
+        .cities()
+        .iter()
+        .filter(|c| c.population > 200_000)
+        .collect();
+    let mut rtts = HashMap::new();
+    let mut ptrs = HashMap::new();
+    let ips: Vec<IpAddr> = (0..n)
+        .map(|i| IpAddr::V4(Ipv4Addr::from(0x0b00_0000 + i * 7)))
+        .collect();
+    for (i, ip) in ips.iter().enumerate() {
+        let c = cities[i % cities.len()];
+        let probes = (0..8)
+            .map(|k| {
+                let o = cities[(i * 31 + k * 97) % cities.len()];
+                let d = vantage_engines::geo::distance_km(
+                    o.latitude,
+                    o.longitude,
+                    c.latitude,
+                    c.longitude,
+                );
+                ProbeRtt {
+                    probe_id: k as u32,
+                    latitude: o.latitude,
+                    longitude: o.longitude,
+                    rtt_ms: d / 100.0 + 0.5,
+                }
+            })
+            .chain(std::iter::once(ProbeRtt {
+                probe_id: 99,
+                latitude: c.latitude + 0.05,
+                longitude: c.longitude,
+                rtt_ms: 0.4,
+            }))
+            .collect();
+        rtts.insert(*ip, probes);
+        ptrs.insert(
+            *ip,
+            vec![format!(
+                "ae-1.r01.{}1.example.net",
+                vantage_engines::world::normalise(&c.ascii_name)
+            )],
+        );
+    }
+    let rtts = Arc::new(StaticRtts(rtts));
+    let engines: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
+        (
+            Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
+            EngineConfig::new("single-radius", 1.0, true),
+        ),
+        (
+            Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
+            EngineConfig::new("latency", 1.0, true),
+        ),
+        (
+            Arc::new(Latency::new(LatencyKind::Anycast, rtts)),
+            EngineConfig::new("anycast", 1.0, true),
+        ),
+        (
+            Arc::new(ReverseDns::new(
+                Rules::embedded()?,
+                Arc::new(StaticPtr(ptrs)),
+            )),
+            EngineConfig::new("reverse-dns", 1.0, true),
+        ),
+    ];
+    let locator = Locator {
+        world: world.clone(),
+        engines,
+        engine_timeout: Duration::from_secs(5),
+    };
+    let mut registry = prometheus_client::registry::Registry::default();
+    let app = router(Arc::new(Api::new(
+        locator,
+        None,
+        Duration::from_secs(3600),
+        1000,
+        &mut registry,
+    )));
+
+    let get = |uri: String| {
+        let app = app.clone();
+        async move {
+            let t = Instant::now();
+            let resp = app.oneshot(Request::get(uri).body(Body::empty())?).await?;
+            let status = resp.status();
+            let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+            if status != StatusCode::OK {
+                return Err(format!("HTTP {status}").into());
+            }
+            Ok::<Duration, Box<dyn std::error::Error>>(t.elapsed())
+        }
+    };
+    let uncached_n = 2_000;
+    let mut uncached = Vec::new();
+    for ip in &ips[..uncached_n] {
+        uncached.push(get(format!("/api/v1/locate/{ip}/")).await?);
+    }
+    uncached.sort();
+    // Warm the rest of the cache, then measure cached answers.
+    for ip in &ips[uncached_n..] {
+        get(format!("/api/v1/locate/{ip}/")).await?;
+    }
+    let mut cached = Vec::new();
+    for ip in ips.iter().cycle().take(20_000) {
+        cached.push(get(format!("/api/v1/locate/{ip}/")).await?);
+    }
+    cached.sort();
+    println!("locate uncached (4 engines on fixtures, no active measurement): p50 {} p99 {} ({uncached_n} addresses)",
+        us(pct(&uncached, 0.5)), us(pct(&uncached, 0.99)));
+    println!(
+        "locate cached:   p50 {} p99 {} ({} requests)",
+        us(pct(&cached, 0.5)),
+        us(pct(&cached, 0.99)),
+        cached.len()
+    );
+
+    let t = Instant::now();
+    for chunk in ips.chunks(1000) {
+        let list: Vec<String> = chunk.iter().map(ToString::to_string).collect();
+        get(format!("/api/v1/locate/all?resources={}", list.join(","))).await?;
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "batch, 10k cached addresses in 10 requests of 1000: {:.0} ms, {:.0} addresses/s",
+        secs * 1e3,
+        f64::from(n) / secs
+    );
+    Ok(())
+}

@@ -1,0 +1,144 @@
+//! The ClickHouse-backed parts against a real ClickHouse 18.16: the crowdsourced store
+//! (`geo_crowdsource`, created idempotently) and RTTs read from `results`.
+//! Needs `CLICKHOUSE_URL` (e.g. http://127.0.0.1:8123); skipped when it is unset.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use vantage_engines::engine::crowd::{
+    unix_now, ClickHouseCrowdStore, CrowdPolicy, CrowdStore, Crowdsourced, Report,
+};
+use vantage_engines::engine::latency::{ClickHouseRtts, RttSource};
+use vantage_platform::store::{ResultRow, Store};
+
+fn url() -> Option<String> {
+    let url = std::env::var("CLICKHOUSE_URL")
+        .ok()
+        .filter(|u| !u.is_empty());
+    if url.is_none() {
+        eprintln!("SKIPPED: set CLICKHOUSE_URL to run the ClickHouse tests of vantage-engines");
+    }
+    url
+}
+
+fn database(tag: &str) -> String {
+    format!(
+        "vantage_engines_test_{tag}_{}_{}",
+        std::process::id(),
+        unix_now()
+    )
+}
+
+#[tokio::test]
+async fn crowdsource_store_round_trip() {
+    let Some(url) = url() else { return };
+    let db = database("crowd");
+    let store = ClickHouseCrowdStore::new(&url, &db).expect("store");
+    store.ensure_table().await.expect("create");
+    store
+        .ensure_table()
+        .await
+        .expect("create again (idempotent)");
+    let now = unix_now();
+    let rep = |ip: &str, user: &str, city_id: u32, lat: f64, lon: f64| Report {
+        ip: ip.into(),
+        user: user.into(),
+        city_id,
+        latitude: lat,
+        longitude: lon,
+        reported_at: now - 5,
+    };
+    for user in ["ann", "ben"] {
+        store
+            .add(rep("193.0.14.129", user, 2759794, 52.374, 4.8897))
+            .await
+            .expect("add");
+    }
+    for _ in 0..20 {
+        store
+            .add(rep("193.0.14.129", "eve", 2925533, 50.1155, 8.6842))
+            .await
+            .expect("add");
+    }
+    store
+        .add(rep("8.8.8.8", "ann", 5375480, 37.386, -122.0838))
+        .await
+        .expect("add");
+    let got = store.reports_for("193.0.14.129").await.expect("read");
+    assert_eq!(got.len(), 22);
+    assert!(got.iter().all(|r| r.reported_at == now - 5));
+    let near_ann = store.reports_near_user("ann").await.expect("read");
+    assert_eq!(near_ann.len(), 23);
+
+    let engine = Crowdsourced::new(Arc::new(store), CrowdPolicy::default());
+    let ip: IpAddr = "193.0.14.129".parse().expect("ip");
+    let scores = engine.scores(ip, now).await.expect("scores");
+    assert_eq!(scores[0].city_id, 2759794, "{scores:?}");
+
+    let client = clickhouse::Client::default().with_url(&url);
+    client
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await
+        .expect("drop");
+}
+
+#[tokio::test]
+async fn rtts_from_results() {
+    let Some(url) = url() else { return };
+    let db = database("rtt");
+    let store = Store::new(&url, &db).expect("store");
+    store.migrate().await.expect("migrate");
+    let now = unix_now();
+    let row = |prb_id: u32, dst: &str, min: f64, rcvd: u32| ResultRow {
+        result_id: format!("r-{prb_id}-{dst}-{min}"),
+        msm_id: 1_000_001,
+        prb_id,
+        kind: "ping".into(),
+        timestamp: now - 60,
+        af: 4,
+        fw: 5020,
+        from_addr: String::new(),
+        src_addr: String::new(),
+        dst_addr: dst.into(),
+        dst_name: dst.into(),
+        sent: 3,
+        rcvd,
+        rtt_min: min,
+        rtt_avg: min,
+        rtt_max: min,
+        raw: "{}".into(),
+        inserted_at: now,
+    };
+    store
+        .insert_results(&[
+            row(1, "193.0.14.129", 0.9, 3),
+            row(1, "193.0.14.129", 0.7, 3),
+            row(2, "193.0.14.129", 6.5, 3),
+            row(3, "193.0.14.129", 1.0, 0), // nothing received: no RTT
+            row(4, "193.0.14.129", 2.0, 3), // no known location
+            row(1, "8.8.8.8", 12.0, 3),
+        ])
+        .await
+        .expect("insert");
+    let mut locations = HashMap::new();
+    locations.insert(1, (52.37, 4.89));
+    locations.insert(2, (50.11, 8.68));
+    locations.insert(3, (48.85, 2.35));
+    let rtts =
+        ClickHouseRtts::new(&url, &db, Arc::new(RwLock::new(locations)), 86_400).expect("rtts");
+    let got = rtts
+        .rtts("193.0.14.129".parse().expect("ip"))
+        .await
+        .expect("read");
+    let summary: Vec<(u32, f64)> = got.iter().map(|r| (r.probe_id, r.rtt_ms)).collect();
+    assert_eq!(summary, vec![(1, 0.7), (2, 6.5)]);
+
+    let client = clickhouse::Client::default().with_url(&url);
+    client
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await
+        .expect("drop");
+}
