@@ -429,7 +429,14 @@ impl RawProber {
                         r = sock.connect(target) => match r {
                             Ok(_) => reached("SA"),
                             Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => reached("R"),
-                            Err(e) => ProbeReply::Error(format!("connect: {e}")),
+                            // An ICMP error (e.g. time exceeded) aborts the connect; the
+                            // ICMP message itself is waiting on the raw socket.
+                            Err(e) => tokio::time::timeout(
+                                Duration::from_millis(200),
+                                wait_icmp(&icmp, spec, dst, src_port, sent),
+                            )
+                            .await
+                            .unwrap_or_else(|_| ProbeReply::Error(format!("connect: {e}"))),
                         },
                         r = wait_icmp(&icmp, spec, dst, src_port, sent) => r,
                     }

@@ -1,0 +1,430 @@
+//! Integration tests in network namespaces: the real probe binary (`vantage-probe
+//! measure --once`) run with `ip netns exec` across veth links shaped with `tc netem`.
+//!
+//! Needs root (namespaces, raw sockets). Without root every test prints why it is
+//! skipped and passes. Namespaces are named `vt<test><pid>-<node>`, use addresses in
+//! 10.201.0.0/16 that exist only inside them, and are deleted when the test ends.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use hickory_proto::op::Message;
+use serde_json::Value;
+
+/// The tests run one at a time (timing, and CPU for the responders).
+static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+fn run(args: &[&str]) {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A set of namespaces, deleted on drop.
+struct Lab {
+    prefix: String,
+    made: Vec<String>,
+    children: Vec<Child>,
+    _serial: std::sync::MutexGuard<'static, ()>,
+}
+
+impl Lab {
+    fn new(tag: &str) -> Option<Self> {
+        if !is_root() {
+            eprintln!("SKIPPED: network-namespace tests need root (ip netns, raw sockets)");
+            return None;
+        }
+        Some(Self {
+            prefix: format!("vt{tag}{}", std::process::id() % 100_000),
+            made: Vec::new(),
+            children: Vec::new(),
+            _serial: TIMING.lock().unwrap_or_else(|e| e.into_inner()),
+        })
+    }
+
+    fn name(&self, node: &str) -> String {
+        format!("{}-{node}", self.prefix)
+    }
+
+    fn node(&mut self, node: &str) -> String {
+        let ns = self.name(node);
+        run(&["ip", "netns", "add", &ns]);
+        self.made.push(ns.clone());
+        run(&["ip", "-n", &ns, "link", "set", "lo", "up"]);
+        ns
+    }
+
+    /// `ip netns exec <node> sh -c <cmd>`.
+    fn sh(&self, node: &str, cmd: &str) {
+        run(&["ip", "netns", "exec", &self.name(node), "sh", "-c", cmd]);
+    }
+
+    /// A veth pair: `a_if` (address `a_addr`) in `a`, `b_if` (`b_addr`) in `b`.
+    fn link(&self, a: &str, a_if: &str, a_addr: &str, b: &str, b_if: &str, b_addr: &str) {
+        let (na, nb) = (self.name(a), self.name(b));
+        run(&[
+            "ip", "-n", &na, "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns",
+            &nb,
+        ]);
+        run(&["ip", "-n", &na, "addr", "add", a_addr, "dev", a_if]);
+        run(&["ip", "-n", &nb, "addr", "add", b_addr, "dev", b_if]);
+        run(&["ip", "-n", &na, "link", "set", a_if, "up"]);
+        run(&["ip", "-n", &nb, "link", "set", b_if, "up"]);
+    }
+
+    /// Run a definition with the probe binary inside `node`.
+    fn measure(&self, node: &str, definition: &Value) -> Value {
+        let dir = tempfile::tempdir().expect("tmp");
+        let f = dir.path().join("def.json");
+        std::fs::write(&f, definition.to_string()).expect("write");
+        let out = Command::new("ip")
+            .args([
+                "netns",
+                "exec",
+                &self.name(node),
+                env!("CARGO_BIN_EXE_vantage-probe"),
+                "measure",
+                "--once",
+            ])
+            .arg(&f)
+            .output()
+            .expect("spawn probe");
+        assert!(
+            out.status.success(),
+            "probe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("result JSON")
+    }
+
+    /// Start a long-running command in `node`; waits for its first output line.
+    fn spawn(&mut self, node: &str, args: &[&str]) {
+        let mut child = Command::new("ip")
+            .args(["netns", "exec", &self.name(node)])
+            .args(args)
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn server");
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out)
+                .read_line(&mut line)
+                .expect("ready line");
+        }
+        self.children.push(child);
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        for ns in &self.made {
+            let _ = Command::new("ip").args(["netns", "del", ns]).status();
+        }
+    }
+}
+
+/// Does this kernel have `sch_netem`?
+fn netem_available(lab: &Lab, node: &str, dev: &str) -> bool {
+    let ns = lab.name(node);
+    let ok = Command::new("ip")
+        .args([
+            "netns", "exec", &ns, "tc", "qdisc", "add", "dev", dev, "root", "netem", "delay", "1ms",
+        ])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if ok {
+        let _ = Command::new("ip")
+            .args([
+                "netns", "exec", &ns, "tc", "qdisc", "del", "dev", dev, "root",
+            ])
+            .status();
+    }
+    ok
+}
+
+/// An echo responder on a TUN device (Python, stdlib): answers ICMP echo requests to
+/// 10.201.9.2 after exactly `delay_ms`, dropping a `loss` fraction. The ground truth
+/// where the kernel has no `netem`.
+const TUN_RESPONDER: &str = r#"
+import fcntl, heapq, os, random, struct, subprocess, sys, threading, time
+fd = os.open("/dev/net/tun", os.O_RDWR)
+fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"vtun0", 0x0001 | 0x1000))
+subprocess.run("ip addr add 10.201.9.1/24 dev vtun0 && ip link set vtun0 up", shell=True, check=True)
+delay, loss = float(sys.argv[1]) / 1000.0, float(sys.argv[2])
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+queue, cv = [], threading.Condition()
+def sender():
+    while True:
+        with cv:
+            while not queue: cv.wait()
+            due, pkt = queue[0]
+            now = time.monotonic()
+            if due > now:
+                cv.wait(max(0.0, due - now - 0.002))
+                continue
+            heapq.heappop(queue)
+        while time.monotonic() < due: pass
+        os.write(fd, pkt)
+threading.Thread(target=sender, daemon=True).start()
+print("ready", flush=True)
+while True:
+    p = os.read(fd, 65535)
+    if p[0] >> 4 != 4 or p[9] != 1: continue
+    ihl = (p[0] & 15) * 4
+    if p[ihl] != 8 or random.random() < loss: continue
+    t = time.monotonic()
+    icmp = bytearray(p[ihl:]); icmp[0] = 0; icmp[2:4] = b"\0\0"; icmp[2:4] = struct.pack("!H", csum(bytes(icmp)))
+    ip = bytearray(p[:ihl]); ip[12:16], ip[16:20] = p[16:20], p[12:16]; ip[8] = 64; ip[10:12] = b"\0\0"
+    ip[10:12] = struct.pack("!H", csum(bytes(ip)))
+    with cv:
+        heapq.heappush(queue, (t + delay, bytes(ip) + bytes(icmp))); cv.notify()
+"#;
+
+/// probe (10.201.1.1) <-> target (10.201.1.2), `netem` on both sides when the kernel
+/// has it (otherwise none: the caller checks with [`netem_available`]).
+fn pair(tag: &str, netem: &str) -> Option<Lab> {
+    let mut lab = Lab::new(tag)?;
+    lab.node("p");
+    lab.node("t");
+    lab.link("p", "p0", "10.201.1.1/24", "t", "t0", "10.201.1.2/24");
+    if !netem.is_empty() && netem_available(&lab, "p", "p0") {
+        lab.sh("p", &format!("tc qdisc add dev p0 root netem {netem}"));
+        lab.sh("t", &format!("tc qdisc add dev t0 root netem {netem}"));
+    }
+    Some(lab)
+}
+
+fn rtts(v: &Value) -> Vec<f64> {
+    v["result"]
+        .as_array()
+        .expect("result")
+        .iter()
+        .filter_map(|r| r["rtt"].as_f64())
+        .collect()
+}
+
+/// A ping target 20 ms away with `loss`: netem on a veth pair (10 ms each way) where
+/// the kernel has it, else the TUN responder. Returns the lab and the target address.
+fn delayed_target(tag: &str, loss: f64) -> Option<(Lab, &'static str, &'static str)> {
+    let mut lab = pair(tag, "")?;
+    if netem_available(&lab, "p", "p0") {
+        let pct = loss * 100.0 / 2.0;
+        lab.sh(
+            "p",
+            &format!("tc qdisc add dev p0 root netem delay 10ms loss {pct}%"),
+        );
+        lab.sh(
+            "t",
+            &format!("tc qdisc add dev t0 root netem delay 10ms loss {pct}%"),
+        );
+        Some((lab, "10.201.1.2", "netem"))
+    } else {
+        eprintln!(
+            "NOTE: this kernel has no sch_netem; the delay and loss come from a TUN echo responder"
+        );
+        // Real-time priority keeps the responder's own jitter out of the measurement.
+        lab.spawn(
+            "p",
+            &[
+                "chrt",
+                "-f",
+                "50",
+                "python3",
+                "-c",
+                TUN_RESPONDER,
+                "20",
+                &loss.to_string(),
+            ],
+        );
+        Some((lab, "10.201.9.2", "tun"))
+    }
+}
+
+#[test]
+fn ping_rtts_follow_the_configured_delay() {
+    let Some((lab, target, how)) = delayed_target("pd", 0.0) else {
+        return;
+    };
+    let v = lab.measure("p", &serde_json::json!({"type": "ping", "target": target, "packets": 10, "packet_interval": 100}));
+    let r = rtts(&v);
+    assert_eq!(r.len(), 10, "{v}");
+    for rtt in &r {
+        let err = (rtt - 20.0).abs();
+        assert!(
+            err <= (0.1f64 * 20.0).max(0.5),
+            "{how}: rtt {rtt} vs 20 ms: {r:?}"
+        );
+    }
+}
+
+#[test]
+fn ping_loss_follows_the_configured_loss() {
+    let Some((lab, target, how)) = delayed_target("pl", 0.3) else {
+        return;
+    };
+    let v = lab.measure("p", &serde_json::json!({"type": "ping", "target": target, "packets": 16, "packet_interval": 50}));
+    let sent = v["sent"].as_f64().expect("sent");
+    let rcvd = v["rcvd"].as_f64().expect("rcvd");
+    // 30% loss over 16 packets: 4.8 expected; binomial 99.9% bounds are 0..12.
+    let lost = sent - rcvd;
+    assert!(
+        (0.0..=12.0).contains(&lost) && rcvd > 0.0,
+        "{how}: lost {lost}: {v}"
+    );
+    let stars = v["result"]
+        .as_array()
+        .expect("r")
+        .iter()
+        .filter(|r| r["x"] == "*")
+        .count();
+    assert_eq!(stars as f64, lost);
+}
+
+/// probe - r1 - r2 - r3 - target, 10.201.{11..14}.0/24.
+fn chain(tag: &str) -> Option<Lab> {
+    let mut lab = Lab::new(tag)?;
+    for n in ["p", "r1", "r2", "r3", "t"] {
+        lab.node(n);
+    }
+    lab.link("p", "e0", "10.201.11.1/24", "r1", "w0", "10.201.11.2/24");
+    lab.link("r1", "e0", "10.201.12.1/24", "r2", "w0", "10.201.12.2/24");
+    lab.link("r2", "e0", "10.201.13.1/24", "r3", "w0", "10.201.13.2/24");
+    lab.link("r3", "e0", "10.201.14.1/24", "t", "w0", "10.201.14.2/24");
+    lab.sh("p", "ip route add default via 10.201.11.2");
+    lab.sh("t", "ip route add default via 10.201.14.1");
+    let fwd = "sysctl -qw net.ipv4.ip_forward=1 && sysctl -qw net.ipv4.icmp_ratelimit=0";
+    lab.sh(
+        "r1",
+        &format!("{fwd} && ip route add default via 10.201.12.2"),
+    );
+    lab.sh("r2", &format!("{fwd} && ip route add default via 10.201.13.2 && ip route add 10.201.11.0/24 via 10.201.12.1"));
+    lab.sh("r3", &format!("{fwd} && ip route add default via 10.201.14.2 && ip route add 10.201.11.0/24 via 10.201.13.1 && ip route add 10.201.12.0/24 via 10.201.13.1"));
+    lab.sh("t", "sysctl -qw net.ipv4.icmp_ratelimit=0");
+    Some(lab)
+}
+
+fn hop_addrs(v: &Value) -> Vec<Vec<String>> {
+    v["result"]
+        .as_array()
+        .expect("hops")
+        .iter()
+        .map(|h| {
+            h["result"]
+                .as_array()
+                .unwrap_or_else(|| panic!("hop without packets: {v}"))
+                .iter()
+                .map(|p| p["from"].as_str().unwrap_or("*").to_owned())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn traceroute_finds_every_hop_in_order() {
+    let Some(lab) = chain("tr") else { return };
+    let want = ["10.201.11.2", "10.201.12.2", "10.201.13.2", "10.201.14.2"];
+    for proto in ["ICMP", "UDP", "TCP"] {
+        let v = lab.measure("p", &serde_json::json!({"type": "traceroute", "target": "10.201.14.2", "protocol": proto, "packets": 2, "response_timeout": 1000}));
+        let hops = hop_addrs(&v);
+        assert_eq!(hops.len(), 4, "{proto}: {v}");
+        for (i, hop) in hops.iter().enumerate() {
+            assert_eq!(
+                hop,
+                &vec![want[i].to_owned(); 2],
+                "{proto} hop {}: {v}",
+                i + 1
+            );
+            assert_eq!(v["result"][i]["hop"], i + 1);
+        }
+    }
+}
+
+#[test]
+fn traceroute_shows_stars_where_a_router_drops() {
+    let Some(lab) = chain("ts") else { return };
+    // r2 stays silent: it forwards in both directions (policy routing by input
+    // interface) but has no route of its own back to the probe, so the time-exceeded
+    // messages it makes are dropped. (This kernel has no tc actions or netfilter to
+    // drop them with; the effect on the wire is the same.)
+    lab.sh(
+        "r2",
+        "for k in all.rp_filter default.rp_filter w0.rp_filter e0.rp_filter; do sysctl -qw net.ipv4.conf.$k=0; done \
+         && ip route del 10.201.11.0/24 && ip route del default \
+         && ip rule add iif w0 lookup 100 && ip route add default via 10.201.13.2 table 100 \
+         && ip rule add iif e0 lookup 101 && ip route add 10.201.11.0/24 via 10.201.12.1 table 101",
+    );
+    for proto in ["ICMP", "UDP"] {
+        let v = lab.measure("p", &serde_json::json!({"type": "traceroute", "target": "10.201.14.2", "protocol": proto, "packets": 2, "response_timeout": 500}));
+        let hops = hop_addrs(&v);
+        assert_eq!(hops.len(), 4, "{proto}: {v}");
+        assert_eq!(hops[0], vec!["10.201.11.2"; 2]);
+        assert_eq!(hops[1], vec!["*"; 2], "{proto}: {v}");
+        assert_eq!(v["result"][1]["result"][0]["x"], "*");
+        assert_eq!(hops[2], vec!["10.201.13.2"; 2]);
+        assert_eq!(hops[3], vec!["10.201.14.2"; 2]);
+    }
+}
+
+/// A DNS responder (Python, stdlib only): every query gets one A record 192.0.2.7,
+/// TTL 300, whatever the name.
+const DNS_RESPONDER: &str = r#"
+import socket, struct, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind((sys.argv[1], 53))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(4096)
+    end = 12
+    while q[end] != 0:
+        end += q[end] + 1
+    header = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1, 0, 0)
+    answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 300, 4) + socket.inet_aton("192.0.2.7")
+    s.sendto(header + q[12:end + 5] + answer, peer)
+"#;
+
+#[test]
+fn dns_against_a_server_in_a_namespace_decodes_from_abuf() {
+    let Some(mut lab) = pair("dn", "delay 5ms") else {
+        return;
+    };
+    lab.spawn("t", &["python3", "-c", DNS_RESPONDER, "10.201.1.2"]);
+    let v = lab.measure("p", &serde_json::json!({"type": "dns", "target": "10.201.1.2", "query_argument": "www.vantage.test", "query_type": "A", "set_rd_bit": true, "timeout": 2000}));
+    assert!(v.get("error").is_none(), "{v}");
+    let abuf = base64::engine::general_purpose::STANDARD
+        .decode(v["result"]["abuf"].as_str().expect("abuf"))
+        .expect("base64");
+    let m = Message::from_vec(&abuf).expect("abuf decodes");
+    assert_eq!(m.answers().len(), 1);
+    assert_eq!(m.answers()[0].name().to_string(), "www.vantage.test.");
+    assert_eq!(m.answers()[0].data().to_string(), "192.0.2.7");
+    assert_eq!(m.answers()[0].ttl(), 300);
+    let rt = v["result"]["rt"].as_f64().expect("rt");
+    assert!(rt > 0.0 && rt < 60.0, "rt {rt}");
+    // Nothing on 10.201.1.3: an error result, not a hang.
+    let v = lab.measure("p", &serde_json::json!({"type": "dns", "target": "10.201.1.3", "query_argument": "x.test", "timeout": 300, "retry": 1}));
+    assert_eq!(v["error"]["timeout"], 300, "{v}");
+}
