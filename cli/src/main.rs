@@ -94,6 +94,9 @@ enum Command {
         nats: NatsArgs,
         #[arg(long, default_value = "0.0.0.0:9091")]
         metrics_addr: SocketAddr,
+        /// Directory holding the firmware bundles that ProbeFirmware resources name.
+        #[arg(long, default_value = "/var/lib/vantage/firmware")]
+        firmware_dir: PathBuf,
     },
     /// A probe controller: holds probe sessions, relays schedules and results.
     Controller {
@@ -212,13 +215,17 @@ async fn main() -> anyhow::Result<()> {
             ssh,
             nats,
             metrics_addr,
+            firmware_dir,
         } => {
-            vantage_controller::run::registry(vantage_controller::run::Common {
-                listen: ssh.listen,
-                host_key: ssh.host_key,
-                nats_url: nats.nats_url,
-                metrics_addr,
-            })
+            vantage_controller::run::registry(
+                vantage_controller::run::Common {
+                    listen: ssh.listen,
+                    host_key: ssh.host_key,
+                    nats_url: nats.nats_url,
+                    metrics_addr,
+                },
+                firmware_dir,
+            )
             .await?
         }
         Command::Controller {

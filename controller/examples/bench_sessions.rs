@@ -63,7 +63,10 @@ struct Probe {
 impl client::Handler for Probe {
     type Error = russh::Error;
 
-    async fn check_server_key(&mut self, _key: &russh::keys::PublicKeyOrCertificate) -> Result<bool, Self::Error> {
+    async fn check_server_key(
+        &mut self,
+        _key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
         Ok(true)
     }
 
@@ -101,14 +104,20 @@ fn cpu_ticks(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
-            let after = s.rsplit_once(") ")?.1.split_whitespace().collect::<Vec<_>>();
+            let after = s
+                .rsplit_once(") ")?
+                .1
+                .split_whitespace()
+                .collect::<Vec<_>>();
             Some(after.get(11)?.parse::<u64>().ok()? + after.get(12)?.parse::<u64>().ok()?)
         })
         .unwrap_or(0)
 }
 
 fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
@@ -123,7 +132,9 @@ async fn main() -> anyhow::Result<()> {
     let a = args()?;
     let (soft, hard) = rlimit::Resource::NOFILE.get()?;
     let want = (a.sessions as u64 * 2 + 1024).max(soft);
-    rlimit::Resource::NOFILE.set(want.min(hard.max(want)), hard.max(want)).context("raising the open-files limit (run as root for large N)")?;
+    rlimit::Resource::NOFILE
+        .set(want.min(hard.max(want)), hard.max(want))
+        .context("raising the open-files limit (run as root for large N)")?;
 
     let dir = tempfile::tempdir()?;
     let port = free_port()?;
@@ -131,18 +142,34 @@ async fn main() -> anyhow::Result<()> {
     let name = format!("bench-{}", std::process::id());
     let host_key = dir.path().join("host_key");
     let mut ctl = std::process::Command::new(&a.vantage)
-        .args(["controller", "--name", &name, "--listen", &format!("127.0.0.1:{port}"), "--advertise", &format!("127.0.0.1:{port}")])
+        .args([
+            "controller",
+            "--name",
+            &name,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--advertise",
+            &format!("127.0.0.1:{port}"),
+        ])
         .args(["--capacity", "1000000", "--host-key"])
         .arg(&host_key)
         .arg("--spool-dir")
         .arg(dir.path().join("spool"))
-        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}"), "--nats-url", &a.nats])
+        .args([
+            "--metrics-addr",
+            &format!("127.0.0.1:{metrics}"),
+            "--nats-url",
+            &a.nats,
+        ])
         .env("RUST_LOG", "warn")
         .spawn()
         .with_context(|| format!("starting {}", a.vantage))?;
     let pid = ctl.id();
     let deadline = Instant::now() + Duration::from_secs(30);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
         if Instant::now() > deadline {
             bail!("controller did not listen");
         }
@@ -153,7 +180,9 @@ async fn main() -> anyhow::Result<()> {
     eprintln!("generating {} probe keys and assignments", a.sessions);
     let base_id = 5_000_000 + (std::process::id() % 1000) * 100_000;
     let keys: Vec<Arc<PrivateKey>> = (0..a.sessions)
-        .map(|_| PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).map(Arc::new))
+        .map(|_| {
+            PrivateKey::random(&mut rand::rng(), russh::keys::Algorithm::Ed25519).map(Arc::new)
+        })
         .collect::<Result<_, _>>()?;
     let puts = futures::stream::iter(keys.iter().enumerate().map(|(i, k)| {
         let kv = bus.assignments.clone();
@@ -165,8 +194,15 @@ async fn main() -> anyhow::Result<()> {
             public_key: vantage_controller::keys::public_line(k.public_key()),
             command_port: command_port(id),
             at_ms: now_ms(),
+            fw: 0,
         };
-        async move { kv.put(probe_key(id), serde_json::to_vec(&a).unwrap_or_default().into()).await }
+        async move {
+            kv.put(
+                probe_key(id),
+                serde_json::to_vec(&a).unwrap_or_default().into(),
+            )
+            .await
+        }
     }))
     .buffer_unordered(256)
     .collect::<Vec<_>>()
@@ -185,23 +221,41 @@ async fn main() -> anyhow::Result<()> {
         ..Default::default()
     });
     let first = {
-        let mut h = client::connect(config.clone(), ("127.0.0.1", port), Probe { forwarded: Some(tx) }).await?;
-        let auth = h.authenticate_publickey("probe", PrivateKeyWithHashAlg::new(keys[0].clone(), None)).await?;
+        let mut h = client::connect(
+            config.clone(),
+            ("127.0.0.1", port),
+            Probe {
+                forwarded: Some(tx),
+            },
+        )
+        .await?;
+        let auth = h
+            .authenticate_publickey("probe", PrivateKeyWithHashAlg::new(keys[0].clone(), None))
+            .await?;
         if !auth.success() {
             bail!("first probe refused");
         }
         h.tcpip_forward("127.0.0.1", command_port(base_id)).await?;
         h
     };
-    let mut command = tokio::time::timeout(Duration::from_secs(10), rx.recv()).await?.context("no command channel")?;
+    let mut command = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+        .await?
+        .context("no command channel")?;
 
-    eprintln!("opening {} sessions, {} at a time", a.sessions - 1, a.concurrency);
+    eprintln!(
+        "opening {} sessions, {} at a time",
+        a.sessions - 1,
+        a.concurrency
+    );
     let started = Instant::now();
     let sessions = futures::stream::iter(keys.iter().skip(1).cloned().map(|key| {
         let config = config.clone();
         async move {
-            let mut h = client::connect(config, ("127.0.0.1", port), Probe { forwarded: None }).await?;
-            let auth = h.authenticate_publickey("probe", PrivateKeyWithHashAlg::new(key, None)).await?;
+            let mut h =
+                client::connect(config, ("127.0.0.1", port), Probe { forwarded: None }).await?;
+            let auth = h
+                .authenticate_publickey("probe", PrivateKeyWithHashAlg::new(key, None))
+                .await?;
             if !auth.success() {
                 return Err(russh::Error::NotAuthenticated);
             }
@@ -226,7 +280,11 @@ async fn main() -> anyhow::Result<()> {
     // Drain the initial schedule sent on connect.
     let _ = tokio::time::timeout(Duration::from_secs(2), command.wait()).await;
     for i in 0..a.rtt_samples {
-        let doc = ScheduleDoc { v: 1, probe_id: base_id, tasks: vec![] };
+        let doc = ScheduleDoc {
+            v: 1,
+            probe_id: base_id,
+            tasks: vec![],
+        };
         let mut bytes = serde_json::to_vec(&doc)?;
         bytes.extend_from_slice(format!("{:width$}", "", width = i % 2).as_bytes()); // a change every time
         let t = Instant::now();
@@ -243,14 +301,41 @@ async fn main() -> anyhow::Result<()> {
     samples.sort_by(f64::total_cmp);
 
     let n = open.len() + 1;
-    println!("controller sessions benchmark ({} sessions requested, {n} open, {failed} failed)", a.sessions);
-    println!("  SSH handshakes (kex + publickey auth)  {:>10.0} /s   ({} in {:.1} s, {} concurrent)", (a.sessions - 1) as f64 / handshake_secs, a.sessions - 1, handshake_secs, a.concurrency);
-    println!("  controller RSS before sessions          {:>10.1} MiB", rss_before as f64 / 1024.0);
-    println!("  controller RSS with sessions            {:>10.1} MiB", rss_after as f64 / 1024.0);
-    println!("  RSS per session                         {:>10.1} KiB", (rss_after.saturating_sub(rss_before)) as f64 / n as f64);
-    println!("  controller CPU at idle keepalive        {:>10.1} % of one core", idle_cpu * 100.0);
-    println!("  command delivery (KV -> probe) p50      {:>10.2} ms", percentile(&samples, 0.5));
-    println!("  command delivery (KV -> probe) p99      {:>10.2} ms", percentile(&samples, 0.99));
+    println!(
+        "controller sessions benchmark ({} sessions requested, {n} open, {failed} failed)",
+        a.sessions
+    );
+    println!(
+        "  SSH handshakes (kex + publickey auth)  {:>10.0} /s   ({} in {:.1} s, {} concurrent)",
+        (a.sessions - 1) as f64 / handshake_secs,
+        a.sessions - 1,
+        handshake_secs,
+        a.concurrency
+    );
+    println!(
+        "  controller RSS before sessions          {:>10.1} MiB",
+        rss_before as f64 / 1024.0
+    );
+    println!(
+        "  controller RSS with sessions            {:>10.1} MiB",
+        rss_after as f64 / 1024.0
+    );
+    println!(
+        "  RSS per session                         {:>10.1} KiB",
+        (rss_after.saturating_sub(rss_before)) as f64 / n as f64
+    );
+    println!(
+        "  controller CPU at idle keepalive        {:>10.1} % of one core",
+        idle_cpu * 100.0
+    );
+    println!(
+        "  command delivery (KV -> probe) p50      {:>10.2} ms",
+        percentile(&samples, 0.5)
+    );
+    println!(
+        "  command delivery (KV -> probe) p99      {:>10.2} ms",
+        percentile(&samples, 0.99)
+    );
     drop(open);
     drop(first);
     let _ = ctl.kill();

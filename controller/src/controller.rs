@@ -187,6 +187,7 @@ impl<S: ResultSink> ControllerServer<S> {
         tokio::spawn(follow_assignments(self.shared.clone()));
         tokio::spawn(heartbeat(self.shared.clone()));
         tokio::spawn(flush_spool(self.shared.clone()));
+        tokio::spawn(follow_firmware(self.shared.clone()));
         let shared = self.shared.clone();
         let config = Arc::new(russh::server::Config {
             keys: vec![host_key],
@@ -234,6 +235,54 @@ async fn drain<S: ResultSink>(shared: &Shared<S>) {
     }
     // Give the sessions a moment to close and their guards to clear the sessions bucket.
     tokio::time::sleep(Duration::from_millis(500)).await;
+}
+
+/// On a forced firmware rollout, send the probes it applies to back to registration,
+/// where they are offered the release.
+async fn follow_firmware<S: ResultSink>(shared: Arc<Shared<S>>) {
+    loop {
+        match shared.bus.meta.watch(names::FIRMWARE_KEY).await {
+            Ok(mut watch) => {
+                while let Some(Ok(entry)) = watch.next().await {
+                    let Ok(target) = serde_json::from_slice::<names::FirmwareTarget>(&entry.value)
+                    else {
+                        continue;
+                    };
+                    if !target.forced {
+                        continue;
+                    }
+                    let stale: Vec<u32> = shared
+                        .assigned
+                        .read()
+                        .map(|m| {
+                            m.values()
+                                .filter(|a| {
+                                    a.fw < target.version
+                                        && vantage_firmware::in_rollout(
+                                            a.probe_id,
+                                            target.version,
+                                            target.percentage,
+                                        )
+                                })
+                                .map(|a| a.probe_id)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    tracing::info!(
+                        version = target.version,
+                        probes = stale.len(),
+                        "forced firmware rollout"
+                    );
+                    for probe in stale {
+                        disconnect_probe(&shared, probe, "forced firmware update: register again")
+                            .await;
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch firmware releases"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
 }
 
 /// Close the live session of `probe`, if any: its assignment was revoked or moved.

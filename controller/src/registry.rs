@@ -16,7 +16,9 @@ use prometheus_client::registry::Registry;
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId, ChannelOpenFailure};
-use vantage_core::frame::{RegistrationReply, REGISTER_COMMAND};
+use vantage_core::frame::{
+    parse_register, FirmwareOffer, RegistrationReply, FETCH_COMMAND, REGISTER_COMMAND,
+};
 use vantage_core::nats::{probe_key, Assignment, Heartbeat, HEARTBEAT_WILDCARD};
 use vantage_core::WIRE_VERSION;
 use vantage_crd::Probe;
@@ -166,8 +168,63 @@ struct Shared<D, A> {
     directory: D,
     assignments: A,
     heartbeats: Heartbeats,
+    releases: Arc<dyn Releases>,
     metrics: RegistryMetrics,
 }
+
+/// A firmware release the registration server can offer and serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Release {
+    pub version: u32,
+    pub digest: String,
+    pub signature: String,
+    pub forced: bool,
+    pub percentage: Option<u8>,
+    /// Where the bundle's bytes are.
+    pub path: std::path::PathBuf,
+}
+
+/// The newest firmware release, if any.
+pub trait Releases: Send + Sync + 'static {
+    fn newest(&self) -> Option<Release>;
+}
+
+/// No firmware releases.
+pub struct NoReleases;
+impl Releases for NoReleases {
+    fn newest(&self) -> Option<Release> {
+        None
+    }
+}
+
+/// Releases from `ProbeFirmware` resources; bundles in `dir`.
+pub struct KubeReleases {
+    pub store: Store<vantage_crd::ProbeFirmware>,
+    pub dir: std::path::PathBuf,
+}
+
+impl Releases for KubeReleases {
+    fn newest(&self) -> Option<Release> {
+        let fw = self
+            .store
+            .state()
+            .into_iter()
+            .max_by_key(|f| f.spec.version)?;
+        // The bundle is a file name in the firmware directory, never a path elsewhere.
+        let name = std::path::Path::new(&fw.spec.bundle).file_name()?;
+        Some(Release {
+            version: fw.spec.version,
+            digest: fw.spec.digest.clone(),
+            signature: fw.spec.signature.clone(),
+            forced: fw.spec.rollout == "forced",
+            percentage: fw.spec.percentage,
+            path: self.dir.join(name),
+        })
+    }
+}
+
+/// Largest firmware bundle served.
+pub const MAX_BUNDLE_BYTES: u64 = 64 << 20;
 
 /// The registration SSH server.
 pub struct RegistryServer<D, A> {
@@ -179,6 +236,7 @@ impl<D: Directory, A: Assignments> RegistryServer<D, A> {
         directory: D,
         assignments: A,
         heartbeats: Heartbeats,
+        releases: Arc<dyn Releases>,
         metrics: RegistryMetrics,
     ) -> Self {
         Self {
@@ -186,6 +244,7 @@ impl<D: Directory, A: Assignments> RegistryServer<D, A> {
                 directory,
                 assignments,
                 heartbeats,
+                releases,
                 metrics,
             }),
         }
@@ -229,6 +288,50 @@ pub struct RegistryHandler<D, A> {
 }
 
 impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
+    /// `FETCH <version>`: stream the bundle of the newest release, if that is its version.
+    fn fetch(
+        &self,
+        channel: ChannelId,
+        session: &mut Session,
+        probe: u32,
+        version: &str,
+    ) -> Result<(), russh::Error> {
+        let release = self
+            .shared
+            .releases
+            .newest()
+            .filter(|r| version.parse() == Ok(r.version));
+        let Some(release) = release else {
+            self.shared.metrics.refuse("fetch");
+            return self.fail(
+                channel,
+                session,
+                &format!("no firmware release {version:?}"),
+            );
+        };
+        match std::fs::read(&release.path) {
+            Ok(bytes) if bytes.len() as u64 <= MAX_BUNDLE_BYTES => {
+                tracing::info!(
+                    probe,
+                    version = release.version,
+                    bytes = bytes.len(),
+                    "serving firmware"
+                );
+                for chunk in bytes.chunks(32 * 1024) {
+                    session.data(channel, chunk.to_vec())?;
+                }
+                session.exit_status_request(channel, 0)?;
+                session.eof(channel)?;
+                session.close(channel)
+            }
+            Ok(_) => self.fail(channel, session, "firmware bundle too large"),
+            Err(e) => {
+                tracing::warn!(probe, error = %e, "cannot read firmware bundle");
+                self.fail(channel, session, "firmware bundle unavailable; retry later")
+            }
+        }
+    }
+
     fn fail(
         &self,
         channel: ChannelId,
@@ -241,10 +344,39 @@ impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
         session.close(channel)
     }
 
+    /// The firmware to offer a probe running `fw`, if any.
+    fn offer(&self, probe: u32, fw: u32) -> Option<FirmwareOffer> {
+        let r = self.shared.releases.newest()?;
+        if r.version <= fw || !vantage_firmware::in_rollout(probe, r.version, r.percentage) {
+            return None;
+        }
+        match std::fs::metadata(&r.path) {
+            Ok(m) if m.len() <= MAX_BUNDLE_BYTES => Some(FirmwareOffer {
+                version: r.version,
+                digest: r.digest,
+                signature: r.signature,
+                size: m.len(),
+            }),
+            Ok(m) => {
+                tracing::warn!(
+                    version = r.version,
+                    bytes = m.len(),
+                    "firmware bundle too large; not offered"
+                );
+                None
+            }
+            Err(e) => {
+                tracing::warn!(version = r.version, path = %r.path.display(), error = %e, "firmware bundle missing; not offered");
+                None
+            }
+        }
+    }
+
     async fn register(
         &self,
         probe: &ProbeInfo,
         key: &PublicKey,
+        fw: u32,
     ) -> Result<RegistrationReply, String> {
         let now = now_ms();
         let Some(choice) = choose(probe, &self.shared.heartbeats.snapshot(), now) else {
@@ -259,6 +391,7 @@ impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
             public_key: crate::keys::public_line(key),
             command_port: port,
             at_ms: now,
+            fw,
         };
         self.shared
             .assignments
@@ -277,6 +410,7 @@ impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
             controller_addr: choice.controller.ssh_addr,
             controller_host_key: choice.controller.host_key,
             command_port: port,
+            firmware: self.offer(probe.id, fw),
         })
     }
 }
@@ -329,7 +463,10 @@ impl<D: Directory, A: Assignments> russh::server::Handler for RegistryHandler<D,
             return self.fail(channel, session, "not authenticated");
         };
         let command = String::from_utf8_lossy(data);
-        if command.trim() != REGISTER_COMMAND {
+        if let Some(version) = command.trim().strip_prefix(FETCH_COMMAND).map(str::trim) {
+            return self.fetch(channel, session, probe.id, version);
+        }
+        let Some(fw) = parse_register(&command) else {
             self.shared.metrics.refuse("exec");
             tracing::warn!(probe = probe.id, command = %command.chars().take(64).collect::<String>(), "refused command");
             return self.fail(
@@ -337,8 +474,8 @@ impl<D: Directory, A: Assignments> russh::server::Handler for RegistryHandler<D,
                 session,
                 &format!("unknown command; probes run {REGISTER_COMMAND}"),
             );
-        }
-        match self.register(&probe, &key).await {
+        };
+        match self.register(&probe, &key, fw).await {
             Ok(reply) => {
                 let mut line =
                     serde_json::to_vec(&reply).map_err(|e| russh::Error::IO(e.into()))?;

@@ -7,13 +7,19 @@ use futures::StreamExt;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
-use vantage_crd::Probe;
+use std::sync::Arc;
+
+use vantage_core::nats::{FirmwareTarget, FIRMWARE_KEY};
+use vantage_crd::{Probe, ProbeFirmware};
 use vantage_platform::bus::{Bus, BusError, Retention};
 use vantage_platform::obs::{self, Health};
 
 use crate::controller::{ControllerMetrics, ControllerServer, Identity, JetStreamResults};
 use crate::keys::{load_or_create_host_key, KeyError};
-use crate::registry::{Heartbeats, KubeDirectory, KvAssignments, RegistryMetrics, RegistryServer};
+use crate::registry::{
+    Heartbeats, KubeDirectory, KubeReleases, KvAssignments, RegistryMetrics, RegistryServer,
+    Releases,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
@@ -86,8 +92,8 @@ async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
         .map_err(|source| RunError::Listen { addr, source })
 }
 
-/// Run the registration server.
-pub async fn registry(common: Common) -> Result<(), RunError> {
+/// Run the registration server; firmware bundles are files in `firmware_dir`.
+pub async fn registry(common: Common, firmware_dir: PathBuf) -> Result<(), RunError> {
     let host_key = load_or_create_host_key(&common.host_key)?;
     let bus = Bus::open(&common.nats_url, "vantage-registry", Retention::default()).await?;
     let client = Client::try_default().await.map_err(RunError::Kube)?;
@@ -96,7 +102,10 @@ pub async fn registry(common: Common) -> Result<(), RunError> {
     let assignments = bus.assignments.clone();
     let watch = reflector(
         writer,
-        watcher(Api::<Probe>::all(client), watcher::Config::default()),
+        watcher(
+            Api::<Probe>::all(client.clone()),
+            watcher::Config::default(),
+        ),
     )
     .default_backoff()
     .applied_objects()
@@ -116,6 +125,12 @@ pub async fn registry(common: Common) -> Result<(), RunError> {
     let heartbeats = Heartbeats::default();
     tokio::spawn(heartbeats.clone().follow(bus.client.clone()));
 
+    let releases = Arc::new(follow_firmware(
+        client.clone(),
+        bus.meta.clone(),
+        firmware_dir,
+    ));
+
     let mut registry = Registry::with_prefix("vantage_registry");
     let metrics = RegistryMetrics::default();
     metrics.register(&mut registry);
@@ -128,11 +143,71 @@ pub async fn registry(common: Common) -> Result<(), RunError> {
         KubeDirectory(probes),
         KvAssignments(bus.assignments.clone()),
         heartbeats,
+        releases,
         metrics,
     )
     .serve(listener, host_key)
     .await
     .map_err(RunError::Serve)
+}
+
+/// Follow `ProbeFirmware` resources; publish the newest release to `vantage-meta/firmware`
+/// so that controllers act on forced rollouts.
+fn follow_firmware(
+    client: Client,
+    meta: async_nats::jetstream::kv::Store,
+    dir: PathBuf,
+) -> KubeReleases {
+    let (store, writer) = reflector::store::<ProbeFirmware>();
+    let releases = KubeReleases {
+        store: store.clone(),
+        dir: dir.clone(),
+    };
+    let watch = reflector(
+        writer,
+        watcher(
+            Api::<ProbeFirmware>::all(client),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .touched_objects()
+    .for_each(move |r| {
+        let meta = meta.clone();
+        let releases = KubeReleases {
+            store: store.clone(),
+            dir: dir.clone(),
+        };
+        async move {
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "firmware watch error");
+                return;
+            }
+            let Some(newest) = releases.newest() else {
+                return;
+            };
+            let target = FirmwareTarget {
+                v: 1,
+                version: newest.version,
+                forced: newest.forced,
+                percentage: newest.percentage,
+            };
+            let current = meta.get(FIRMWARE_KEY).await.ok().flatten();
+            let bytes = serde_json::to_vec(&target).unwrap_or_default();
+            if current.as_deref() != Some(&bytes[..]) {
+                match meta.put(FIRMWARE_KEY, bytes.into()).await {
+                    Ok(_) => tracing::info!(
+                        version = target.version,
+                        forced = target.forced,
+                        "firmware release published"
+                    ),
+                    Err(e) => tracing::warn!(error = %e, "cannot publish the firmware release"),
+                }
+            }
+        }
+    });
+    tokio::spawn(watch);
+    releases
 }
 
 /// Run a probe controller.

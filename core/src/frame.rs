@@ -20,8 +20,20 @@ use serde_json::Value;
 
 use crate::definition::Task;
 
-/// The command a probe runs on a registration server.
+/// The command a probe runs on a registration server: `INIT` or `INIT fw=<version>`.
 pub const REGISTER_COMMAND: &str = "INIT";
+
+/// Parse a registration command: `Some(fw)` for `INIT` (fw 0 when not given).
+pub fn parse_register(command: &str) -> Option<u32> {
+    let mut words = command.split_whitespace();
+    if words.next()? != REGISTER_COMMAND {
+        return None;
+    }
+    match words.next() {
+        None => Some(0),
+        Some(w) => w.strip_prefix("fw=")?.parse().ok(),
+    }
+}
 /// The SSH user name probes log in as (as RIPE Atlas probes use `atlas`).
 pub const PROBE_USER: &str = "probe";
 /// The result-intake endpoint a probe may reach through a local forward.
@@ -44,7 +56,26 @@ pub struct RegistrationReply {
     pub controller_host_key: String,
     /// The port the probe asks the controller to forward to its command channel.
     pub command_port: u32,
+    /// Newer firmware for this probe, if a release applies to it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<FirmwareOffer>,
 }
+
+/// A firmware release offered at registration. The probe fetches the bundle with
+/// `FETCH <version>` on the registration server and installs it only if the digest and
+/// the signature check out against the firmware keys in its trust anchor.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FirmwareOffer {
+    pub version: u32,
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// SSHSIG PEM over the version and digest (see the vantage-firmware crate).
+    pub signature: String,
+    pub size: u64,
+}
+
+/// The command that fetches a firmware bundle: `FETCH <version>`.
+pub const FETCH_COMMAND: &str = "FETCH";
 
 /// Controller to probe, on the command channel.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
@@ -165,6 +196,15 @@ mod tests {
         let up: Up =
             serde_json::from_str(r#"{"kind":"schedule_ack","v":1,"revision":3}"#).expect("ack");
         assert_eq!(up, Up::ScheduleAck { v: 1, revision: 3 });
+    }
+
+    #[test]
+    fn register_command_parses() {
+        assert_eq!(parse_register("INIT"), Some(0));
+        assert_eq!(parse_register("INIT fw=5020\n"), Some(5020));
+        assert_eq!(parse_register("INIT fw=x"), None);
+        assert_eq!(parse_register("KEEP"), None);
+        assert_eq!(parse_register(""), None);
     }
 
     #[test]

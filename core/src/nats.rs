@@ -7,6 +7,7 @@
 //! | `vantage-assignments`, key `probe.<id>` | KV | registration | controllers |
 //! | `vantage-sessions`, key `probe.<id>` | KV | controllers | operator (Probe status, selection) |
 //! | `vantage-meta`, key `msm-seq` | KV | operator | operator (measurement ids) |
+//! | `vantage-meta`, key `firmware` | KV | registration | controllers (forced rollouts) |
 //! | `vantage.heartbeat.<controller>` | subject | controllers | registration |
 
 use serde::{Deserialize, Serialize};
@@ -84,7 +85,23 @@ pub struct Assignment {
     pub public_key: String,
     pub command_port: u32,
     pub at_ms: i64,
+    /// The firmware the probe reported at registration.
+    #[serde(default)]
+    pub fw: u32,
 }
+
+/// `vantage-meta/firmware`: the newest release, so that controllers can send probes
+/// with older firmware back to registration when the rollout is forced.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct FirmwareTarget {
+    pub v: u32,
+    pub version: u32,
+    pub forced: bool,
+    #[serde(default)]
+    pub percentage: Option<u8>,
+}
+
+pub const FIRMWARE_KEY: &str = "firmware";
 
 /// A live probe session, as its controller reports it.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]

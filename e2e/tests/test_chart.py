@@ -246,7 +246,7 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
         'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
     }, 'with static controllers the operator manages no workloads'
-    assert grants(one(docs, 'ClusterRole', 'vantage-registry')) == {'vantage.dev/probes': {'get', 'list', 'watch'}}
+    assert grants(one(docs, 'ClusterRole', 'vantage-registry')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
     # bindings point at the component's own ServiceAccount in the release namespace
     for binding in by_kind(docs, 'ClusterRoleBinding') + by_kind(docs, 'RoleBinding'):
         (subject,) = binding['subjects']

@@ -438,6 +438,7 @@ mod tests {
             controller_addr: "127.0.0.1:2222".into(),
             controller_host_key: "ssh-ed25519 AAAA".into(),
             command_port: 20001,
+            firmware: None,
         })
         .expect("json")
     }

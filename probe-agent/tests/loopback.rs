@@ -71,7 +71,7 @@ impl server::Handler for TestServer {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        if data != b"INIT" || self.shared.refuse {
+        if vantage_core::frame::parse_register(&String::from_utf8_lossy(data)).is_none() || self.shared.refuse {
             session.extended_data(channel, 1, &b"probe key is not enrolled\n"[..])?;
             session.exit_status_request(channel, 1)?;
         } else {
@@ -82,6 +82,7 @@ impl server::Handler for TestServer {
                 controller_addr: self.shared.addr.clone(),
                 controller_host_key: self.shared.host_key.to_openssh().expect("openssh"),
                 command_port: 20001,
+                firmware: None,
             };
             session.data(channel, encode(&reply).expect("encode"))?;
             session.exit_status_request(channel, 0)?;

@@ -13,11 +13,13 @@ mod controller_pool;
 mod geolocation_engine;
 mod measurement;
 mod probe;
+mod probe_firmware;
 
 pub use controller_pool::{ControllerPool, ControllerPoolSpec, ControllerPoolStatus};
 pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
 pub use measurement::{Measurement, MeasurementSpec, MeasurementState, MeasurementStatus};
 pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
+pub use probe_firmware::{ProbeFirmware, ProbeFirmwareSpec, ProbeFirmwareStatus};
 
 /// API group of every vantage resource.
 pub const GROUP: &str = "vantage.dev";
@@ -32,5 +34,6 @@ pub fn all_crds(
         Probe::crd(),
         ControllerPool::crd(),
         GeolocationEngine::crd(),
+        ProbeFirmware::crd(),
     ]
 }
