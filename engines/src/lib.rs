@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod engine;
+pub mod eval;
 pub mod geo;
 pub mod reducer;
 pub mod world;

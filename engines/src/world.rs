@@ -235,6 +235,18 @@ impl World {
         self.airports.get(&iata.to_ascii_uppercase())
     }
 
+    /// IATA codes of the airports serving a city, sorted.
+    pub fn airports_serving(&self, city_id: u32) -> Vec<String> {
+        let mut codes: Vec<String> = self
+            .airports
+            .values()
+            .filter(|a| a.city_id == city_id)
+            .map(|a| a.iata.clone())
+            .collect();
+        codes.sort();
+        codes
+    }
+
     pub fn airport_count(&self) -> usize {
         self.airports.len()
     }

@@ -143,8 +143,10 @@ pub fn score_disc(
     let scored = inside
         .into_iter()
         .filter_map(|(c, d)| {
+            // Infrastructure density (population here) ranks first, as in IPmap; the
+            // target lies anywhere in the disc, so closeness to the probe only breaks ties.
             let closeness = (1.0 - d / radius).clamp(0.0, 1.0);
-            clamp_score(10.0 * (0.55 * closeness + 0.45 * population_factor(c))).map(|score| {
+            clamp_score(10.0 * (0.2 * closeness + 0.8 * population_factor(c))).map(|score| {
                 Candidate {
                     city_id: c.id,
                     score,
