@@ -165,44 +165,7 @@ fn netem_available(lab: &Lab, node: &str, dev: &str) -> bool {
 /// An echo responder on a TUN device (Python, stdlib): answers ICMP echo requests to
 /// 10.201.9.2 after exactly `delay_ms`, dropping a `loss` fraction. The ground truth
 /// where the kernel has no `netem`.
-const TUN_RESPONDER: &str = r#"
-import fcntl, heapq, os, random, struct, subprocess, sys, threading, time
-fd = os.open("/dev/net/tun", os.O_RDWR)
-fcntl.ioctl(fd, 0x400454ca, struct.pack("16sH", b"vtun0", 0x0001 | 0x1000))
-subprocess.run("ip addr add 10.201.9.1/24 dev vtun0 && ip link set vtun0 up", shell=True, check=True)
-delay, loss = float(sys.argv[1]) / 1000.0, float(sys.argv[2])
-def csum(b):
-    if len(b) % 2: b += b"\0"
-    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
-    while s >> 16: s = (s & 0xffff) + (s >> 16)
-    return (~s) & 0xffff
-queue, cv = [], threading.Condition()
-def sender():
-    while True:
-        with cv:
-            while not queue: cv.wait()
-            due, pkt = queue[0]
-            now = time.monotonic()
-            if due > now:
-                cv.wait(max(0.0, due - now - 0.002))
-                continue
-            heapq.heappop(queue)
-        while time.monotonic() < due: pass
-        os.write(fd, pkt)
-threading.Thread(target=sender, daemon=True).start()
-print("ready", flush=True)
-while True:
-    p = os.read(fd, 65535)
-    if p[0] >> 4 != 4 or p[9] != 1: continue
-    ihl = (p[0] & 15) * 4
-    if p[ihl] != 8 or random.random() < loss: continue
-    t = time.monotonic()
-    icmp = bytearray(p[ihl:]); icmp[0] = 0; icmp[2:4] = b"\0\0"; icmp[2:4] = struct.pack("!H", csum(bytes(icmp)))
-    ip = bytearray(p[:ihl]); ip[12:16], ip[16:20] = p[16:20], p[12:16]; ip[8] = 64; ip[10:12] = b"\0\0"
-    ip[10:12] = struct.pack("!H", csum(bytes(ip)))
-    with cv:
-        heapq.heappush(queue, (t + delay, bytes(ip) + bytes(icmp))); cv.notify()
-"#;
+const TUN_RESPONDER: &str = include_str!("tun_responder.py");
 
 /// probe (10.201.1.1) <-> target (10.201.1.2), `netem` on both sides when the kernel
 /// has it (otherwise none: the caller checks with [`netem_available`]).
