@@ -150,8 +150,11 @@ class Cluster:
         # The registration server's host key goes into the probes' trust anchor.
         self.registry_port = free_port()
         self.registry_host_key = self.keygen(self.tmp / "registry_host_key")
+        self.firmware_dir = self.tmp / "firmware"
+        self.firmware_dir.mkdir(exist_ok=True)
         self.start("registry", [vantage, "registry", "--listen", f"127.0.0.1:{self.registry_port}", "--host-key", str(self.tmp / "registry_host_key"),
-                                "--metrics-addr", f"127.0.0.1:{self.ports['registry-metrics']}"])
+                                "--metrics-addr", f"127.0.0.1:{self.ports['registry-metrics']}",
+                                "--firmware-dir", str(self.firmware_dir)])
         for i in range(controllers):
             self.ports[f"ctl-{i}"] = free_port()
             self.start_controller(i)

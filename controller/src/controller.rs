@@ -520,7 +520,7 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
             controller: self.shared.id.name.clone(),
             address: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             connected_since_ms: now_ms(),
-            fw: 0,
+            fw: a.fw,
         };
         if let Ok(bytes) = serde_json::to_vec(&session) {
             if let Err(e) = self

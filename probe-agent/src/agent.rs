@@ -11,6 +11,7 @@ use tokio::sync::watch;
 
 use crate::anchor::Anchor;
 use crate::backoff::Backoff;
+use crate::firmware::Firmware;
 use crate::measure::Measurements;
 use crate::outbox::{Outbox, DEFAULT_MAX_BUFFER};
 use crate::scheduler::{Measure, Scheduler, DEFAULT_MAX_CONCURRENT};
@@ -56,7 +57,30 @@ pub async fn run(config: AgentConfig, shutdown: watch::Receiver<bool>) -> Result
     let prb_id = Arc::new(AtomicU32::new(0));
     let measure = Arc::new(Measurements::real(prb_id.clone()));
     let mut scheduler = Scheduler::new(measure, outbox.clone(), config.max_concurrent);
-    run_loop(key, &anchor, &mut scheduler, &outbox, &prb_id, shutdown).await;
+    let exe = std::env::current_exe().map_err(|source| ProbeError::File {
+        path: "current executable".into(),
+        source,
+    })?;
+    let firmware = Firmware::load(
+        exe,
+        config.key_path.with_extension("fw"),
+        anchor.firmware_keys.clone(),
+    );
+    tracing::info!(
+        fw = firmware.version(),
+        firmware_keys = anchor.firmware_keys.len(),
+        "firmware"
+    );
+    run_loop(
+        key,
+        &anchor,
+        &firmware,
+        &mut scheduler,
+        &outbox,
+        &prb_id,
+        shutdown,
+    )
+    .await;
     tracing::info!(
         queued_results = outbox.len(),
         dropped_results = outbox.dropped(),
@@ -81,6 +105,7 @@ async fn wait_shutdown(rx: &mut watch::Receiver<bool>) {
 pub async fn run_loop<M: Measure>(
     key: Arc<PrivateKey>,
     anchor: &Anchor,
+    firmware: &Firmware,
     scheduler: &mut Scheduler<M>,
     outbox: &Outbox,
     prb_id: &AtomicU32,
@@ -93,13 +118,17 @@ pub async fn run_loop<M: Measure>(
         let server = &anchor.registration[next_server % anchor.registration.len()];
         let attempt_started = Instant::now();
         let registered = tokio::select! {
-            r = ssh::register(&server.addr, &server.host_key, key.clone()) => r,
+            r = ssh::register(&server.addr, &server.host_key, key.clone(), firmware.version()) => r,
             () = wait_shutdown(&mut shutdown) => break,
         };
         let outcome = match registered {
             Ok(reply) => {
                 prb_id.store(reply.probe_id, Ordering::Relaxed);
+                if let Some(offer) = reply.firmware.as_ref().filter(|o| firmware.wants(o)) {
+                    update_firmware(server, key.clone(), firmware, offer, outbox).await;
+                }
                 let ctx = SessionContext {
+                    fw: firmware.version(),
                     key: key.clone(),
                     scheduler: &mut *scheduler,
                     outbox,
@@ -135,4 +164,56 @@ pub async fn run_loop<M: Measure>(
         }
     }
     tracing::info!("shutting down");
+}
+
+/// Fetch, check and install an offered release; then restart into it. On any failure the
+/// running firmware carries on and the release is not fetched again.
+async fn update_firmware(
+    server: &crate::anchor::RegistrationServer,
+    key: Arc<PrivateKey>,
+    firmware: &Firmware,
+    offer: &vantage_core::frame::FirmwareOffer,
+    outbox: &Outbox,
+) {
+    tracing::info!(
+        from = firmware.version(),
+        to = offer.version,
+        bytes = offer.size,
+        "firmware offered; fetching"
+    );
+    let installed = match ssh::fetch_firmware(
+        &server.addr,
+        &server.host_key,
+        key,
+        offer.version,
+        offer.size,
+    )
+    .await
+    {
+        Ok(bundle) => firmware.install(offer, &bundle),
+        Err(e) => {
+            tracing::warn!(version = offer.version, error = %e, "cannot fetch firmware; will retry at the next registration");
+            return;
+        }
+    };
+    match installed {
+        Ok(()) => {
+            if !outbox.is_empty() {
+                tracing::warn!(
+                    queued_results = outbox.len(),
+                    "restarting into new firmware with results still queued; they are lost"
+                );
+            }
+            tracing::info!(
+                version = offer.version,
+                "firmware installed; restarting into it"
+            );
+            let err = firmware.reexec();
+            tracing::error!(error = %err, "cannot restart into the new firmware; it runs at the next start");
+        }
+        Err(e) => {
+            firmware.refuse(offer);
+            tracing::error!(version = offer.version, error = %e, "firmware REFUSED; keeping the running firmware");
+        }
+    }
 }

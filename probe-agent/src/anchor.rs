@@ -4,6 +4,8 @@
 //! registration:
 //!   - addr: 127.0.0.1:14443
 //!     host_key: "ssh-ed25519 AAAA... optional-comment"
+//! firmware_keys:            # keys that sign firmware (vantage-sign); none: no updates
+//!   - "ssh-ed25519 AAAA..."
 //! ```
 
 use std::path::Path;
@@ -16,6 +18,8 @@ use crate::ProbeError;
 #[derive(Deserialize)]
 struct AnchorFile {
     registration: Vec<EntryFile>,
+    #[serde(default)]
+    firmware_keys: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -37,6 +41,8 @@ pub struct RegistrationServer {
 #[derive(Clone, Debug)]
 pub struct Anchor {
     pub registration: Vec<RegistrationServer>,
+    /// Keys whose signatures make firmware acceptable.
+    pub firmware_keys: Vec<PublicKey>,
 }
 
 impl Anchor {
@@ -74,7 +80,20 @@ impl Anchor {
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
-        Ok(Self { registration })
+        let firmware_keys = file
+            .firmware_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                PublicKey::from_openssh(k.trim()).map_err(|err| {
+                    format!("firmware_keys[{i}] is not an OpenSSH public key: {err}")
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Self {
+            registration,
+            firmware_keys,
+        })
     }
 }
 

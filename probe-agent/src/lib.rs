@@ -25,6 +25,7 @@ pub mod backoff;
 pub mod commands;
 pub mod common;
 pub mod dns;
+pub mod firmware;
 pub mod http;
 pub mod identity;
 pub mod measure;
@@ -79,6 +80,8 @@ pub enum ProbeError {
     Timeout(&'static str),
     #[error("session ended: {0}")]
     Disconnected(String),
+    #[error("firmware refused: {0}")]
+    Firmware(String),
 }
 
 /// Wall-clock unix seconds.

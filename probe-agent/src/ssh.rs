@@ -10,10 +10,9 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 use tokio::time::timeout;
 use vantage_core::frame::{
-    encode, Down, RegistrationReply, Up, INTAKE_HOST, INTAKE_PORT, MAX_FRAME_BYTES, PROBE_USER,
-    REGISTER_COMMAND,
+    encode, Down, RegistrationReply, Up, FETCH_COMMAND, INTAKE_HOST, INTAKE_PORT, MAX_FRAME_BYTES,
+    PROBE_USER, REGISTER_COMMAND,
 };
-use vantage_core::result::PROBE_FW;
 use vantage_core::WIRE_VERSION;
 
 use crate::commands::CommandParser;
@@ -177,12 +176,14 @@ pub async fn register(
     addr: &str,
     host_key: &PublicKey,
     key: Arc<PrivateKey>,
+    fw: u32,
 ) -> Result<RegistrationReply, ProbeError> {
-    tracing::info!(%addr, "registering");
+    tracing::info!(%addr, fw, "registering");
     let handle = connect(addr, ProbeHandler::new(addr, host_key.clone()), key).await?;
+    let command = format!("{REGISTER_COMMAND} fw={fw}");
     let outcome = timeout(
         REGISTRATION_TIMEOUT,
-        exec_collect(&handle, REGISTER_COMMAND),
+        exec_collect(&handle, &command, MAX_FRAME_BYTES),
     )
     .await;
     let _ = handle
@@ -202,10 +203,45 @@ pub async fn register(
     Ok(reply)
 }
 
-/// Run a command; collect (bounded) stdout, stderr and the exit status.
+/// Fetch a firmware bundle (`FETCH <version>`) from a registration server: at most
+/// `size` bytes, which the offer announced.
+pub async fn fetch_firmware(
+    addr: &str,
+    host_key: &PublicKey,
+    key: Arc<PrivateKey>,
+    version: u32,
+    size: u64,
+) -> Result<Vec<u8>, ProbeError> {
+    let limit = usize::try_from(size.min(64 << 20)).unwrap_or(64 << 20);
+    let handle = connect(addr, ProbeHandler::new(addr, host_key.clone()), key).await?;
+    let command = format!("{FETCH_COMMAND} {version}");
+    let outcome = timeout(
+        Duration::from_secs(300),
+        exec_collect(&handle, &command, limit),
+    )
+    .await;
+    let _ = handle
+        .disconnect(Disconnect::ByApplication, "fetched", "en")
+        .await;
+    let (bundle, stderr, status) =
+        outcome.map_err(|_| ProbeError::Timeout("firmware download"))??;
+    if status != Some(0) {
+        return Err(ProbeError::Registration {
+            addr: addr.to_owned(),
+            message: format!(
+                "FETCH {version} failed: {}",
+                String::from_utf8_lossy(&stderr).trim()
+            ),
+        });
+    }
+    Ok(bundle)
+}
+
+/// Run a command; collect stdout (at most `limit` bytes), stderr and the exit status.
 async fn exec_collect(
     handle: &client::Handle<ProbeHandler>,
     command: &str,
+    limit: usize,
 ) -> Result<(Vec<u8>, Vec<u8>, Option<u32>), ProbeError> {
     const STDERR_LIMIT: usize = 4096;
     let mut channel = handle.channel_open_session().await?;
@@ -214,7 +250,7 @@ async fn exec_collect(
     while let Some(msg) = channel.wait().await {
         match msg {
             ChannelMsg::Data { data } => {
-                let room = MAX_FRAME_BYTES.saturating_sub(stdout.len());
+                let room = limit.saturating_sub(stdout.len());
                 stdout.extend_from_slice(&data[..data.len().min(room)]);
             }
             ChannelMsg::ExtendedData { data, .. } => {
@@ -271,6 +307,8 @@ pub struct SessionContext<'a, M: Measure> {
     pub outbox: &'a Outbox,
     /// When the agent started (for `Hello.uptime_s`).
     pub started: std::time::Instant,
+    /// The running firmware version (for `Hello.fw`).
+    pub fw: u32,
     pub shutdown: &'a mut watch::Receiver<bool>,
 }
 
@@ -345,7 +383,7 @@ pub async fn run_session<M: Measure>(
             &intake_tx,
             &Up::Hello {
                 v: WIRE_VERSION,
-                fw: PROBE_FW,
+                fw: ctx.fw,
                 uptime_s,
             },
         )

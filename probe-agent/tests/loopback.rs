@@ -71,7 +71,9 @@ impl server::Handler for TestServer {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         session.channel_success(channel)?;
-        if vantage_core::frame::parse_register(&String::from_utf8_lossy(data)).is_none() || self.shared.refuse {
+        if vantage_core::frame::parse_register(&String::from_utf8_lossy(data)).is_none()
+            || self.shared.refuse
+        {
             session.extended_data(channel, 1, &b"probe key is not enrolled\n"[..])?;
             session.exit_status_request(channel, 1)?;
         } else {
@@ -244,7 +246,7 @@ async fn start_server_with(refuse: bool, cut_first: bool) -> Fixture {
 #[tokio::test]
 async fn registration_returns_the_reply() {
     let f = start_server(false).await;
-    let reply = vantage_probe::ssh::register(&f.addr, &f.host_key, f.probe_key.clone())
+    let reply = vantage_probe::ssh::register(&f.addr, &f.host_key, f.probe_key.clone(), 5020)
         .await
         .expect("register");
     assert_eq!(reply.probe_id, 4242);
@@ -256,7 +258,7 @@ async fn registration_returns_the_reply() {
 async fn registration_refuses_a_wrong_host_key() {
     let f = start_server(false).await;
     let other = generate_key();
-    let err = vantage_probe::ssh::register(&f.addr, other.public_key(), f.probe_key.clone())
+    let err = vantage_probe::ssh::register(&f.addr, other.public_key(), f.probe_key.clone(), 5020)
         .await
         .expect_err("must refuse");
     assert!(matches!(err, ProbeError::HostKeyMismatch { .. }), "{err:?}");
@@ -266,7 +268,7 @@ async fn registration_refuses_a_wrong_host_key() {
 #[tokio::test]
 async fn registration_reports_the_servers_reason() {
     let f = start_server(true).await;
-    let err = vantage_probe::ssh::register(&f.addr, &f.host_key, f.probe_key.clone())
+    let err = vantage_probe::ssh::register(&f.addr, &f.host_key, f.probe_key.clone(), 5020)
         .await
         .expect_err("refused");
     assert!(
@@ -278,7 +280,7 @@ async fn registration_reports_the_servers_reason() {
 #[tokio::test]
 async fn an_unknown_probe_key_is_rejected() {
     let f = start_server(false).await;
-    let err = vantage_probe::ssh::register(&f.addr, &f.host_key, Arc::new(generate_key()))
+    let err = vantage_probe::ssh::register(&f.addr, &f.host_key, Arc::new(generate_key()), 5020)
         .await
         .expect_err("rejected");
     assert!(matches!(err, ProbeError::AuthRejected { .. }), "{err:?}");
@@ -302,6 +304,7 @@ async fn session_applies_schedule_acks_and_sends_results() {
             addr: f.addr.clone(),
             host_key: f.host_key.clone(),
         }],
+        firmware_keys: vec![],
     };
     let outbox = Arc::new(Outbox::new(100));
     // A result produced before any session is flushed first.
@@ -313,8 +316,16 @@ async fn session_applies_schedule_acks_and_sends_results() {
         async move {
             let prb_id = AtomicU32::new(0);
             let mut scheduler = Scheduler::new(Arc::new(FakeMeasure), outbox.clone(), 4);
-            vantage_probe::agent::run_loop(key, &anchor, &mut scheduler, &outbox, &prb_id, stop_rx)
-                .await;
+            vantage_probe::agent::run_loop(
+                key,
+                &anchor,
+                &no_firmware(),
+                &mut scheduler,
+                &outbox,
+                &prb_id,
+                stop_rx,
+            )
+            .await;
             prb_id.into_inner()
         }
     });
@@ -363,6 +374,7 @@ async fn a_cut_session_is_re_established_through_registration() {
             addr: f.addr.clone(),
             host_key: f.host_key.clone(),
         }],
+        firmware_keys: vec![],
     };
     let outbox = Arc::new(Outbox::new(100));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -370,8 +382,16 @@ async fn a_cut_session_is_re_established_through_registration() {
     let agent = tokio::spawn(async move {
         let prb_id = AtomicU32::new(0);
         let mut scheduler = Scheduler::new(Arc::new(FakeMeasure), outbox.clone(), 4);
-        vantage_probe::agent::run_loop(key, &anchor, &mut scheduler, &outbox, &prb_id, stop_rx)
-            .await;
+        vantage_probe::agent::run_loop(
+            key,
+            &anchor,
+            &no_firmware(),
+            &mut scheduler,
+            &outbox,
+            &prb_id,
+            stop_rx,
+        )
+        .await;
     });
     let mut hellos = 0;
     let mut acks = 0;
@@ -392,4 +412,14 @@ async fn a_cut_session_is_re_established_through_registration() {
         .await
         .expect("stops")
         .expect("join");
+}
+
+/// A firmware state that never updates (no firmware keys).
+fn no_firmware() -> vantage_probe::firmware::Firmware {
+    let dir = std::env::temp_dir();
+    vantage_probe::firmware::Firmware::load(
+        dir.join("vantage-probe-test-exe"),
+        dir.join("vantage-probe-test.fw"),
+        vec![],
+    )
 }
