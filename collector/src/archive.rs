@@ -16,6 +16,11 @@ use vantage_platform::store::{JsonlRow, Store, StoreError};
 use crate::queue::Queue;
 use crate::uid::parse_uid;
 
+/// Lines per archive object at most.
+pub const MAX_OBJECT_LINES: usize = 10_000;
+/// An object is closed once its uncompressed JSONL reaches this many bytes.
+pub const MAX_OBJECT_BYTES: usize = 64 << 20;
+
 /// Where the archive lives.
 #[derive(Clone, Debug)]
 pub struct S3Config {
@@ -131,9 +136,10 @@ impl Archive {
         }
     }
 
-    /// Archive everything queued now: one object per (hour, country, test), then the
-    /// index rows, then delete the local files. A failure leaves the files queued for
-    /// the next round (a re-upload writes the same keys and index rows).
+    /// Archive everything queued now: objects per (hour, country, test) of at most
+    /// [`MAX_OBJECT_LINES`] lines and about [`MAX_OBJECT_BYTES`], each followed by its index
+    /// rows and only then the deletion of its local files. A failure leaves the files
+    /// queued for the next round (a re-upload writes the same keys and index rows).
     pub async fn upload_once(&self, queue: &Queue) -> Result<UploadSummary, ArchiveError> {
         let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
         for uid in queue.list().await? {
@@ -144,54 +150,82 @@ impl Archive {
         }
         let mut summary = UploadSummary::default();
         for (prefix, uids) in groups {
+            for chunk in uids.chunks(MAX_OBJECT_LINES) {
+                let mut lines = Vec::with_capacity(chunk.len());
+                let mut bytes = 0;
+                for (uid, line) in queue.get_many(chunk.to_vec()).await? {
+                    let Some(line) = line else { continue };
+                    bytes += line.len() + 1;
+                    lines.push((uid, line));
+                    if bytes >= MAX_OBJECT_BYTES {
+                        self.upload_object(
+                            queue,
+                            &prefix,
+                            std::mem::take(&mut lines),
+                            &mut summary,
+                        )
+                        .await?;
+                        bytes = 0;
+                    }
+                }
+                self.upload_object(queue, &prefix, lines, &mut summary)
+                    .await?;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Upload one object, index it, then delete its files.
+    async fn upload_object(
+        &self,
+        queue: &Queue,
+        prefix: &str,
+        lines: Vec<(String, Vec<u8>)>,
+        summary: &mut UploadSummary,
+    ) -> Result<(), ArchiveError> {
+        if lines.is_empty() {
+            return Ok(());
+        }
+        let uids: Vec<String> = lines.iter().map(|(u, _)| u.clone()).collect();
+        let key = key_of(prefix, &uids);
+        let s3path = format!("s3://{}/{key}", self.bucket);
+        let (compressed, index) = tokio::task::spawn_blocking(move || {
             let mut jsonl = Vec::new();
-            let mut index = Vec::with_capacity(uids.len());
-            let mut present = Vec::with_capacity(uids.len());
-            for uid in &uids {
-                let Some(line) = queue.get(uid).await? else {
-                    continue;
-                };
+            let mut index = Vec::with_capacity(lines.len());
+            for (n, (uid, line)) in lines.into_iter().enumerate() {
                 let line = line.trim_ascii();
                 let msm: Value = serde_json::from_slice(line).unwrap_or(Value::Null);
                 index.push(JsonlRow {
                     report_id: str_of(&msm, "report_id"),
                     input: str_of(&msm, "input"),
-                    s3path: String::new(),
-                    linenum: u32::try_from(present.len()).unwrap_or(u32::MAX),
-                    measurement_uid: uid.clone(),
+                    s3path: s3path.clone(),
+                    linenum: u32::try_from(n).unwrap_or(u32::MAX),
+                    measurement_uid: uid,
                 });
                 jsonl.extend_from_slice(line);
                 jsonl.push(b'\n');
-                present.push(uid.clone());
             }
-            if present.is_empty() {
-                continue;
-            }
-            let key = key_of(&prefix, &present);
-            let compressed = zstd::encode_all(&jsonl[..], 3)?;
-            let size = compressed.len();
-            self.s3
-                .put(
-                    &ObjectPath::from(key.as_str()),
-                    PutPayload::from(compressed),
-                )
-                .await
-                .map_err(self.s3_err())?;
-            let s3path = format!("s3://{}/{key}", self.bucket);
-            for row in &mut index {
-                row.s3path = s3path.clone();
-            }
-            self.store.insert_jsonl(&index).await?;
-            for uid in &present {
-                queue.remove(uid).await?;
-            }
-            tracing::info!(%key, measurements = present.len(), bytes = size, "archived");
-            summary.objects += 1;
-            summary.measurements += present.len();
-            summary.bytes += size;
-            summary.keys.push(key);
-        }
-        Ok(summary)
+            zstd::encode_all(&jsonl[..], 3).map(|c| (c, index))
+        })
+        .await
+        .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let size = compressed.len();
+        self.s3
+            .put(
+                &ObjectPath::from(key.as_str()),
+                PutPayload::from(compressed),
+            )
+            .await
+            .map_err(self.s3_err())?;
+        self.store.insert_jsonl(&index).await?;
+        let n = uids.len();
+        queue.remove_many(uids).await?;
+        tracing::info!(%key, measurements = n, bytes = size, "archived");
+        summary.objects += 1;
+        summary.measurements += n;
+        summary.bytes += size;
+        summary.keys.push(key);
+        Ok(())
     }
 
     /// The lines of an archived object.

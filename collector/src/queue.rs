@@ -13,6 +13,14 @@ use std::path::{Path, PathBuf};
 
 use crate::uid::is_safe_id;
 
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| io::Error::other(e.to_string()))?
+}
+
 #[derive(Clone, Debug)]
 pub struct Queue {
     root: PathBuf,
@@ -85,16 +93,52 @@ impl Queue {
 
     /// Every queued uid, in uid order.
     pub async fn list(&self) -> io::Result<Vec<String>> {
-        let mut out = Vec::new();
-        let mut dir = tokio::fs::read_dir(self.root.join("incoming")).await?;
-        while let Some(entry) = dir.next_entry().await? {
-            let name = entry.file_name();
-            if let Some(uid) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
-                out.push(uid.to_owned());
+        let dir = self.root.join("incoming");
+        blocking(move || {
+            let mut out = Vec::new();
+            for entry in std::fs::read_dir(dir)? {
+                let name = entry?.file_name();
+                if let Some(uid) = name.to_str().and_then(|n| n.strip_suffix(".json")) {
+                    out.push(uid.to_owned());
+                }
             }
-        }
-        out.sort();
-        Ok(out)
+            out.sort();
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Read many queued measurements in one blocking task; missing ones are `None`.
+    pub async fn get_many(&self, uids: Vec<String>) -> io::Result<Vec<(String, Option<Vec<u8>>)>> {
+        let q = self.clone();
+        blocking(move || {
+            uids.into_iter()
+                .map(|uid| {
+                    let path = q.incoming_path(&uid)?;
+                    match std::fs::read(path) {
+                        Ok(b) => Ok((uid, Some(b))),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok((uid, None)),
+                        Err(e) => Err(e),
+                    }
+                })
+                .collect()
+        })
+        .await
+    }
+
+    /// Remove many archived measurements in one blocking task (missing is fine).
+    pub async fn remove_many(&self, uids: Vec<String>) -> io::Result<()> {
+        let q = self.clone();
+        blocking(move || {
+            for uid in uids {
+                match std::fs::remove_file(q.incoming_path(&uid)?) {
+                    Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// Remove an archived measurement (missing is fine).
@@ -146,6 +190,21 @@ mod tests {
         q.remove("a_1").await.expect("remove twice");
         assert_eq!(q.get("a_1").await.expect("get"), None);
         assert!(q.push("../x", b"{}").await.is_err());
+        let many = q
+            .get_many(vec!["b_1".into(), "a_1".into()])
+            .await
+            .expect("get_many");
+        assert_eq!(
+            many,
+            vec![
+                ("b_1".to_owned(), Some(b"{\"b\":1}".to_vec())),
+                ("a_1".to_owned(), None)
+            ]
+        );
+        q.remove_many(vec!["b_1".into(), "gone".into()])
+            .await
+            .expect("remove_many");
+        assert!(q.list().await.expect("list").is_empty());
         assert_eq!(q.get_report("../../etc/passwd").await.expect("get"), None);
         let tmp_left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
             .expect("ls")
