@@ -185,6 +185,19 @@ enum Command {
         #[arg(long)]
         truncate: bool,
     },
+    /// The geolocation API (RIPE IPmap design): engines, reducer, worlds.
+    Engines {
+        #[command(flatten)]
+        ch: ClickHouseArgs,
+        /// Address of the API (`/api/v1/locate/...`, `/api/v1/worlds/...`).
+        #[arg(long, default_value = "0.0.0.0:8081")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:9095")]
+        metrics_addr: SocketAddr,
+        /// Run without ClickHouse: RTT engines have no data, crowdsourced reports stay in memory.
+        #[arg(long)]
+        no_clickhouse: bool,
+    },
     /// Apply the ClickHouse schema migrations and print the version.
     Migrate {
         #[command(flatten)]
@@ -321,6 +334,21 @@ async fn main() -> anyhow::Result<()> {
                 "reprocessed {} measurements from {} objects ({} lines skipped)",
                 summary.measurements, summary.objects, summary.skipped
             );
+        }
+        Command::Engines {
+            ch,
+            listen,
+            metrics_addr,
+            no_clickhouse,
+        } => {
+            let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
+            if !no_clickhouse {
+                cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {
+                    url: ch.clickhouse_url,
+                    database: ch.clickhouse_db,
+                });
+            }
+            vantage_engines::serve(cfg).await?
         }
         Command::Migrate { ch } => {
             let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?;
