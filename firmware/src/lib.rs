@@ -34,6 +34,23 @@ pub fn digest(bundle: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bundle)))
 }
 
+/// `sha256:<hex>` of a file, read in small pieces (a probe hashes its own executable
+/// at start and should not hold it in memory to do so).
+pub fn digest_file(path: &std::path::Path) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(format!("sha256:{}", hex::encode(hasher.finalize())))
+}
+
 /// The signed text: version and digest.
 pub fn manifest(version: u32, digest: &str) -> String {
     format!("vantage-firmware v1\nversion {version}\ndigest {digest}\n")
@@ -139,6 +156,15 @@ mod tests {
             verify(&bundle, 6000, &d2, &sig2, &trusted),
             Err(FirmwareError::Untrusted { version: 6000 })
         );
+    }
+
+    #[test]
+    fn file_digest_matches_bytes_digest() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("b");
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &bytes).expect("write");
+        assert_eq!(digest_file(&path).expect("digest"), digest(&bytes));
     }
 
     #[test]
