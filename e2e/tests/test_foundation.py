@@ -183,3 +183,39 @@ def cluster_free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_openssh_remote_forward_only_for_the_allocated_port(cluster):
+    """OpenSSH as a probe: `-R` of the allocated port carries the schedule; any other is refused."""
+    pid, key, _ = cluster.add_probe()
+    wait_for("the registry to see the new Probe", lambda: cluster.get("probe", f"probe-{pid}"), timeout=10)
+    reg = json.loads(wait_for("registration over OpenSSH", lambda: subprocess.run(
+        ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(cluster.registry_port), "probe@127.0.0.1", "INIT"],
+        capture_output=True, text=True, timeout=20).stdout.strip(), timeout=20))
+    host, port = reg["controller_addr"].rsplit(":", 1)
+
+    wrong = subprocess.run(["ssh", *SSH_OPTS, "-i", str(key), "-p", port, "-N", "-o", "ExitOnForwardFailure=yes",
+                            "-R", f"127.0.0.1:{reg['command_port'] + 1}:127.0.0.1:9", f"probe@{host}"],
+                           capture_output=True, text=True, timeout=30)
+    assert wrong.returncode != 0 and "forwarding failed" in wrong.stderr, wrong.stderr
+    assert cluster.metric("ctl-0", 'vantage_controller_refused_total{reason="remote_forward"}') >= 1
+
+    # The allowed forward: the controller opens the command channel through it, and the
+    # schedule arrives at whatever listens behind the probe's end.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        listener.settimeout(20)
+        ssh = subprocess.Popen(["ssh", *SSH_OPTS, "-i", str(key), "-p", port, "-N", "-o", "ExitOnForwardFailure=yes",
+                                "-R", f"127.0.0.1:{reg['command_port']}:127.0.0.1:{listener.getsockname()[1]}", f"probe@{host}"],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            conn, _ = listener.accept()
+            with conn:
+                conn.settimeout(20)
+                line = conn.makefile("rb").readline()
+            frame = json.loads(line)
+            assert frame["cmd"] == "schedule" and frame["v"] == 1 and frame["tasks"] == []
+        finally:
+            ssh.terminate()
+            ssh.wait(timeout=10)
