@@ -133,8 +133,9 @@ async fn main() -> anyhow::Result<()> {
     // Each session is a socket on both ends (client and controller are children of this
     // process or it); raise the soft limit as far as the hard limit allows.
     let (_, hard) = rlimit::Resource::NOFILE.get()?;
-    let want = hard;
-    rlimit::Resource::NOFILE.set(want, hard).context("raising the open-files limit")?;
+    rlimit::Resource::NOFILE
+        .set(hard, hard)
+        .context("raising the open-files limit")?;
     if hard < a.sessions as u64 + 1024 {
         eprintln!("open-files hard limit is {hard}: fewer sessions than requested will open");
     }
