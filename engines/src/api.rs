@@ -343,6 +343,17 @@ impl Api {
         Ok(Some(set))
     }
 
+    /// One locate request: a public address and a valid `engines=` filter, or a refusal.
+    async fn locate_request(
+        &self,
+        ip: &str,
+        q: &LocateQuery,
+    ) -> Result<(IpAddr, Arc<Located>), ApiError> {
+        let ip = public_ip(ip).map_err(|e| self.refuse(e))?;
+        let only = self.engine_filter(q).map_err(|e| self.refuse(e))?;
+        Ok((ip, self.locate(ip, only.as_ref()).await))
+    }
+
     fn refuse(&self, e: ApiError) -> ApiError {
         if e.status.is_client_error() {
             self.metrics.bad_requests.inc();
@@ -402,9 +413,7 @@ async fn locate(
     Path(ip): Path<String>,
     Query(q): Query<LocateQuery>,
 ) -> ApiResult {
-    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
-    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
-    let located = api.locate(ip, only.as_ref()).await;
+    let (_, located) = api.locate_request(&ip, &q).await?;
     Ok(Json(api.answer(&located)))
 }
 
@@ -413,9 +422,7 @@ async fn best(
     Path(ip): Path<String>,
     Query(q): Query<LocateQuery>,
 ) -> ApiResult {
-    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
-    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
-    let located = api.locate(ip, only.as_ref()).await;
+    let (ip, located) = api.locate_request(&ip, &q).await?;
     let best = located.scored.first().and_then(|s| api.location(s));
     Ok(Json(
         json!({"ip": ip, "anycast": located.anycast, "location": best}),
@@ -447,9 +454,7 @@ async fn partials(
     Path(ip): Path<String>,
     Query(q): Query<LocateQuery>,
 ) -> ApiResult {
-    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
-    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
-    let located = api.locate(ip, only.as_ref()).await;
+    let (ip, located) = api.locate_request(&ip, &q).await?;
     let parts: Vec<Value> = located
         .partials
         .iter()
@@ -462,13 +467,11 @@ async fn partial(
     State(api): State<Arc<Api>>,
     Path((ip, engine)): Path<(String, String)>,
 ) -> ApiResult {
-    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
     let q = LocateQuery {
         engines: Some(engine),
         resources: None,
     };
-    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
-    let located = api.locate(ip, only.as_ref()).await;
+    let (ip, located) = api.locate_request(&ip, &q).await?;
     let part = located.partials.first().map(|p| partial_json(&api, p));
     Ok(Json(json!({"ip": ip, "partial": part})))
 }
