@@ -42,6 +42,11 @@ def stack_env() -> dict[str, str]:
     return env
 
 
+# Options for the real OpenSSH client acting as a probe.
+SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=2"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -202,6 +207,14 @@ class Cluster:
                          "location": {"latitude": 52.37, "longitude": 4.89}, "tags": ["e2e"]},
             })
         return pid, key, pub
+
+    def register_with_openssh(self, pid: int, key: Path) -> dict:
+        """Run `ssh ... INIT` as RIPE Atlas probes do; return the registration reply."""
+        wait_for("the registry to see the Probe", lambda: self.get("probe", f"probe-{pid}"), timeout=10)
+        reply = wait_for("registration over OpenSSH", lambda: subprocess.run(
+            ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(self.registry_port), "probe@127.0.0.1", "INIT"],
+            capture_output=True, text=True, timeout=20).stdout.strip(), timeout=30)
+        return json.loads(reply)
 
     def start_probe(self, pid: int, key: Path) -> subprocess.Popen:
         return self.start(f"probe-{pid}", [str(BIN / "vantage-probe"), "run", "--key", str(key), "--anchor", str(self.anchor)])

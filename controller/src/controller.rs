@@ -18,7 +18,6 @@ use std::time::Duration;
 use async_nats::jetstream::kv;
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use russh::keys::PrivateKey;
@@ -33,6 +32,7 @@ use vantage_core::result::Envelope;
 use vantage_core::WIRE_VERSION;
 use vantage_platform::bus::{now_ms, Bus};
 
+use crate::by_reason::ByReason;
 use crate::keys::{fingerprint, parse_public};
 use crate::spool::Spool;
 
@@ -43,9 +43,9 @@ pub struct ControllerMetrics {
     pub results: Counter,
     pub schedules_sent: Counter,
     /// Dropped input, by reason (malformed, too_long, wrong_probe, bad_id).
-    pub dropped: Family<Vec<(String, String)>, Counter>,
+    pub dropped: ByReason,
     /// Refused logins and requests, by reason.
-    pub refused: Family<Vec<(String, String)>, Counter>,
+    pub refused: ByReason,
 }
 
 impl ControllerMetrics {
@@ -68,23 +68,19 @@ impl ControllerMetrics {
         registry.register(
             "dropped",
             "Input from probes dropped, by reason",
-            self.dropped.clone(),
+            self.dropped.0.clone(),
         );
         registry.register(
             "refused",
             "Refused logins and requests, by reason",
-            self.refused.clone(),
+            self.refused.0.clone(),
         );
     }
     fn drop_one(&self, reason: &str) {
-        self.dropped
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
+        self.dropped.count(reason);
     }
     fn refuse(&self, reason: &str) {
-        self.refused
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
+        self.refused.count(reason);
     }
 }
 
@@ -846,12 +842,6 @@ mod tests {
         }
     }
 
-    fn count(family: &Family<Vec<(String, String)>, Counter>, reason: &str) -> u64 {
-        family
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .get()
-    }
-
     fn result_frame(id: &str, probe: u32) -> Vec<u8> {
         encode(&Up::Result {
             v: 1,
@@ -902,11 +892,11 @@ mod tests {
 
         assert_eq!(*sink.0.lock().expect("lock"), vec!["good".to_string()]);
         assert!(
-            count(&metrics.dropped, "malformed") >= 2000,
+            metrics.dropped.get("malformed") >= 2000,
             "{}",
-            count(&metrics.dropped, "malformed")
+            metrics.dropped.get("malformed")
         );
-        assert_eq!(count(&metrics.dropped, "wrong_probe"), 1);
+        assert_eq!(metrics.dropped.get("wrong_probe"), 1);
         assert_eq!(metrics.results.get(), 1);
     }
 

@@ -8,6 +8,7 @@
 //! * [`keys`] — host keys and probe public keys.
 
 pub mod assign;
+pub mod by_reason;
 pub mod controller;
 pub mod keys;
 pub mod registry;

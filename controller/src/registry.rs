@@ -11,7 +11,6 @@ use std::time::Duration;
 use futures::StreamExt;
 use kube::runtime::reflector::Store;
 use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use russh::keys::{PrivateKey, PublicKey};
 use russh::server::{Auth, ChannelOpenHandle, Msg, Session, VerifiedPublicKey};
@@ -25,6 +24,7 @@ use vantage_crd::Probe;
 use vantage_platform::bus::now_ms;
 
 use crate::assign::{choose, ProbeInfo};
+use crate::by_reason::ByReason;
 use crate::keys::fingerprint;
 
 /// Finds probes by public key.
@@ -134,7 +134,7 @@ impl Heartbeats {
 pub struct RegistryMetrics {
     pub registrations: Counter,
     /// Refused logins and requests, by reason.
-    pub refused: Family<Vec<(String, String)>, Counter>,
+    pub refused: ByReason,
 }
 
 impl RegistryMetrics {
@@ -147,14 +147,12 @@ impl RegistryMetrics {
         registry.register(
             "refused",
             "Refused logins and requests, by reason",
-            self.refused.clone(),
+            self.refused.0.clone(),
         );
     }
 
     fn refuse(&self, reason: &str) {
-        self.refused
-            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
-            .inc();
+        self.refused.count(reason);
     }
 }
 
@@ -198,6 +196,7 @@ impl Releases for NoReleases {
 }
 
 /// Releases from `ProbeFirmware` resources; bundles in `dir`.
+#[derive(Clone)]
 pub struct KubeReleases {
     pub store: Store<vantage_crd::ProbeFirmware>,
     pub dir: std::path::PathBuf,

@@ -159,10 +159,8 @@ fn follow_firmware(
     dir: PathBuf,
 ) -> KubeReleases {
     let (store, writer) = reflector::store::<ProbeFirmware>();
-    let releases = KubeReleases {
-        store: store.clone(),
-        dir: dir.clone(),
-    };
+    let releases = KubeReleases { store, dir };
+    let watched = releases.clone();
     let watch = reflector(
         writer,
         watcher(
@@ -174,10 +172,7 @@ fn follow_firmware(
     .touched_objects()
     .for_each(move |r| {
         let meta = meta.clone();
-        let releases = KubeReleases {
-            store: store.clone(),
-            dir: dir.clone(),
-        };
+        let releases = watched.clone();
         async move {
             if let Err(e) = r {
                 tracing::warn!(error = %e, "firmware watch error");

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import Cluster, wait_for  # noqa: E402
+from vantage_e2e import SSH_OPTS, Cluster, free_port, wait_for  # noqa: E402
 
 from ripe.atlas.sagan import PingResult  # noqa: E402
 
@@ -124,22 +124,16 @@ def test_unknown_key_is_refused_and_logged(cluster, probe):
     assert cluster.get("probe", f"probe-{probe}")["status"]["connected"] is True
 
 
-SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR"]
 
 
 def test_openssh_client_malformed_result_is_dropped_and_session_stays(cluster, probe):
     """A real OpenSSH client registers, opens the intake forward, sends junk then a result."""
     pid, key, _ = cluster.add_probe(country="NL", asn=64502)
-    wait_for("the registry to see the new Probe", lambda: cluster.get("probe", f"probe-{pid}"), timeout=10)
-    reply = wait_for("registration over OpenSSH", lambda: subprocess.run(
-        ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(cluster.registry_port), "probe@127.0.0.1", "INIT"],
-        capture_output=True, text=True, timeout=20).stdout.strip(), timeout=20)
-    reg = json.loads(reply)
+    reg = cluster.register_with_openssh(pid, key)
     assert reg["probe_id"] == pid and reg["controller"].startswith("ctl-0")
     host, port = reg["controller_addr"].rsplit(":", 1)
-    local = cluster_free_port()
-    forbidden = cluster_free_port()
+    local = free_port()
+    forbidden = free_port()
     ssh = subprocess.Popen(["ssh", *SSH_OPTS, "-i", str(key), "-p", port, "-N",
                             "-L", f"127.0.0.1:{local}:127.0.0.1:8080", "-L", f"127.0.0.1:{forbidden}:127.0.0.1:22", f"probe@{host}"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -179,19 +173,11 @@ def test_unassigned_key_is_refused_by_controller(cluster):
     assert cluster.metric("ctl-0", 'vantage_controller_refused_total{reason="not_assigned"}') >= 1
 
 
-def cluster_free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def test_openssh_remote_forward_only_for_the_allocated_port(cluster):
     """OpenSSH as a probe: `-R` of the allocated port carries the schedule; any other is refused."""
     pid, key, _ = cluster.add_probe()
-    wait_for("the registry to see the new Probe", lambda: cluster.get("probe", f"probe-{pid}"), timeout=10)
-    reg = json.loads(wait_for("registration over OpenSSH", lambda: subprocess.run(
-        ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(cluster.registry_port), "probe@127.0.0.1", "INIT"],
-        capture_output=True, text=True, timeout=20).stdout.strip(), timeout=20))
+    reg = cluster.register_with_openssh(pid, key)
     host, port = reg["controller_addr"].rsplit(":", 1)
 
     wrong = subprocess.run(["ssh", *SSH_OPTS, "-i", str(key), "-p", port, "-N", "-o", "ExitOnForwardFailure=yes",

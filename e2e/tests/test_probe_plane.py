@@ -16,10 +16,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import STACK_DIR, Cluster, free_port, wait_for  # noqa: E402
+from vantage_e2e import SSH_OPTS, STACK_DIR, Cluster, free_port, wait_for  # noqa: E402
 
-SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=2"]
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +97,7 @@ def test_draining_controller_sends_probes_back_to_registration(cluster):
 def test_nats_outage_loses_nothing_and_stores_each_result_once(cluster):
     """Results sent while NATS is frozen for 30 s are spooled and all arrive, once each."""
     pid, key, _ = cluster.add_probe()
-    wait_for("the Probe", lambda: cluster.get("probe", f"probe-{pid}"), timeout=10)
-    reply = wait_for("registration over OpenSSH", lambda: subprocess.run(
-        ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(cluster.registry_port), "probe@127.0.0.1", "INIT"],
-        capture_output=True, text=True, timeout=20).stdout.strip(), timeout=30)
-    reg = json.loads(reply)
+    reg = cluster.register_with_openssh(pid, key)
     host, port = reg["controller_addr"].rsplit(":", 1)
     local = free_port()
     ssh = subprocess.Popen(["ssh", *SSH_OPTS, "-i", str(key), "-p", port, "-N", "-L", f"127.0.0.1:{local}:127.0.0.1:8080", f"probe@{host}"])
