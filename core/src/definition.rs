@@ -15,15 +15,17 @@ use std::net::IpAddr;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-/// The measurement types RIPE Atlas defines.
-pub const KNOWN_TYPES: &[&str] = &["ping", "traceroute", "dns", "http", "sslcert", "ntp"];
+/// The measurement types vantage knows: the six RIPE Atlas types, and `mtr` (hop
+/// statistics over several rounds, as Globalping offers it).
+pub const KNOWN_TYPES: &[&str] = &["ping", "traceroute", "dns", "http", "sslcert", "ntp", "mtr"];
 /// The types that vantage probes execute today.
-pub const EXECUTABLE_TYPES: &[&str] = &["ping", "traceroute", "dns", "http", "sslcert", "ntp"];
+pub const EXECUTABLE_TYPES: &[&str] =
+    &["ping", "traceroute", "dns", "http", "sslcert", "ntp", "mtr"];
 
 /// One measurement definition (RIPE Atlas `definitions[]` entry).
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
 pub struct Definition {
-    /// Measurement type: ping, traceroute, dns, http, sslcert or ntp.
+    /// Measurement type: ping, traceroute, dns, http, sslcert, ntp (RIPE Atlas) or mtr.
     #[serde(rename = "type")]
     pub kind: String,
     /// Address family, 4 or 6 (default 4).
@@ -44,7 +46,7 @@ pub struct Definition {
     /// Resolve `target` on the probe rather than once centrally.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolve_on_probe: Option<bool>,
-    /// ping: packets per run (1-16, default 3).
+    /// ping: packets per run; traceroute: packets per hop; mtr: rounds; ntp: packets (1-16, default 3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packets: Option<i64>,
     /// ping: ICMP payload size in bytes (0-2048, default 48).
@@ -53,7 +55,7 @@ pub struct Definition {
     /// ping: milliseconds between packets (2-300000, default 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub packet_interval: Option<i64>,
-    /// traceroute: ICMP, UDP (default) or TCP. dns: UDP (default) or TCP.
+    /// traceroute: ICMP, UDP (default) or TCP. mtr: ICMP (default), UDP or TCP. dns: UDP (default) or TCP.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub protocol: Option<String>,
     /// traceroute: Paris id, 0 (classic traceroute) to 64 (default 16).
@@ -62,16 +64,16 @@ pub struct Definition {
     /// traceroute: TTL of the first hop (1-255, default 1).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub first_hop: Option<i64>,
-    /// traceroute: largest TTL (1-255, default 32).
+    /// traceroute and mtr: largest TTL (1-255, default 32; mtr 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_hops: Option<i64>,
     /// traceroute (TCP/UDP destination port, default 80/33434), http (default 80 or 443), sslcert (default 443).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<i64>,
-    /// traceroute: set the don't-fragment bit (default false).
+    /// traceroute and mtr: set the don't-fragment bit (default false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dont_fragment: Option<bool>,
-    /// traceroute: milliseconds to wait for each reply (10-60000, default 4000).
+    /// traceroute and mtr: milliseconds to wait for each reply (10-60000, default 4000; mtr 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_timeout: Option<i64>,
     /// dns: IN (default) or CHAOS.
@@ -317,6 +319,8 @@ pub enum TaskKind {
     Http(HttpOptions),
     Sslcert(SslcertOptions),
     Ntp(NtpOptions),
+    /// mtr: traceroute rounds summarised per hop. `packets` is the number of rounds.
+    Mtr(TracerouteOptions),
 }
 
 impl TaskKind {
@@ -328,6 +332,7 @@ impl TaskKind {
             TaskKind::Http(_) => "http",
             TaskKind::Sslcert(_) => "sslcert",
             TaskKind::Ntp(_) => "ntp",
+            TaskKind::Mtr(_) => "mtr",
         }
     }
 }
@@ -460,7 +465,74 @@ pub fn is_host(s: &str) -> bool {
         && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
 }
 
+/// Defaults of the traceroute-like types.
+struct TraceDefaults {
+    protocol: &'static str,
+    max_hops: i64,
+    response_timeout: i64,
+}
+
+/// RIPE Atlas traceroute defaults.
+const TRACEROUTE_DEFAULTS: TraceDefaults = TraceDefaults {
+    protocol: "UDP",
+    max_hops: 32,
+    response_timeout: 4000,
+};
+
+/// mtr defaults (Globalping: ICMP, 3 packets a hop; mtr(8): 30 hops).
+const MTR_DEFAULTS: TraceDefaults = TraceDefaults {
+    protocol: "ICMP",
+    max_hops: 30,
+    response_timeout: 1000,
+};
+
 impl Definition {
+    /// The options of a traceroute or an mtr measurement.
+    fn trace_options(&self, defaults: &TraceDefaults) -> Result<TracerouteOptions, InvalidField> {
+        let protocol = match one_of(
+            "protocol",
+            self.protocol.as_deref(),
+            defaults.protocol,
+            &["ICMP", "UDP", "TCP"],
+        )?
+        .as_str()
+        {
+            "ICMP" => TraceProtocol::Icmp,
+            "TCP" => TraceProtocol::Tcp,
+            _ => TraceProtocol::Udp,
+        };
+        let first_hop = ranged("first_hop", self.first_hop, 1, 1, 255)?;
+        let max_hops = ranged("max_hops", self.max_hops, defaults.max_hops, 1, 255)?;
+        if first_hop > max_hops {
+            return Err(InvalidField::new(
+                "spec.first_hop",
+                format!("first_hop {first_hop} is above max_hops {max_hops}; lower it"),
+            ));
+        }
+        let default_port = if protocol == TraceProtocol::Tcp {
+            80
+        } else {
+            33434
+        };
+        Ok(TracerouteOptions {
+            protocol,
+            paris: ranged("paris", self.paris, 16, 0, 64)?,
+            first_hop,
+            max_hops,
+            packets: ranged("packets", self.packets, 3, 1, 16)?,
+            size: ranged("size", self.size, 48, 0, 2048)?,
+            port: port("port", self.port, default_port)?,
+            dont_fragment: self.dont_fragment.unwrap_or(false),
+            response_timeout_ms: ranged(
+                "response_timeout",
+                self.response_timeout,
+                defaults.response_timeout,
+                10,
+                60_000,
+            )?,
+        })
+    }
+
     /// Validate the definition and build the task a probe runs. `msm_id` is the id the
     /// measurement was given. Every error names the field and says how to fix it.
     pub fn validate(&self, msm_id: u64, timing: Timing) -> Result<Task, InvalidField> {
@@ -551,50 +623,8 @@ impl Definition {
                     300_000,
                 )?,
             }),
-            "traceroute" => {
-                let protocol = match one_of(
-                    "protocol",
-                    self.protocol.as_deref(),
-                    "UDP",
-                    &["ICMP", "UDP", "TCP"],
-                )?
-                .as_str()
-                {
-                    "ICMP" => TraceProtocol::Icmp,
-                    "TCP" => TraceProtocol::Tcp,
-                    _ => TraceProtocol::Udp,
-                };
-                let first_hop = ranged("first_hop", self.first_hop, 1, 1, 255)?;
-                let max_hops = ranged("max_hops", self.max_hops, 32, 1, 255)?;
-                if first_hop > max_hops {
-                    return Err(InvalidField::new(
-                        "spec.first_hop",
-                        format!("first_hop {first_hop} is above max_hops {max_hops}; lower it"),
-                    ));
-                }
-                let default_port = if protocol == TraceProtocol::Tcp {
-                    80
-                } else {
-                    33434
-                };
-                TaskKind::Traceroute(TracerouteOptions {
-                    protocol,
-                    paris: ranged("paris", self.paris, 16, 0, 64)?,
-                    first_hop,
-                    max_hops,
-                    packets: ranged("packets", self.packets, 3, 1, 16)?,
-                    size: ranged("size", self.size, 48, 0, 2048)?,
-                    port: port("port", self.port, default_port)?,
-                    dont_fragment: self.dont_fragment.unwrap_or(false),
-                    response_timeout_ms: ranged(
-                        "response_timeout",
-                        self.response_timeout,
-                        4000,
-                        10,
-                        60_000,
-                    )?,
-                })
-            }
+            "traceroute" => TaskKind::Traceroute(self.trace_options(&TRACEROUTE_DEFAULTS)?),
+            "mtr" => TaskKind::Mtr(self.trace_options(&MTR_DEFAULTS)?),
             "dns" => {
                 let query_argument =
                     match self.query_argument.as_deref().map(str::trim) {
@@ -913,6 +943,14 @@ mod tests {
             query_argument: Some("ripe.net".into()),
             ..Default::default()
         };
+        let t = def("mtr").validate(1, Timing::default()).expect("mtr");
+        let TaskKind::Mtr(o) = t.kind else {
+            panic!("{t:?}")
+        };
+        assert_eq!(
+            (o.protocol, o.max_hops, o.packets, o.response_timeout_ms),
+            (TraceProtocol::Icmp, 30, 3, 1000)
+        );
         let t = def("traceroute")
             .validate(1, Timing::default())
             .expect("traceroute");

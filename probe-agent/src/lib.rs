@@ -29,6 +29,7 @@ pub mod firmware;
 pub mod http;
 pub mod identity;
 pub mod measure;
+pub mod mtr;
 pub mod ntp;
 pub mod outbox;
 pub mod ping;
@@ -36,6 +37,7 @@ pub mod scheduler;
 pub mod ssh;
 pub mod sslcert;
 pub mod tls;
+pub mod trace_socket;
 pub mod traceroute;
 
 use std::time::Duration;

@@ -11,11 +11,13 @@ use vantage_core::definition::{Definition, InvalidField, Task, TaskKind, Timing}
 use crate::common;
 use crate::dns::{self, DnsTransport, SocketDns};
 use crate::http::{self, HttpClient, HyperClient};
+use crate::mtr;
 use crate::ntp::{self, NtpTransport, UdpNtp};
 use crate::ping::{self, Pinger, RunContext, SurgePinger};
 use crate::scheduler::Measure;
 use crate::sslcert::{self, RustlsProber, TlsProber};
-use crate::traceroute::{self, RawProber, TraceProber};
+use crate::trace_socket::RawProber;
+use crate::traceroute::{self, TraceProber};
 
 /// The I/O behind each type.
 pub struct Measurements<
@@ -60,7 +62,7 @@ pub fn hard_timeout(task: &Task) -> Duration {
         TaskKind::Ping(o) => {
             ms(u64::from(o.packets) * u64::from(o.packet_interval_ms.max(1000))) + slack
         }
-        TaskKind::Traceroute(o) => {
+        TaskKind::Traceroute(o) | TaskKind::Mtr(o) => {
             let hops = u64::from(o.max_hops.saturating_sub(o.first_hop) + 1);
             (ms(hops * u64::from(o.packets) * u64::from(o.response_timeout_ms)) + slack)
                 .min(Duration::from_secs(900))
@@ -93,6 +95,7 @@ impl<P: Pinger, T: TraceProber, D: DnsTransport, H: HttpClient, S: TlsProber, N:
                 TaskKind::Traceroute(o) => {
                     traceroute::run_traceroute(&self.tracer, task, o, ctx).await
                 }
+                TaskKind::Mtr(o) => mtr::run_mtr(&self.tracer, task, o, ctx).await,
                 TaskKind::Dns(o) => {
                     let resolvers = if o.use_probe_resolver {
                         dns::probe_resolvers()

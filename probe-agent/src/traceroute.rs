@@ -8,11 +8,10 @@
 //! port moves with each probe, as in classic traceroute.
 
 use std::future::Future;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use tokio::time::Instant;
 use vantage_core::definition::{Task, TraceProtocol, TracerouteOptions};
 
 use crate::common::{self, ms};
@@ -47,8 +46,12 @@ pub enum ReplyKind {
     TimeExceeded,
     /// The destination answered (echo reply, port unreachable, SYN-ACK or RST).
     Reached,
-    /// ICMP destination unreachable with this code, not the destination's normal answer.
+    /// ICMP destination unreachable with this (ICMPv4) code, not the destination's
+    /// normal answer. ICMPv6 codes are mapped to their ICMPv4 equivalents.
     Unreachable(u8),
+    /// The probe was too big for a link and not to be fragmented (ICMPv4
+    /// "fragmentation needed" or ICMPv6 "packet too big"): the next-hop MTU.
+    FragNeeded(u32),
 }
 
 /// The outcome of one probe.
@@ -105,13 +108,78 @@ pub fn packet_entry(reply: &ProbeReply) -> Value {
             if let Some(flags) = flags {
                 e["flags"] = json!(flags);
             }
-            if let ReplyKind::Unreachable(code) = kind {
-                e["err"] = unreachable_err(*code);
+            match kind {
+                ReplyKind::Unreachable(code) => e["err"] = unreachable_err(*code),
+                ReplyKind::FragNeeded(mtu) => e["mtu"] = json!(mtu),
+                ReplyKind::TimeExceeded | ReplyKind::Reached => {}
             }
             e
         }
         ProbeReply::Timeout => json!({"x": "*"}),
         ProbeReply::Error(e) => json!({"x": "*", "error": e}),
+    }
+}
+
+/// The flow identifiers of one run, and the probes along it.
+pub struct Flow {
+    dst: IpAddr,
+    ident: u16,
+    flow_port: u16,
+    paris: bool,
+    timeout: Duration,
+}
+
+impl Flow {
+    pub fn new(dst: IpAddr, opts: &TracerouteOptions) -> Self {
+        Self {
+            dst,
+            ident: rand::random(),
+            flow_port: rand::random_range(33_000..60_000),
+            paris: opts.paris > 0,
+            timeout: Duration::from_millis(u64::from(opts.response_timeout_ms)),
+        }
+    }
+
+    /// Probe number `seq` of the run, with this TTL.
+    pub fn spec(&self, opts: &TracerouteOptions, ttl: u32, seq: u16) -> ProbeSpec {
+        ProbeSpec {
+            dst: self.dst,
+            protocol: opts.protocol,
+            ttl: u8::try_from(ttl).unwrap_or(255),
+            ident: self.ident,
+            seq,
+            src_port: if self.paris || opts.protocol == TraceProtocol::Tcp {
+                self.flow_port
+            } else {
+                0
+            },
+            dst_port: match (opts.protocol, self.paris) {
+                (TraceProtocol::Udp, false) => opts.port.wrapping_add(seq),
+                _ => opts.port,
+            },
+            size: opts.size,
+            paris: self.paris,
+            dont_fragment: opts.dont_fragment,
+            timeout: self.timeout,
+        }
+    }
+}
+
+/// Resolve the target and fill in the address fields of `m`; on failure, the
+/// RIPE Atlas `dnserr` form (and `None`).
+pub async fn resolve_into(task: &Task, m: &mut serde_json::Map<String, Value>) -> Option<IpAddr> {
+    match crate::ping::resolve(&task.target, task.af).await {
+        Ok(ip) => {
+            m.insert("dst_addr".into(), json!(ip.to_string()));
+            common::set_source(m, crate::ping::source_addr(ip).await);
+            Some(ip)
+        }
+        Err(e) => {
+            m.insert("dnserr".into(), json!(e));
+            m.insert("result".into(), json!([{"error": e}]));
+            m.insert("endtime".into(), json!(crate::unix_now() as i64));
+            None
+        }
     }
 }
 
@@ -126,21 +194,10 @@ pub async fn run_traceroute<P: TraceProber>(
     m.insert("proto".into(), json!(opts.protocol.as_str()));
     m.insert("paris_id".into(), json!(opts.paris));
     m.insert("size".into(), json!(opts.size));
-    let dst = match crate::ping::resolve(&task.target, task.af).await {
-        Ok(ip) => ip,
-        Err(e) => {
-            m.insert("dnserr".into(), json!(e));
-            m.insert("result".into(), json!([{"error": e}]));
-            m.insert("endtime".into(), json!(crate::unix_now() as i64));
-            return Value::Object(m);
-        }
+    let Some(dst) = resolve_into(task, &mut m).await else {
+        return Value::Object(m);
     };
-    m.insert("dst_addr".into(), json!(dst.to_string()));
-    common::set_source(&mut m, crate::ping::source_addr(dst).await);
-    let paris = opts.paris > 0;
-    let ident: u16 = rand::random();
-    let flow_port: u16 = rand::random_range(33_000..60_000);
-    let timeout = Duration::from_millis(u64::from(opts.response_timeout_ms));
+    let flow = Flow::new(dst, opts);
     let mut seq: u16 = 0;
     let mut hops = Vec::new();
     let mut gap = 0;
@@ -151,26 +208,7 @@ pub async fn run_traceroute<P: TraceProber>(
         let mut send_error = None;
         for _ in 0..opts.packets {
             seq = seq.wrapping_add(1);
-            let spec = ProbeSpec {
-                dst,
-                protocol: opts.protocol,
-                ttl: u8::try_from(ttl).unwrap_or(255),
-                ident,
-                seq,
-                src_port: if paris || opts.protocol == TraceProtocol::Tcp {
-                    flow_port
-                } else {
-                    0
-                },
-                dst_port: match (opts.protocol, paris) {
-                    (TraceProtocol::Udp, false) => opts.port.wrapping_add(seq),
-                    _ => opts.port,
-                },
-                size: opts.size,
-                paris,
-                dont_fragment: opts.dont_fragment,
-                timeout,
-            };
+            let spec = flow.spec(opts, ttl, seq);
             let reply = prober.probe(&spec).await;
             match &reply {
                 ProbeReply::Reply { kind, .. } => {
@@ -223,18 +261,51 @@ pub fn checksum(data: &[u8]) -> u16 {
 }
 
 /// An ICMP echo request. With `paris`, the first payload word is the one's complement
-/// of `seq`, so that the checksum (and so the flow) is the same for every probe.
-pub fn echo_request(ident: u16, seq: u16, size: u32, paris: bool) -> Vec<u8> {
+/// of `seq`, so that the checksum (and so the flow) is the same for every probe. For
+/// ICMPv6 (`v6`) the kernel fills in the checksum (it covers a pseudo-header the
+/// socket knows); the complement keeps it constant all the same.
+pub fn echo_request(ident: u16, seq: u16, size: u32, paris: bool, v6: bool) -> Vec<u8> {
     let mut p = vec![0u8; 8 + (size as usize).max(2)];
-    p[0] = 8;
+    p[0] = if v6 { 128 } else { 8 };
     p[4..6].copy_from_slice(&ident.to_be_bytes());
     p[6..8].copy_from_slice(&seq.to_be_bytes());
     if paris {
         p[8..10].copy_from_slice(&(!seq).to_be_bytes());
     }
-    let c = checksum(&p);
-    p[2..4].copy_from_slice(&c.to_be_bytes());
+    if !v6 {
+        let c = checksum(&p);
+        p[2..4].copy_from_slice(&c.to_be_bytes());
+    }
     p
+}
+
+fn word(b: &[u8], i: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
+}
+
+/// Is the quoted transport header `l4` (protocol `proto`) our probe?
+fn quotes_probe(
+    proto: u8,
+    l4: &[u8],
+    spec: &ProbeSpec,
+    src_port: u16,
+    echo: u8,
+    icmp_proto: u8,
+) -> Option<bool> {
+    Some(match spec.protocol {
+        TraceProtocol::Icmp => {
+            proto == icmp_proto
+                && *l4.first()? == echo
+                && word(l4, 4)? == spec.ident
+                && word(l4, 6)? == spec.seq
+        }
+        TraceProtocol::Udp => {
+            proto == 17 && word(l4, 0)? == src_port && word(l4, 2)? == spec.dst_port
+        }
+        TraceProtocol::Tcp => {
+            proto == 6 && word(l4, 0)? == src_port && word(l4, 2)? == spec.dst_port
+        }
+    })
 }
 
 /// Match an IPv4 packet (with its IP header, as a raw socket gives it) against a probe.
@@ -251,9 +322,6 @@ pub fn match_v4(
     let icmp = buf.get(ihl..)?;
     let (kind, code) = (*icmp.first()?, *icmp.get(1)?);
     let size = icmp.len();
-    let word = |b: &[u8], i: usize| -> Option<u16> {
-        Some(u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]))
-    };
     if kind == 0 {
         let ours = spec.protocol == TraceProtocol::Icmp
             && from == dst
@@ -273,29 +341,13 @@ pub fn match_v4(
         *inner.get(18)?,
         *inner.get(19)?,
     );
-    if inner_dst != dst {
-        return None;
-    }
-    let l4 = inner.get(ihl2..)?;
-    let ours = match spec.protocol {
-        TraceProtocol::Icmp => {
-            proto == 1
-                && *l4.first()? == 8
-                && word(l4, 4)? == spec.ident
-                && word(l4, 6)? == spec.seq
-        }
-        TraceProtocol::Udp => {
-            proto == 17 && word(l4, 0)? == src_port && word(l4, 2)? == spec.dst_port
-        }
-        TraceProtocol::Tcp => {
-            proto == 6 && word(l4, 0)? == src_port && word(l4, 2)? == spec.dst_port
-        }
-    };
-    if !ours {
+    if inner_dst != dst || !quotes_probe(proto, inner.get(ihl2..)?, spec, src_port, 8, 1)? {
         return None;
     }
     let reply = if kind == 11 {
         ReplyKind::TimeExceeded
+    } else if code == 4 {
+        ReplyKind::FragNeeded(u32::from(word(icmp, 6)?))
     } else if from == dst && (code == 3 || (code == 2 && spec.protocol == TraceProtocol::Icmp)) {
         ReplyKind::Reached
     } else {
@@ -304,162 +356,56 @@ pub fn match_v4(
     Some((from, ttl, size, reply))
 }
 
-/// The real prober: a raw ICMPv4 socket (root or CAP_NET_RAW) for answers and ICMP
-/// probes, a UDP socket or a TCP connect for UDP and TCP probes. IPv4 only.
-#[derive(Default)]
-pub struct RawProber;
-
-fn raw_icmp_v4() -> std::io::Result<tokio::net::UdpSocket> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let s = Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?;
-    s.set_nonblocking(true)?;
-    tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(s))
-}
-
-async fn wait_icmp(
-    icmp: &tokio::net::UdpSocket,
+/// Match an ICMPv6 message (a raw ICMPv6 socket gives no IPv6 header) from `from`
+/// against a probe. Returns the message size and what it says.
+pub fn match_v6(
+    icmp: &[u8],
+    from: Ipv6Addr,
     spec: &ProbeSpec,
-    dst: Ipv4Addr,
+    dst: Ipv6Addr,
     src_port: u16,
-    sent: Instant,
-) -> ProbeReply {
-    let mut buf = [0u8; 1500];
-    loop {
-        let Ok((n, _)) = icmp.recv_from(&mut buf).await else {
-            return ProbeReply::Error("recvfrom failed on the ICMP socket".into());
-        };
-        let rtt = sent.elapsed();
-        if let Some((from, ttl, size, kind)) = match_v4(&buf[..n], spec, dst, src_port) {
-            return ProbeReply::Reply {
-                from: IpAddr::V4(from),
-                rtt,
-                size,
-                ttl: Some(ttl),
-                kind,
-                flags: None,
-            };
-        }
+) -> Option<(usize, ReplyKind)> {
+    let (kind, code) = (*icmp.first()?, *icmp.get(1)?);
+    let size = icmp.len();
+    if kind == 129 {
+        let ours = spec.protocol == TraceProtocol::Icmp
+            && from == dst
+            && word(icmp, 4)? == spec.ident
+            && word(icmp, 6)? == spec.seq;
+        return ours.then_some((size, ReplyKind::Reached));
     }
-}
-
-impl RawProber {
-    async fn probe_v4(&self, spec: &ProbeSpec, dst: Ipv4Addr) -> Result<ProbeReply, String> {
-        let icmp = raw_icmp_v4().map_err(|e| format!("raw ICMP socket: {e}"))?;
-        let target = SocketAddr::new(IpAddr::V4(dst), spec.dst_port);
-        let ttl = u32::from(spec.ttl);
-        match spec.protocol {
-            TraceProtocol::Icmp => {
-                icmp.set_ttl(ttl)
-                    .map_err(|e| format!("setsockopt IP_TTL: {e}"))?;
-                let pkt = echo_request(spec.ident, spec.seq, spec.size, spec.paris);
-                let sent = Instant::now();
-                icmp.send_to(&pkt, SocketAddr::new(IpAddr::V4(dst), 0))
-                    .await
-                    .map_err(|e| format!("sendto failed: {e}"))?;
-                Ok(
-                    tokio::time::timeout(spec.timeout, wait_icmp(&icmp, spec, dst, 0, sent))
-                        .await
-                        .unwrap_or(ProbeReply::Timeout),
-                )
-            }
-            TraceProtocol::Udp => {
-                let sock = match std::net::UdpSocket::bind(("0.0.0.0", spec.src_port)) {
-                    Ok(s) => s,
-                    Err(_) => std::net::UdpSocket::bind(("0.0.0.0", 0))
-                        .map_err(|e| format!("bind: {e}"))?,
-                };
-                sock.set_nonblocking(true)
-                    .map_err(|e| format!("socket: {e}"))?;
-                let sock =
-                    tokio::net::UdpSocket::from_std(sock).map_err(|e| format!("socket: {e}"))?;
-                sock.set_ttl(ttl)
-                    .map_err(|e| format!("setsockopt IP_TTL: {e}"))?;
-                let src_port = sock
-                    .local_addr()
-                    .map_err(|e| format!("socket: {e}"))?
-                    .port();
-                let mut payload = vec![0u8; spec.size as usize];
-                if payload.len() >= 2 {
-                    payload[..2].copy_from_slice(&spec.seq.to_be_bytes());
-                }
-                let sent = Instant::now();
-                sock.send_to(&payload, target)
-                    .await
-                    .map_err(|e| format!("sendto failed: {e}"))?;
-                Ok(
-                    tokio::time::timeout(spec.timeout, wait_icmp(&icmp, spec, dst, src_port, sent))
-                        .await
-                        .unwrap_or(ProbeReply::Timeout),
-                )
-            }
-            TraceProtocol::Tcp => {
-                use socket2::{Domain, Protocol, Socket, Type};
-                let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP))
-                    .map_err(|e| format!("socket: {e}"))?;
-                s.set_ttl_v4(ttl)
-                    .map_err(|e| format!("setsockopt IP_TTL: {e}"))?;
-                s.set_reuse_address(true)
-                    .map_err(|e| format!("setsockopt: {e}"))?;
-                let any = SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0);
-                if s.bind(&SocketAddr::new(any.ip(), spec.src_port).into())
-                    .is_err()
-                {
-                    s.bind(&any.into()).map_err(|e| format!("bind: {e}"))?;
-                }
-                s.set_nonblocking(true)
-                    .map_err(|e| format!("socket: {e}"))?;
-                let src_port = s
-                    .local_addr()
-                    .ok()
-                    .and_then(|a| a.as_socket())
-                    .map(|a| a.port())
-                    .unwrap_or(0);
-                let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(s));
-                let sent = Instant::now();
-                let reached = |flags: &str| ProbeReply::Reply {
-                    from: IpAddr::V4(dst),
-                    rtt: sent.elapsed(),
-                    size: 0,
-                    ttl: None,
-                    kind: ReplyKind::Reached,
-                    flags: Some(flags.into()),
-                };
-                let outcome = tokio::time::timeout(spec.timeout, async {
-                    tokio::select! {
-                        r = sock.connect(target) => match r {
-                            Ok(_) => reached("SA"),
-                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => reached("R"),
-                            // An ICMP error (e.g. time exceeded) aborts the connect; the
-                            // ICMP message itself is waiting on the raw socket.
-                            Err(e) => tokio::time::timeout(
-                                Duration::from_millis(200),
-                                wait_icmp(&icmp, spec, dst, src_port, sent),
-                            )
-                            .await
-                            .unwrap_or_else(|_| ProbeReply::Error(format!("connect: {e}"))),
-                        },
-                        r = wait_icmp(&icmp, spec, dst, src_port, sent) => r,
-                    }
-                })
-                .await;
-                Ok(outcome.unwrap_or(ProbeReply::Timeout))
-            }
-        }
+    // 1 destination unreachable, 2 packet too big, 3 time exceeded.
+    if !(1..=3).contains(&kind) {
+        return None;
     }
-}
-
-impl TraceProber for RawProber {
-    async fn probe(&self, spec: &ProbeSpec) -> ProbeReply {
-        match spec.dst {
-            IpAddr::V4(dst) => self
-                .probe_v4(spec, dst)
-                .await
-                .unwrap_or_else(ProbeReply::Error),
-            IpAddr::V6(_) => {
-                ProbeReply::Error("traceroute over IPv6 is not supported by this probe yet".into())
-            }
-        }
+    let inner = icmp.get(8..)?;
+    let next_header = *inner.get(6)?;
+    let mut octets = [0u8; 16];
+    octets.copy_from_slice(inner.get(24..40)?);
+    if Ipv6Addr::from(octets) != dst
+        || !quotes_probe(next_header, inner.get(40..)?, spec, src_port, 128, 58)?
+    {
+        return None;
     }
+    let reply = match kind {
+        3 => ReplyKind::TimeExceeded,
+        2 => ReplyKind::FragNeeded(u32::from_be_bytes([
+            *icmp.get(4)?,
+            *icmp.get(5)?,
+            *icmp.get(6)?,
+            *icmp.get(7)?,
+        ])),
+        _ if from == dst && code == 4 => ReplyKind::Reached,
+        // ICMPv6 unreachable codes in ICMPv4 terms, for RIPE Atlas's letters.
+        _ => ReplyKind::Unreachable(match code {
+            0 => 0,          // no route: N
+            1 | 5 | 6 => 13, // prohibited, policy, reject route: A
+            3 => 1,          // address unreachable: H
+            4 => 3,          // port unreachable: p
+            other => other,
+        }),
+    };
+    Some((size, reply))
 }
 
 #[cfg(test)]
@@ -620,12 +566,12 @@ mod tests {
 
     #[test]
     fn paris_echo_keeps_its_checksum() {
-        let a = echo_request(7, 1, 48, true);
-        let b = echo_request(7, 2, 48, true);
+        let a = echo_request(7, 1, 48, true, false);
+        let b = echo_request(7, 2, 48, true, false);
         assert_eq!(a[2..4], b[2..4]);
         assert_eq!(checksum(&a), 0, "valid checksum");
-        let c = echo_request(7, 1, 48, false);
-        let d = echo_request(7, 2, 48, false);
+        let c = echo_request(7, 1, 48, false, false);
+        let d = echo_request(7, 2, 48, false, false);
         assert_ne!(c[2..4], d[2..4]);
     }
 
@@ -677,5 +623,116 @@ mod tests {
             match_v4(&pkt[..30], &spec, dst, 40000).is_none(),
             "truncated"
         );
+    }
+
+    #[test]
+    fn fragmentation_needed_reports_the_mtu() {
+        let dst = Ipv4Addr::new(192, 0, 2, 9);
+        let spec = ProbeSpec {
+            dst: IpAddr::V4(dst),
+            protocol: TraceProtocol::Icmp,
+            ttl: 2,
+            ident: 0x1234,
+            seq: 7,
+            src_port: 0,
+            dst_port: 0,
+            size: 1200,
+            paris: true,
+            dont_fragment: true,
+            timeout: Duration::from_secs(1),
+        };
+        let mut pkt = vec![
+            0x45, 0, 0, 56, 0, 0, 0, 0, 63, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
+        ];
+        // ICMP 3/4 with next-hop MTU 1000 in bytes 6..8.
+        pkt.extend_from_slice(&[3, 4, 0, 0, 0, 0, 0x03, 0xe8]);
+        pkt.extend_from_slice(&[
+            0x45, 0, 0x04, 0xcc, 0, 0, 0x40, 0, 1, 1, 0, 0, 10, 0, 0, 1, 192, 0, 2, 9,
+        ]);
+        pkt.extend_from_slice(&[8, 0, 0, 0, 0x12, 0x34, 0, 7]);
+        let m = match_v4(&pkt, &spec, dst, 0).expect("ours");
+        assert_eq!(m.3, ReplyKind::FragNeeded(1000));
+        let entry = packet_entry(&ProbeReply::Reply {
+            from: IpAddr::V4(m.0),
+            rtt: Duration::from_millis(1),
+            size: m.2,
+            ttl: Some(m.1),
+            kind: m.3,
+            flags: None,
+        });
+        assert_eq!(entry["mtu"], 1000);
+    }
+
+    #[test]
+    fn icmpv6_answers_match_by_quoted_probe() {
+        let dst: Ipv6Addr = "2001:db8::9".parse().expect("v6");
+        let router: Ipv6Addr = "2001:db8:1::1".parse().expect("v6");
+        let mut spec = ProbeSpec {
+            dst: IpAddr::V6(dst),
+            protocol: TraceProtocol::Udp,
+            ttl: 1,
+            ident: 1,
+            seq: 1,
+            src_port: 40000,
+            dst_port: 33434,
+            size: 10,
+            paris: true,
+            dont_fragment: false,
+            timeout: Duration::from_secs(1),
+        };
+        // ICMPv6 time exceeded, quoting an IPv6 header (next header UDP) to dst.
+        let mut msg = vec![3, 0, 0, 0, 0, 0, 0, 0];
+        let mut ip6 = vec![0x60, 0, 0, 0, 0, 18, 17, 1];
+        ip6.extend_from_slice(&"2001:db8::1".parse::<Ipv6Addr>().expect("v6").octets());
+        ip6.extend_from_slice(&dst.octets());
+        msg.extend_from_slice(&ip6);
+        msg.extend_from_slice(&[0x9c, 0x40, 0x82, 0x9a, 0, 18, 0, 0]);
+        assert_eq!(
+            match_v6(&msg, router, &spec, dst, 40000),
+            Some((msg.len(), ReplyKind::TimeExceeded))
+        );
+        assert_eq!(
+            match_v6(&msg, router, &spec, dst, 40001),
+            None,
+            "other flow"
+        );
+        // Port unreachable from the destination: reached; from a router: "p".
+        msg[0] = 1;
+        msg[1] = 4;
+        assert_eq!(
+            match_v6(&msg, dst, &spec, dst, 40000).map(|m| m.1),
+            Some(ReplyKind::Reached)
+        );
+        assert_eq!(
+            match_v6(&msg, router, &spec, dst, 40000).map(|m| m.1),
+            Some(ReplyKind::Unreachable(3))
+        );
+        assert_eq!(unreachable_err(3), json!("p"));
+        // Packet too big carries the MTU.
+        msg[0] = 2;
+        msg[1] = 0;
+        msg[4..8].copy_from_slice(&1280u32.to_be_bytes());
+        assert_eq!(
+            match_v6(&msg, router, &spec, dst, 40000).map(|m| m.1),
+            Some(ReplyKind::FragNeeded(1280))
+        );
+        assert_eq!(
+            match_v6(&msg[..30], router, &spec, dst, 40000),
+            None,
+            "truncated"
+        );
+        // Echo reply for an ICMP probe.
+        spec.protocol = TraceProtocol::Icmp;
+        let reply = [129, 0, 0, 0, 0, 1, 0, 1, 0, 0];
+        assert_eq!(
+            match_v6(&reply, dst, &spec, dst, 0).map(|m| m.1),
+            Some(ReplyKind::Reached)
+        );
+        assert_eq!(
+            match_v6(&reply, router, &spec, dst, 0),
+            None,
+            "not from the target"
+        );
+        assert_eq!(echo_request(1, 1, 8, true, true)[0], 128);
     }
 }

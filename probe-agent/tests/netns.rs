@@ -352,6 +352,117 @@ fn traceroute_shows_stars_where_a_router_drops() {
     }
 }
 
+/// The chain with IPv6 too: fd00:201:{11..14}::/64 next to the IPv4 subnets.
+fn chain6(tag: &str) -> Option<Lab> {
+    let lab = chain(tag)?;
+    let addr = |node: &str, dev: &str, a: &str| {
+        lab.sh(node, &format!("ip -6 addr add {a}/64 dev {dev} nodad"));
+    };
+    for (n, (a, b)) in [("p", "r1"), ("r1", "r2"), ("r2", "r3"), ("r3", "t")]
+        .iter()
+        .enumerate()
+    {
+        let net = 11 + n;
+        addr(a, "e0", &format!("fd00:201:{net}::1"));
+        addr(b, "w0", &format!("fd00:201:{net}::2"));
+    }
+    let fwd = "sysctl -qw net.ipv6.conf.all.forwarding=1 && sysctl -qw net.ipv6.icmp.ratelimit=0";
+    lab.sh("p", "ip -6 route add default via fd00:201:11::2");
+    lab.sh(
+        "t",
+        "sysctl -qw net.ipv6.icmp.ratelimit=0 && ip -6 route add default via fd00:201:14::1",
+    );
+    lab.sh(
+        "r1",
+        &format!("{fwd} && ip -6 route add default via fd00:201:12::2"),
+    );
+    lab.sh("r2", &format!("{fwd} && ip -6 route add default via fd00:201:13::2 && ip -6 route add fd00:201:11::/64 via fd00:201:12::1"));
+    lab.sh("r3", &format!("{fwd} && ip -6 route add fd00:201:11::/64 via fd00:201:13::1 && ip -6 route add fd00:201:12::/64 via fd00:201:13::1"));
+    // Warm the neighbour caches along the path and back: a router whose neighbour
+    // is still unresolved drops the first ICMPv6 errors it makes (system traceroute
+    // shows the same stars on a cold chain), which real, busy routers do not have.
+    lab.sh("p", "ping -6 -c 1 -i 0.2 -w 10 fd00:201:14::2 >/dev/null");
+    Some(lab)
+}
+
+#[test]
+fn traceroute_over_ipv6_finds_every_hop_in_order() {
+    let Some(lab) = chain6("t6") else { return };
+    let want = [
+        "fd00:201:11::2",
+        "fd00:201:12::2",
+        "fd00:201:13::2",
+        "fd00:201:14::2",
+    ];
+    for proto in ["ICMP", "UDP", "TCP"] {
+        let v = lab.measure("p", &serde_json::json!({"type": "traceroute", "af": 6, "target": "fd00:201:14::2", "protocol": proto, "packets": 2, "response_timeout": 1000}));
+        assert_eq!(v["af"], 6, "{v}");
+        assert_eq!(v["src_addr"], "fd00:201:11::1", "{v}");
+        let hops = hop_addrs(&v);
+        assert_eq!(hops.len(), 4, "{proto}: {v}");
+        for (i, hop) in hops.iter().enumerate() {
+            assert_eq!(
+                hop,
+                &vec![want[i].to_owned(); 2],
+                "{proto} hop {}: {v}",
+                i + 1
+            );
+        }
+    }
+}
+
+#[test]
+fn dont_fragment_stops_at_the_narrow_link_with_its_mtu() {
+    let Some(lab) = chain("df") else { return };
+    // The r2 - r3 link carries at most 1000-byte packets.
+    lab.sh("r2", "ip link set e0 mtu 1000");
+    lab.sh("r3", "ip link set w0 mtu 1000");
+    for proto in ["ICMP", "UDP"] {
+        let def = |df: bool| serde_json::json!({"type": "traceroute", "target": "10.201.14.2", "protocol": proto, "packets": 2, "size": 1200, "dont_fragment": df, "response_timeout": 1000});
+        // Without DF, r2 fragments and the trace reaches the target.
+        let v = lab.measure("p", &def(false));
+        assert_eq!(hop_addrs(&v).len(), 4, "{proto} without DF: {v}");
+        assert!(v["result"][1]["result"][0].get("mtu").is_none(), "{v}");
+        // With DF, r2 answers the TTL-3 probes with "fragmentation needed" and the
+        // link's MTU: the end of the trace.
+        let v = lab.measure("p", &def(true));
+        let hops = hop_addrs(&v);
+        assert_eq!(hops.len(), 3, "{proto} with DF: {v}");
+        assert_eq!(hops[2], vec!["10.201.12.2"; 2], "{v}");
+        assert_eq!(v["result"][2]["result"][0]["mtu"], 1000, "{v}");
+        assert_eq!(v["result"][2]["result"][1]["mtu"], 1000, "{v}");
+    }
+}
+
+#[test]
+fn mtr_reports_per_hop_statistics_over_rounds() {
+    let Some(lab) = chain6("mt") else { return };
+    let v = lab.measure(
+        "p",
+        &serde_json::json!({"type": "mtr", "target": "10.201.14.2", "packets": 5}),
+    );
+    assert_eq!(v["type"], "mtr", "{v}");
+    let hops = v["result"].as_array().expect("hops");
+    let want = ["10.201.11.2", "10.201.12.2", "10.201.13.2", "10.201.14.2"];
+    assert_eq!(hops.len(), 4, "{v}");
+    for (hop, want) in hops.iter().zip(want) {
+        assert_eq!(hop["from"], want, "{v}");
+        assert_eq!(hop["stats"]["total"], 5);
+        assert_eq!(hop["stats"]["loss"], 0.0, "{v}");
+        let (min, avg, max) = (
+            hop["stats"]["min"].as_f64().expect("min"),
+            hop["stats"]["avg"].as_f64().expect("avg"),
+            hop["stats"]["max"].as_f64().expect("max"),
+        );
+        assert!(0.0 < min && min <= avg && avg <= max && max < 50.0, "{hop}");
+    }
+    let v = lab.measure("p", &serde_json::json!({"type": "mtr", "af": 6, "target": "fd00:201:14::2", "protocol": "UDP", "packets": 3}));
+    let hops = v["result"].as_array().expect("hops");
+    assert_eq!(hops.len(), 4, "{v}");
+    assert_eq!(hops[3]["from"], "fd00:201:14::2", "{v}");
+    assert_eq!(hops[3]["stats"]["rcv"], 3, "{v}");
+}
+
 /// A DNS responder (Python, stdlib only): every query gets one A record 192.0.2.7,
 /// TTL 300, whatever the name.
 const DNS_RESPONDER: &str = r#"
