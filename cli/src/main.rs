@@ -197,6 +197,18 @@ enum Command {
         /// Run without ClickHouse: RTT engines have no data, crowdsourced reports stay in memory.
         #[arg(long)]
         no_clickhouse: bool,
+        /// Namespace whose GeolocationEngine resources give the enabled engines and weights.
+        #[arg(long, env = "VANTAGE_ENGINES_NAMESPACE", default_value = "vantage")]
+        namespace: String,
+        /// Run without Kubernetes: every built-in engine, enabled, weight 1.
+        #[arg(long)]
+        no_kube: bool,
+        /// NATS server URL, for external engines answering on a NATS subject.
+        #[arg(long, env = "NATS_URL")]
+        nats_url: Option<String>,
+        /// Answers (memory and ClickHouse) older than this many seconds are located again.
+        #[arg(long, default_value_t = 3600)]
+        cache_max_age_s: u64,
     },
     /// Apply the ClickHouse schema migrations and print the version.
     Migrate {
@@ -340,8 +352,15 @@ async fn main() -> anyhow::Result<()> {
             listen,
             metrics_addr,
             no_clickhouse,
+            namespace,
+            no_kube,
+            nats_url,
+            cache_max_age_s,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
+            cfg.kube_namespace = (!no_kube).then_some(namespace);
+            cfg.nats_url = nats_url;
+            cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {
                     url: ch.clickhouse_url,

@@ -154,11 +154,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             EngineConfig::new("reverse-dns", 1.0, true),
         ),
     ];
-    let locator = Locator {
-        world: world.clone(),
-        engines,
-        engine_timeout: Duration::from_secs(5),
-    };
+    let locator = Locator::new(world.clone(), engines, Duration::from_secs(5));
     let mut registry = prometheus_client::registry::Registry::default();
     let app = router(Arc::new(Api::new(
         locator,

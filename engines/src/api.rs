@@ -18,6 +18,7 @@ use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::cache::{now_ms, AnswerStore};
 use crate::engine::crowd::{unix_now, Crowdsourced, Report};
 use crate::geo;
 use crate::reducer::{Contribution, Located, Locator};
@@ -159,6 +160,8 @@ struct Metrics {
     engine_errors: Counter,
     bad_requests: Counter,
     crowd_reports: Counter,
+    store_hits: Counter,
+    store_errors: Counter,
     locate_seconds: Histogram,
 }
 
@@ -167,6 +170,7 @@ pub struct Api {
     locator: Locator,
     crowd: Option<Arc<Crowdsourced>>,
     cache: Mutex<HashMap<String, (Instant, Arc<Located>)>>,
+    store: Option<Arc<dyn AnswerStore>>,
     cache_max_age: Duration,
     max_batch: usize,
     metrics: Metrics,
@@ -186,6 +190,8 @@ impl Api {
             engine_errors: Counter::default(),
             bad_requests: Counter::default(),
             crowd_reports: Counter::default(),
+            store_hits: Counter::default(),
+            store_errors: Counter::default(),
             locate_seconds: Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
         };
         registry.register(
@@ -214,6 +220,16 @@ impl Api {
             metrics.crowd_reports.clone(),
         );
         registry.register(
+            "store_hits",
+            "Locates answered from the answer store (ClickHouse)",
+            metrics.store_hits.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Answer store reads or writes that failed",
+            metrics.store_errors.clone(),
+        );
+        registry.register(
             "locate_seconds",
             "Time to locate one address (uncached)",
             metrics.locate_seconds.clone(),
@@ -222,32 +238,75 @@ impl Api {
             locator,
             crowd,
             cache: Mutex::new(HashMap::new()),
+            store: None,
             cache_max_age,
             max_batch,
             metrics,
         }
     }
 
+    /// Keep answers in `store` too (ClickHouse), behind the in-memory cache.
+    pub fn with_answer_store(mut self, store: Arc<dyn AnswerStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
     pub fn locator(&self) -> &Locator {
         &self.locator
     }
 
-    /// Locate with the answer cache (keyed by address and engine filter).
-    pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Arc<Located> {
-        self.metrics.locates.inc();
-        let key = match only {
+    /// Drop the in-memory answers (the engine set changed; stored answers are keyed by
+    /// the set's fingerprint and so are not served for the new set).
+    pub fn clear_memory_cache(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+    }
+
+    /// The cache key of an answer, without the address: the engine set's fingerprint
+    /// and the `?engines=` filter.
+    fn cache_key(&self, only: Option<&HashSet<String>>) -> String {
+        let filter = match only {
             Some(set) => {
                 let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
                 names.sort_unstable();
-                format!("{ip}|{}", names.join(","))
+                names.join(",")
             }
-            None => ip.to_string(),
+            None => String::new(),
         };
+        format!("{}|{filter}", self.locator.fingerprint())
+    }
+
+    /// Locate with the answer cache: memory, then the answer store, then the engines.
+    pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Arc<Located> {
+        self.metrics.locates.inc();
+        let key = self.cache_key(only);
+        let mem_key = format!("{ip}|{key}");
         if let Ok(cache) = self.cache.lock() {
-            if let Some((at, answer)) = cache.get(&key) {
+            if let Some((at, answer)) = cache.get(&mem_key) {
                 if at.elapsed() < self.cache_max_age {
                     self.metrics.cache_hits.inc();
                     return answer.clone();
+                }
+            }
+        }
+        if let Some(store) = &self.store {
+            match store.get(ip, &key).await {
+                Ok(Some(cached)) => {
+                    let age = Duration::from_millis(now_ms().saturating_sub(cached.answered_ms));
+                    if age < self.cache_max_age {
+                        self.metrics.cache_hits.inc();
+                        self.metrics.store_hits.inc();
+                        let answer = Arc::new(cached.located);
+                        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                        self.remember(mem_key, at, answer.clone());
+                        return answer;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    tracing::warn!(%ip, error = %e, "answer store read failed; locating afresh");
                 }
             }
         }
@@ -258,6 +317,20 @@ impl Api {
             .observe(start.elapsed().as_secs_f64());
         let failed = answer.partials.iter().filter(|p| p.error.is_some()).count();
         self.metrics.engine_errors.inc_by(failed as u64);
+        // Answers with a failed engine are not kept: the next ask tries again.
+        if failed == 0 {
+            self.remember(mem_key, Instant::now(), answer.clone());
+            if let Some(store) = &self.store {
+                if let Err(e) = store.put(&key, &answer, now_ms()).await {
+                    self.metrics.store_errors.inc();
+                    tracing::warn!(%ip, error = %e, "answer store write failed");
+                }
+            }
+        }
+        answer
+    }
+
+    fn remember(&self, key: String, at: Instant, answer: Arc<Located>) {
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 let max_age = self.cache_max_age;
@@ -266,19 +339,20 @@ impl Api {
                     cache.clear();
                 }
             }
-            // Answers with a failed engine are not kept: the next ask tries again.
-            if failed == 0 {
-                cache.insert(key, (Instant::now(), answer.clone()));
-            }
+            cache.insert(key, (at, answer));
         }
-        answer
     }
 
-    fn forget(&self, ip: IpAddr) {
+    async fn forget(&self, ip: IpAddr) {
         let prefix = format!("{ip}|");
-        let exact = ip.to_string();
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|k, _| k != &exact && !k.starts_with(&prefix));
+            cache.retain(|k, _| !k.starts_with(&prefix));
+        }
+        if let Some(store) = &self.store {
+            if let Err(e) = store.forget(ip, now_ms()).await {
+                self.metrics.store_errors.inc();
+                tracing::warn!(%ip, error = %e, "answer store: forgetting failed");
+            }
         }
     }
 
@@ -692,7 +766,7 @@ async fn crowdsource(
         )
     })?;
     api.metrics.crowd_reports.inc();
-    api.forget(ip);
+    api.forget(ip).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"ip": ip, "accepted": true, "city": city})),

@@ -3,10 +3,12 @@
 //! ([`reducer`]) and an HTTP API ([`api`]). See `docs/GEOLOCATION.md`.
 
 pub mod api;
+pub mod cache;
 pub mod engine;
 pub mod eval;
 pub mod geo;
 pub mod reducer;
+pub mod resources;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -80,6 +82,11 @@ pub struct Config {
     pub max_batch: usize,
     /// How long one engine may take.
     pub engine_timeout: Duration,
+    /// Follow `GeolocationEngine` resources in this namespace (the enabled set and
+    /// weights); `None`: run `engines` as given (all built-ins by default).
+    pub kube_namespace: Option<String>,
+    /// NATS, for external engines that answer on a subject.
+    pub nats_url: Option<String>,
 }
 
 impl Config {
@@ -95,15 +102,118 @@ impl Config {
             cache_max_age: Duration::from_secs(3600),
             max_batch: 1000,
             engine_timeout: Duration::from_secs(5),
+            kube_namespace: None,
+            nats_url: None,
         }
     }
 }
 
-/// Build the engines a configuration names.
-pub async fn build_locator(
-    config: &Config,
-) -> Result<(Locator, Option<Arc<engine::crowd::Crowdsourced>>), Error> {
-    use engine::latency::{ClickHouseRtts, Latency, LatencyKind, RttSource, StaticRtts};
+/// What engines are built from: the shared sources, once per process.
+pub struct Engines {
+    rtts: Arc<dyn engine::latency::RttSource>,
+    single_radius_rtts: Arc<dyn engine::latency::RttSource>,
+    rdns: Arc<dyn Engine>,
+    crowd: Arc<engine::crowd::Crowdsourced>,
+    nats: Option<async_nats::Client>,
+    engine_timeout: Duration,
+    external_metrics: engine::external::ExternalMetrics,
+}
+
+impl Engines {
+    pub fn new(
+        rtts: Arc<dyn engine::latency::RttSource>,
+        rdns: Arc<dyn Engine>,
+        crowd: Arc<engine::crowd::Crowdsourced>,
+        engine_timeout: Duration,
+    ) -> Self {
+        Self {
+            single_radius_rtts: rtts.clone(),
+            rtts,
+            rdns,
+            crowd,
+            nats: None,
+            engine_timeout,
+            external_metrics: Default::default(),
+        }
+    }
+
+    /// NATS for external engines on a subject.
+    pub fn with_nats(mut self, client: async_nats::Client) -> Self {
+        self.nats = Some(client);
+        self
+    }
+
+    /// A different RTT source for single-radius (one that measures actively).
+    pub fn with_single_radius_rtts(mut self, rtts: Arc<dyn engine::latency::RttSource>) -> Self {
+        self.single_radius_rtts = rtts;
+        self
+    }
+
+    pub fn external_metrics(&self) -> &engine::external::ExternalMetrics {
+        &self.external_metrics
+    }
+
+    pub fn crowd(&self) -> Arc<engine::crowd::Crowdsourced> {
+        self.crowd.clone()
+    }
+
+    /// The engine a configuration names.
+    pub fn build(&self, cfg: &EngineConfig) -> Result<Arc<dyn Engine>, Error> {
+        use engine::latency::{Latency, LatencyKind};
+        let name = cfg.name.as_str();
+        Ok(match (name, &cfg.http_endpoint, &cfg.nats_subject) {
+            (_, Some(endpoint), _) => Arc::new(
+                engine::external::HttpEngine::new(name, endpoint, self.engine_timeout)?
+                    .with_metrics(self.external_metrics.clone()),
+            ),
+            (_, None, Some(subject)) => {
+                let Some(client) = &self.nats else {
+                    return Err(Error::Config(format!(
+                        "engine {name}: answers on NATS subject {subject:?}, but vantage engines runs without NATS; start it with --nats-url"
+                    )));
+                };
+                Arc::new(engine::external::NatsEngine::new(
+                    name,
+                    subject,
+                    client.clone(),
+                    self.engine_timeout,
+                    self.external_metrics.clone(),
+                )?)
+            }
+            ("single-radius", None, None) => Arc::new(Latency::new(
+                LatencyKind::SingleRadius,
+                self.single_radius_rtts.clone(),
+            )),
+            ("latency", None, None) => Arc::new(Latency::new(LatencyKind::Cbg, self.rtts.clone())),
+            ("anycast", None, None) => {
+                Arc::new(Latency::new(LatencyKind::Anycast, self.rtts.clone()))
+            }
+            ("reverse-dns", None, None) => self.rdns.clone(),
+            ("crowdsourced", None, None) => self.crowd.clone(),
+            (other, None, None) => {
+                return Err(Error::Config(format!(
+                "engine {other:?} is not built in ({}) and has no http_endpoint or nats_subject",
+                reducer::BUILTINS.join(", ")
+            )))
+            }
+        })
+    }
+
+    /// Every engine of `configs`; the first that cannot be built is an error.
+    pub fn build_all(
+        &self,
+        configs: &[EngineConfig],
+    ) -> Result<Vec<reducer::ConfiguredEngine>, Error> {
+        configs
+            .iter()
+            .map(|c| Ok((self.build(c)?, c.clone())))
+            .collect()
+    }
+}
+
+/// The world and the engine sources a configuration names.
+pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Error> {
+    use engine::latency::{ClickHouseRtts, RttSource, StaticRtts};
     let world = match &config.worlds_path {
         Some(path) => Arc::new(World::from_gzip(&std::fs::read(path).map_err(|e| {
             Error::Dataset(format!("cannot read {}: {e}", path.display()))
@@ -134,36 +244,34 @@ pub async fn build_locator(
         crowd_store,
         Default::default(),
     ));
-    let mut engines: Vec<(Arc<dyn Engine>, EngineConfig)> = Vec::new();
-    let mut crowd_used = false;
-    for cfg in &config.engines {
-        let engine: Arc<dyn Engine> = match (cfg.name.as_str(), &cfg.http_endpoint) {
-            (name, Some(endpoint)) => Arc::new(engine::external::HttpEngine::new(name, endpoint, config.engine_timeout)?),
-            ("single-radius", None) => Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
-            ("latency", None) => Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
-            ("anycast", None) => Arc::new(Latency::new(LatencyKind::Anycast, rtts.clone())),
-            ("reverse-dns", None) => Arc::new(engine::rdns::ReverseDns::new(
-                engine::rdns::Rules::embedded()?,
-                Arc::new(engine::rdns::HickoryPtr::from_system()?),
-            )),
-            ("crowdsourced", None) => {
-                crowd_used = true;
-                crowd.clone()
-            }
-            (other, None) => {
-                return Err(Error::Config(format!(
-                    "engine {other:?} is not built in (single-radius, latency, anycast, reverse-dns, crowdsourced) and has no http_endpoint"
-                )))
-            }
-        };
-        engines.push((engine, cfg.clone()));
+    let rdns: Arc<dyn Engine> = Arc::new(engine::rdns::ReverseDns::new(
+        engine::rdns::Rules::embedded()?,
+        Arc::new(engine::rdns::HickoryPtr::from_system()?),
+    ));
+    let mut engines = Engines::new(rtts, rdns, crowd, config.engine_timeout);
+    if let Some(url) = &config.nats_url {
+        let client = async_nats::connect(url).await.map_err(|e| {
+            Error::Config(format!(
+                "cannot connect to NATS at {url}: {e}; check --nats-url, or run without it (external engines on NATS subjects then stay unavailable)"
+            ))
+        })?;
+        engines = engines.with_nats(client);
     }
-    let locator = Locator {
-        world,
-        engines,
-        engine_timeout: config.engine_timeout,
-    };
-    Ok((locator, crowd_used.then_some(crowd)))
+    Ok((world, engines))
+}
+
+/// Build the engines a configuration names (its static `engines` list).
+pub async fn build_locator(
+    config: &Config,
+) -> Result<(Locator, Option<Arc<engine::crowd::Crowdsourced>>), Error> {
+    let (world, engines) = build_engines(config).await?;
+    let built = engines.build_all(&config.engines)?;
+    let crowd_used = config
+        .engines
+        .iter()
+        .any(|c| c.name == "crowdsourced" && !c.is_external());
+    let locator = Locator::new(world, built, config.engine_timeout);
+    Ok((locator, crowd_used.then_some(engines.crowd())))
 }
 
 /// Serve the geolocation API on `config.listen` and `/metrics` + `/healthz` on
@@ -171,7 +279,15 @@ pub async fn build_locator(
 pub async fn serve(config: Config) -> Result<(), Error> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_engines");
     let health = vantage_platform::obs::Health::default();
-    let (locator, crowd) = build_locator(&config).await?;
+    let (world, engines) = build_engines(&config).await?;
+    engines.external_metrics().register(&mut registry);
+    // With Kubernetes the set comes from GeolocationEngine resources (empty until listed);
+    // without, it is `config.engines`.
+    let initial = match &config.kube_namespace {
+        Some(_) => Vec::new(),
+        None => engines.build_all(&config.engines)?,
+    };
+    let locator = Locator::new(world, initial, config.engine_timeout);
     tracing::info!(
         cities = locator.world.len(),
         airports = locator.world.airport_count(),
@@ -179,13 +295,19 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         engines = ?locator.engine_names(),
         "world loaded"
     );
-    let api = Arc::new(Api::new(
+    let mut api = Api::new(
         locator,
-        crowd,
+        Some(engines.crowd()),
         config.cache_max_age,
         config.max_batch,
         &mut registry,
-    ));
+    );
+    if let Some(ch) = &config.clickhouse {
+        let store = cache::ClickHouseAnswers::new(&ch.url, &ch.database)?;
+        store.ensure_table().await?;
+        api = api.with_answer_store(Arc::new(store));
+    }
+    let api = Arc::new(api);
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {
@@ -193,13 +315,34 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             source,
         })?;
     let metrics_addr = config.metrics_addr;
+    match config.kube_namespace.clone() {
+        Some(namespace) => {
+            let client = kube::Client::try_default().await.map_err(|e| {
+                Error::Config(format!(
+                    "cannot reach the Kubernetes API: {e}; check KUBECONFIG or the service account, or run with --no-kube (all built-in engines)"
+                ))
+            })?;
+            let metrics = resources::Metrics::default();
+            metrics.register(&mut registry);
+            let (engines, api, ready) = (Arc::new(engines), api.clone(), health.clone());
+            tokio::spawn(async move {
+                let result = resources::follow(client, &namespace, engines, api, metrics, || {
+                    ready.set_ready(true)
+                })
+                .await;
+                if let Err(e) = result {
+                    tracing::error!(error = %e, "GeolocationEngine follower stopped");
+                }
+            });
+        }
+        None => health.set_ready(true),
+    }
     let obs_health = health.clone();
     tokio::spawn(async move {
         if let Err(e) = vantage_platform::obs::serve(metrics_addr, registry, obs_health).await {
             tracing::error!(error = %e, %metrics_addr, "metrics endpoint stopped");
         }
     });
-    health.set_ready(true);
     tracing::info!(addr = %config.listen, "serving the geolocation API");
     axum::serve(listener, router(api))
         .await

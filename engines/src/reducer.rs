@@ -2,13 +2,22 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Candidate, Engine};
 use crate::world::World;
+
+/// The engines built into the process, by `GeolocationEngine.spec.engine` name.
+pub const BUILTINS: &[&str] = &[
+    "single-radius",
+    "latency",
+    "anycast",
+    "reverse-dns",
+    "crowdsourced",
+];
 
 /// One engine as a `GeolocationEngine` resource configures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -21,6 +30,9 @@ pub struct EngineConfig {
     /// For an external engine: its HTTP endpoint.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http_endpoint: Option<String>,
+    /// For an external engine: the NATS subject it answers on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nats_subject: Option<String>,
 }
 
 impl EngineConfig {
@@ -30,26 +42,26 @@ impl EngineConfig {
             weight,
             enabled,
             http_endpoint: None,
+            nats_subject: None,
         }
+    }
+
+    /// Whether this names an engine outside the process (HTTP or NATS).
+    pub fn is_external(&self) -> bool {
+        self.http_endpoint.is_some() || self.nats_subject.is_some()
     }
 
     /// Every built-in engine, enabled, weight 1.
     pub fn builtins() -> Vec<EngineConfig> {
-        [
-            "single-radius",
-            "latency",
-            "anycast",
-            "reverse-dns",
-            "crowdsourced",
-        ]
-        .iter()
-        .map(|n| EngineConfig::new(n, 1.0, true))
-        .collect()
+        BUILTINS
+            .iter()
+            .map(|n| EngineConfig::new(n, 1.0, true))
+            .collect()
     }
 }
 
 /// One engine's answer for one address.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Partial {
     pub engine: String,
     pub weight: f64,
@@ -60,14 +72,14 @@ pub struct Partial {
 }
 
 /// One engine's share of a city's score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contribution {
     pub score: u8,
     pub weight: f64,
 }
 
 /// A city and its summed score.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Scored {
     pub city_id: u32,
     pub score: f64,
@@ -116,15 +128,21 @@ pub fn reduce(partials: &[Partial]) -> Vec<Scored> {
     out
 }
 
-/// The engines with their configuration, and the world.
+/// One engine with its configuration.
+pub type ConfiguredEngine = (Arc<dyn Engine>, EngineConfig);
+
+/// Engines with their configuration.
+pub type EngineSet = Arc<Vec<ConfiguredEngine>>;
+
+/// The engines with their configuration, and the world. The engine set can be
+/// replaced while the locator serves (from `GeolocationEngine` resources).
 pub struct Locator {
     pub world: Arc<World>,
-    pub engines: Vec<(Arc<dyn Engine>, EngineConfig)>,
+    engines: RwLock<EngineSet>,
     pub engine_timeout: Duration,
 }
-
 /// Everything known about one address.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Located {
     pub ip: IpAddr,
     pub scored: Vec<Scored>,
@@ -134,31 +152,67 @@ pub struct Located {
 }
 
 impl Locator {
+    pub fn new(
+        world: Arc<World>,
+        engines: Vec<(Arc<dyn Engine>, EngineConfig)>,
+        engine_timeout: Duration,
+    ) -> Self {
+        Self {
+            world,
+            engines: RwLock::new(Arc::new(engines)),
+            engine_timeout,
+        }
+    }
+
+    /// The engine set in force.
+    pub fn engines(&self) -> EngineSet {
+        match self.engines.read() {
+            Ok(e) => e.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Replace the engine set (answers computed before stay valid for their own set).
+    pub fn set_engines(&self, engines: Vec<(Arc<dyn Engine>, EngineConfig)>) {
+        let new = Arc::new(engines);
+        match self.engines.write() {
+            Ok(mut e) => *e = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
+    }
+
+    /// The configurations in force.
+    pub fn configs(&self) -> Vec<EngineConfig> {
+        self.engines().iter().map(|(_, c)| c.clone()).collect()
+    }
+
     /// The names of the configured engines.
     pub fn engine_names(&self) -> Vec<String> {
-        self.engines.iter().map(|(_, c)| c.name.clone()).collect()
+        self.engines().iter().map(|(_, c)| c.name.clone()).collect()
+    }
+
+    /// A short digest of the configurations in force: answers are cached under it, so
+    /// a changed engine set (weights, switches, endpoints) never serves an older answer.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(&self.configs())
     }
 
     /// Run the enabled engines (or only `only`, when given) at once and reduce.
     pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Located {
-        let runs = self
-            .engines
+        let engines = self.engines();
+        let runs = engines
             .iter()
             .filter(|(_, c)| match only {
                 Some(set) => set.contains(&c.name),
                 None => c.enabled,
             })
             .map(|(engine, cfg)| async move {
+                let timeout = engine.timeout().unwrap_or(self.engine_timeout);
                 let (candidates, error) =
-                    match tokio::time::timeout(self.engine_timeout, engine.locate(ip, &self.world))
-                        .await
-                    {
+                    match tokio::time::timeout(timeout, engine.locate(ip, &self.world)).await {
                         Ok(Ok(c)) => (c, None),
                         Ok(Err(e)) => (Vec::new(), Some(e.to_string())),
-                        Err(_) => (
-                            Vec::new(),
-                            Some(format!("no answer within {:?}", self.engine_timeout)),
-                        ),
+                        Err(_) => (Vec::new(), Some(format!("no answer within {timeout:?}"))),
                     };
                 if let Some(e) = &error {
                     tracing::warn!(engine = %cfg.name, %ip, error = %e, "engine failed");
@@ -184,6 +238,17 @@ impl Locator {
             anycast,
         }
     }
+}
+
+/// FNV-1a over the configurations' JSON, as 16 hex digits (stable across processes).
+pub fn fingerprint(configs: &[EngineConfig]) -> String {
+    let text = serde_json::to_string(configs).unwrap_or_default();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in text.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
 }
 
 #[cfg(test)]

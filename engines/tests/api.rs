@@ -95,11 +95,7 @@ fn app(max_batch: usize) -> axum::Router {
         ),
         (crowd.clone(), EngineConfig::new("crowdsourced", 1.0, false)),
     ];
-    let locator = Locator {
-        world,
-        engines,
-        engine_timeout: Duration::from_secs(5),
-    };
+    let locator = Locator::new(world, engines, Duration::from_secs(5));
     let mut registry = prometheus_client::registry::Registry::default();
     router(Arc::new(Api::new(
         locator,

@@ -142,3 +142,102 @@ async fn rtts_from_results() {
         .await
         .expect("drop");
 }
+
+/// An engine that counts its runs and always names Amsterdam.
+struct Counting(Arc<std::sync::atomic::AtomicUsize>);
+
+impl vantage_engines::Engine for Counting {
+    fn name(&self) -> &str {
+        "counting"
+    }
+    fn locate<'a>(
+        &'a self,
+        _ip: IpAddr,
+        _world: &'a vantage_engines::World,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Vec<vantage_engines::Candidate>, vantage_engines::Error>,
+    > {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Box::pin(async {
+            Ok(vec![vantage_engines::Candidate {
+                city_id: 2759794,
+                score: 7,
+            }])
+        })
+    }
+}
+
+#[tokio::test]
+async fn answers_are_cached_in_clickhouse_until_their_max_age() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use vantage_engines::cache::{AnswerStore, ClickHouseAnswers};
+    use vantage_engines::{Api, EngineConfig, Locator, World};
+
+    let Some(url) = url() else { return };
+    let db = database("answers");
+    let store = Arc::new(ClickHouseAnswers::new(&url, &db).expect("store"));
+    store.ensure_table().await.expect("create");
+    store
+        .ensure_table()
+        .await
+        .expect("create again (idempotent)");
+    let world = World::embedded().expect("world");
+    let runs = Arc::new(AtomicUsize::new(0));
+    // A fresh API (empty memory cache) over the same store, as after a restart.
+    let api = |max_age: Duration| {
+        let engines: Vec<(Arc<dyn vantage_engines::Engine>, EngineConfig)> = vec![(
+            Arc::new(Counting(runs.clone())),
+            EngineConfig::new("counting", 1.0, true),
+        )];
+        let mut registry = prometheus_client::registry::Registry::default();
+        Api::new(
+            Locator::new(world.clone(), engines, Duration::from_secs(5)),
+            None,
+            max_age,
+            100,
+            &mut registry,
+        )
+        .with_answer_store(store.clone())
+    };
+    let ip: IpAddr = "193.0.14.129".parse().expect("ip");
+    let first = api(Duration::from_secs(3600)).locate(ip, None).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    assert_eq!(first.scored[0].city_id, 2759794);
+
+    let again = api(Duration::from_secs(3600)).locate(ip, None).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "answered from ClickHouse");
+    assert_eq!(again, first);
+
+    // Older than the max age: located (measured) again, and stored anew.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    api(Duration::from_secs(1)).locate(ip, None).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "stale answer located again");
+    api(Duration::from_secs(1)).locate(ip, None).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 2, "the new answer is fresh");
+
+    // A forget (accepted crowdsourced report) makes stored answers stale.
+    store
+        .forget(ip, vantage_engines::cache::now_ms() + 1)
+        .await
+        .expect("forget");
+    api(Duration::from_secs(3600)).locate(ip, None).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "forgotten answer located again"
+    );
+
+    // Another engine filter is another key.
+    let only: std::collections::HashSet<String> = ["counting".to_owned()].into();
+    api(Duration::from_secs(3600)).locate(ip, Some(&only)).await;
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+
+    let client = clickhouse::Client::default().with_url(&url);
+    client
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await
+        .expect("drop");
+}

@@ -1,7 +1,11 @@
-//! External engines over HTTP (protocol in docs/GEOLOCATION.md):
-//! `POST <endpoint>` with `{"version": 1, "ip": "192.0.2.1"}`; the answer is
+//! External engines over HTTP or NATS (protocol in docs/GEOLOCATION.md):
+//! the request is `{"version": 1, "ip": "192.0.2.1"}` (HTTP: `POST <endpoint>`; NATS: a
+//! request on the engine's subject); the answer is
 //! `{"candidates": [{"cityId": 2759794, "score": 7}, {"latitude": 50.1, "longitude": 8.7, "score": 4}]}`.
 //! A candidate names a GeoNames id, or a point that is mapped to the nearest city.
+//! Answers that do not parse, and candidates that name nothing or score outside 1..=10,
+//! are dropped and counted (`vantage_engines_external_errors{engine,reason}`,
+//! `vantage_engines_external_dropped_candidates{engine}`).
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -12,6 +16,10 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
 use super::{finish, Candidate, Engine};
@@ -41,12 +49,92 @@ struct Answer {
     candidates: Vec<WireCandidate>,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub engine: String,
+    /// `timeout`, `transport`, `status`, `too_large`, `malformed`.
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EngineLabel {
+    pub engine: String,
+}
+
+/// Counters shared by the external engines.
+#[derive(Clone, Default)]
+pub struct ExternalMetrics {
+    pub errors: Family<ErrorLabels, Counter>,
+    pub dropped_candidates: Family<EngineLabel, Counter>,
+}
+
+impl ExternalMetrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "external_errors",
+            "External engine calls that failed, by engine and reason",
+            self.errors.clone(),
+        );
+        registry.register(
+            "external_dropped_candidates",
+            "Candidates from external engines dropped (unknown city, bad point, score outside 1..=10)",
+            self.dropped_candidates.clone(),
+        );
+    }
+
+    fn error(&self, engine: &str, reason: &str) {
+        self.errors
+            .get_or_create(&ErrorLabels {
+                engine: engine.to_owned(),
+                reason: reason.to_owned(),
+            })
+            .inc();
+    }
+}
+
+/// The request body of protocol version 1.
+pub fn request_body(ip: IpAddr) -> Result<Vec<u8>, Error> {
+    serde_json::to_vec(&Request {
+        version: 1,
+        ip: &ip.to_string(),
+    })
+    .map_err(|e| Error::Engine(format!("encoding a request: {e}")))
+}
+
+/// Parse an answer: `Err` when it is not the protocol's JSON; otherwise the candidates
+/// that name a known city with a score in 1..=10, and how many were dropped.
+pub fn parse_answer(bytes: &[u8], world: &World) -> Result<(Vec<Candidate>, usize), String> {
+    let answer: Answer = serde_json::from_slice(bytes).map_err(|e| format!("bad answer: {e}"))?;
+    let total = answer.candidates.len();
+    let out: Vec<Candidate> = answer
+        .candidates
+        .into_iter()
+        .filter_map(|c| {
+            let city_id = match (c.city_id, c.latitude, c.longitude) {
+                (Some(id), _, _) => world.city(id)?.id,
+                (None, Some(lat), Some(lon)) if geo::valid_coordinates(lat, lon) => {
+                    world.nearest(lat, lon)?.0.id
+                }
+                _ => return None,
+            };
+            let score = c.score.round();
+            (1.0..=10.0).contains(&score).then_some(Candidate {
+                city_id,
+                score: score as u8,
+            })
+        })
+        .collect();
+    let dropped = total - out.len();
+    Ok((finish(out, 50), dropped))
+}
+
 /// An engine answering over HTTP.
 pub struct HttpEngine {
     name: String,
     endpoint: hyper::Uri,
     timeout: Duration,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
+    metrics: ExternalMetrics,
 }
 
 impl HttpEngine {
@@ -67,62 +155,166 @@ impl HttpEngine {
             endpoint: uri,
             timeout,
             client: Client::builder(TokioExecutor::new()).build_http(),
+            metrics: ExternalMetrics::default(),
         })
     }
 
+    /// Count errors and dropped candidates in `metrics`.
+    pub fn with_metrics(mut self, metrics: ExternalMetrics) -> Self {
+        self.metrics = metrics;
+        self
+    }
+
     async fn call(&self, ip: IpAddr, world: &World) -> Result<Vec<Candidate>, Error> {
-        let fail = |what: String| {
+        let fail = |reason: &str, what: String| {
+            self.metrics.error(&self.name, reason);
             Error::Engine(format!(
                 "external engine {} at {}: {what}",
                 self.name, self.endpoint
             ))
         };
-        let body = serde_json::to_vec(&Request {
-            version: 1,
-            ip: &ip.to_string(),
-        })
-        .map_err(|e| fail(e.to_string()))?;
+        let body = request_body(ip)?;
         let req = hyper::Request::post(self.endpoint.clone())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|e| fail("transport", e.to_string()))?;
         let resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
-            .map_err(|_| fail(format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| fail(e.to_string()))?;
+            .map_err(|_| fail("timeout", format!("no answer within {:?}", self.timeout)))?
+            .map_err(|e| fail("transport", e.to_string()))?;
         let status = resp.status();
-        let bytes = http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES)
-            .collect()
-            .await
-            .map_err(|e| fail(format!("reading the answer: {e}")))?
-            .to_bytes();
+        let bytes = tokio::time::timeout(
+            self.timeout,
+            http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES).collect(),
+        )
+        .await
+        .map_err(|_| {
+            fail(
+                "timeout",
+                format!("answer not read within {:?}", self.timeout),
+            )
+        })?
+        .map_err(|e| fail("too_large", format!("reading the answer: {e}")))?
+        .to_bytes();
         if !status.is_success() {
-            return Err(fail(format!(
-                "HTTP {status}: {}",
-                String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+            return Err(fail(
+                "status",
+                format!(
+                    "HTTP {status}: {}",
+                    String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
+                ),
+            ));
+        }
+        let (out, dropped) = parse_answer(&bytes, world).map_err(|e| fail("malformed", e))?;
+        if dropped > 0 {
+            self.metrics
+                .dropped_candidates
+                .get_or_create(&EngineLabel {
+                    engine: self.name.clone(),
+                })
+                .inc_by(dropped as u64);
+        }
+        Ok(out)
+    }
+}
+
+/// An engine answering NATS requests on a subject (same JSON as over HTTP).
+pub struct NatsEngine {
+    name: String,
+    subject: String,
+    client: async_nats::Client,
+    timeout: Duration,
+    metrics: ExternalMetrics,
+}
+
+/// Whether `subject` is a plain NATS subject to publish to (no wildcards or spaces).
+pub fn valid_subject(subject: &str) -> bool {
+    !subject.is_empty()
+        && subject.len() <= 255
+        && subject.split('.').all(|t| {
+            !t.is_empty()
+                && t != "*"
+                && t != ">"
+                && t.chars()
+                    .all(|c| c.is_ascii_graphic() && c != '*' && c != '>')
+        })
+}
+
+impl NatsEngine {
+    pub fn new(
+        name: &str,
+        subject: &str,
+        client: async_nats::Client,
+        timeout: Duration,
+        metrics: ExternalMetrics,
+    ) -> Result<Self, Error> {
+        if !valid_subject(subject) {
+            return Err(Error::Config(format!(
+                "engine {name}: nats_subject {subject:?} is not a plain subject (tokens of printable ASCII, no wildcards)"
             )));
         }
-        let answer: Answer =
-            serde_json::from_slice(&bytes).map_err(|e| fail(format!("bad answer: {e}")))?;
-        let out = answer
-            .candidates
-            .into_iter()
-            .filter_map(|c| {
-                let city_id = match (c.city_id, c.latitude, c.longitude) {
-                    (Some(id), _, _) => world.city(id)?.id,
-                    (None, Some(lat), Some(lon)) if geo::valid_coordinates(lat, lon) => {
-                        world.nearest(lat, lon)?.0.id
-                    }
-                    _ => return None,
-                };
-                let score = c.score.round();
-                (1.0..=10.0).contains(&score).then_some(Candidate {
-                    city_id,
-                    score: score as u8,
+        Ok(Self {
+            name: name.to_owned(),
+            subject: subject.to_owned(),
+            client,
+            timeout,
+            metrics,
+        })
+    }
+
+    async fn call(&self, ip: IpAddr, world: &World) -> Result<Vec<Candidate>, Error> {
+        let fail = |reason: &str, what: String| {
+            self.metrics.error(&self.name, reason);
+            Error::Engine(format!(
+                "external engine {} on NATS {}: {what}",
+                self.name, self.subject
+            ))
+        };
+        let body = request_body(ip)?;
+        let reply = tokio::time::timeout(
+            self.timeout,
+            self.client.request(self.subject.clone(), body.into()),
+        )
+        .await
+        .map_err(|_| fail("timeout", format!("no answer within {:?}", self.timeout)))?
+        .map_err(|e| {
+            let reason = match e.kind() {
+                async_nats::RequestErrorKind::TimedOut => "timeout",
+                _ => "transport",
+            };
+            fail(reason, e.to_string())
+        })?;
+        if reply.payload.len() > MAX_ANSWER_BYTES {
+            return Err(fail(
+                "too_large",
+                format!("answer of {} bytes", reply.payload.len()),
+            ));
+        }
+        let (out, dropped) =
+            parse_answer(&reply.payload, world).map_err(|e| fail("malformed", e))?;
+        if dropped > 0 {
+            self.metrics
+                .dropped_candidates
+                .get_or_create(&EngineLabel {
+                    engine: self.name.clone(),
                 })
-            })
-            .collect();
-        Ok(finish(out, 50))
+                .inc_by(dropped as u64);
+        }
+        Ok(out)
+    }
+}
+
+impl Engine for NatsEngine {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn locate<'a>(
+        &'a self,
+        ip: IpAddr,
+        world: &'a World,
+    ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>> {
+        self.call(ip, world).boxed()
     }
 }
 
@@ -137,5 +329,48 @@ impl Engine for HttpEngine {
         world: &'a World,
     ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>> {
         self.call(ip, world).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::world::tests::tiny;
+
+    #[test]
+    fn answers_are_parsed_and_bad_candidates_dropped() {
+        let w = tiny();
+        let (got, dropped) = parse_answer(
+            br#"{"candidates": [{"cityId": 2759794, "score": 8}, {"cityId": 1, "score": 5},
+                {"cityId": 2925533, "score": 0}, {"cityId": 2925533, "score": 11},
+                {"latitude": 50.1, "longitude": 8.7, "score": 4.4}, {"latitude": 99, "longitude": 0, "score": 4},
+                {"score": 3}]}"#,
+            &w,
+        )
+        .expect("parses");
+        assert_eq!(
+            got,
+            vec![
+                Candidate {
+                    city_id: 2759794,
+                    score: 8
+                },
+                Candidate {
+                    city_id: 2925533,
+                    score: 4
+                }
+            ]
+        );
+        assert_eq!(dropped, 5);
+        assert!(parse_answer(b"[1,2]", &w).is_err());
+        assert!(parse_answer(b"{\"candidates\": 3}", &w).is_err());
+    }
+
+    #[test]
+    fn subjects() {
+        assert!(valid_subject("geo.engine.py"));
+        for bad in ["", "a..b", "geo.*", "geo.>", "a b", "geo.x*"] {
+            assert!(!valid_subject(bad), "{bad:?}");
+        }
     }
 }

@@ -33,6 +33,12 @@ pub trait Engine: Send + Sync {
         ip: IpAddr,
         world: &'a World,
     ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>>;
+
+    /// How long this engine may take, when not the locator's default (an engine that
+    /// measures actively needs longer).
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// Round a raw score into 1..=10; `None` (dropped) below 0.5.

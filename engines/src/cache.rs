@@ -1,0 +1,311 @@
+//! Locate answers kept in ClickHouse, so that they outlive the process and are shared
+//! between replicas. An answer older than the API's `cache_max_age` is computed (and
+//! measured) again.
+//!
+//! Table `geo_answers (ip String, key String, answered_ms UInt64, answer String)`,
+//! `ReplacingMergeTree(answered_ms)` ordered by `(ip, key)`: the newest answer per key
+//! wins. The key holds the engine-set fingerprint and the `?engines=` filter. A row with
+//! key [`FORGET_KEY`] marks every older answer for the address as stale (a crowdsourced
+//! report was accepted). ClickHouse 18.16: no TTL, so old rows stay until replaced.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+use serde::{Deserialize, Serialize};
+
+use crate::reducer::Located;
+use crate::Error;
+
+/// The key of the row that makes older answers for an address stale.
+pub const FORGET_KEY: &str = "#forget";
+
+/// A cached answer and when it was computed (Unix milliseconds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cached {
+    pub answered_ms: u64,
+    pub located: Located,
+}
+
+/// Where answers are kept between processes.
+pub trait AnswerStore: Send + Sync {
+    /// The newest answer under `key` for `ip`, unless a later forget made it stale.
+    fn get<'a>(&'a self, ip: IpAddr, key: &'a str) -> BoxFuture<'a, Result<Option<Cached>, Error>>;
+    /// Keep an answer.
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        answer: &'a Located,
+        answered_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+    /// Make every answer for `ip` computed before `at_ms` stale.
+    fn forget(&self, ip: IpAddr, at_ms: u64) -> BoxFuture<'_, Result<(), Error>>;
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// Answers in ClickHouse (`geo_answers`).
+pub struct ClickHouseAnswers {
+    client: clickhouse::Client,
+    db: String,
+}
+
+#[derive(clickhouse::Row, Serialize, Deserialize)]
+struct AnswerRow {
+    ip: String,
+    key: String,
+    answered_ms: u64,
+    answer: String,
+}
+
+impl ClickHouseAnswers {
+    pub fn new(url: &str, db: &str) -> Result<Self, Error> {
+        crate::check_db_name(db)?;
+        Ok(Self {
+            client: clickhouse::Client::default()
+                .with_url(url)
+                .with_validation(false),
+            db: db.to_owned(),
+        })
+    }
+
+    /// Create the table when it is missing.
+    pub async fn ensure_table(&self) -> Result<(), Error> {
+        let db = &self.db;
+        for sql in [
+            format!("CREATE DATABASE IF NOT EXISTS {db}"),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.geo_answers (ip String, key String, \
+                 answered_ms UInt64, answer String) \
+                 ENGINE = ReplacingMergeTree(answered_ms) ORDER BY (ip, key)"
+            ),
+        ] {
+            self.client
+                .query(&sql)
+                .execute()
+                .await
+                .map_err(|e| Error::Store(format!("creating {db}.geo_answers: {e}")))?;
+        }
+        Ok(())
+    }
+
+    async fn insert(&self, row: AnswerRow) -> Result<(), Error> {
+        let fail = |e: clickhouse::error::Error| {
+            Error::Store(format!("writing {}.geo_answers: {e}", self.db))
+        };
+        let client = self.client.clone().with_database(&self.db);
+        let mut insert = client
+            .insert::<AnswerRow>("geo_answers")
+            .await
+            .map_err(fail)?;
+        insert.write(&row).await.map_err(fail)?;
+        insert.end().await.map_err(fail)
+    }
+}
+
+/// The answer under `key`, unless the newest forget is later.
+fn pick(rows: Vec<AnswerRow>, key: &str) -> Result<Option<Cached>, Error> {
+    let forgotten = rows
+        .iter()
+        .filter(|r| r.key == FORGET_KEY)
+        .map(|r| r.answered_ms)
+        .max()
+        .unwrap_or(0);
+    let Some(row) = rows
+        .into_iter()
+        .filter(|r| r.key == key && r.answered_ms >= forgotten)
+        .max_by_key(|r| r.answered_ms)
+    else {
+        return Ok(None);
+    };
+    let located: Located = serde_json::from_str(&row.answer)
+        .map_err(|e| Error::Store(format!("a cached answer does not parse: {e}")))?;
+    Ok(Some(Cached {
+        answered_ms: row.answered_ms,
+        located,
+    }))
+}
+
+impl AnswerStore for ClickHouseAnswers {
+    fn get<'a>(&'a self, ip: IpAddr, key: &'a str) -> BoxFuture<'a, Result<Option<Cached>, Error>> {
+        async move {
+            // Without FINAL: duplicates not yet merged are resolved in `pick`.
+            let rows = self
+                .client
+                .query(&format!(
+                    "SELECT ip, key, answered_ms, answer FROM {}.geo_answers \
+                     WHERE ip = ? AND (key = ? OR key = ?)",
+                    self.db
+                ))
+                .bind(ip.to_string())
+                .bind(key)
+                .bind(FORGET_KEY)
+                .fetch_all::<AnswerRow>()
+                .await
+                .map_err(|e| Error::Store(format!("reading {}.geo_answers: {e}", self.db)))?;
+            pick(rows, key)
+        }
+        .boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        answer: &'a Located,
+        answered_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        async move {
+            let text = serde_json::to_string(answer)
+                .map_err(|e| Error::Store(format!("encoding an answer: {e}")))?;
+            self.insert(AnswerRow {
+                ip: answer.ip.to_string(),
+                key: key.to_owned(),
+                answered_ms,
+                answer: text,
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn forget(&self, ip: IpAddr, at_ms: u64) -> BoxFuture<'_, Result<(), Error>> {
+        async move {
+            self.insert(AnswerRow {
+                ip: ip.to_string(),
+                key: FORGET_KEY.to_owned(),
+                answered_ms: at_ms,
+                answer: String::new(),
+            })
+            .await
+        }
+        .boxed()
+    }
+}
+
+/// Answers in memory (tests; one process).
+#[derive(Default)]
+pub struct MemoryAnswers(Mutex<HashMap<IpAddr, Vec<MemoryRow>>>);
+
+/// Key, when (Unix ms), answer.
+type MemoryRow = (String, u64, Located);
+
+impl AnswerStore for MemoryAnswers {
+    fn get<'a>(&'a self, ip: IpAddr, key: &'a str) -> BoxFuture<'a, Result<Option<Cached>, Error>> {
+        let got = self.0.lock().ok().and_then(|m| {
+            let rows = m.get(&ip)?;
+            let forgotten = rows
+                .iter()
+                .filter(|(k, _, _)| k == FORGET_KEY)
+                .map(|(_, at, _)| *at)
+                .max()
+                .unwrap_or(0);
+            rows.iter()
+                .filter(|(k, at, _)| k == key && *at >= forgotten)
+                .max_by_key(|(_, at, _)| *at)
+                .map(|(_, at, l)| Cached {
+                    answered_ms: *at,
+                    located: l.clone(),
+                })
+        });
+        async move { Ok(got) }.boxed()
+    }
+
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        answer: &'a Located,
+        answered_ms: u64,
+    ) -> BoxFuture<'a, Result<(), Error>> {
+        if let Ok(mut m) = self.0.lock() {
+            m.entry(answer.ip)
+                .or_default()
+                .push((key.to_owned(), answered_ms, answer.clone()));
+        }
+        async move { Ok(()) }.boxed()
+    }
+
+    fn forget(&self, ip: IpAddr, at_ms: u64) -> BoxFuture<'_, Result<(), Error>> {
+        if let Ok(mut m) = self.0.lock() {
+            let empty = Located {
+                ip,
+                scored: Vec::new(),
+                partials: Vec::new(),
+                anycast: false,
+            };
+            m.entry(ip)
+                .or_default()
+                .push((FORGET_KEY.to_owned(), at_ms, empty));
+        }
+        async move { Ok(()) }.boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn located(ip: &str) -> Located {
+        Located {
+            ip: ip.parse().expect("ip"),
+            scored: Vec::new(),
+            partials: Vec::new(),
+            anycast: true,
+        }
+    }
+
+    fn row(key: &str, at: u64, answer: &Located) -> AnswerRow {
+        AnswerRow {
+            ip: answer.ip.to_string(),
+            key: key.into(),
+            answered_ms: at,
+            answer: serde_json::to_string(answer).expect("json"),
+        }
+    }
+
+    #[test]
+    fn newest_answer_unless_forgotten_later() {
+        let a = located("193.0.14.129");
+        let rows = vec![row("k", 10, &a), row("k", 30, &a), row("other", 50, &a)];
+        assert_eq!(
+            pick(rows, "k").expect("pick").map(|c| c.answered_ms),
+            Some(30)
+        );
+        let rows = vec![
+            row("k", 10, &a),
+            AnswerRow {
+                ip: a.ip.to_string(),
+                key: FORGET_KEY.into(),
+                answered_ms: 20,
+                answer: String::new(),
+            },
+        ];
+        assert_eq!(pick(rows, "k").expect("pick"), None, "forgotten at 20");
+        let bad = vec![AnswerRow {
+            answer: "{".into(),
+            ..row("k", 1, &a)
+        }];
+        assert!(pick(bad, "k").is_err());
+    }
+
+    #[tokio::test]
+    async fn memory_store_forgets() {
+        let s = MemoryAnswers::default();
+        let a = located("193.0.14.129");
+        s.put("k", &a, 100).await.expect("put");
+        let got = s.get(a.ip, "k").await.expect("get").expect("hit");
+        assert_eq!(got.located, a);
+        assert_eq!(s.get(a.ip, "x").await.expect("get"), None);
+        s.forget(a.ip, 150).await.expect("forget");
+        assert_eq!(s.get(a.ip, "k").await.expect("get"), None);
+        s.put("k", &a, 200).await.expect("put");
+        assert!(s.get(a.ip, "k").await.expect("get").is_some());
+    }
+}

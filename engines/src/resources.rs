@@ -1,0 +1,475 @@
+//! The enabled engine set from `GeolocationEngine` resources: a reflector over one
+//! namespace, a pure plan (resources → engine configurations and a verdict per
+//! resource), the engines built from the plan, and status conditions on each resource.
+//!
+//! Built-in engines: `spec.engine` is the engine's name. External engines:
+//! `spec.engine: external` with `spec.http_endpoint` or `spec.nats_subject`, joining the
+//! reducer under the resource's name. Two resources naming the same engine: the first by
+//! name wins, the other is `Invalid`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+use kube::api::{Patch, PatchParams};
+use kube::runtime::reflector::Store;
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use kube::{Api, Client, ResourceExt};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::registry::Registry;
+use serde_json::json;
+use vantage_crd::conditions;
+use vantage_crd::GeolocationEngine;
+use vantage_crd::GeolocationEngineSpec;
+
+use crate::reducer::{EngineConfig, BUILTINS};
+use crate::{Engines, Error};
+
+/// Condition reasons on a `GeolocationEngine`.
+pub mod reason {
+    /// In the reducer.
+    pub const ENABLED: &str = "Enabled";
+    /// `spec.enabled: false`: only `?engines=` runs it.
+    pub const DISABLED: &str = "Disabled";
+    /// The spec cannot work; the message names the field.
+    pub const INVALID_SPEC: &str = vantage_crd::conditions::reason::INVALID_SPEC;
+    pub const VALID: &str = vantage_crd::conditions::reason::VALID;
+    /// The spec is fine but the engine cannot be built here (e.g. no NATS connection).
+    pub const UNAVAILABLE: &str = "Unavailable";
+}
+
+/// What became of one resource.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Enabled { weight: f64 },
+    Disabled,
+    Invalid(String),
+    Unavailable(String),
+}
+
+/// The engine configuration a resource asks for, or why it cannot be one (naming the field).
+pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineConfig, String> {
+    if !spec.weight.is_finite() || spec.weight < 0.0 {
+        return Err(format!(
+            "spec.weight: {} is not a finite number ≥ 0; the reducer multiplies scores by it",
+            spec.weight
+        ));
+    }
+    let engine = spec.engine.trim();
+    let mut cfg = EngineConfig::new(engine, spec.weight, spec.enabled);
+    if engine == "external" {
+        cfg.name = name.to_owned();
+        match (&spec.http_endpoint, &spec.nats_subject) {
+            (Some(_), Some(_)) => {
+                return Err(
+                    "spec.http_endpoint and spec.nats_subject: give one of them, not both".into(),
+                )
+            }
+            (None, None) => {
+                return Err(
+                    "spec.http_endpoint or spec.nats_subject: an external engine needs one (http://host:port/path, or a NATS subject)"
+                        .into(),
+                )
+            }
+            (Some(url), None) => {
+                if !url.starts_with("http://") || url.parse::<hyper::Uri>().is_err() {
+                    return Err(format!(
+                        "spec.http_endpoint: {url:?} is not an http:// URL (put TLS termination next to the engine)"
+                    ));
+                }
+                cfg.http_endpoint = Some(url.clone());
+            }
+            (None, Some(subject)) => {
+                if !crate::engine::external::valid_subject(subject) {
+                    return Err(format!(
+                        "spec.nats_subject: {subject:?} is not a plain NATS subject (dot-separated printable tokens, no wildcards)"
+                    ));
+                }
+                cfg.nats_subject = Some(subject.clone());
+            }
+        }
+        return Ok(cfg);
+    }
+    if !BUILTINS.contains(&engine) {
+        return Err(format!(
+            "spec.engine: unknown engine {engine:?}; use one of {} or external",
+            BUILTINS.join(", ")
+        ));
+    }
+    if spec.http_endpoint.is_some() || spec.nats_subject.is_some() {
+        return Err(format!(
+            "spec.http_endpoint/spec.nats_subject: only for engine external, not the built-in {engine:?}"
+        ));
+    }
+    Ok(cfg)
+}
+
+/// Engine configurations (in resource-name order) and a verdict per resource name.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Plan {
+    pub configs: Vec<EngineConfig>,
+    pub verdicts: BTreeMap<String, Verdict>,
+}
+
+/// Resources (name, spec) → the engine set. Pure.
+pub fn plan(resources: &[(String, GeolocationEngineSpec)]) -> Plan {
+    let mut sorted: Vec<&(String, GeolocationEngineSpec)> = resources.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut out = Plan::default();
+    let mut owner: BTreeMap<String, String> = BTreeMap::new();
+    for (name, spec) in sorted {
+        let verdict = match config_from(name, spec) {
+            Err(why) => Verdict::Invalid(why),
+            Ok(cfg) => {
+                if let Some(first) = owner.get(&cfg.name) {
+                    Verdict::Invalid(format!(
+                        "spec.engine: engine {:?} is already configured by GeolocationEngine {first:?}",
+                        cfg.name
+                    ))
+                } else {
+                    owner.insert(cfg.name.clone(), name.clone());
+                    let v = if cfg.enabled {
+                        Verdict::Enabled { weight: cfg.weight }
+                    } else {
+                        Verdict::Disabled
+                    };
+                    out.configs.push(cfg);
+                    v
+                }
+            }
+        };
+        out.verdicts.insert(name.clone(), verdict);
+    }
+    out
+}
+
+/// The conditions a verdict asks for, when they differ from `existing`.
+pub fn conditions_for(
+    existing: &[Condition],
+    verdict: &Verdict,
+    generation: Option<i64>,
+    now: Time,
+) -> Option<Vec<Condition>> {
+    let mut cs = existing.to_vec();
+    let (ready, ready_reason, msg, invalid) = match verdict {
+        Verdict::Enabled { weight } => (
+            true,
+            reason::ENABLED,
+            format!("in the reducer with weight {weight}"),
+            false,
+        ),
+        Verdict::Disabled => (
+            false,
+            reason::DISABLED,
+            "spec.enabled is false: not in the reducer (?engines= still runs it)".to_owned(),
+            false,
+        ),
+        Verdict::Invalid(why) => (false, reason::INVALID_SPEC, why.clone(), true),
+        Verdict::Unavailable(why) => (false, reason::UNAVAILABLE, why.clone(), false),
+    };
+    let mut changed = conditions::set(
+        &mut cs,
+        conditions::READY,
+        ready,
+        ready_reason,
+        msg.clone(),
+        generation,
+        now.clone(),
+    );
+    changed |= if invalid {
+        conditions::set(
+            &mut cs,
+            conditions::INVALID,
+            true,
+            reason::INVALID_SPEC,
+            msg,
+            generation,
+            now,
+        )
+    } else {
+        conditions::set(
+            &mut cs,
+            conditions::INVALID,
+            false,
+            reason::VALID,
+            "the spec is valid",
+            generation,
+            now,
+        )
+    };
+    changed.then_some(cs)
+}
+
+/// Patch the conditions of one resource.
+pub async fn write_status(
+    api: &Api<GeolocationEngine>,
+    name: &str,
+    conditions: &[Condition],
+) -> Result<(), kube::Error> {
+    api.patch_status(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"status": {"conditions": conditions}})),
+    )
+    .await
+    .map(|_| ())
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+/// Counters of the resource follower.
+#[derive(Clone, Default)]
+pub struct Metrics {
+    pub syncs: Counter,
+    pub status_failures: Counter,
+}
+
+impl Metrics {
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "engine_set_changes",
+            "Times the engine set was rebuilt from GeolocationEngine resources",
+            self.syncs.clone(),
+        );
+        registry.register(
+            "engine_status_failures",
+            "GeolocationEngine status patches that failed",
+            self.status_failures.clone(),
+        );
+    }
+}
+
+/// Rebuild the engine set from the resources in `store` when it changed, and write
+/// the resources' conditions. Returns the configurations in force.
+pub async fn sync(
+    store: &Store<GeolocationEngine>,
+    api: &Api<GeolocationEngine>,
+    engines: &Engines,
+    target: &crate::api::Api,
+    last: &mut Option<Vec<EngineConfig>>,
+    metrics: &Metrics,
+) {
+    let objects = store.state();
+    let resources: Vec<(String, GeolocationEngineSpec)> = objects
+        .iter()
+        .map(|o| (o.name_any(), o.spec.clone()))
+        .collect();
+    let mut plan = plan(&resources);
+    // Build every engine: one that cannot be built is left out and said so.
+    let mut built = Vec::new();
+    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
+    for cfg in &plan.configs {
+        match engines.build(cfg) {
+            Ok(engine) => built.push((engine, cfg.clone())),
+            Err(e) => {
+                unavailable.insert(cfg.name.clone(), e.to_string());
+            }
+        }
+    }
+    for (resource, verdict) in plan.verdicts.iter_mut() {
+        let engine_name = resources
+            .iter()
+            .find(|(n, _)| n == resource)
+            .map(|(n, spec)| {
+                if spec.engine.trim() == "external" {
+                    n.clone()
+                } else {
+                    spec.engine.trim().to_owned()
+                }
+            });
+        if let Some(why) = engine_name.and_then(|n| unavailable.get(&n)) {
+            if !matches!(verdict, Verdict::Invalid(_)) {
+                *verdict = Verdict::Unavailable(why.clone());
+            }
+        }
+    }
+    let configs: Vec<EngineConfig> = built.iter().map(|(_, c)| c.clone()).collect();
+    if last.as_ref() != Some(&configs) {
+        tracing::info!(
+            engines = ?configs.iter().filter(|c| c.enabled).map(|c| (&c.name, c.weight)).collect::<Vec<_>>(),
+            "engine set from GeolocationEngine resources"
+        );
+        target.locator().set_engines(built);
+        target.clear_memory_cache();
+        metrics.syncs.inc();
+        *last = Some(configs.clone());
+    }
+    for o in &objects {
+        let name = o.name_any();
+        let Some(verdict) = plan.verdicts.get(&name) else {
+            continue;
+        };
+        let existing = o
+            .status
+            .as_ref()
+            .map(|s| s.conditions.as_slice())
+            .unwrap_or_default();
+        if let Some(cs) = conditions_for(existing, verdict, o.metadata.generation, now()) {
+            if let Err(e) = write_status(api, &name, &cs).await {
+                metrics.status_failures.inc();
+                tracing::warn!(resource = %name, error = %e, "cannot write GeolocationEngine status");
+            }
+        }
+    }
+}
+
+/// Follow the `GeolocationEngine` resources of `namespace` until the process stops,
+/// keeping `target`'s engine set equal to the enabled resources. `ready` is called
+/// after the first full listing.
+pub async fn follow(
+    client: Client,
+    namespace: &str,
+    engines: Arc<Engines>,
+    target: Arc<crate::api::Api>,
+    metrics: Metrics,
+    ready: impl Fn(),
+) -> Result<(), Error> {
+    let api: Api<GeolocationEngine> = Api::namespaced(client, namespace);
+    let (store, writer) = reflector::store::<GeolocationEngine>();
+    let stream =
+        reflector(writer, watcher(api.clone(), watcher::Config::default())).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut last = None;
+    let mut listed = false;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => {}
+            Ok(watcher::Event::InitDone) => {
+                sync(&store, &api, &engines, &target, &mut last, &metrics).await;
+                if !listed {
+                    listed = true;
+                    ready();
+                }
+            }
+            Ok(watcher::Event::Apply(_) | watcher::Event::Delete(_)) => {
+                sync(&store, &api, &engines, &target, &mut last, &metrics).await;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, %namespace, "watching GeolocationEngine resources");
+            }
+        }
+    }
+    Err(Error::Config(format!(
+        "the watch on GeolocationEngine resources in {namespace} ended"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(yaml: &str) -> GeolocationEngineSpec {
+        serde_yaml::from_str(yaml).expect("spec")
+    }
+
+    #[test]
+    fn specs_become_configs_or_name_the_bad_field() {
+        let cfg = config_from("rdns", &spec("engine: reverse-dns\nweight: 2")).expect("valid");
+        assert_eq!(cfg, EngineConfig::new("reverse-dns", 2.0, true));
+        let ext = config_from(
+            "py",
+            &spec("engine: external\nhttp_endpoint: http://10.0.0.1:8000/locate"),
+        )
+        .expect("valid");
+        assert_eq!(ext.name, "py");
+        assert_eq!(
+            ext.http_endpoint.as_deref(),
+            Some("http://10.0.0.1:8000/locate")
+        );
+        let nats = config_from(
+            "n",
+            &spec("engine: external\nnats_subject: geo.py\nenabled: false"),
+        )
+        .expect("valid");
+        assert_eq!(nats.nats_subject.as_deref(), Some("geo.py"));
+        assert!(!nats.enabled);
+        for (yaml, field) in [
+            ("engine: magic", "spec.engine"),
+            (
+                "engine: external",
+                "spec.http_endpoint or spec.nats_subject",
+            ),
+            (
+                "engine: external\nhttp_endpoint: https://x/",
+                "spec.http_endpoint",
+            ),
+            ("engine: external\nnats_subject: geo.*", "spec.nats_subject"),
+            (
+                "engine: external\nnats_subject: a\nhttp_endpoint: http://x/",
+                "spec.http_endpoint and spec.nats_subject",
+            ),
+            (
+                "engine: latency\nhttp_endpoint: http://x/",
+                "spec.http_endpoint",
+            ),
+            ("engine: latency\nweight: -1", "spec.weight"),
+        ] {
+            let err = config_from("x", &spec(yaml)).expect_err(yaml);
+            assert!(err.starts_with(field), "{yaml}: {err}");
+        }
+    }
+
+    #[test]
+    fn plan_keeps_the_first_of_duplicates_and_disabled_engines() {
+        let resources: Vec<(String, GeolocationEngineSpec)> =
+            serde_yaml::from_str::<Vec<(String, GeolocationEngineSpec)>>(
+                r#"
+- [rdns-b, {engine: reverse-dns}]
+- [rdns-a, {engine: reverse-dns, weight: 3}]
+- [cbg, {engine: latency, enabled: false}]
+- [bogus, {engine: geoip}]
+"#,
+            )
+            .expect("fixture");
+        let p = plan(&resources);
+        let names: Vec<(&str, f64, bool)> = p
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.weight, c.enabled))
+            .collect();
+        assert_eq!(
+            names,
+            vec![("latency", 1.0, false), ("reverse-dns", 3.0, true)]
+        );
+        assert_eq!(p.verdicts["rdns-a"], Verdict::Enabled { weight: 3.0 });
+        assert_eq!(p.verdicts["cbg"], Verdict::Disabled);
+        assert!(
+            matches!(&p.verdicts["rdns-b"], Verdict::Invalid(m) if m.contains("rdns-a")),
+            "{:?}",
+            p.verdicts["rdns-b"]
+        );
+        assert!(
+            matches!(&p.verdicts["bogus"], Verdict::Invalid(m) if m.starts_with("spec.engine"))
+        );
+    }
+
+    fn at(s: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(s).expect("time"))
+    }
+
+    #[test]
+    fn conditions_change_only_when_the_verdict_does() {
+        let v = Verdict::Enabled { weight: 1.0 };
+        let cs = conditions_for(&[], &v, Some(1), at(10)).expect("new");
+        let ready = conditions::get(&cs, conditions::READY).expect("ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("True", reason::ENABLED)
+        );
+        assert_eq!(conditions_for(&cs, &v, Some(1), at(20)), None, "no change");
+        let bad = Verdict::Invalid("spec.engine: unknown".into());
+        let cs2 = conditions_for(&cs, &bad, Some(2), at(30)).expect("changed");
+        let invalid = conditions::get(&cs2, conditions::INVALID).expect("invalid");
+        assert_eq!(invalid.status, "True");
+        assert_eq!(invalid.message, "spec.engine: unknown");
+        assert_eq!(invalid.last_transition_time, at(30));
+        let ready = conditions::get(&cs2, conditions::READY).expect("ready");
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", reason::INVALID_SPEC)
+        );
+    }
+}
