@@ -409,6 +409,12 @@ fn traceroute_over_ipv6_finds_every_hop_in_order() {
             );
         }
     }
+    let v = lab.measure(
+        "p",
+        &serde_json::json!({"type": "ping", "af": 6, "target": "fd00:201:14::2", "packets": 3, "packet_interval": 200}),
+    );
+    assert_eq!(v["rcvd"], 3, "IPv6 ping: {v}");
+    assert_eq!(rtts(&v).len(), 3, "{v}");
 }
 
 #[test]
