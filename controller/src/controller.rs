@@ -184,6 +184,7 @@ impl<S: ResultSink> ControllerServer<S> {
         tokio::spawn(heartbeat(self.shared.clone()));
         tokio::spawn(flush_spool(self.shared.clone()));
         tokio::spawn(follow_firmware(self.shared.clone()));
+        tokio::spawn(follow_drain(self.shared.clone()));
         let shared = self.shared.clone();
         let config = Arc::new(russh::server::Config {
             keys: vec![host_key],
@@ -203,6 +204,35 @@ impl<S: ResultSink> ControllerServer<S> {
                 Ok(())
             }
         }
+    }
+}
+
+/// Drain while the operator asks for it: `vantage-meta/drain.<name>` exists (before a
+/// scale-down removes this pod). A deleted request (the scale-down was called off)
+/// ends the drain and the controller takes probes again.
+async fn follow_drain<S: ResultSink>(shared: Arc<Shared<S>>) {
+    let key = names::drain_key(&shared.id.name);
+    loop {
+        match shared.bus.meta.watch_with_history(&key).await {
+            Ok(mut watch) => {
+                while let Some(Ok(entry)) = watch.next().await {
+                    match entry.operation {
+                        kv::Operation::Put => {
+                            tracing::info!("the operator asks this controller to drain");
+                            drain(&shared).await;
+                        }
+                        _ => {
+                            if shared.draining.swap(false, Ordering::Relaxed) {
+                                tracing::info!("drain called off; taking probes again");
+                                publish_heartbeat(&shared).await;
+                            }
+                        }
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot watch drain requests"),
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
 
@@ -472,6 +502,11 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
         let fp = fingerprint(key.public_key);
+        if self.shared.draining.load(Ordering::Relaxed) {
+            tracing::info!(peer = ?self.peer, key = %fp, "refused: controller is draining");
+            self.shared.metrics.refuse("draining");
+            return Ok(Auth::reject());
+        }
         match self.lookup(&fp).await {
             Some(a) => {
                 self.probe = Some(a);

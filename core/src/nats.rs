@@ -8,6 +8,7 @@
 //! | `vantage-sessions`, key `probe.<id>` | KV | controllers | operator (Probe status, selection) |
 //! | `vantage-meta`, key `msm-seq` | KV | operator | operator (measurement ids) |
 //! | `vantage-meta`, key `firmware` | KV | registration | controllers (forced rollouts) |
+//! | `vantage-meta`, key `drain.<controller>` | KV | operator (scale-down) | that controller |
 //! | `vantage.heartbeat.<controller>` | subject | controllers | registration |
 
 use serde::{Deserialize, Serialize};
@@ -43,6 +44,25 @@ pub fn result_subject(kind: &str, msm_id: u64) -> String {
 /// `vantage.heartbeat.<controller>`.
 pub fn heartbeat_subject(controller: &str) -> String {
     format!("vantage.heartbeat.{controller}")
+}
+
+/// Prefix of the `vantage-meta` keys that ask a controller to drain.
+pub const DRAIN_KEY_PREFIX: &str = "drain.";
+
+/// `vantage-meta` key asking `controller` to drain: while it exists the controller
+/// announces `draining`, takes no new probes and sends its probes back to registration.
+/// The operator writes it before a scale-down and deletes it when the drain is called off.
+pub fn drain_key(controller: &str) -> String {
+    format!("{DRAIN_KEY_PREFIX}{controller}")
+}
+
+/// The value of a [`drain_key`].
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct DrainRequest {
+    pub v: u32,
+    pub controller: String,
+    /// Unix milliseconds.
+    pub at_ms: i64,
 }
 
 /// KV key of a probe in the per-probe buckets.

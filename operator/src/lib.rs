@@ -8,6 +8,7 @@
 pub mod crdgen;
 pub mod measurement;
 pub mod plan;
+pub mod pool;
 pub mod probes;
 pub mod run;
 pub mod schedules;

@@ -41,6 +41,17 @@ impl Sessions {
             .unwrap_or_default()
     }
 
+    /// Connected probes by controller name.
+    pub fn by_controller(&self) -> HashMap<String, u32> {
+        let mut counts = HashMap::new();
+        if let Ok(s) = self.inner.read() {
+            for session in s.live.values() {
+                *counts.entry(session.controller.clone()).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+
     pub fn get(&self, probe: u32) -> Option<Session> {
         self.inner.read().ok()?.live.get(&probe).cloned()
     }

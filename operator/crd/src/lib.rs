@@ -15,7 +15,10 @@ mod measurement;
 mod probe;
 mod probe_firmware;
 
-pub use controller_pool::{ControllerPool, ControllerPoolSpec, ControllerPoolStatus};
+pub use controller_pool::{
+    pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, NatsRef,
+    RegistrySpec,
+};
 pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
 pub use measurement::{Measurement, MeasurementSpec, MeasurementState, MeasurementStatus};
 pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};

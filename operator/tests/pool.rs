@@ -1,0 +1,761 @@
+//! The ControllerPool reconciler: rendering over YAML fixtures, the scaling table with
+//! hysteresis, the drain steps, and the API calls against a tower-test mock.
+
+use std::collections::HashMap;
+use std::pin::pin;
+use std::sync::{Arc, Mutex};
+
+use http::{Method, Request, Response};
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Service;
+use kube::client::Body;
+use kube::Client;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::{json, Value};
+use tower_test::mock;
+use vantage_core::nats::Session;
+use vantage_crd::pool_conditions::{self as pc, reason};
+use vantage_crd::ControllerPool;
+use vantage_operator::pool::render::{self, Names};
+use vantage_operator::pool::scale::{decide, Policy};
+use vantage_operator::pool::{
+    reconcile, step, DrainSignal, PoolCtx, PoolError, PoolMetrics, FIELD_MANAGER,
+};
+use vantage_operator::probes::Sessions;
+
+fn pools() -> Vec<ControllerPool> {
+    serde_yaml::from_str(include_str!("fixtures/pool/valid.yaml")).expect("fixture")
+}
+
+fn pool(name: &str) -> ControllerPool {
+    pools()
+        .into_iter()
+        .find(|p| p.metadata.name.as_deref() == Some(name))
+        .expect(name)
+}
+
+/// The first place where the typed round trip of `want` differs from it.
+fn first_difference(path: &str, want: &Value, got: &Value) -> Option<String> {
+    match (want, got) {
+        (Value::Object(w), Value::Object(g)) => {
+            for (k, wv) in w {
+                let p = format!("{path}.{k}");
+                match g.get(k) {
+                    None => return Some(format!("{p}: unknown field")),
+                    Some(gv) => {
+                        if let Some(d) = first_difference(&p, wv, gv) {
+                            return Some(d);
+                        }
+                    }
+                }
+            }
+            g.keys()
+                .find(|k| !w.contains_key(*k))
+                .map(|k| format!("{path}.{k}: added by the typed round trip"))
+        }
+        (Value::Array(w), Value::Array(g)) if w.len() == g.len() => w
+            .iter()
+            .zip(g)
+            .enumerate()
+            .find_map(|(i, (wv, gv))| first_difference(&format!("{path}[{i}]"), wv, gv)),
+        (Value::Number(w), Value::Number(g)) if w.as_f64() == g.as_f64() => None,
+        _ if want == got => None,
+        _ => Some(format!("{path}: rendered {want} but the type holds {got}")),
+    }
+}
+
+fn round_trip<T: DeserializeOwned + Serialize>(doc: &Value) -> T {
+    let typed: T = serde_json::from_value(doc.clone())
+        .unwrap_or_else(|e| panic!("{} does not deserialize: {e}", doc["metadata"]["name"]));
+    let back = serde_json::to_value(&typed).expect("serialize");
+    if let Some(d) = first_difference("", doc, &back) {
+        panic!("{} {}: {d}", doc["kind"], doc["metadata"]["name"]);
+    }
+    typed
+}
+
+#[test]
+fn every_rendered_object_deserializes_into_its_type() {
+    for p in pools() {
+        render::validate(&p.spec).expect("valid fixture");
+        for replicas in [0, 1, 3] {
+            let r = render::render(&p, replicas);
+            for obj in r.objects() {
+                match obj["kind"].as_str() {
+                    Some("StatefulSet") => {
+                        round_trip::<StatefulSet>(obj);
+                    }
+                    Some("Deployment") => {
+                        round_trip::<Deployment>(obj);
+                    }
+                    Some("Service") => {
+                        round_trip::<Service>(obj);
+                    }
+                    other => panic!("unexpected kind {other:?}"),
+                }
+                assert_eq!(
+                    obj["metadata"]["ownerReferences"][0]["uid"],
+                    json!(p.metadata.uid),
+                    "owned by the pool"
+                );
+                assert_eq!(
+                    obj["metadata"]["ownerReferences"][0]["controller"],
+                    json!(true)
+                );
+            }
+            assert_eq!(r.per_pod.len(), replicas as usize);
+        }
+    }
+}
+
+#[test]
+fn defaults_match_the_chart() {
+    let r = render::render(&pool("minimal"), 2);
+    let sts: StatefulSet = round_trip(&r.statefulset);
+    assert_eq!(sts.metadata.name.as_deref(), Some("minimal-controller"));
+    assert_eq!(sts.spec.replicas, Some(2));
+    assert_eq!(
+        sts.spec.service_name.as_deref(),
+        Some("minimal-controller-headless")
+    );
+    let pod = sts.spec.template.spec.expect("pod");
+    assert_eq!(pod.automount_service_account_token, Some(false));
+    let c = &pod.containers[0];
+    assert_eq!(
+        c.args.clone().expect("args"),
+        vec![
+            "controller",
+            "--name=$(POD_NAME)",
+            "--advertise=$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:443",
+            "--capacity=20000",
+            "--listen=0.0.0.0:2222",
+            "--host-key=/etc/vantage/host-keys/$(POD_NAME)",
+            "--spool-dir=/var/lib/vantage/spool",
+            "--spool-max-mib=1024",
+            "--metrics-addr=0.0.0.0:9092",
+        ]
+    );
+    let sc = c.security_context.clone().expect("securityContext");
+    assert_eq!(sc.read_only_root_filesystem, Some(true));
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(
+        sc.capabilities.and_then(|c| c.drop),
+        Some(vec!["ALL".to_owned()])
+    );
+    let env: Vec<_> = c
+        .env
+        .clone()
+        .expect("env")
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert!(env.contains(&("NATS_URL".into(), Some("nats://nats.nats.svc:4222".into()))));
+    let volumes = pod.volumes.expect("volumes");
+    assert_eq!(
+        volumes[0]
+            .secret
+            .as_ref()
+            .and_then(|s| s.secret_name.clone()),
+        Some("minimal-controller-host-keys".into())
+    );
+    assert_eq!(
+        volumes[1]
+            .empty_dir
+            .as_ref()
+            .and_then(|e| e.size_limit.clone())
+            .map(|q| q.0),
+        Some("1280Mi".into())
+    );
+    // Per-pod Services: type from the spec, one pod each.
+    let svc: Service = round_trip(&r.per_pod[1]);
+    assert_eq!(svc.metadata.name.as_deref(), Some("minimal-controller-1"));
+    let spec = svc.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("LoadBalancer"));
+    let sel = spec.selector.expect("selector");
+    assert_eq!(
+        sel.get(render::POD_NAME_LABEL).map(String::as_str),
+        Some("minimal-controller-1")
+    );
+    assert_eq!(
+        spec.ports.expect("ports")[0].port,
+        443,
+        "probes dial the spec's ssh_port"
+    );
+    let headless: Service = round_trip(&r.headless);
+    assert_eq!(
+        headless.spec.and_then(|s| s.cluster_ip).as_deref(),
+        Some("None")
+    );
+    // Registration.
+    let dep: Deployment = round_trip(&r.registry[0]);
+    assert_eq!(dep.metadata.name.as_deref(), Some("minimal-registry"));
+    assert_eq!(dep.spec.replicas, Some(2));
+    let reg_pod = dep.spec.template.spec.expect("pod");
+    assert_eq!(reg_pod.automount_service_account_token, Some(true));
+    assert_eq!(
+        reg_pod.containers[0].args.clone().expect("args")[0],
+        "registry"
+    );
+    assert_eq!(r.registry.len(), 3, "Deployment, Service, metrics Service");
+}
+
+#[test]
+fn non_default_spec_reaches_the_pods() {
+    let r = render::render(&pool("eu"), 3);
+    let sts: StatefulSet = round_trip(&r.statefulset);
+    let labels = sts.metadata.labels.clone().expect("labels");
+    assert_eq!(labels.get("team").map(String::as_str), Some("netops"));
+    assert_eq!(
+        labels.get("app.kubernetes.io/instance").map(String::as_str),
+        Some("prod")
+    );
+    let claims = sts.spec.volume_claim_templates.clone().expect("claims");
+    assert_eq!(
+        claims[0]
+            .spec
+            .as_ref()
+            .and_then(|s| s.storage_class_name.clone()),
+        Some("fast".into())
+    );
+    let pod = sts.spec.template.spec.expect("pod");
+    assert_eq!(pod.volumes.as_ref().map(Vec::len), Some(1), "no emptyDir");
+    assert_eq!(pod.tolerations.as_ref().map(Vec::len), Some(1));
+    let c = &pod.containers[0];
+    assert_eq!(c.image.as_deref(), Some("registry.example/vantage:1.2.3"));
+    let args = c.args.clone().expect("args");
+    assert!(args.contains(&"--advertise=$(POD_NAME).probes.example.net:2022".to_owned()));
+    assert!(args.contains(&"--capacity=4000".to_owned()));
+    assert!(args.contains(&"--regions=NL,DE".to_owned()));
+    let nats = c
+        .env
+        .clone()
+        .expect("env")
+        .into_iter()
+        .find(|e| e.name == "NATS_URL")
+        .expect("NATS_URL");
+    let secret = nats
+        .value_from
+        .and_then(|v| v.secret_key_ref)
+        .expect("from a Secret");
+    assert_eq!(
+        (secret.name.as_str(), secret.key.as_str()),
+        ("nats-creds", "NATS_URL")
+    );
+    let svc: Service = round_trip(&r.per_pod[2]);
+    assert_eq!(
+        svc.metadata
+            .annotations
+            .and_then(|a| a.get("metallb.universe.tf/address-pool").cloned()),
+        Some("probes".into())
+    );
+    let spec = svc.spec.expect("spec");
+    assert_eq!(spec.type_.as_deref(), Some("NodePort"));
+    assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    let dep: Deployment = round_trip(&r.registry[0]);
+    assert_eq!(dep.spec.replicas, Some(3));
+    let reg_svc: Service = round_trip(&r.registry[1]);
+    let s = reg_svc.spec.expect("spec");
+    assert_eq!(s.type_.as_deref(), Some("ClusterIP"));
+    assert_eq!(s.external_traffic_policy, None, "not on a ClusterIP");
+    assert!(render::render(&pool("no-registry"), 1).registry.is_empty());
+}
+
+#[test]
+fn invalid_specs_name_their_field() {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        expect: String,
+        pool: ControllerPool,
+    }
+    let cases: Vec<Case> =
+        serde_yaml::from_str(include_str!("fixtures/pool/invalid.yaml")).expect("fixture");
+    assert!(cases.len() >= 8);
+    for case in cases {
+        let err = render::validate(&case.pool.spec).expect_err(&case.expect);
+        assert!(
+            err.0.starts_with(&format!("{}:", case.expect)),
+            "{}: {}",
+            case.expect,
+            err.0
+        );
+    }
+}
+
+const MIN: i64 = 60_000;
+
+#[test]
+fn scaling_table_with_hysteresis() {
+    let p = Policy {
+        min: 1,
+        max: 10,
+        per_controller: 1000,
+        headroom: 1.25,
+        dead_band: 0.1,
+        stabilization_ms: 5 * MIN,
+    };
+    // (connected, current, lower_since, now) -> (desired, target, lower_since)
+    #[allow(clippy::type_complexity)]
+    let table: &[(u32, u32, Option<i64>, i64, (u32, u32, Option<i64>))] = &[
+        // Empty pool: min.
+        (0, 0, None, 0, (1, 1, None)),
+        // 800 × 1.25 = 1000 → 1.
+        (800, 1, None, 0, (1, 1, None)),
+        // 801 × 1.25 > 1000 → 2, at once.
+        (801, 1, None, 0, (2, 2, None)),
+        // A big jump goes all the way up at once, clamped to max.
+        (20_000, 2, None, 0, (10, 10, None)),
+        // Up also cancels a pending scale-down.
+        (5_000, 3, Some(0), 10 * MIN, (7, 7, None)),
+        // Load falls: 1 would do, but the window starts now.
+        (100, 3, None, 0, (1, 3, Some(0))),
+        // ... still within the window.
+        (100, 3, Some(0), 4 * MIN, (1, 3, Some(0))),
+        // ... held for 5 min: scale down.
+        (100, 3, Some(0), 5 * MIN, (1, 1, Some(0))),
+        // Dead band: 1700 × 1.25 = 2125 → 3 now, but 2125 × 1.1 = 2337.5 → 3: stay at 3.
+        (1_700, 4, None, 0, (3, 4, Some(0))),
+        // 1500 × 1.25 = 1875 → 2; × 1.1 = 2062.5 → 3: only to 3, not 2.
+        (1_500, 4, Some(0), 6 * MIN, (2, 3, Some(0))),
+        // Within the dead band of the current count: no scale-down, window reset.
+        (1_700, 3, Some(0), 6 * MIN, (3, 3, None)),
+        // 1500 at 3 replicas: 2 would do, but not with the dead band: stay, no window.
+        (1_500, 3, Some(0), 6 * MIN, (2, 3, None)),
+        // Spec changed: max lowered below the current count.
+        (100, 12, None, 0, (1, 10, None)),
+        // min raised above the current count.
+        (0, 1, None, 0, (1, 1, None)),
+    ];
+    for (i, (connected, current, since, now, want)) in table.iter().enumerate() {
+        let d = decide(&p, *connected, *current, *since, *now);
+        assert_eq!(
+            (d.desired, d.target, d.lower_since_ms),
+            *want,
+            "row {i}: {connected} probes at {current} replicas"
+        );
+    }
+    let p3 = Policy { min: 3, ..p };
+    assert_eq!(
+        decide(&p3, 0, 1, None, 0).target,
+        3,
+        "below min: up at once"
+    );
+}
+
+fn counts(entries: &[(&str, u32)]) -> HashMap<String, u32> {
+    entries.iter().map(|(c, n)| ((*c).to_owned(), *n)).collect()
+}
+
+fn with_status(mut p: ControllerPool, status: Value) -> ControllerPool {
+    p.status = Some(serde_json::from_value(status).expect("status"));
+    p
+}
+
+#[test]
+fn scale_down_drains_the_highest_ordinals_first() {
+    let now = 1_800_000_000_000_i64;
+    let long_ago = "2020-01-01T00:00:00Z";
+    // minimal: 5000 per controller, 1.25 headroom, 300 s window, 120 s drain timeout.
+    let p = with_status(pool("minimal"), json!({"scaleDownSince": long_ago}));
+    let load = counts(&[
+        ("minimal-controller-0", 100),
+        ("minimal-controller-1", 30),
+        ("minimal-controller-2", 20),
+        ("other-controller-0", 9000),
+    ]);
+    let s = step(&p, Some(3), &load, now);
+    assert_eq!(s.connected, 150, "only this pool's controllers count");
+    assert_eq!(s.replicas, 3, "replicas stay while draining");
+    assert_eq!(s.draining, ["minimal-controller-1", "minimal-controller-2"]);
+    assert_eq!(s.draining_probes, 50);
+    assert_eq!(s.draining_since_ms, Some(now));
+    let st = vantage_operator::pool::next_status(
+        &p,
+        Some(3),
+        &s,
+        k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_millisecond(now).expect("t"),
+        ),
+    );
+    let draining = vantage_crd::conditions::get(&st.conditions, pc::DRAINING).expect("Draining");
+    assert_eq!(
+        (draining.status.as_str(), draining.reason.as_str()),
+        ("True", reason::DRAINING)
+    );
+
+    // Next round: the probes have moved away; now the replicas go down.
+    let p2 = with_status(
+        pool("minimal"),
+        json!({"scaleDownSince": long_ago, "draining": ["minimal-controller-1", "minimal-controller-2"],
+               "drainingSince": "2027-01-15T08:00:00Z"}),
+    );
+    let s2 = step(
+        &p2,
+        Some(3),
+        &counts(&[("minimal-controller-0", 150)]),
+        now + 5_000,
+    );
+    assert_eq!(s2.replicas, 1);
+    assert!(s2.draining.is_empty());
+    assert_eq!(s2.drain_timed_out, None);
+
+    // A stuck controller: after the drain timeout the pod goes anyway.
+    let since = k8s_openapi::jiff::Timestamp::from_millisecond(now - 121_000)
+        .expect("t")
+        .to_string();
+    let p3 = with_status(
+        pool("minimal"),
+        json!({"scaleDownSince": long_ago, "draining": ["minimal-controller-1", "minimal-controller-2"],
+               "drainingSince": since}),
+    );
+    let s3 = step(&p3, Some(3), &load, now);
+    assert_eq!((s3.replicas, s3.drain_timed_out), (1, Some(50)));
+
+    // Load comes back during a drain: it is called off.
+    let busy = counts(&[("minimal-controller-0", 9000)]);
+    let s4 = step(&p2, Some(3), &busy, now);
+    assert_eq!(s4.replicas, 3);
+    assert!(s4.draining.is_empty());
+    assert_eq!(s4.undrain, ["minimal-controller-1", "minimal-controller-2"]);
+}
+
+#[test]
+fn scale_up_withdraws_old_drain_requests_of_returning_ordinals() {
+    let p = pool("minimal");
+    let s = step(&p, Some(1), &counts(&[("minimal-controller-0", 12_000)]), 0);
+    assert_eq!(s.replicas, 3);
+    assert_eq!(s.undrain, ["minimal-controller-1", "minimal-controller-2"]);
+    assert_eq!(
+        Names::of("minimal").ordinal("minimal-controller-12"),
+        Some(12)
+    );
+    assert_eq!(Names::of("minimal").ordinal("minimal-controllerx-1"), None);
+}
+
+// ---- API calls (tower-test) ----
+
+type Calls = Vec<(String, Vec<String>)>;
+
+#[derive(Default, Clone)]
+struct DrainRecorder(Arc<Mutex<Calls>>);
+impl DrainSignal for DrainRecorder {
+    async fn drain(&self, c: &[String]) -> Result<(), PoolError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push(("drain".into(), c.to_vec()));
+        Ok(())
+    }
+    async fn undrain(&self, c: &[String]) -> Result<(), PoolError> {
+        self.0
+            .lock()
+            .expect("lock")
+            .push(("undrain".into(), c.to_vec()));
+        Ok(())
+    }
+}
+
+fn ctx(client: Client, sessions: Sessions) -> (Arc<PoolCtx<DrainRecorder>>, DrainRecorder) {
+    let drains = DrainRecorder::default();
+    (
+        Arc::new(PoolCtx {
+            client,
+            sessions,
+            drain: drains.clone(),
+            metrics: PoolMetrics::default(),
+        }),
+        drains,
+    )
+}
+
+async fn body_json(req: Request<Body>) -> Value {
+    let bytes = req.into_body().collect_bytes().await.expect("body");
+    serde_json::from_slice(&bytes).expect("json body")
+}
+
+fn respond(send: mock::SendResponse<Response<Body>>, status: u16, obj: &Value) {
+    send.send_response(
+        Response::builder()
+            .status(status)
+            .body(Body::from(serde_json::to_vec(obj).expect("json")))
+            .expect("response"),
+    );
+}
+
+fn not_found() -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "reason": "NotFound", "code": 404, "message": "not found"})
+}
+
+const NS: &str = "/namespaces/vantage";
+
+fn session(probe: u32, controller: &str) -> Session {
+    Session {
+        v: 1,
+        probe_id: probe,
+        controller: controller.into(),
+        address: "192.0.2.1".into(),
+        connected_since_ms: 0,
+        fw: 0,
+    }
+}
+
+/// Serve one server-side apply and check it; answers the object back.
+async fn expect_apply(
+    handle: &mut std::pin::Pin<&mut mock::Handle<Request<Body>, Response<Body>>>,
+    path: &str,
+) -> Value {
+    let (req, send) = handle.next_request().await.expect("a request");
+    assert_eq!(req.method(), Method::PATCH, "{}", req.uri());
+    assert_eq!(req.uri().path(), path);
+    let q = req.uri().query().unwrap_or_default().to_owned();
+    assert!(q.contains(&format!("fieldManager={FIELD_MANAGER}")), "{q}");
+    assert!(q.contains("force=true"), "{q}");
+    assert_eq!(
+        req.headers()["content-type"],
+        "application/apply-patch+yaml"
+    );
+    let obj = body_json(req).await;
+    respond(send, 200, &obj);
+    obj
+}
+
+#[tokio::test]
+async fn new_pool_renders_its_workloads_and_status() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let sessions = Sessions::default();
+    // 6000 probes × 1.25 / 5000 → 2 controllers.
+    for i in 0..6000 {
+        sessions.up(session(i, "minimal-controller-0"));
+    }
+    let (ctx, drains) = ctx(Client::new(service, "default"), sessions);
+    let server = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/apps/v1{NS}/statefulsets/minimal-controller")
+        );
+        respond(send, 404, &not_found());
+        let sts = expect_apply(
+            &mut handle,
+            &format!("/apis/apps/v1{NS}/statefulsets/minimal-controller"),
+        )
+        .await;
+        assert_eq!(sts["spec"]["replicas"], 2);
+        expect_apply(
+            &mut handle,
+            &format!("/api/v1{NS}/services/minimal-controller-headless"),
+        )
+        .await;
+        for i in 0..2 {
+            let svc = expect_apply(
+                &mut handle,
+                &format!("/api/v1{NS}/services/minimal-controller-{i}"),
+            )
+            .await;
+            assert_eq!(svc["spec"]["type"], "LoadBalancer");
+        }
+        expect_apply(
+            &mut handle,
+            &format!("/apis/apps/v1{NS}/deployments/minimal-registry"),
+        )
+        .await;
+        expect_apply(
+            &mut handle,
+            &format!("/api/v1{NS}/services/minimal-registry"),
+        )
+        .await;
+        expect_apply(
+            &mut handle,
+            &format!("/api/v1{NS}/services/minimal-registry-metrics"),
+        )
+        .await;
+        // Pruning: list the per-pod Services of this pool; a stale one goes.
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), format!("/api/v1{NS}/services"));
+        let q = req.uri().query().unwrap_or_default().to_owned();
+        assert!(
+            q.contains("vantage.dev%2Fcontroller-pool%3Dminimal")
+                || q.contains("vantage.dev/controller-pool=minimal"),
+            "{q}"
+        );
+        let svc = |n: &str| json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": n, "namespace": "vantage"}});
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {},
+                    "items": [svc("minimal-controller-0"), svc("minimal-controller-1"), svc("minimal-controller-5")]}),
+        );
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::DELETE);
+        assert_eq!(
+            req.uri().path(),
+            format!("/api/v1{NS}/services/minimal-controller-5")
+        );
+        respond(send, 200, &svc("minimal-controller-5"));
+        // Status last.
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::PATCH);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/vantage.dev/v1alpha1{NS}/controllerpools/minimal/status")
+        );
+        let patch = body_json(req).await;
+        let st = &patch["status"];
+        assert_eq!(
+            (&st["replicas"], &st["connectedProbes"], &st["capacity"]),
+            (&json!(2), &json!(6000), &json!(10_000))
+        );
+        let cond = |t: &str| {
+            st["conditions"]
+                .as_array()
+                .expect("conditions")
+                .iter()
+                .find(|c| c["type"] == t)
+                .cloned()
+                .expect(t)
+        };
+        assert_eq!(cond(pc::READY)["status"], "True");
+        assert_eq!(cond(pc::SCALING)["reason"], reason::SCALING_UP);
+        assert_eq!(cond(pc::DRAINING)["status"], "False");
+        respond(
+            send,
+            200,
+            &serde_json::to_value(pool("minimal")).expect("obj"),
+        );
+    });
+    let action = reconcile(Arc::new(pool("minimal")), ctx.clone())
+        .await
+        .expect("reconcile");
+    server.await.expect("server");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(15))
+    );
+    // Ordinals 0 and 1 come up: any old drain request of theirs is withdrawn.
+    assert_eq!(
+        drains.0.lock().expect("lock").clone(),
+        vec![(
+            "undrain".to_owned(),
+            vec![
+                "minimal-controller-0".to_owned(),
+                "minimal-controller-1".to_owned()
+            ]
+        )]
+    );
+}
+
+#[tokio::test]
+async fn scale_down_signals_the_drain_and_keeps_replicas() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let sessions = Sessions::default();
+    sessions.up(session(1, "minimal-controller-0"));
+    sessions.up(session(2, "minimal-controller-1"));
+    let (ctx, drains) = ctx(Client::new(service, "default"), sessions);
+    let p = with_status(
+        pool("minimal"),
+        json!({"replicas": 2, "scaleDownSince": "2020-01-01T00:00:00Z"}),
+    );
+    let server = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::GET);
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": {"name": "minimal-controller", "namespace": "vantage"},
+                    "spec": {"replicas": 2, "selector": {}, "serviceName": "x", "template": {}}}),
+        );
+        let sts = expect_apply(
+            &mut handle,
+            &format!("/apis/apps/v1{NS}/statefulsets/minimal-controller"),
+        )
+        .await;
+        assert_eq!(sts["spec"]["replicas"], 2, "not lowered before the drain");
+        for _ in 0..(1 + 2 + 3) {
+            let (req, send) = handle.next_request().await.expect("a request");
+            assert_eq!(req.method(), Method::PATCH);
+            let obj = body_json(req).await;
+            respond(send, 200, &obj);
+        }
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::GET);
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []}),
+        );
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert!(req
+            .uri()
+            .path()
+            .ends_with("/controllerpools/minimal/status"));
+        let patch = body_json(req).await;
+        assert_eq!(patch["status"]["draining"], json!(["minimal-controller-1"]));
+        assert!(patch["status"]["drainingSince"].is_string());
+        respond(
+            send,
+            200,
+            &serde_json::to_value(pool("minimal")).expect("obj"),
+        );
+    });
+    let action = reconcile(Arc::new(p), ctx.clone())
+        .await
+        .expect("reconcile");
+    server.await.expect("server");
+    assert_eq!(
+        action,
+        kube::runtime::controller::Action::requeue(std::time::Duration::from_secs(3))
+    );
+    assert_eq!(
+        drains.0.lock().expect("lock").clone(),
+        vec![("drain".to_owned(), vec!["minimal-controller-1".to_owned()])]
+    );
+}
+
+#[tokio::test]
+async fn invalid_pool_gets_invalid_spec_and_nothing_is_rendered() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (ctx, drains) = ctx(Client::new(service, "default"), Sessions::default());
+    let mut p = pool("minimal");
+    p.spec.service_type = "ExternalName".into();
+    let server = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert!(
+            req.uri()
+                .path()
+                .ends_with("/controllerpools/minimal/status"),
+            "only the status is written: {}",
+            req.uri()
+        );
+        let patch = body_json(req).await;
+        let ready = &patch["status"]["conditions"][0];
+        assert_eq!(
+            (&ready["type"], &ready["status"], &ready["reason"]),
+            (
+                &json!("Ready"),
+                &json!("False"),
+                &json!(reason::INVALID_SPEC)
+            )
+        );
+        assert!(ready["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("spec.service_type:"));
+        respond(
+            send,
+            200,
+            &serde_json::to_value(pool("minimal")).expect("obj"),
+        );
+    });
+    let action = reconcile(Arc::new(p), ctx.clone())
+        .await
+        .expect("reconcile");
+    server.await.expect("server");
+    assert_eq!(action, kube::runtime::controller::Action::await_change());
+    assert!(drains.0.lock().expect("lock").is_empty());
+}
