@@ -6,6 +6,7 @@
 //! calls with tower-test.
 
 pub mod crdgen;
+pub mod limits;
 pub mod measurement;
 pub mod plan;
 pub mod pool;

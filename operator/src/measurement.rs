@@ -6,14 +6,17 @@ use std::time::Duration;
 
 use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::runtime::finalizer::{finalizer, Event};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::{Mutex, Notify};
-use vantage_crd::{Measurement, MeasurementState, MeasurementStatus, Probe};
+use vantage_crd::conditions::{self, READY};
+use vantage_crd::{Measurement, MeasurementState, MeasurementStatus, Probe, TenantPolicy};
 
+use crate::limits::{namespace_usage, Ledger, Limits};
 use crate::plan::{desired_status, Snapshot};
 use crate::probes::Sessions;
 use crate::schedules::{desired, PublishError, SchedulePublisher, Syncer};
@@ -93,11 +96,90 @@ pub struct Metrics {
     pub schedules_published: Counter,
 }
 
+/// One event about a Measurement, as [`Events::Memory`] keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Emitted {
+    pub namespace: String,
+    pub name: String,
+    pub warning: bool,
+    /// The Ready condition's reason: `Ongoing`, `Limited`, `InvalidSpec`, ...
+    pub reason: String,
+    pub note: String,
+}
+
+/// Where Measurement events go: the Kubernetes API (events.k8s.io), memory (tests and
+/// benchmarks), or nowhere.
+#[derive(Clone)]
+pub enum Events {
+    Kube(Recorder),
+    Memory(Arc<std::sync::Mutex<Vec<Emitted>>>),
+    Off,
+}
+
+impl Events {
+    /// Events through the API, reported as `vantage-operator`.
+    pub fn kube(client: Client) -> Self {
+        Self::Kube(Recorder::new(client, FIELD_MANAGER.into()))
+    }
+
+    /// One event per state change: Normal for Scheduled/Ongoing/Stopped, Warning for
+    /// Failed, NoSuitableProbes and Limited. A failure to publish is logged, not fatal.
+    async fn state_changed(&self, msm: &Measurement, status: &MeasurementStatus) {
+        let Some(ready) = conditions::get(&status.conditions, READY) else {
+            return;
+        };
+        let warning = matches!(
+            status.state,
+            Some(
+                MeasurementState::Failed
+                    | MeasurementState::NoSuitableProbes
+                    | MeasurementState::Limited
+            )
+        );
+        match self {
+            Self::Off => {}
+            Self::Memory(list) => {
+                if let Ok(mut list) = list.lock() {
+                    list.push(Emitted {
+                        namespace: msm.namespace().unwrap_or_default(),
+                        name: msm.name_any(),
+                        warning,
+                        reason: ready.reason.clone(),
+                        note: ready.message.clone(),
+                    });
+                }
+            }
+            Self::Kube(recorder) => {
+                use kube::Resource;
+                let event = KubeEvent {
+                    type_: if warning {
+                        EventType::Warning
+                    } else {
+                        EventType::Normal
+                    },
+                    reason: ready.reason.clone(),
+                    note: Some(ready.message.chars().take(1000).collect()),
+                    action: "Reconcile".into(),
+                    secondary: None,
+                };
+                if let Err(e) = recorder.publish(&event, &msm.object_ref(&())).await {
+                    tracing::warn!(measurement = %msm.name_any(), error = %e, "cannot publish event");
+                }
+            }
+        }
+    }
+}
+
 /// What the reconciler shares.
 pub struct Ctx<I: IdAllocator, P: SchedulePublisher> {
     pub client: Client,
     pub probes: Store<Probe>,
     pub measurements: Store<Measurement>,
+    /// TenantPolicies, for the limits of each namespace.
+    pub policies: Store<TenantPolicy>,
+    /// Admission decisions not yet visible in the store.
+    pub ledger: Arc<Ledger>,
+    pub events: Events,
     pub sessions: Sessions,
     pub stats: ResultStats,
     pub ids: I,
@@ -186,17 +268,45 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
     let earlier = ctx.earlier();
     let current = msm.status.clone().unwrap_or_default();
     let now = k8s_openapi::jiff::Timestamp::now();
-    let snapshot = Snapshot {
-        candidates: &candidates,
-        earlier: &earlier,
-        results: current.id.and_then(|id| ctx.stats.get(id)),
-        now: now.as_second(),
-        now_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+    let ns = msm.namespace().unwrap_or_default();
+    let limits = Limits::for_namespace(&ctx.policies.state(), &ns);
+    let mut status = {
+        // Usage, decision and ledger under one lock: two measurements reconciled at
+        // once cannot both take the namespace's last slot.
+        let mut ledger = ctx.ledger.0.lock().unwrap_or_else(|e| e.into_inner());
+        let usage = if limits.is_unlimited() {
+            Default::default()
+        } else {
+            namespace_usage(
+                &ctx.measurements.state(),
+                &ledger,
+                &ns,
+                Some(&msm.name_any()),
+                now.as_second(),
+            )
+        };
+        let snapshot = Snapshot {
+            candidates: &candidates,
+            earlier: &earlier,
+            results: current.id.and_then(|id| ctx.stats.get(id)),
+            now: now.as_second(),
+            now_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
+            limits: &limits,
+            usage,
+        };
+        // Plan.
+        let status = desired_status(msm, &snapshot);
+        ledger.insert(
+            (ns.clone(), msm.name_any()),
+            crate::limits::is_admitted_state(status.state) && !msm.spec.stopped,
+        );
+        status
     };
-    // Plan.
-    let mut status = desired_status(msm, &snapshot);
     // Apply: a runnable measurement gets its id once.
-    let runnable = !matches!(status.state, Some(MeasurementState::Failed));
+    let runnable = !matches!(
+        status.state,
+        Some(MeasurementState::Failed | MeasurementState::Limited)
+    );
     if status.id.is_none() && runnable {
         status.id = Some(ctx.ids.next().await?);
     }
@@ -210,6 +320,9 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
             results = status.results,
             "measurement status updated"
         );
+        if status.state != current.state {
+            ctx.events.state_changed(msm, &status).await;
+        }
     }
     ctx.sync_requested.notify_one();
     Ok(match status.state {
@@ -225,6 +338,9 @@ async fn cleanup<I: IdAllocator, P: SchedulePublisher>(
     // The store already holds this object with its deletionTimestamp, so the measurement
     // is left out of every schedule. Publish before the finalizer goes.
     ctx.sync_schedules().await?;
+    if let Ok(mut ledger) = ctx.ledger.0.lock() {
+        ledger.remove(&(msm.namespace().unwrap_or_default(), msm.name_any()));
+    }
     tracing::info!(measurement = %msm.name_any(), "measurement deleted; stopped on its probes");
     Ok(Action::await_change())
 }

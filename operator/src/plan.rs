@@ -5,9 +5,10 @@ use std::collections::HashMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vantage_core::definition::{InvalidField, Source, Task};
-use vantage_crd::conditions::{self, reason, INVALID, READY};
+use vantage_crd::conditions::{self, reason, INVALID, LIMITED, READY};
 use vantage_crd::{Measurement, MeasurementState, MeasurementStatus};
 
+use crate::limits::{self, Limits, Usage};
 use crate::selection::{select, Candidate};
 
 /// What the reconciler knows when it plans.
@@ -20,11 +21,18 @@ pub struct Snapshot<'a> {
     /// Unix seconds.
     pub now: i64,
     pub now_time: Time,
+    /// The namespace's TenantPolicy limits.
+    pub limits: &'a Limits,
+    /// The namespace's usage by its other admitted measurements.
+    pub usage: Usage,
 }
 
 /// Validate the spec into a task and its sources. `msm_id` may be 0 before an id is given.
 pub fn validate(msm: &Measurement, msm_id: u64) -> Result<(Task, Vec<Source>), InvalidField> {
     let spec = &msm.spec;
+    if let Some(unreadable) = &spec.unreadable {
+        return Err(unreadable.clone());
+    }
     let task = spec.definition.validate(msm_id, spec.timing())?;
     if spec.probes.is_empty() {
         return Err(InvalidField {
@@ -86,44 +94,48 @@ pub fn desired_status(msm: &Measurement, snap: &Snapshot<'_>) -> MeasurementStat
                 generation,
                 now.clone(),
             );
-            // Keep the probes already chosen for this generation; choose again after a spec change.
-            let probes = if current.observed_generation == generation && !current.probes.is_empty()
-            {
-                current.probes.clone()
-            } else {
-                select(&sources, snap.candidates, snap.earlier)
-            };
-            status.probe_count = u32::try_from(probes.len()).unwrap_or(u32::MAX);
-            status.probes = probes;
             let stopped = msm.spec.stopped || task.stop_time.is_some_and(|stop| stop <= snap.now);
-            if stopped {
+            // Admission is decided once per generation; a Limited one is checked again.
+            let admitted_before = current.observed_generation == generation
+                && limits::is_admitted_state(current.state);
+            let refusal = if stopped || admitted_before {
+                None
+            } else {
+                let charge = limits::charge(&task, &sources, None, snap.now);
+                limits::check(&task, charge, snap.limits, &snap.usage).err()
+            };
+            if let Some(refusal) = refusal {
+                conditions::set(
+                    &mut status.conditions,
+                    LIMITED,
+                    true,
+                    refusal.reason,
+                    refusal.message.clone(),
+                    generation,
+                    now.clone(),
+                );
+                status.limited_by = Some(refusal.limit.to_owned());
                 (
-                    MeasurementState::Stopped,
+                    MeasurementState::Limited,
                     false,
-                    reason::STOPPED,
-                    "stopped; results are kept".to_owned(),
-                )
-            } else if status.probes.is_empty() {
-                (
-                    MeasurementState::NoSuitableProbes,
-                    false,
-                    reason::NO_SUITABLE_PROBES,
-                    "no enabled, connected probe matches the sources; retrying".to_owned(),
-                )
-            } else if task.start_time.is_some_and(|start| start > snap.now) {
-                (
-                    MeasurementState::Scheduled,
-                    false,
-                    reason::SCHEDULED,
-                    format!("{} probes will start at start_time", status.probe_count),
+                    reason::LIMITED,
+                    refusal.message,
                 )
             } else {
-                (
-                    MeasurementState::Ongoing,
-                    true,
-                    reason::ONGOING,
-                    format!("running on {} probes", status.probe_count),
-                )
+                if conditions::get(&status.conditions, LIMITED).is_some()
+                    || !snap.limits.is_unlimited()
+                {
+                    conditions::set(
+                        &mut status.conditions,
+                        LIMITED,
+                        false,
+                        reason::WITHIN_LIMITS,
+                        "within the namespace's TenantPolicy limits",
+                        generation,
+                        now.clone(),
+                    );
+                }
+                running_state(msm, &task, &sources, snap, &current, &mut status, stopped)
             }
         }
     };
@@ -138,6 +150,57 @@ pub fn desired_status(msm: &Measurement, snap: &Snapshot<'_>) -> MeasurementStat
     );
     status.state = Some(state);
     status
+}
+
+/// State of an admitted (or stopped) measurement: choose probes, then Stopped,
+/// NoSuitableProbes, Scheduled or Ongoing.
+fn running_state(
+    msm: &Measurement,
+    task: &Task,
+    sources: &[Source],
+    snap: &Snapshot<'_>,
+    current: &MeasurementStatus,
+    status: &mut MeasurementStatus,
+    stopped: bool,
+) -> (MeasurementState, bool, &'static str, String) {
+    // Keep the probes already chosen for this generation; choose again after a spec change.
+    let probes =
+        if current.observed_generation == msm.metadata.generation && !current.probes.is_empty() {
+            current.probes.clone()
+        } else {
+            select(sources, snap.candidates, snap.earlier)
+        };
+    status.probe_count = u32::try_from(probes.len()).unwrap_or(u32::MAX);
+    status.probes = probes;
+    if stopped {
+        (
+            MeasurementState::Stopped,
+            false,
+            reason::STOPPED,
+            "stopped; results are kept".to_owned(),
+        )
+    } else if status.probes.is_empty() {
+        (
+            MeasurementState::NoSuitableProbes,
+            false,
+            reason::NO_SUITABLE_PROBES,
+            "no enabled, connected probe matches the sources; retrying".to_owned(),
+        )
+    } else if task.start_time.is_some_and(|start| start > snap.now) {
+        (
+            MeasurementState::Scheduled,
+            false,
+            reason::SCHEDULED,
+            format!("{} probes will start at start_time", status.probe_count),
+        )
+    } else {
+        (
+            MeasurementState::Ongoing,
+            true,
+            reason::ONGOING,
+            format!("running on {} probes", status.probe_count),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -156,6 +219,14 @@ mod tests {
             .expect(name)
     }
 
+    static UNLIMITED: Limits = Limits {
+        max_concurrent_measurements: None,
+        max_probes_per_measurement: None,
+        min_interval: None,
+        max_results_per_day: None,
+        policies: Vec::new(),
+    };
+
     fn snap<'a>(candidates: &'a [Candidate], earlier: &'a HashMap<u64, Vec<u32>>) -> Snapshot<'a> {
         Snapshot {
             candidates,
@@ -163,6 +234,8 @@ mod tests {
             results: Some((12, 1_700_000_000)),
             now: 1_700_000_100,
             now_time: Time(Timestamp::from_second(1_700_000_100).expect("time")),
+            limits: &UNLIMITED,
+            usage: Usage::default(),
         }
     }
 

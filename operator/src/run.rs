@@ -8,12 +8,13 @@ use futures::StreamExt;
 use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
-use vantage_crd::{Measurement, Probe};
+use vantage_crd::{Measurement, Probe, TenantPolicy};
 use vantage_platform::bus::{Bus, BusError, Retention};
 use vantage_platform::obs::{self, Health};
 use vantage_platform::store::{Store, StoreError};
 
-use crate::measurement::{error_policy, reconcile, Ctx, KvIds, Metrics};
+use crate::limits::{policy_status_loop, Ledger};
+use crate::measurement::{error_policy, reconcile, Ctx, Events, KvIds, Metrics};
 use crate::probes::{status_writer, Sessions};
 use crate::schedules::{KvSchedules, Syncer};
 use crate::stats::ResultStats;
@@ -81,6 +82,24 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }
     });
 
+    // TenantPolicies: the limits of each namespace.
+    let (policies, policy_writer) = reflector::store::<TenantPolicy>();
+    let policy_stream = reflector(
+        policy_writer,
+        watcher(
+            Api::<TenantPolicy>::all(client.clone()),
+            watcher::Config::default(),
+        ),
+    )
+    .default_backoff()
+    .applied_objects()
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "tenant policy watch error");
+        }
+    });
+    let ledger = Arc::new(Ledger::default());
+
     let sessions = Sessions::default();
     let stats = ResultStats::default();
     let controller = Controller::new(
@@ -91,6 +110,9 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         client: client.clone(),
         probes: probes.clone(),
         measurements: controller.store(),
+        policies: policies.clone(),
+        ledger: ledger.clone(),
+        events: Events::kube(client.clone()),
         sessions: sessions.clone(),
         stats: stats.clone(),
         ids: KvIds(bus.meta.clone()),
@@ -101,6 +123,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     });
 
     tokio::spawn(probe_stream);
+    tokio::spawn(policy_stream);
+    tokio::spawn(policy_status_loop(
+        client.clone(),
+        policies,
+        ctx.measurements.clone(),
+        ledger,
+        Duration::from_secs(2),
+    ));
     tokio::spawn(sessions.clone().follow(bus.sessions.clone()));
     tokio::spawn(status_writer(
         client.clone(),

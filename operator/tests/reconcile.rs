@@ -12,8 +12,11 @@ use kube::Client;
 use serde_json::{json, Value};
 use tower_test::mock;
 use vantage_core::nats::{ScheduleDoc, Session};
-use vantage_crd::{Measurement, Probe};
-use vantage_operator::measurement::{reconcile, Ctx, Error, IdAllocator, Metrics, FINALIZER};
+use vantage_crd::{Measurement, Probe, TenantPolicy};
+use vantage_operator::limits::Ledger;
+use vantage_operator::measurement::{
+    reconcile, Ctx, Emitted, Error, Events, IdAllocator, Metrics, FINALIZER,
+};
 use vantage_operator::probes::Sessions;
 use vantage_operator::schedules::{PublishError, SchedulePublisher, Syncer};
 use vantage_operator::stats::ResultStats;
@@ -50,7 +53,9 @@ fn measurement(name: &str) -> Measurement {
 struct World {
     ctx: Arc<Ctx<Counter, Recorder>>,
     msm_writer: Writer<Measurement>,
+    policy_writer: Writer<TenantPolicy>,
     published: Recorder,
+    events: Arc<Mutex<Vec<Emitted>>>,
 }
 
 fn world(client: Client) -> World {
@@ -58,6 +63,8 @@ fn world(client: Client) -> World {
     let probe: Probe = fixture(include_str!("fixtures/probes.yaml"), "probe-1001");
     probe_writer.apply_watcher_event(&watcher::Event::Apply(probe));
     let (measurements, msm_writer) = reflector::store::<Measurement>();
+    let (policies, policy_writer) = reflector::store::<TenantPolicy>();
+    let events = Arc::new(Mutex::new(Vec::new()));
     let sessions = Sessions::default();
     sessions.up(Session {
         v: 1,
@@ -72,6 +79,9 @@ fn world(client: Client) -> World {
         client,
         probes,
         measurements,
+        policies,
+        ledger: Arc::new(Ledger::default()),
+        events: Events::Memory(events.clone()),
         sessions,
         stats: ResultStats::default(),
         ids: Counter(AtomicU64::new(1_000_001)),
@@ -83,7 +93,9 @@ fn world(client: Client) -> World {
     World {
         ctx,
         msm_writer,
+        policy_writer,
         published,
+        events,
     }
 }
 
@@ -283,5 +295,298 @@ async fn deleted_measurement_is_cleared_from_probes_before_the_finalizer_goes() 
     reconcile(Arc::new(deleting), w.ctx.clone())
         .await
         .expect("reconcile");
+    server.await.expect("server");
+}
+
+/// Answer every request with the measurement `name` carrying what was sent; return
+/// (method, path, body) of each, in order, once the client side is dropped.
+fn echo_server(
+    handle: mock::Handle<Request<Body>, Response<Body>>,
+    name: &'static str,
+) -> tokio::task::JoinHandle<Vec<(Method, String, Value)>> {
+    tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let mut seen = Vec::new();
+        while let Some((req, send)) = handle.next_request().await {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let body = body_json(req).await;
+            let mut obj = serde_json::to_value(measurement(name)).expect("obj");
+            if let Some(status) = body.get("status") {
+                obj["status"] = status.clone();
+            }
+            if path.contains("/events") {
+                obj = body.clone();
+            }
+            respond(send, &obj);
+            seen.push((method, path, body));
+        }
+        seen
+    })
+}
+
+fn policy(yaml: &str) -> TenantPolicy {
+    serde_yaml::from_str(yaml).expect("policy")
+}
+
+fn condition<'a>(status: &'a Value, type_: &str) -> &'a Value {
+    status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == type_)
+        .unwrap_or_else(|| panic!("no {type_} condition in {status}"))
+}
+
+#[tokio::test]
+async fn over_limit_measurement_is_limited_then_runs_when_the_policy_allows_it() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let mut w = world(Client::new(service, "default"));
+    let server = echo_server(handle, "ping-nl");
+    w.policy_writer
+        .apply_watcher_event(&watcher::Event::Apply(policy(
+            "{apiVersion: vantage.dev/v1alpha1, kind: TenantPolicy, metadata: {name: default, namespace: default}, spec: {max_probes_per_measurement: 2}}",
+        )));
+    // ping-nl requests 3 probes from NL.
+    let mut msm = measurement("ping-nl");
+    msm.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    reconcile(Arc::new(msm.clone()), w.ctx.clone())
+        .await
+        .expect("reconcile");
+    w.ctx.sync_schedules().await.expect("sync");
+    assert!(
+        w.published.0.lock().expect("lock").is_empty(),
+        "a Limited measurement is on no probe's schedule"
+    );
+    assert_eq!(w.ctx.ids.0.load(Ordering::SeqCst), 1_000_001, "no id yet");
+    {
+        let events = w.events.lock().expect("lock");
+        assert_eq!(events.len(), 1, "{events:?}");
+        assert!(events[0].warning);
+        assert_eq!(events[0].reason, "Limited");
+        assert!(events[0].note.starts_with("max_probes_per_measurement"));
+    }
+
+    // The admin raises the limit: the next reconcile admits it.
+    w.policy_writer
+        .apply_watcher_event(&watcher::Event::Apply(policy(
+            "{apiVersion: vantage.dev/v1alpha1, kind: TenantPolicy, metadata: {name: default, namespace: default}, spec: {max_probes_per_measurement: 5}}",
+        )));
+    let limited_status = {
+        // What the first reconcile wrote, as the next reconcile reads it.
+        let mut m = msm.clone();
+        m.status = serde_json::from_value(json!({
+            "state": "Limited", "limitedBy": "max_probes_per_measurement", "observedGeneration": 1,
+        }))
+        .expect("status");
+        m
+    };
+    reconcile(Arc::new(limited_status), w.ctx.clone())
+        .await
+        .expect("reconcile");
+    drop(w.ctx);
+    let seen = server.await.expect("server");
+    assert_eq!(seen.len(), 2, "two status patches: {seen:?}");
+    let first = &seen[0].2["status"];
+    assert!(seen[0].1.ends_with("/measurements/ping-nl/status"));
+    assert_eq!(first["state"], "Limited");
+    assert_eq!(first["limitedBy"], "max_probes_per_measurement");
+    assert!(first.get("id").is_none(), "{first}");
+    assert_eq!(first["probes"], json!([]));
+    let limited = condition(first, "Limited");
+    assert_eq!(
+        (limited["status"].as_str(), limited["reason"].as_str()),
+        (Some("True"), Some("MaxProbesPerMeasurement"))
+    );
+    assert!(limited["message"]
+        .as_str()
+        .expect("message")
+        .contains("request 3 probes but TenantPolicy default/default allows 2"));
+    assert_eq!(condition(first, "Ready")["reason"], "Limited");
+
+    let second = &seen[1].2["status"];
+    assert_eq!(second["state"], "Ongoing");
+    assert_eq!(second["id"], 1_000_001);
+    assert_eq!(second["probes"], json!([1001]));
+    assert!(second.get("limitedBy").is_none(), "{second}");
+    assert_eq!(condition(second, "Limited")["status"], "False");
+    let events = w.events.lock().expect("lock");
+    assert_eq!(
+        events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+        ["Limited", "Ongoing"]
+    );
+    assert!(!events[1].warning);
+}
+
+#[tokio::test]
+async fn two_measurements_at_once_cannot_both_take_the_last_slot() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let mut w = world(Client::new(service, "default"));
+    let server = echo_server(handle, "ping-nl");
+    w.policy_writer
+        .apply_watcher_event(&watcher::Event::Apply(policy(
+            "{apiVersion: vantage.dev/v1alpha1, kind: TenantPolicy, metadata: {name: default, namespace: default}, spec: {max_concurrent_measurements: 1}}",
+        )));
+    // Both are in the store without a status: neither is admitted as far as the store knows.
+    let mut a = measurement("ping-nl");
+    a.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    let mut b = a.clone();
+    b.metadata.name = Some("ping-nl-2".into());
+    for m in [&a, &b] {
+        w.msm_writer
+            .apply_watcher_event(&watcher::Event::Apply(m.clone()));
+    }
+    reconcile(Arc::new(a), w.ctx.clone()).await.expect("a");
+    reconcile(Arc::new(b), w.ctx.clone()).await.expect("b");
+    drop(w.ctx);
+    let seen = server.await.expect("server");
+    let states: Vec<(String, Value)> = seen
+        .iter()
+        .map(|(_, path, body)| (path.clone(), body["status"]["state"].clone()))
+        .collect();
+    assert_eq!(states.len(), 2);
+    assert!(states[0].0.ends_with("/ping-nl/status"));
+    assert_eq!(states[0].1, "Ongoing");
+    assert!(states[1].0.ends_with("/ping-nl-2/status"));
+    assert_eq!(states[1].1, "Limited", "the ledger knows the slot is taken");
+    assert!(condition(&seen[1].2["status"], "Limited")["message"]
+        .as_str()
+        .expect("message")
+        .contains("already runs 1 measurements"));
+}
+
+#[tokio::test]
+async fn state_changes_are_published_as_kubernetes_events() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let w = world(client.clone());
+    // The same world, with events going to the API.
+    let ctx = Arc::new(Ctx {
+        client: client.clone(),
+        probes: w.ctx.probes.clone(),
+        measurements: w.ctx.measurements.clone(),
+        policies: w.ctx.policies.clone(),
+        ledger: Arc::new(Ledger::default()),
+        events: Events::kube(client),
+        sessions: w.ctx.sessions.clone(),
+        stats: ResultStats::default(),
+        ids: Counter(AtomicU64::new(1_000_001)),
+        schedules: tokio::sync::Mutex::new(Syncer::default()),
+        publisher: Recorder::default(),
+        sync_requested: tokio::sync::Notify::new(),
+        metrics: Metrics::default(),
+    });
+    drop(w);
+    let server = echo_server(handle, "ping-nl");
+    let mut msm = measurement("ping-nl");
+    msm.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    reconcile(Arc::new(msm.clone()), ctx.clone())
+        .await
+        .expect("reconcile");
+    // Same state again: no second event.
+    msm.status = serde_json::from_value(
+        json!({"id": 1000001, "state": "Ongoing", "probes": [1001], "probeCount": 1, "observedGeneration": 1}),
+    )
+    .expect("status");
+    reconcile(Arc::new(msm), ctx.clone()).await.expect("again");
+    drop(ctx);
+    let seen = server.await.expect("server");
+    let events: Vec<&(Method, String, Value)> = seen
+        .iter()
+        .filter(|(_, path, _)| path.contains("/events"))
+        .collect();
+    assert_eq!(events.len(), 1, "{seen:?}");
+    let (method, path, event) = events[0];
+    assert_eq!(method, Method::POST);
+    assert_eq!(path, "/apis/events.k8s.io/v1/namespaces/default/events");
+    assert_eq!(event["reason"], "Ongoing");
+    assert_eq!(event["type"], "Normal");
+    assert_eq!(event["regarding"]["kind"], "Measurement");
+    assert_eq!(event["regarding"]["name"], "ping-nl");
+    assert_eq!(event["note"], "running on 1 probes");
+}
+
+#[tokio::test]
+async fn an_unreadable_measurement_gets_invalid_naming_the_field() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let w = world(Client::new(service, "default"));
+    let server = echo_server(handle, "ping-nl");
+    let msm: Measurement = serde_json::from_value(json!({
+        "apiVersion": "vantage.dev/v1alpha1", "kind": "Measurement",
+        "metadata": {"name": "ping-nl", "namespace": "default", "generation": 1,
+                     "finalizers": [FINALIZER]},
+        "spec": {"type": "ping", "target": "example.net", "interval": "often",
+                 "probes": [{"type": "area", "value": "WW", "requested": 1}]}
+    }))
+    .expect("an unreadable spec still reads");
+    reconcile(Arc::new(msm), w.ctx.clone())
+        .await
+        .expect("reconcile");
+    drop(w.ctx);
+    let seen = server.await.expect("server");
+    let status = &seen[0].2["status"];
+    assert_eq!(status["state"], "Failed");
+    let invalid = condition(status, "Invalid");
+    assert_eq!(invalid["status"], "True");
+    assert!(
+        invalid["message"]
+            .as_str()
+            .expect("message")
+            .starts_with("spec.interval: cannot be read"),
+        "{invalid}"
+    );
+    let events = w.events.lock().expect("lock");
+    assert_eq!(
+        (events[0].reason.as_str(), events[0].warning),
+        ("InvalidSpec", true)
+    );
+}
+
+#[tokio::test]
+async fn one_unreadable_object_does_not_break_the_watch() {
+    use futures::StreamExt;
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let server = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let (req, send) = handle.next_request().await.expect("list");
+        assert_eq!(req.method(), Method::GET);
+        assert!(req.uri().path().ends_with("/measurements"), "{}", req.uri());
+        let item = |name: &str, spec: Value| {
+            json!({"apiVersion": "vantage.dev/v1alpha1", "kind": "Measurement",
+                   "metadata": {"name": name, "namespace": "default", "resourceVersion": "1"},
+                   "spec": spec})
+        };
+        respond(
+            send,
+            &json!({
+                "apiVersion": "vantage.dev/v1alpha1", "kind": "MeasurementList",
+                "metadata": {"resourceVersion": "2"},
+                "items": [
+                    item("bad", json!({"type": "ping", "target": 7, "probes": {"a": 1}})),
+                    item("good", json!({"type": "ping", "target": "example.net",
+                                        "probes": [{"type": "area", "value": "WW", "requested": 1}]})),
+                ]
+            }),
+        );
+    });
+    let api = kube::Api::<Measurement>::all(client);
+    let mut stream = pin!(watcher(api, watcher::Config::default().any_semantic()));
+    let mut names = Vec::new();
+    while let Some(event) = stream.next().await {
+        match event.expect("the list is read despite the bad object") {
+            watcher::Event::InitApply(m) => {
+                names.push((m.metadata.name.clone(), m.spec.unreadable.is_some()))
+            }
+            watcher::Event::InitDone => break,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        names,
+        vec![
+            (Some("bad".to_owned()), true),
+            (Some("good".to_owned()), false)
+        ]
+    );
     server.await.expect("server");
 }

@@ -6,6 +6,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 /// Condition types.
 pub const READY: &str = "Ready";
 pub const INVALID: &str = "Invalid";
+/// True while a TenantPolicy limit refuses the object.
+pub const LIMITED: &str = "Limited";
 
 /// Reasons.
 pub mod reason {
@@ -17,6 +19,18 @@ pub mod reason {
     pub const VALID: &str = "Valid";
     pub const CONNECTED: &str = "Connected";
     pub const DISCONNECTED: &str = "Disconnected";
+    /// Limited=False: every TenantPolicy limit is met.
+    pub const WITHIN_LIMITS: &str = "WithinLimits";
+    /// Limited=True, one reason per TenantPolicy limit.
+    pub const MAX_CONCURRENT_MEASUREMENTS: &str = "MaxConcurrentMeasurements";
+    pub const MAX_PROBES_PER_MEASUREMENT: &str = "MaxProbesPerMeasurement";
+    pub const MIN_INTERVAL: &str = "MinInterval";
+    pub const MAX_RESULTS_PER_DAY: &str = "MaxResultsPerDay";
+    /// State Limited (Ready=False).
+    pub const LIMITED: &str = "Limited";
+    /// A TenantPolicy's usage is over one of its limits (measurements admitted before
+    /// the policy tightened keep running).
+    pub const OVER_LIMIT: &str = "OverLimit";
 }
 
 /// Set (or add) the condition `type_`. Returns whether anything changed. The transition

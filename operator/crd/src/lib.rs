@@ -14,15 +14,20 @@ mod geolocation_engine;
 mod measurement;
 mod probe;
 mod probe_firmware;
+mod tenant_policy;
 
 pub use controller_pool::{
     pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, NatsRef,
     RegistrySpec,
 };
 pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
-pub use measurement::{Measurement, MeasurementSpec, MeasurementState, MeasurementStatus};
+pub use measurement::{
+    Measurement, MeasurementSpec, MeasurementState, MeasurementStatus,
+    CEL_RULES as MEASUREMENT_CEL_RULES,
+};
 pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
 pub use probe_firmware::{ProbeFirmware, ProbeFirmwareSpec, ProbeFirmwareStatus};
+pub use tenant_policy::{TenantPolicy, TenantPolicySpec, TenantPolicyStatus, TenantUsage};
 
 /// API group of every vantage resource.
 pub const GROUP: &str = "vantage.dev";
@@ -38,5 +43,6 @@ pub fn all_crds(
         ControllerPool::crd(),
         GeolocationEngine::crd(),
         ProbeFirmware::crd(),
+        TenantPolicy::crd(),
     ]
 }
