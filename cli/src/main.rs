@@ -210,6 +210,31 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
     },
+    /// The data API: RIPE Atlas API v2 subset, OONI-style search, live results, OpenAPI.
+    Api {
+        #[command(flatten)]
+        ch: ClickHouseArgs,
+        /// Address of the API (`/api/v2/...`, `/api/v1/...`, `/api/openapi.json`).
+        #[arg(long, default_value = "0.0.0.0:8443")]
+        listen: SocketAddr,
+        #[arg(long, default_value = "0.0.0.0:9096")]
+        metrics_addr: SocketAddr,
+        /// NATS server URL for live results (`/stream/`); empty turns them off.
+        #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
+        nats_url: String,
+        /// TLS certificate chain (PEM); with --tls-key the API serves HTTPS, else HTTP.
+        #[arg(long, env = "VANTAGE_API_TLS_CERT", requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// TLS private key (PEM).
+        #[arg(long, env = "VANTAGE_API_TLS_KEY", requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+        /// Public URL for links in answers (e.g. https://atlas.example.net); default from Host.
+        #[arg(long, env = "VANTAGE_API_PUBLIC_URL")]
+        public_url: Option<String>,
+        /// Seconds a creation waits for the operator to give measurement ids.
+        #[arg(long, default_value_t = 20)]
+        create_timeout_secs: u64,
+    },
     /// Apply the ClickHouse schema migrations and print the version.
     Migrate {
         #[command(flatten)]
@@ -368,6 +393,30 @@ async fn main() -> anyhow::Result<()> {
                 });
             }
             vantage_engines::serve(cfg).await?
+        }
+        Command::Api {
+            ch,
+            listen,
+            metrics_addr,
+            nats_url,
+            tls_cert,
+            tls_key,
+            public_url,
+            create_timeout_secs,
+        } => {
+            vantage_api::serve(vantage_api::Config {
+                listen,
+                metrics_addr,
+                clickhouse_url: ch.clickhouse_url,
+                clickhouse_db: ch.clickhouse_db,
+                nats_url: (!nats_url.is_empty()).then_some(nats_url),
+                tls: tls_cert
+                    .zip(tls_key)
+                    .map(|(cert, key)| vantage_api::TlsFiles { cert, key }),
+                public_url,
+                create_timeout: Duration::from_secs(create_timeout_secs.max(1)),
+            })
+            .await?
         }
         Command::Migrate { ch } => {
             let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?;

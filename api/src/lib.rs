@@ -1,0 +1,149 @@
+//! vantage's data API (`vantage api`).
+//!
+//! * A RIPE Atlas API v2 subset: `GET /api/v2/measurements/` (filters, pages),
+//!   `/measurements/{id}/`, `/results/` (streamed from ClickHouse), `/latest/`,
+//!   `/api/v2/probes/`, `/probes/{id}/`, and `POST /api/v2/measurements/`, which creates
+//!   a Measurement resource in the namespace of the API key (a labelled Secret).
+//! * Live results per measurement as server-sent events, from NATS.
+//! * OONI-style `GET /api/v1/measurements` and `/api/v1/aggregation` over `fastpath`.
+//! * `/api/openapi.json`, built from the same route table as the router.
+//! * HTTPS with rustls, or HTTP for local use; `/metrics` and `/healthz` on their own port.
+
+pub mod catalog;
+pub mod error;
+pub mod live;
+pub mod ooni;
+pub mod ripe;
+pub mod routes;
+pub mod rows;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+pub use routes::{router, AppState, Metrics};
+
+/// TLS certificate chain and key, PEM files.
+#[derive(Clone, Debug)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+/// How `vantage api` runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub metrics_addr: SocketAddr,
+    pub clickhouse_url: String,
+    pub clickhouse_db: String,
+    /// NATS for live results; none turns the stream routes off.
+    pub nats_url: Option<String>,
+    /// HTTPS when set, HTTP otherwise.
+    pub tls: Option<TlsFiles>,
+    /// Public URL for links (`next`, `result`); default from the Host header.
+    pub public_url: Option<String>,
+    /// How long a creation waits for the operator to give ids.
+    pub create_timeout: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot listen on {addr}: {source}; choose a free address with --listen")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
+    #[error("cannot reach the Kubernetes API: {0}; set KUBECONFIG or run in a pod with a service account")]
+    Kube(#[source] kube::Error),
+    #[error("cannot connect to NATS at {url}: {message}; check --nats-url")]
+    Nats { url: String, message: String },
+    #[error("database name {0:?} is not a plain identifier; use letters, digits and _")]
+    BadDatabase(String),
+    #[error("the API server stopped: {0}")]
+    Serve(#[source] std::io::Error),
+}
+
+/// Run the API until the process ends.
+pub async fn serve(config: Config) -> Result<(), Error> {
+    let db = &config.clickhouse_db;
+    if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::BadDatabase(db.clone()));
+    }
+    let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_api");
+    let metrics = Metrics::default();
+    metrics.register(&mut registry);
+    let health = vantage_platform::obs::Health::default();
+
+    let client = kube::Client::try_default().await.map_err(Error::Kube)?;
+    let catalog = Arc::new(catalog::KubeCatalog::start(client));
+    let live: Option<Arc<dyn live::Live>> = match &config.nats_url {
+        Some(url) => {
+            let nc = async_nats::ConnectOptions::new()
+                .name("vantage-api")
+                .connect(url.as_str())
+                .await
+                .map_err(|e| Error::Nats {
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
+            Some(Arc::new(live::NatsLive(nc)))
+        }
+        None => None,
+    };
+    let state = Arc::new(AppState {
+        catalog: catalog.clone(),
+        rows: Arc::new(rows::ClickHouseRows::new(&config.clickhouse_url, db)),
+        live,
+        scheme: if config.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        },
+        public_url: config.public_url.clone(),
+        create_timeout: config.create_timeout,
+        metrics,
+    });
+    let app = router(state);
+
+    let metrics_addr = config.metrics_addr;
+    let obs_health = health.clone();
+    tokio::spawn(async move {
+        if let Err(e) = vantage_platform::obs::serve(metrics_addr, registry, obs_health).await {
+            tracing::error!(error = %e, %metrics_addr, "metrics endpoint stopped");
+        }
+    });
+    // Ready once the reflectors listed everything.
+    let ready_health = health.clone();
+    tokio::spawn(async move {
+        use catalog::Catalog;
+        while !catalog.ready() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        ready_health.set_ready(true);
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+    match &config.tls {
+        Some(files) => {
+            let tls_config = tls::server_config(&files.cert, &files.key)?;
+            let listener = tls::TlsListener::new(listener, tls_config).map_err(Error::Serve)?;
+            tracing::info!(addr = %config.listen, "serving the data API over HTTPS");
+            axum::serve(listener, app).await.map_err(Error::Serve)
+        }
+        None => {
+            tracing::info!(addr = %config.listen, "serving the data API over HTTP");
+            axum::serve(listener, app).await.map_err(Error::Serve)
+        }
+    }
+}
