@@ -232,8 +232,10 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
     assert op == {
         'vantage.dev/measurements': {'get', 'list', 'watch', 'patch'},
         'vantage.dev/probes': {'get', 'list', 'watch'},
+        'vantage.dev/tenantpolicies': {'get', 'list', 'watch'},
         'vantage.dev/measurements/status': {'get', 'patch', 'update'},
         'vantage.dev/probes/status': {'get', 'patch', 'update'},
+        'vantage.dev/tenantpolicies/status': {'get', 'patch', 'update'},
         'vantage.dev/measurements/finalizers': {'update'},
         '/events': {'create', 'patch'},
         'events.k8s.io/events': {'create', 'patch'},
@@ -256,6 +258,12 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
     assert edit['metadata']['labels']['rbac.authorization.k8s.io/aggregate-to-edit'] == 'true'
     assert grants(edit)['vantage.dev/probes'] == {'get', 'list', 'watch'}
     assert 'rbac.authorization.k8s.io/aggregate-to-edit' not in one(docs, 'ClusterRole', 'vantage-probe-admin')['metadata']['labels']
+    # tenants read their TenantPolicy; only the unaggregated tenancy-admin writes it
+    assert grants(edit)['vantage.dev/tenantpolicies'] == {'get', 'list', 'watch'}
+    assert grants(one(docs, 'ClusterRole', 'vantage-measurement-view'))['vantage.dev/tenantpolicies'] == {'get', 'list', 'watch'}
+    tenancy = one(docs, 'ClusterRole', 'vantage-tenancy-admin')
+    assert 'create' in grants(tenancy)['vantage.dev/tenantpolicies']
+    assert not any(k.startswith('rbac.authorization.k8s.io/aggregate') for k in tenancy['metadata']['labels'])
     # when the operator renders controllers, its Role (namespaced, not cluster-wide) grows
     managed = grants(one(all_cases['operator-managed'], 'Role', 'vantage-operator'))
     assert managed['apps/statefulsets'] >= {'create', 'update', 'delete'} and '/services' in managed
