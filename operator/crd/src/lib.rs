@@ -15,7 +15,6 @@ mod measurement;
 mod probe;
 mod probe_firmware;
 mod tenant_policy;
-mod tenant_policy;
 
 pub use controller_pool::{
     pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, NatsRef,
@@ -28,7 +27,6 @@ pub use measurement::{
 };
 pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
 pub use probe_firmware::{ProbeFirmware, ProbeFirmwareSpec, ProbeFirmwareStatus};
-pub use tenant_policy::{TenantPolicy, TenantPolicySpec, TenantPolicyStatus, TenantUsage};
 pub use tenant_policy::{TenantPolicy, TenantPolicySpec, TenantPolicyStatus, TenantUsage};
 
 /// API group of every vantage resource.
@@ -45,7 +43,6 @@ pub fn all_crds(
         ControllerPool::crd(),
         GeolocationEngine::crd(),
         ProbeFirmware::crd(),
-        TenantPolicy::crd(),
         TenantPolicy::crd(),
     ]
 }
