@@ -206,6 +206,9 @@ enum Command {
         /// NATS server URL, for external engines answering on a NATS subject.
         #[arg(long, env = "NATS_URL")]
         nats_url: Option<String>,
+        /// Never measure for single-radius (no one-off ping Measurements); read stored RTTs only.
+        #[arg(long)]
+        no_active: bool,
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
@@ -380,11 +383,13 @@ async fn main() -> anyhow::Result<()> {
             namespace,
             no_kube,
             nats_url,
+            no_active,
             cache_max_age_s,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
             cfg.kube_namespace = (!no_kube).then_some(namespace);
             cfg.nats_url = nats_url;
+            cfg.active_measurement = !no_active;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {

@@ -87,6 +87,9 @@ pub struct Config {
     pub kube_namespace: Option<String>,
     /// NATS, for external engines that answer on a subject.
     pub nats_url: Option<String>,
+    /// With Kubernetes and ClickHouse: single-radius measures (one-off ping
+    /// Measurements in `kube_namespace`) when no stored RTT is under 10 ms.
+    pub active_measurement: bool,
 }
 
 impl Config {
@@ -104,6 +107,7 @@ impl Config {
             engine_timeout: Duration::from_secs(5),
             kube_namespace: None,
             nats_url: None,
+            active_measurement: true,
         }
     }
 }
@@ -147,6 +151,16 @@ impl Engines {
     pub fn with_single_radius_rtts(mut self, rtts: Arc<dyn engine::latency::RttSource>) -> Self {
         self.single_radius_rtts = rtts;
         self
+    }
+
+    /// The stored-RTT source (CBG, anycast).
+    pub fn rtts(&self) -> Arc<dyn engine::latency::RttSource> {
+        self.rtts.clone()
+    }
+
+    /// The reverse-DNS engine.
+    pub fn rdns(&self) -> Arc<dyn Engine> {
+        self.rdns.clone()
     }
 
     pub fn external_metrics(&self) -> &engine::external::ExternalMetrics {
@@ -279,8 +293,41 @@ pub async fn build_locator(
 pub async fn serve(config: Config) -> Result<(), Error> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_engines");
     let health = vantage_platform::obs::Health::default();
-    let (world, engines) = build_engines(&config).await?;
+    let (world, mut engines) = build_engines(&config).await?;
     engines.external_metrics().register(&mut registry);
+    let kube_client = match &config.kube_namespace {
+        Some(_) => Some(kube::Client::try_default().await.map_err(|e| {
+            Error::Config(format!(
+                "cannot reach the Kubernetes API: {e}; check KUBECONFIG or the service account, or run with --no-kube (all built-in engines)"
+            ))
+        })?),
+        None => None,
+    };
+    if let (Some(client), Some(namespace)) = (&kube_client, &config.kube_namespace) {
+        // Probe locations for stored RTTs, and the directory active single-radius chooses from.
+        let directory = engine::active::ProbeDirectory::default();
+        tokio::spawn(resources::follow_probes(
+            client.clone(),
+            directory.clone(),
+            config.probe_locations.clone(),
+        ));
+        if let (Some(ch), true) = (&config.clickhouse, config.active_measurement) {
+            let results = Arc::new(engine::active::ClickHouseMeasurementResults::new(
+                &ch.url,
+                &ch.database,
+            )?);
+            let measurer = Arc::new(engine::active::KubeMeasurer::new(
+                client.clone(),
+                namespace,
+                results,
+            ));
+            let crowd: Arc<dyn Engine> = engines.crowd();
+            let active =
+                engine::active::ActiveRtts::new(engines.rtts(), directory, measurer, world.clone())
+                    .with_hint_engines(vec![engines.rdns(), crowd]);
+            engines = engines.with_single_radius_rtts(Arc::new(active));
+        }
+    }
     // With Kubernetes the set comes from GeolocationEngine resources (empty until listed);
     // without, it is `config.engines`.
     let initial = match &config.kube_namespace {
@@ -315,13 +362,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             source,
         })?;
     let metrics_addr = config.metrics_addr;
-    match config.kube_namespace.clone() {
-        Some(namespace) => {
-            let client = kube::Client::try_default().await.map_err(|e| {
-                Error::Config(format!(
-                    "cannot reach the Kubernetes API: {e}; check KUBECONFIG or the service account, or run with --no-kube (all built-in engines)"
-                ))
-            })?;
+    match (config.kube_namespace.clone(), kube_client) {
+        (Some(namespace), Some(client)) => {
             let metrics = resources::Metrics::default();
             metrics.register(&mut registry);
             let (engines, api, ready) = (Arc::new(engines), api.clone(), health.clone());
@@ -335,7 +377,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                 }
             });
         }
-        None => health.set_ready(true),
+        _ => health.set_ready(true),
     }
     let obs_health = health.clone();
     tokio::spawn(async move {

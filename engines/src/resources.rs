@@ -357,6 +357,58 @@ pub async fn follow(
     )))
 }
 
+/// What the engines need of a `Probe`: where it is, its networks, whether it can measure.
+pub fn probe_info(p: &vantage_crd::Probe) -> Option<crate::engine::active::ProbeInfo> {
+    let loc = p.spec.location?;
+    let prefixes = [&p.spec.prefix_v4, &p.spec.prefix_v6]
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.parse::<ipnet::IpNet>().ok())
+        .collect();
+    Some(crate::engine::active::ProbeInfo {
+        id: p.spec.id,
+        latitude: loc.latitude,
+        longitude: loc.longitude,
+        country: p.spec.country_code.clone(),
+        asn: p.spec.asn_v4.or(p.spec.asn_v6),
+        prefixes,
+        available: p.spec.enabled && p.status.as_ref().is_some_and(|s| s.connected),
+    })
+}
+
+/// Follow `Probe` resources (cluster-wide) into the probe directory (for choosing probes)
+/// and the probe locations (for reading stored RTTs), until the process stops.
+pub async fn follow_probes(
+    client: Client,
+    directory: crate::engine::active::ProbeDirectory,
+    locations: crate::engine::latency::ProbeLocations,
+) {
+    let api: Api<vantage_crd::Probe> = Api::all(client);
+    let (store, writer) = reflector::store::<vantage_crd::Probe>();
+    let stream = reflector(writer, watcher(api, watcher::Config::default())).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(watcher::Event::Init | watcher::Event::InitApply(_)) => continue,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, "watching Probe resources");
+                continue;
+            }
+        }
+        let infos: Vec<_> = store.state().iter().filter_map(|p| probe_info(p)).collect();
+        if let Ok(mut d) = directory.write() {
+            *d = infos.iter().map(|p| (p.id, p.clone())).collect();
+        }
+        if let Ok(mut l) = locations.write() {
+            *l = infos
+                .iter()
+                .map(|p| (p.id, (p.latitude, p.longitude)))
+                .collect();
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

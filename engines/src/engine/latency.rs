@@ -35,6 +35,11 @@ impl ProbeRtt {
 /// Choosing probes close to the target and running on-demand pings belongs here too.
 pub trait RttSource: Send + Sync {
     fn rtts<'a>(&'a self, ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>>;
+
+    /// How long reading may take when not the engines' default (measuring takes longer).
+    fn timeout(&self) -> Option<std::time::Duration> {
+        None
+    }
 }
 
 /// RTTs from a fixed table.
@@ -308,6 +313,10 @@ impl Engine for Latency {
             LatencyKind::Cbg => "latency",
             LatencyKind::Anycast => "anycast",
         }
+    }
+
+    fn timeout(&self) -> Option<std::time::Duration> {
+        self.source.timeout()
     }
 
     fn locate<'a>(

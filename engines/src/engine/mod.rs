@@ -1,5 +1,6 @@
 //! Engines: each takes an IP and the world and scores candidate cities 1..=10.
 
+pub mod active;
 pub mod crowd;
 pub mod external;
 pub mod latency;
