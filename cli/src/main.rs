@@ -24,6 +24,25 @@ struct NatsArgs {
     nats_url: String,
 }
 
+/// The JetStream layout the operator declares, and where it renders ControllerPools.
+#[derive(Args, Clone)]
+struct RoutingArgs {
+    /// Hours results stay in the RESULTS stream (the collector normally stores them in
+    /// seconds; this is how long an outage of ClickHouse may last).
+    #[arg(long, env = "VANTAGE_RESULTS_MAX_AGE_HOURS", default_value_t = 168)]
+    results_max_age_hours: u64,
+    /// Largest RESULTS stream, in MiB; the oldest results go first.
+    #[arg(long, env = "VANTAGE_RESULTS_MAX_MIB", default_value_t = 8192)]
+    results_max_mib: i64,
+    /// Minutes within which a result id published twice is stored once.
+    #[arg(long, env = "VANTAGE_DEDUP_WINDOW_MINUTES", default_value_t = 15)]
+    dedup_window_minutes: u64,
+    /// Namespace whose ControllerPools the operator renders (in a cluster: its own,
+    /// `POD_NAMESPACE`); unset: every namespace.
+    #[arg(long, env = "POD_NAMESPACE")]
+    pool_namespace: Option<String>,
+}
+
 #[derive(Args, Clone)]
 struct ClickHouseArgs {
     /// ClickHouse HTTP URL.
@@ -85,7 +104,12 @@ enum Command {
         ch: ClickHouseArgs,
         #[arg(long, default_value = "0.0.0.0:9090")]
         metrics_addr: SocketAddr,
+        #[command(flatten)]
+        routing: RoutingArgs,
     },
+    /// Print the NATS server `authorization` block: one user per vantage role, with
+    /// subject permissions as narrow as the role (passwords from `$VANTAGE_NATS_<ROLE>`).
+    NatsAuth,
     /// The registration SSH server probes dial first.
     Registry {
         #[command(flatten)]
@@ -255,14 +279,29 @@ async fn main() -> anyhow::Result<()> {
             nats,
             ch,
             metrics_addr,
+            routing,
         } => {
             vantage_operator::run::run(vantage_operator::run::Config {
                 nats_url: nats.nats_url,
                 clickhouse_url: ch.clickhouse_url,
                 clickhouse_db: ch.clickhouse_db,
                 metrics_addr,
+                retention: vantage_platform::bus::Retention {
+                    results_max_age: Duration::from_secs(routing.results_max_age_hours * 3600),
+                    results_max_bytes: routing.results_max_mib.saturating_mul(1 << 20),
+                    dedup_window: Duration::from_secs(routing.dedup_window_minutes * 60),
+                },
+                pool_namespace: routing.pool_namespace,
             })
             .await?
+        }
+        Command::NatsAuth => {
+            print!(
+                "{}",
+                vantage_operator::nats_auth::render_authorization(
+                    &vantage_operator::nats_auth::default_users()
+                )
+            );
         }
         Command::Registry {
             ssh,

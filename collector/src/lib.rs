@@ -232,19 +232,15 @@ mod tests {
     }
 }
 
-/// Run the collector process: declare the layout, migrate, serve metrics, consume.
+/// Run the collector process: bind to the layout, migrate, serve metrics, consume.
 pub async fn serve(
     nats_url: &str,
     store: Store,
     cfg: Config,
     metrics_addr: std::net::SocketAddr,
 ) -> Result<(), ServeError> {
-    let bus = vantage_platform::bus::Bus::open(
-        nats_url,
-        "vantage-collector",
-        vantage_platform::bus::Retention::default(),
-    )
-    .await?;
+    // The operator declares the stream and this consumer; the collector binds to them.
+    let bus = vantage_platform::bus::Bus::attach(nats_url, "vantage-collector").await?;
     let version = store.migrate().await?;
     tracing::info!(version, "ClickHouse schema is current");
     let mut registry = Registry::with_prefix("vantage_collector");

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use vantage_core::nats::{FirmwareTarget, FIRMWARE_KEY};
 use vantage_crd::{Probe, ProbeFirmware};
-use vantage_platform::bus::{Bus, BusError, Retention};
+use vantage_platform::bus::{Bus, BusError};
 use vantage_platform::obs::{self, Health};
 
 use crate::controller::{ControllerMetrics, ControllerServer, Identity, JetStreamResults};
@@ -95,7 +95,8 @@ async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
 /// Run the registration server; firmware bundles are files in `firmware_dir`.
 pub async fn registry(common: Common, firmware_dir: PathBuf) -> Result<(), RunError> {
     let host_key = load_or_create_host_key(&common.host_key)?;
-    let bus = Bus::open(&common.nats_url, "vantage-registry", Retention::default()).await?;
+    // The operator declares the layout; registration only binds to it.
+    let bus = Bus::attach(&common.nats_url, "vantage-registry").await?;
     let client = Client::try_default().await.map_err(RunError::Kube)?;
     let (probes, writer) = reflector::store::<Probe>();
     // A disabled probe loses its assignment; its controller then closes the session.
@@ -213,10 +214,9 @@ pub async fn controller(
 ) -> Result<(), RunError> {
     let host_key = load_or_create_host_key(&common.host_key)?;
     let spool = crate::spool::Spool::open(&spool.dir, spool.max_bytes)?;
-    let bus = Bus::open(
+    let bus = Bus::attach(
         &common.nats_url,
         &format!("vantage-controller-{}", identity.name),
-        Retention::default(),
     )
     .await?;
     let mut registry = Registry::with_prefix("vantage_controller");

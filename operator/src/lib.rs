@@ -8,6 +8,7 @@
 pub mod crdgen;
 pub mod limits;
 pub mod measurement;
+pub mod nats_auth;
 pub mod plan;
 pub mod pool;
 pub mod probes;

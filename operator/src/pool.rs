@@ -485,3 +485,68 @@ pub fn error_policy<D: DrainSignal>(
     tracing::warn!(pool = %pool.name_any(), %error, "ControllerPool reconcile failed; retrying in 5s");
     Action::requeue(Duration::from_secs(5))
 }
+
+/// Run the ControllerPool controller until shutdown: pools in `namespace` (all when
+/// None), re-reconciled when a StatefulSet, Service or Deployment they own changes.
+pub async fn run_controller(
+    client: Client,
+    namespace: Option<String>,
+    sessions: Sessions,
+    meta: async_nats::jetstream::kv::Store,
+    metrics: PoolMetrics,
+) {
+    use futures::StreamExt;
+    use kube::runtime::{watcher, Controller};
+    fn api<K>(client: &Client, ns: &Option<String>) -> Api<K>
+    where
+        K: kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>,
+        <K as kube::Resource>::DynamicType: Default,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(client.clone(), ns),
+            None => Api::all(client.clone()),
+        }
+    }
+    let owned = watcher::Config::default().labels(POOL_LABEL);
+    let ctx = Arc::new(PoolCtx {
+        client: client.clone(),
+        sessions,
+        drain: KvDrain(meta),
+        metrics,
+    });
+    Controller::new(
+        api::<ControllerPool>(&client, &namespace),
+        watcher::Config::default(),
+    )
+    .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
+    .owns(api::<Service>(&client, &namespace), owned.clone())
+    .owns(api::<Deployment>(&client, &namespace), owned)
+    .shutdown_on_signal()
+    .run(reconcile, error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "pool reconcile result");
+        }
+    })
+    .await;
+}
+
+impl PoolMetrics {
+    pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
+        registry.register(
+            "pool_reconciles",
+            "ControllerPool reconciles",
+            self.reconciles.clone(),
+        );
+        registry.register(
+            "pool_reconcile_failures",
+            "Transient ControllerPool reconcile failures by kind",
+            self.failures.clone(),
+        );
+        registry.register(
+            "pool_scale_events",
+            "Controller replica changes by direction",
+            self.scale_events.clone(),
+        );
+    }
+}

@@ -25,6 +25,10 @@ pub struct Config {
     pub clickhouse_url: String,
     pub clickhouse_db: String,
     pub metrics_addr: SocketAddr,
+    /// Retention of the RESULTS stream, which the operator declares.
+    pub retention: Retention,
+    /// Namespace whose ControllerPools the operator renders; None: every namespace.
+    pub pool_namespace: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -59,7 +63,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         metrics.schedules_published.clone(),
     );
 
-    let bus = Bus::open(&cfg.nats_url, "vantage-operator", Retention::default()).await?;
+    let bus = Bus::open(&cfg.nats_url, "vantage-operator", cfg.retention).await?;
     let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
     let version = store.migrate().await?;
     tracing::info!(version, "ClickHouse schema is current");
@@ -132,6 +136,15 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         Duration::from_secs(2),
     ));
     tokio::spawn(sessions.clone().follow(bus.sessions.clone()));
+    let pool_metrics = crate::pool::PoolMetrics::default();
+    pool_metrics.register(&mut registry);
+    tokio::spawn(crate::pool::run_controller(
+        client.clone(),
+        cfg.pool_namespace.clone(),
+        sessions.clone(),
+        bus.meta.clone(),
+        pool_metrics,
+    ));
     tokio::spawn(status_writer(
         client.clone(),
         probes,

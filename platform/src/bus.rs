@@ -21,6 +21,8 @@ pub enum BusError {
         #[source]
         source: async_nats::jetstream::context::CreateStreamError,
     },
+    #[error("cannot declare the JetStream consumer {name}: {message}")]
+    Consumer { name: String, message: String },
     #[error("cannot declare KV bucket {name}: {source}; is JetStream enabled on the server?")]
     Bucket {
         name: String,
@@ -58,10 +60,44 @@ impl Default for Retention {
     }
 }
 
+/// The reply inbox prefix of a connection named `vantage-<role>[-<instance>]`:
+/// `_INBOX.<role>`. NATS permissions give each role only its own inbox (see the
+/// operator's `nats_auth`), so no component can read another's replies.
+pub fn inbox_prefix(name: &str) -> String {
+    let role = name
+        .strip_prefix("vantage-")
+        .unwrap_or(name)
+        .split(['-', '.', '*', '>', ' '])
+        .next()
+        .filter(|r| !r.is_empty())
+        .unwrap_or("client");
+    format!("_INBOX.{role}")
+}
+
 /// Connect to NATS. The client reconnects by itself after this first connection.
+///
+/// Credentials in the URL (`nats://user:password@host:4222`, or `nats://token@host`) are
+/// used: async-nats itself ignores them.
 pub async fn connect(url: &str, name: &str) -> Result<async_nats::Client, BusError> {
-    async_nats::ConnectOptions::new()
+    let mut options = async_nats::ConnectOptions::new();
+    if let Ok(addr) = url
+        .split(',')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .parse::<async_nats::ServerAddr>()
+    {
+        match (addr.username(), addr.password()) {
+            (Some(user), Some(password)) => {
+                options = options.user_and_password(user.to_owned(), password.to_owned())
+            }
+            (Some(token), None) => options = options.token(token.to_owned()),
+            _ => {}
+        }
+    }
+    options
         .name(name)
+        .custom_inbox_prefix(inbox_prefix(name))
         .retry_on_initial_connect()
         .connection_timeout(Duration::from_secs(5))
         .connect(url)
@@ -95,6 +131,7 @@ impl Bus {
         let assignments = declare_bucket(&js, names::ASSIGNMENTS_BUCKET, 1).await?;
         let sessions = declare_bucket(&js, names::SESSIONS_BUCKET, 1).await?;
         let meta = declare_bucket(&js, names::META_BUCKET, 1).await?;
+        declare_collector_consumer(&js).await?;
         Ok(Self {
             client,
             js,
@@ -104,6 +141,82 @@ impl Bus {
             meta,
         })
     }
+
+    /// Connect and bind to the streams and buckets the operator declared, waiting for
+    /// them if they do not exist yet. Components other than the operator use this: their
+    /// NATS users may read and write their subjects, but not change the layout.
+    pub async fn attach(url: &str, name: &str) -> Result<Self, BusError> {
+        let client = connect(url, name).await?;
+        let js = jetstream::new(client.clone());
+        let mut waited = 0u32;
+        loop {
+            match bind(&js).await {
+                Ok((schedules, assignments, sessions, meta)) => {
+                    return Ok(Self {
+                        client,
+                        js,
+                        schedules,
+                        assignments,
+                        sessions,
+                        meta,
+                    })
+                }
+                Err(e) => {
+                    if waited.is_multiple_of(15) {
+                        tracing::warn!(error = %e, "waiting for the operator to declare the NATS streams and buckets (is `vantage operator` running, and may this NATS user read them?)");
+                    }
+                    waited += 1;
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            }
+        }
+    }
+}
+
+async fn bind(
+    js: &jetstream::Context,
+) -> Result<(kv::Store, kv::Store, kv::Store, kv::Store), String> {
+    js.get_stream(names::RESULTS_STREAM)
+        .await
+        .map_err(|e| format!("stream {}: {e}", names::RESULTS_STREAM))?;
+    let get = |name: &'static str| async move {
+        js.get_key_value(name)
+            .await
+            .map_err(|e| format!("KV bucket {name}: {e}"))
+    };
+    Ok((
+        get(names::SCHEDULES_BUCKET).await?,
+        get(names::ASSIGNMENTS_BUCKET).await?,
+        get(names::SESSIONS_BUCKET).await?,
+        get(names::META_BUCKET).await?,
+    ))
+}
+
+/// The collector's durable pull consumer on `RESULTS` (kept if it exists).
+async fn declare_collector_consumer(js: &jetstream::Context) -> Result<(), BusError> {
+    use jetstream::consumer::{pull, AckPolicy};
+    let err = |e: String| BusError::Consumer {
+        name: names::COLLECTOR_DURABLE.to_owned(),
+        message: e,
+    };
+    let stream = js
+        .get_stream(names::RESULTS_STREAM)
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    stream
+        .get_or_create_consumer(
+            names::COLLECTOR_DURABLE,
+            pull::Config {
+                durable_name: Some(names::COLLECTOR_DURABLE.into()),
+                ack_policy: AckPolicy::Explicit,
+                ack_wait: Duration::from_secs(60),
+                max_ack_pending: 20_000,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| err(e.to_string()))?;
+    Ok(())
 }
 
 async fn declare_bucket(
