@@ -3,6 +3,9 @@
 //! dataset), and locate latency through the HTTP router (uncached with fixture
 //! engines, cached p50/p99, batch throughput for 10k cached addresses).
 //!
+//! With `CLICKHOUSE_URL` set, also locate answered from the ClickHouse answer store
+//! (a fresh process: empty memory cache).
+//!
 //!     cargo run --release -p vantage-engines --example bench_reverse
 
 use std::collections::HashMap;
@@ -154,6 +157,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             EngineConfig::new("reverse-dns", 1.0, true),
         ),
     ];
+    let engines_again = engines.clone();
     let locator = Locator::new(world.clone(), engines, Duration::from_secs(5));
     let mut registry = prometheus_client::registry::Registry::default();
     let app = router(Arc::new(Api::new(
@@ -212,5 +216,71 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         secs * 1e3,
         f64::from(n) / secs
     );
+
+    let Some(url) = std::env::var("CLICKHOUSE_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        println!("(set CLICKHOUSE_URL to measure answers from the ClickHouse answer store)");
+        return Ok(());
+    };
+    let db = format!("vantage_bench_answers_{}", std::process::id());
+    let store = Arc::new(vantage_engines::cache::ClickHouseAnswers::new(&url, &db)?);
+    store.ensure_table().await?;
+    let api_over_store = || {
+        let mut registry = prometheus_client::registry::Registry::default();
+        Api::new(
+            Locator::new(world.clone(), engines_again.clone(), Duration::from_secs(5)),
+            None,
+            Duration::from_secs(3600),
+            1000,
+            &mut registry,
+        )
+        .with_answer_store(store.clone())
+    };
+    let stored_n = 2_000;
+    let first = Arc::new(api_over_store());
+    let mut uncached_store = Vec::new();
+    for ip in &ips[..stored_n] {
+        let t = Instant::now();
+        first.locate(*ip, None).await;
+        uncached_store.push(t.elapsed());
+    }
+    uncached_store.sort();
+    // As after a restart: the memory cache is empty, ClickHouse answers.
+    let app = router(Arc::new(api_over_store()));
+    let get = |uri: String| {
+        let app = app.clone();
+        async move {
+            let t = Instant::now();
+            let resp = app.oneshot(Request::get(uri).body(Body::empty())?).await?;
+            let status = resp.status();
+            let _ = axum::body::to_bytes(resp.into_body(), usize::MAX).await?;
+            if status != StatusCode::OK {
+                return Err(format!("HTTP {status}").into());
+            }
+            Ok::<Duration, Box<dyn std::error::Error>>(t.elapsed())
+        }
+    };
+    let mut from_store = Vec::new();
+    for ip in &ips[..stored_n] {
+        from_store.push(get(format!("/api/v1/locate/{ip}/")).await?);
+    }
+    from_store.sort();
+    println!(
+        "locate uncached + INSERT into ClickHouse: p50 {} p99 {} ({stored_n} addresses)",
+        us(pct(&uncached_store, 0.5)),
+        us(pct(&uncached_store, 0.99))
+    );
+    println!(
+        "locate from the ClickHouse answer store (empty memory cache): p50 {} p99 {} ({stored_n} addresses)",
+        us(pct(&from_store, 0.5)),
+        us(pct(&from_store, 0.99))
+    );
+    clickhouse::Client::default()
+        .with_url(&url)
+        .query(&format!("DROP DATABASE IF EXISTS {db}"))
+        .execute()
+        .await?;
     Ok(())
 }
