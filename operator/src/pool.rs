@@ -137,8 +137,12 @@ pub struct Step {
     pub replicas: u32,
     pub desired: u32,
     pub lower_since_ms: Option<i64>,
-    /// Controllers to drain (empty: none).
+    /// Controllers being drained, still holding replicas up (empty: none).
     pub draining: Vec<String>,
+    /// Controllers that must have a drain request before this round's apply: the ones
+    /// draining, or the ones removed now (even without probes, so that registration
+    /// stops choosing them before their pods go).
+    pub signal: Vec<String>,
     pub draining_since_ms: Option<i64>,
     /// Drain requests to withdraw.
     pub undrain: Vec<String>,
@@ -178,6 +182,7 @@ pub fn step(
         desired: decision.desired,
         lower_since_ms: decision.lower_since_ms,
         draining: Vec::new(),
+        signal: Vec::new(),
         draining_since_ms: None,
         undrain: Vec::new(),
         drain_timed_out: None,
@@ -215,6 +220,7 @@ pub fn step(
         .filter(|c| !to_drain.contains(c))
         .cloned()
         .collect();
+    out.signal = to_drain.clone();
     if remaining == 0 || now_ms - since >= timeout_ms {
         out.replicas = decision.target;
         if remaining > 0 {
@@ -374,9 +380,9 @@ pub async fn reconcile<D: DrainSignal>(
         .as_ref()
         .map(|st| st.draining.as_slice())
         .unwrap_or(&[]);
-    if !s.draining.is_empty() && s.draining.as_slice() != already {
-        ctx.drain.drain(&s.draining).await?;
-        tracing::info!(pool = %name, controllers = ?s.draining, "draining controllers before scale-down");
+    if !s.signal.is_empty() && s.signal.as_slice() != already {
+        ctx.drain.drain(&s.signal).await?;
+        tracing::info!(pool = %name, controllers = ?s.signal, "draining controllers before scale-down");
     }
     let rendered = render::render(&pool, s.replicas);
     apply(&ctx.client, &ns, &rendered).await?;

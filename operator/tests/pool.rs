@@ -399,6 +399,16 @@ fn scale_down_drains_the_highest_ordinals_first() {
     assert!(s2.draining.is_empty());
     assert_eq!(s2.drain_timed_out, None);
 
+    // Controllers without probes are still asked to drain before their pods go, and the
+    // replicas drop in the same round.
+    let idle = step(&p, Some(3), &counts(&[("minimal-controller-0", 150)]), now);
+    assert_eq!(idle.replicas, 1);
+    assert_eq!(
+        idle.signal,
+        ["minimal-controller-1", "minimal-controller-2"]
+    );
+    assert!(idle.draining.is_empty());
+
     // A stuck controller: after the drain timeout the pod goes anyway.
     let since = k8s_openapi::jiff::Timestamp::from_millisecond(now - 121_000)
         .expect("t")
