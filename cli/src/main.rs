@@ -161,6 +161,10 @@ enum Command {
         /// Milliseconds a batch waits to fill.
         #[arg(long, default_value_t = 500)]
         max_wait_ms: u64,
+        /// Seconds JetStream waits for an ack before redelivering a result to another
+        /// (or a restarted) collector.
+        #[arg(long, default_value_t = 30)]
+        ack_wait_secs: u64,
         #[arg(long, default_value = "0.0.0.0:9093")]
         metrics_addr: SocketAddr,
     },
@@ -356,12 +360,14 @@ async fn main() -> anyhow::Result<()> {
             ch,
             max_batch,
             max_wait_ms,
+            ack_wait_secs,
             metrics_addr,
         } => {
             let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?;
             let cfg = vantage_collector::Config {
                 max_batch,
                 max_wait: Duration::from_millis(max_wait_ms),
+                ack_wait: Duration::from_secs(ack_wait_secs.max(1)),
             };
             vantage_collector::serve(&nats.nats_url, store, cfg, metrics_addr).await?
         }

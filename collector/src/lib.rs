@@ -25,12 +25,12 @@ pub use reprocess::{reprocess, ReprocessConfig};
 use std::time::Duration;
 
 use async_nats::jetstream::consumer::{pull, AckPolicy};
+use async_nats::jetstream::AckKind;
 use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use vantage_core::nats as names;
-use vantage_core::result::Envelope;
 use vantage_platform::store::{ResultRow, Store, StoreError};
 
 /// Where rows go. The ClickHouse implementation is [`vantage_platform::store::Store`].
@@ -98,6 +98,9 @@ impl Metrics {
 pub struct Config {
     pub max_batch: usize,
     pub max_wait: Duration,
+    /// How long JetStream waits for an ack before it redelivers (after a collector
+    /// died). While an INSERT is retried, the batch's messages are kept in progress.
+    pub ack_wait: Duration,
 }
 
 impl Default for Config {
@@ -105,6 +108,7 @@ impl Default for Config {
         Self {
             max_batch: 5_000,
             max_wait: Duration::from_millis(500),
+            ack_wait: Duration::from_secs(30),
         }
     }
 }
@@ -122,11 +126,7 @@ pub fn rows_of<'a>(
     inserted_at: u32,
 ) -> Vec<Option<ResultRow>> {
     payloads
-        .map(|p| {
-            Envelope::parse(p)
-                .ok()
-                .map(|env| ResultRow::from_envelope(&env, inserted_at))
-        })
+        .map(|p| ResultRow::from_payload(p, inserted_at))
         .collect()
 }
 
@@ -152,7 +152,7 @@ pub async fn run<S: Sink>(
             pull::Config {
                 durable_name: Some(names::COLLECTOR_DURABLE.into()),
                 ack_policy: AckPolicy::Explicit,
-                ack_wait: Duration::from_secs(60),
+                ack_wait: cfg.ack_wait,
                 max_ack_pending: i64::try_from(cfg.max_batch * 4).unwrap_or(i64::MAX),
                 ..Default::default()
             },
@@ -160,53 +160,100 @@ pub async fn run<S: Sink>(
         .await
         .map_err(|e| consumer_err(e.to_string()))?;
     tracing::info!(max_batch = cfg.max_batch, max_wait = ?cfg.max_wait, "collector consuming");
-    loop {
-        let mut batch = consumer
-            .batch()
-            .max_messages(cfg.max_batch)
-            .expires(cfg.max_wait)
-            .messages()
-            .await
-            .map_err(|e| CollectorError::Fetch(e.to_string()))?;
-        let mut messages = Vec::with_capacity(cfg.max_batch);
-        while let Some(next) = batch.next().await {
-            match next {
-                Ok(m) => messages.push(m),
-                Err(e) => {
-                    tracing::warn!(error = %e, "fetch error");
-                    break;
-                }
+    // Two stages: the fetcher pulls and parses the next batch while the writer INSERTs
+    // the current one. The channel holds one batch, so at most three are in memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
+    let fetch_metrics = metrics.clone();
+    let fetcher = tokio::spawn(async move {
+        loop {
+            let batch = fetch(&consumer, &cfg, &fetch_metrics).await?;
+            if batch.messages.is_empty() {
+                continue;
+            }
+            if tx.send(batch).await.is_err() {
+                return Ok(());
             }
         }
-        if messages.is_empty() {
-            continue;
-        }
-        let rows = rows_of(messages.iter().map(|m| m.payload.as_ref()), unix_now());
-        let good: Vec<ResultRow> = rows.iter().flatten().cloned().collect();
-        let malformed = rows.len() - good.len();
-        if malformed > 0 {
-            metrics.malformed.inc_by(malformed as u64);
-            tracing::warn!(malformed, "dropped messages that are not results");
-        }
-        let mut delay = Duration::from_millis(200);
-        while let Err(e) = sink.insert(&good).await {
-            metrics.insert_failures.inc();
-            tracing::warn!(error = %e, rows = good.len(), retry_in = ?delay, "INSERT failed; nothing acked, retrying");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
-        }
-        for m in &messages {
-            if let Err(e) = m.ack().await {
-                tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
-            }
-        }
-        metrics.stored.inc_by(good.len() as u64);
-        metrics.batches.inc();
-        metrics
-            .last_batch_rows
-            .set(i64::try_from(good.len()).unwrap_or(i64::MAX));
-        tracing::debug!(rows = good.len(), "batch stored");
+    });
+    while let Some(batch) = rx.recv().await {
+        write(&sink, batch, &cfg, &metrics).await;
     }
+    match fetcher.await {
+        Ok(r) => r,
+        Err(e) => Err(CollectorError::Fetch(format!("fetcher stopped: {e}"))),
+    }
+}
+
+/// Fetched messages and the rows of those that are results.
+struct Batch {
+    messages: Vec<async_nats::jetstream::Message>,
+    rows: Vec<ResultRow>,
+}
+
+/// Pull up to `max_batch` messages (waiting at most `max_wait`) and parse them.
+async fn fetch(
+    consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
+    cfg: &Config,
+    metrics: &Metrics,
+) -> Result<Batch, CollectorError> {
+    let mut batch = consumer
+        .batch()
+        .max_messages(cfg.max_batch)
+        .expires(cfg.max_wait)
+        .messages()
+        .await
+        .map_err(|e| CollectorError::Fetch(e.to_string()))?;
+    let mut messages = Vec::with_capacity(cfg.max_batch);
+    while let Some(next) = batch.next().await {
+        match next {
+            Ok(m) => messages.push(m),
+            Err(e) => {
+                tracing::warn!(error = %e, "fetch error");
+                break;
+            }
+        }
+    }
+    let rows: Vec<ResultRow> = rows_of(messages.iter().map(|m| m.payload.as_ref()), unix_now())
+        .into_iter()
+        .flatten()
+        .collect();
+    let malformed = messages.len() - rows.len();
+    if malformed > 0 {
+        metrics.malformed.inc_by(malformed as u64);
+        tracing::warn!(malformed, "dropped messages that are not results");
+    }
+    Ok(Batch { messages, rows })
+}
+
+/// INSERT a batch until it succeeds, then ack its messages.
+async fn write<S: Sink>(sink: &S, batch: Batch, cfg: &Config, metrics: &Metrics) {
+    let Batch { messages, rows } = batch;
+    let mut delay = Duration::from_millis(200);
+    while let Err(e) = sink.insert(&rows).await {
+        metrics.insert_failures.inc();
+        tracing::warn!(error = %e, rows = rows.len(), retry_in = ?delay, "INSERT failed; nothing acked, retrying");
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2)
+            .min(Duration::from_secs(10))
+            .min(cfg.ack_wait / 2);
+        // Still working on them: no redelivery while this collector lives.
+        for m in &messages {
+            if let Err(e) = m.ack_with(AckKind::Progress).await {
+                tracing::debug!(error = %e, "progress ack failed");
+            }
+        }
+    }
+    for m in &messages {
+        if let Err(e) = m.ack().await {
+            tracing::warn!(error = %e, "ack failed; the message will be redelivered and deduplicated");
+        }
+    }
+    metrics.stored.inc_by(rows.len() as u64);
+    metrics.batches.inc();
+    metrics
+        .last_batch_rows
+        .set(i64::try_from(rows.len()).unwrap_or(i64::MAX));
+    tracing::debug!(rows = rows.len(), "batch stored");
 }
 
 #[cfg(test)]

@@ -70,7 +70,7 @@ impl Envelope {
     }
 
     pub fn from_value(raw: Value) -> Result<Self, ResultError> {
-        let common: Common = serde_json::from_value(raw.clone()).map_err(ResultError::Malformed)?;
+        let common = Common::deserialize(&raw).map_err(ResultError::Malformed)?;
         if common.result_id.is_empty() || common.result_id.len() > 64 {
             return Err(ResultError::BadId);
         }

