@@ -127,8 +127,17 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
     registry = one(default_docs, 'Service', 'vantage-registry')
     assert registry['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
     pool = one(default_docs, 'ControllerPool', 'vantage')
-    assert pool['spec'] == {'probes_per_controller': 5000, 'min_replicas': 1, 'max_replicas': 10, 'headroom': 1.25,
-                            'regions': [], 'ssh_port': 443, 'service_type': 'LoadBalancer'}
+    spec = pool['spec']
+    assert {k: spec[k] for k in ['probes_per_controller', 'min_replicas', 'max_replicas', 'headroom', 'regions', 'ssh_port', 'service_type']} == {
+        'probes_per_controller': 5000, 'min_replicas': 1, 'max_replicas': 10, 'headroom': 1.25,
+        'regions': [], 'ssh_port': 443, 'service_type': 'LoadBalancer'}
+    # What the operator renders the pods from: the chart's image, NATS, keys and accounts.
+    assert spec['image'].startswith('ghcr.io/vantage-dev/vantage:')
+    assert spec['nats'] == {'url': 'nats://nats.nats.svc:4222'}
+    assert spec['host_keys_secret'] == 'vantage-controller-host-keys'
+    assert spec['service_account'] == 'vantage-controller'
+    assert spec['registry']['service_account'] == 'vantage-registry'
+    assert spec['labels']['app.kubernetes.io/instance'] == 'vantage'
 
 
 def test_commands_ports_and_health_probes(default_docs: list[dict[str, Any]]) -> None:
