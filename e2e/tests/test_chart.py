@@ -31,7 +31,10 @@ import render  # noqa: E402  (charts/render.py)
 
 POD_KINDS = {'Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'}
 COMPONENT_PORTS = {'operator': 9090, 'registry': 9091, 'controller': 9092, 'collector': 9093, 'intake': 9094,
-                   'engines': 9095}
+                   'engines': 9095, 'api': 9096}
+# components that talk to the Kubernetes API and so get a token
+KUBE_CLIENTS = ('operator', 'registry', 'api', 'engines')
+BUILTIN_ENGINES = ['single-radius', 'crowdsourced', 'reverse-dns', 'latency', 'anycast']
 
 
 def rendered(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -122,7 +125,17 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
                  ('NetworkPolicy', 'vantage-default-deny'),
                  ('CustomResourceDefinition', 'measurements.vantage.dev')]:
         assert want in kinds, want
-    assert not any(d['metadata']['name'].endswith('-engines') for d in default_docs), 'engines are off by default'
+    for want in [('Deployment', 'vantage-api'), ('Service', 'vantage-api'), ('Service', 'vantage-api-metrics'),
+                 ('ClusterRole', 'vantage-api'), ('ServiceAccount', 'vantage-api'),
+                 ('Deployment', 'vantage-engines'), ('Service', 'vantage-engines'), ('Role', 'vantage-engines'),
+                 ('ClusterRole', 'vantage-engines'), ('ServiceAccount', 'vantage-engines')]:
+        assert want in kinds, want
+    # no GeolocationEngine resources means no engines: the chart ships every built-in one
+    geo = by_kind(default_docs, 'GeolocationEngine')
+    assert [g['metadata']['name'] for g in geo] == BUILTIN_ENGINES
+    for g in geo:
+        assert g['metadata']['namespace'] == 'vantage'
+        assert g['spec'] == {'engine': g['metadata']['name'], 'weight': 1, 'enabled': True}
     assert not by_kind(default_docs, 'ServiceMonitor') and not by_kind(default_docs, 'Secret')
     registry = one(default_docs, 'Service', 'vantage-registry')
     assert registry['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
@@ -209,9 +222,9 @@ def test_every_pod_is_restricted(all_cases: dict[str, list[dict[str, Any]]]) -> 
                     assert port['containerPort'] >= 1024, f'{where}: port {port} needs NET_BIND_SERVICE'
             for v in spec.get('volumes', []):
                 assert 'hostPath' not in v, where
-            # only the operator and the registry get a Kubernetes API token
+            # only the components that talk to the Kubernetes API get a token
             component = doc['metadata']['labels']['app.kubernetes.io/component']
-            assert spec['automountServiceAccountToken'] is (component in ('operator', 'registry')), where
+            assert spec['automountServiceAccountToken'] is (component in KUBE_CLIENTS), where
             checked += 1
     assert checked >= 10
 
@@ -225,7 +238,11 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
                     assert '*' not in rule.get(field, []), where
                 assert 'nonResourceURLs' not in rule, where
                 assert not {'escalate', 'bind', 'impersonate'} & set(rule['verbs']), where
-                assert not {'secrets', 'roles', 'clusterroles', 'rolebindings', 'clusterrolebindings'} & set(rule['resources']), where
+                assert not {'roles', 'clusterroles', 'rolebindings', 'clusterrolebindings'} & set(rule['resources']), where
+                if 'secrets' in rule['resources']:
+                    # only the data API, to find API keys by label (RBAC cannot filter by label): never get
+                    assert doc['metadata']['name'].endswith('-api') and rule['resources'] == ['secrets'], where
+                    assert rule['verbs'] == ['list', 'watch'] and doc['kind'] == 'ClusterRole', where
 
     docs = all_cases['default']
 
@@ -258,6 +275,24 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
     }, 'with static controllers the operator manages no workloads'
     assert grants(one(docs, 'ClusterRole', 'vantage-registry')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
+    # the data API: Measurements in any tenant namespace, Probes, API key Secrets (list/watch only)
+    assert grants(one(docs, 'ClusterRole', 'vantage-api')) == {
+        'vantage.dev/measurements': {'create', 'get', 'list', 'watch'},
+        'vantage.dev/probes': {'get', 'list', 'watch'},
+        '/secrets': {'list', 'watch'},
+    }
+    # the engines: Probes cluster-wide; GeolocationEngines and one-off Measurements only in
+    # the release namespace
+    assert grants(one(docs, 'ClusterRole', 'vantage-engines')) == {'vantage.dev/probes': {'get', 'list', 'watch'}}
+    engines_role = one(docs, 'Role', 'vantage-engines')
+    assert engines_role['metadata']['namespace'] == 'vantage'
+    assert grants(engines_role) == {
+        'vantage.dev/geolocationengines': {'get', 'list', 'watch'},
+        'vantage.dev/geolocationengines/status': {'patch'},
+        'vantage.dev/measurements': {'create', 'get', 'delete'},
+    }
+    # without active single-radius the engines create no Measurements
+    assert 'vantage.dev/measurements' not in grants(one(all_cases['api-tls'], 'Role', 'vantage-engines'))
     # bindings point at the component's own ServiceAccount in the release namespace
     for binding in by_kind(docs, 'ClusterRoleBinding') + by_kind(docs, 'RoleBinding'):
         (subject,) = binding['subjects']
@@ -290,7 +325,16 @@ def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
     assert pols['vantage-metrics']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'metrics'}]
     assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4222}]
     assert pols['vantage-egress-clickhouse']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 8123}]
-    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'intake', 'engines', 'migrate']
+    assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'intake', 'engines', 'api', 'migrate']
+    assert pols['vantage-egress-nats']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'registry', 'controller', 'collector', 'engines', 'api']
+    assert pols['vantage-egress-kube-api']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'registry', 'api', 'engines']
+    # users -> the data API port and the geolocation API port, from anywhere by default
+    api = pols['vantage-api-http']
+    assert api['podSelector']['matchLabels']['app.kubernetes.io/component'] == 'api'
+    assert api['ingress'] == [{'ports': [{'protocol': 'TCP', 'port': 8443}],
+                               'from': [{'ipBlock': {'cidr': '0.0.0.0/0'}}, {'ipBlock': {'cidr': '::/0'}}]}]
+    assert pols['vantage-engines-http']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'http'}]
+    assert 'vantage-engines-egress' not in pols, 'no external engines by default'
     # ports follow the URLs
     docs = rendered({'nats': {'url': 'nats://n:4333'}, 'clickhouse': {'url': 'https://ch.example.net', 'database': 'x'}})
     pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
@@ -354,7 +398,7 @@ def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
     assert pols['measure-egress-s3']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 9000}]
     assert pols['measure-intake-http']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'http'}]
     monitors = {m['metadata']['name']: m for m in by_kind(docs, 'ServiceMonitor')}
-    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registry', 'controller', 'collector', 'intake', 'engines')}
+    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registry', 'controller', 'collector', 'intake', 'engines', 'api')}
     # every ServiceMonitor selects exactly one metrics Service with a `metrics` port
     services = by_kind(docs, 'Service')
     for mon in monitors.values():
@@ -373,6 +417,85 @@ def test_notes_tell_the_next_kubectl_apply() -> None:
     assert 'create secret generic vantage-registry-host-key' in text
 
 
+
+def test_api_and_engines_defaults(default_docs: list[dict[str, Any]]) -> None:
+    api = pod_spec(one(default_docs, 'Deployment', 'vantage-api'))
+    (c,) = api['containers']
+    assert c['args'] == ['api', '--listen=0.0.0.0:8443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=20']
+    assert {'name': 'http', 'containerPort': 8443, 'protocol': 'TCP'} in c['ports']
+    assert 'volumes' not in api and 'volumeMounts' not in c, 'no TLS Secret without api.tls.secretName'
+    env = {e['name']: e.get('value') for e in c['env']}
+    assert env['NATS_URL'] == 'nats://nats.nats.svc:4222' and env['CLICKHOUSE_DB'] == 'vantage'
+    assert 'VANTAGE_API_PUBLIC_URL' not in env
+    assert api['serviceAccountName'] == 'vantage-api'
+    svc = one(default_docs, 'Service', 'vantage-api')
+    assert svc['spec']['type'] == 'ClusterIP'
+    assert svc['spec']['ports'] == [{'name': 'http', 'port': 80, 'targetPort': 'http', 'protocol': 'TCP', 'appProtocol': 'http'}]
+    assert 'vantage.dev/metrics' not in svc['metadata']['labels'], 'the ServiceMonitor must select only the metrics Service'
+    engines = pod_spec(one(default_docs, 'Deployment', 'vantage-engines'))
+    (e,) = engines['containers']
+    assert e['args'] == ['engines', '--listen=0.0.0.0:8081', '--metrics-addr=0.0.0.0:9095', '--namespace=vantage',
+                         '--cache-max-age-s=3600']
+    assert {'name': 'http', 'containerPort': 8081, 'protocol': 'TCP'} in e['ports']
+    eenv = {x['name']: x.get('value') for x in e['env']}
+    assert eenv['NATS_URL'] == 'nats://nats.nats.svc:4222' and eenv['CLICKHOUSE_URL'] == 'http://clickhouse.clickhouse.svc:8123'
+    assert one(default_docs, 'Service', 'vantage-engines')['spec']['ports'] == [
+        {'name': 'http', 'port': 80, 'targetPort': 'http', 'protocol': 'TCP'}]
+    # both off: no trace of them
+    docs = rendered({'api': {'enabled': False}, 'engines': {'enabled': False}})
+    assert not [d for d in docs if d['metadata'].get('labels', {}).get('app.kubernetes.io/component') in ('api', 'engines')]
+    assert not by_kind(docs, 'GeolocationEngine')
+
+
+def test_api_tls_and_engine_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    docs = all_cases['api-tls']
+    api = pod_spec(one(docs, 'Deployment', 'vantage-api'))
+    (c,) = api['containers']
+    assert c['args'] == ['api', '--listen=0.0.0.0:9443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=45',
+                         '--tls-cert=/etc/vantage/tls/tls.crt', '--tls-key=/etc/vantage/tls/tls.key', '--nats-url=']
+    assert {'name': 'https', 'containerPort': 9443, 'protocol': 'TCP'} in c['ports']
+    assert c['volumeMounts'] == [{'name': 'tls', 'mountPath': '/etc/vantage/tls', 'readOnly': True}]
+    assert api['volumes'] == [{'name': 'tls', 'secret': {'secretName': 'atlas-example-net-tls', 'items': [
+        {'key': 'tls.crt', 'path': 'tls.crt'}, {'key': 'tls.key', 'path': 'tls.key'}]}}]
+    env = {e['name']: e.get('value') for e in c['env']}
+    assert env['VANTAGE_API_PUBLIC_URL'] == 'https://atlas.example.net'
+    assert one(docs, 'Deployment', 'vantage-api')['spec']['replicas'] == 3
+    svc = one(docs, 'Service', 'vantage-api')['spec']
+    assert svc['type'] == 'LoadBalancer' and svc['loadBalancerSourceRanges'] == ['198.51.100.0/24']
+    assert svc['ports'] == [{'name': 'https', 'port': 443, 'targetPort': 'https', 'protocol': 'TCP', 'appProtocol': 'https'}]
+    # an explicit Service port wins over the scheme's
+    port = one(rendered({'api': {'tls': {'secretName': 's'}, 'service': {'port': 8443}}}), 'Service', 'vantage-api')
+    assert port['spec']['ports'][0]['port'] == 8443
+    pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
+    assert pols['vantage-api-http']['ingress'] == [{'ports': [{'protocol': 'TCP', 'port': 9443}],
+                                                    'from': [{'ipBlock': {'cidr': '198.51.100.0/24'}}]}]
+    assert pols['vantage-engines-http']['ingress'][0]['from'] == [
+        {'namespaceSelector': {'matchLabels': {'kubernetes.io/metadata.name': 'web'}}}]
+    assert pols['vantage-engines-egress']['egress'] == [
+        {'to': [{'ipBlock': {'cidr': '203.0.113.20/32'}}], 'ports': [{'protocol': 'TCP', 'port': 8080}]}]
+    assert pols['vantage-engines-egress']['podSelector']['matchLabels']['app.kubernetes.io/component'] == 'engines'
+    e = pod_spec(one(docs, 'Deployment', 'vantage-engines'))['containers'][0]
+    assert e['args'] == ['engines', '--listen=0.0.0.0:9081', '--metrics-addr=0.0.0.0:9095', '--namespace=vantage',
+                         '--cache-max-age-s=600', '--no-active']
+    assert one(docs, 'Service', 'vantage-engines')['spec']['ports'][0]['port'] == 8081
+    # weights and switches from values; engines not named keep their defaults
+    geo = {g['metadata']['name']: g['spec'] for g in by_kind(docs, 'GeolocationEngine')}
+    assert list(geo) == BUILTIN_ENGINES
+    assert geo['single-radius'] == {'engine': 'single-radius', 'weight': 2, 'enabled': True}
+    assert geo['reverse-dns'] == {'engine': 'reverse-dns', 'weight': 0.5, 'enabled': False}
+    assert geo['latency'] == {'engine': 'latency', 'weight': 1, 'enabled': True}
+    monitors = {m['metadata']['name'] for m in by_kind(docs, 'ServiceMonitor')}
+    assert {'vantage-api', 'vantage-engines'} <= monitors
+
+
+def test_notes_tell_how_to_make_an_api_key() -> None:
+    text = render.notes(None)
+    assert 'vantage.dev/api-key=true' in text and 'create secret generic' in text
+    assert 'http://vantage-api.vantage.svc:80/api/v2/measurements/' in text
+    assert 'https://vantage-api.vantage.svc:443/' in render.notes({'api': {'tls': {'secretName': 'x'}}})
+    assert 'api-key' not in render.notes({'api': {'enabled': False}})
+
+
 @pytest.mark.parametrize('values, where', [
     ({'registry': {'port': 'x'}}, '/registry/port'),
     ({'registry': {'port': 70000}}, '/registry/port'),
@@ -382,6 +505,11 @@ def test_notes_tell_the_next_kubectl_apply() -> None:
     ({'controllerPool': {'serviceType': 'Ingress'}}, '/controllerPool/serviceType'),
     ({'containerSecurityContext': {'allowPrivilegeEscalation': True}}, '/containerSecurityContext/allowPrivilegeEscalation'),
     ({'registy': {'port': 443}}, 'registy'),
+    ({'api': {'port': 443}}, '/api/port'),
+    ({'api': {'publicUrl': 'atlas.example.net'}}, '/api/publicUrl'),
+    ({'api': {'tls': {'secret': 'x'}}}, 'secret'),
+    ({'engines': {'builtin': {'latency': {'enabled': True, 'weight': -1}}}}, '/engines/builtin/latency/weight'),
+    ({'engines': {'builtin': {'geoip': {'enabled': True, 'weight': 1}}}}, 'geoip'),
 ])
 def test_invalid_values_are_refused_with_a_message(values: dict[str, Any], where: str, tmp_path: pathlib.Path) -> None:
     # as a values file, the way `helm install -f` reads it
@@ -462,7 +590,7 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
 
     ns = ('-n', 'vantage')
     got = kubectl('get', 'deployments', *ns, '-o', 'jsonpath={.items[*].metadata.name}').stdout.split()
-    assert sorted(got) == ['vantage-collector', 'vantage-operator', 'vantage-registry']
+    assert sorted(got) == ['vantage-api', 'vantage-collector', 'vantage-engines', 'vantage-operator', 'vantage-registry']
     image = kubectl('get', 'deployment', 'vantage-operator', *ns,
                     '-o', 'jsonpath={.spec.template.spec.containers[0].args[0]}').stdout
     assert image == 'operator'
@@ -475,7 +603,11 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
     assert rules[0]['resources'] == ['measurements']
     labels = kubectl('get', 'configmaps', *ns, '-l', 'grafana_dashboard=1', '-o', 'name').stdout.split()
     assert sorted(labels) == ['configmap/vantage-dashboard-vantage-operations', 'configmap/vantage-dashboard-vantage-results']
-    assert len(kubectl('get', 'networkpolicies', *ns, '-o', 'name').stdout.split()) == 7
+    assert len(kubectl('get', 'networkpolicies', *ns, '-o', 'name').stdout.split()) == 9
+    # the built-in engines, as `vantage engines` will list them
+    geo = json.loads(kubectl('get', 'geolocationengines', *ns, '-o', 'json').stdout)['items']
+    assert sorted((g['metadata']['name'], g['spec']['engine'], g['spec']['enabled']) for g in geo) \
+        == sorted((n, n, True) for n in BUILTIN_ENGINES)
     assert kubectl('get', 'job', 'vantage-migrate', *ns, '-o', 'jsonpath={.spec.template.spec.containers[0].args}').stdout \
         == '["migrate"]'
     # and the user's next step from NOTES.txt works against the installed CRDs

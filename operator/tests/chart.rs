@@ -87,6 +87,7 @@ const KINDS: &[&str] = &[
     "CustomResourceDefinition",
     "ServiceMonitor",
     "ControllerPool",
+    "GeolocationEngine",
 ];
 
 fn check_kind(doc: &Value) -> Result<&'static str, String> {
@@ -110,6 +111,9 @@ fn check_kind(doc: &Value) -> Result<&'static str, String> {
         }
         ("monitoring.coreos.com/v1", "ServiceMonitor") => check::<DynamicObject>(doc),
         ("vantage.dev/v1alpha1", "ControllerPool") => check::<vantage_crd::ControllerPool>(doc),
+        ("vantage.dev/v1alpha1", "GeolocationEngine") => {
+            check::<vantage_crd::GeolocationEngine>(doc)
+        }
         _ => Err(format!(
             "no type for {api_version} {kind}: add it to operator/tests/chart.rs"
         )),
