@@ -170,6 +170,13 @@ impl Events {
     }
 }
 
+/// How stale the selection candidates may be (probe specs and sessions).
+pub const CANDIDATES_TTL: Duration = Duration::from_secs(1);
+
+/// The cached selection candidates and when they were built.
+#[derive(Default)]
+pub struct CandidateCache(std::sync::Mutex<Option<(std::time::Instant, Arc<Vec<Candidate>>)>>);
+
 /// What the reconciler shares.
 pub struct Ctx<I: IdAllocator, P: SchedulePublisher> {
     pub client: Client,
@@ -180,6 +187,7 @@ pub struct Ctx<I: IdAllocator, P: SchedulePublisher> {
     /// Admission decisions not yet visible in the store.
     pub ledger: Arc<Ledger>,
     pub events: Events,
+    pub candidates: CandidateCache,
     pub sessions: Sessions,
     pub stats: ResultStats,
     pub ids: I,
@@ -219,16 +227,32 @@ impl<I: IdAllocator, P: SchedulePublisher> Ctx<I, P> {
         }
     }
 
-    fn candidates(&self) -> Vec<Candidate> {
+    /// The selection candidates, rebuilt at most every [`CANDIDATES_TTL`]: with 10,000
+    /// probes a rebuild costs about 10 ms, too much for every reconcile.
+    fn candidates(&self) -> Arc<Vec<Candidate>> {
+        let mut cache = self.candidates.0.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, list)) = cache.as_ref() {
+            if at.elapsed() < CANDIDATES_TTL {
+                return list.clone();
+            }
+        }
         let connected = self.sessions.connected();
-        self.probes
-            .state()
-            .iter()
-            .map(|p| Candidate::from_probe(p, connected.contains(&p.spec.id)))
-            .collect()
+        let list: Arc<Vec<Candidate>> = Arc::new(
+            self.probes
+                .state()
+                .iter()
+                .map(|p| Candidate::from_probe(p, connected.contains(&p.spec.id)))
+                .collect(),
+        );
+        *cache = Some((std::time::Instant::now(), list.clone()));
+        list
     }
 
-    fn earlier(&self) -> HashMap<u64, Vec<u32>> {
+    fn earlier(&self, msm: &Measurement) -> HashMap<u64, Vec<u32>> {
+        // Only `msm` sources read other measurements' probes.
+        if !msm.spec.probes.iter().any(|s| s.kind == "msm") {
+            return HashMap::new();
+        }
         self.measurements
             .state()
             .iter()
@@ -263,10 +287,20 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
     msm: &Measurement,
     ctx: &Ctx<I, P>,
 ) -> Result<Action, Error> {
-    // Read.
-    let candidates = ctx.candidates();
-    let earlier = ctx.earlier();
+    // Read. Probes are chosen once per generation: skip building candidates otherwise.
     let current = msm.status.clone().unwrap_or_default();
+    let selects =
+        current.observed_generation != msm.metadata.generation || current.probes.is_empty();
+    let candidates = if selects {
+        ctx.candidates()
+    } else {
+        Arc::default()
+    };
+    let earlier = if selects {
+        ctx.earlier(msm)
+    } else {
+        HashMap::new()
+    };
     let now = k8s_openapi::jiff::Timestamp::now();
     let ns = msm.namespace().unwrap_or_default();
     let limits = Limits::for_namespace(&ctx.policies.state(), &ns);
@@ -286,7 +320,7 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
             )
         };
         let snapshot = Snapshot {
-            candidates: &candidates,
+            candidates: candidates.as_slice(),
             earlier: &earlier,
             results: current.id.and_then(|id| ctx.stats.get(id)),
             now: now.as_second(),

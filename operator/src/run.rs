@@ -117,6 +117,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         policies: policies.clone(),
         ledger: ledger.clone(),
         events: Events::kube(client.clone()),
+        candidates: Default::default(),
         sessions: sessions.clone(),
         stats: stats.clone(),
         ids: KvIds(bus.meta.clone()),
