@@ -146,20 +146,19 @@ pub async fn run<S: Sink>(
         .get_stream(names::RESULTS_STREAM)
         .await
         .map_err(|e| consumer_err(e.to_string()))?;
+    // Create or update: the operator declares the consumer; the collector's own batch
+    // size and ack wait apply to it.
     let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
-        .get_or_create_consumer(
-            names::COLLECTOR_DURABLE,
-            pull::Config {
-                durable_name: Some(names::COLLECTOR_DURABLE.into()),
-                ack_policy: AckPolicy::Explicit,
-                ack_wait: cfg.ack_wait,
-                max_ack_pending: i64::try_from(cfg.max_batch * 4).unwrap_or(i64::MAX),
-                ..Default::default()
-            },
-        )
+        .create_consumer(pull::Config {
+            durable_name: Some(names::COLLECTOR_DURABLE.into()),
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: cfg.ack_wait,
+            max_ack_pending: i64::try_from(cfg.max_batch * 4).unwrap_or(i64::MAX),
+            ..Default::default()
+        })
         .await
         .map_err(|e| consumer_err(e.to_string()))?;
-    tracing::info!(max_batch = cfg.max_batch, max_wait = ?cfg.max_wait, "collector consuming");
+    tracing::info!(ack_wait = ?cfg.ack_wait, max_batch = cfg.max_batch, max_wait = ?cfg.max_wait, "collector consuming");
     // Two stages: the fetcher pulls and parses the next batch while the writer INSERTs
     // the current one. The channel holds one batch, so at most three are in memory.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
