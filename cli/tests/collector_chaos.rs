@@ -5,7 +5,7 @@
 //! (vantage-testkit, so the shared stack is not disturbed), the `vantage collector`
 //! binary, and a publisher that sends RIPE Atlas results the way controllers do.
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use vantage_core::nats as names;
