@@ -47,6 +47,12 @@ def default_docs() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope='module')
+def static_docs() -> list[dict[str, Any]]:
+    """The chart's defaults with the static controllers (no ControllerPool)."""
+    return rendered({'controllers': {'static': {'enabled': True}}})
+
+
+@pytest.fixture(scope='module')
 def all_cases() -> dict[str, list[dict[str, Any]]]:
     return {case: rendered(values) for case, values in render.cases().items()}
 
@@ -116,11 +122,10 @@ def test_helm_lint_is_clean() -> None:
 
 def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) -> None:
     kinds = {(d['kind'], d['metadata']['name']) for d in default_docs}
-    for want in [('Deployment', 'vantage-operator'), ('Deployment', 'vantage-registry'),
-                 ('Deployment', 'vantage-collector'), ('StatefulSet', 'vantage-controller'),
-                 ('Service', 'vantage-registry'), ('Service', 'vantage-controller-headless'),
-                 ('Service', 'vantage-controller-0'), ('ControllerPool', 'vantage'),
+    for want in [('Deployment', 'vantage-operator'),
+                 ('Deployment', 'vantage-collector'), ('ControllerPool', 'vantage'),
                  ('ServiceAccount', 'vantage-operator'), ('ClusterRole', 'vantage-operator'),
+                 ('ServiceAccount', 'vantage-controller'), ('ServiceAccount', 'vantage-registry'),
                  ('Role', 'vantage-operator'), ('ClusterRole', 'vantage-registry'),
                  ('NetworkPolicy', 'vantage-default-deny'),
                  ('CustomResourceDefinition', 'measurements.vantage.dev')]:
@@ -137,8 +142,12 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
         assert g['metadata']['namespace'] == 'vantage'
         assert g['spec'] == {'engine': g['metadata']['name'], 'weight': 1, 'enabled': True}
     assert not by_kind(default_docs, 'ServiceMonitor') and not by_kind(default_docs, 'Secret')
-    registry = one(default_docs, 'Service', 'vantage-registry')
-    assert registry['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
+    # the operator renders controllers and registration from the pool: the chart renders
+    # none of the objects it would otherwise take over (same names)
+    assert not by_kind(default_docs, 'StatefulSet')
+    assert not {('Deployment', 'vantage-registry'), ('Service', 'vantage-registry'),
+                ('Service', 'vantage-registry-metrics'), ('Service', 'vantage-controller-headless'),
+                ('Service', 'vantage-controller-0')} & kinds
     pool = one(default_docs, 'ControllerPool', 'vantage')
     spec = pool['spec']
     assert {k: spec[k] for k in ['probes_per_controller', 'min_replicas', 'max_replicas', 'headroom', 'regions', 'ssh_port', 'service_type']} == {
@@ -150,10 +159,31 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
     assert spec['host_keys_secret'] == 'vantage-controller-host-keys'
     assert spec['service_account'] == 'vantage-controller'
     assert spec['registry']['service_account'] == 'vantage-registry'
+    assert {k: spec['registry'][k] for k in ['enabled', 'replicas', 'port', 'service_type', 'host_key_secret']} == {
+        'enabled': True, 'replicas': 2, 'port': 443, 'service_type': 'LoadBalancer',
+        'host_key_secret': 'vantage-registry-host-key'}
     assert spec['labels']['app.kubernetes.io/instance'] == 'vantage'
 
 
-def test_commands_ports_and_health_probes(default_docs: list[dict[str, Any]]) -> None:
+def test_static_controllers_replace_the_pool(static_docs: list[dict[str, Any]]) -> None:
+    kinds = {(d['kind'], d['metadata']['name']) for d in static_docs}
+    for want in [('StatefulSet', 'vantage-controller'), ('Service', 'vantage-controller-headless'),
+                 ('Service', 'vantage-controller-0'), ('Deployment', 'vantage-registry'),
+                 ('Service', 'vantage-registry'), ('Service', 'vantage-registry-metrics'),
+                 ('ServiceAccount', 'vantage-controller')]:
+        assert want in kinds, want
+    assert not by_kind(static_docs, 'ControllerPool'), 'the operator would take over the static StatefulSet'
+    registry = one(static_docs, 'Service', 'vantage-registry')
+    assert registry['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
+    # the pool off without static controllers: no controllers, no registration at all
+    none = rendered({'controllerPool': {'enabled': False}})
+    assert not by_kind(none, 'ControllerPool') and not by_kind(none, 'StatefulSet')
+    assert ('ServiceAccount', 'vantage-controller') not in {(d['kind'], d['metadata']['name']) for d in none}
+    assert ('Deployment', 'vantage-registry') in {(d['kind'], d['metadata']['name']) for d in none}
+
+
+def test_commands_ports_and_health_probes(static_docs: list[dict[str, Any]]) -> None:
+    default_docs = static_docs  # the static controllers and the chart's registration too
     for doc in by_kind(default_docs, 'Deployment') + by_kind(default_docs, 'StatefulSet'):
         component = doc['metadata']['labels']['app.kubernetes.io/component']
         (container,) = pod_spec(doc)['containers']
@@ -268,12 +298,25 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
     }
     ns_role = one(docs, 'Role', 'vantage-operator')
     assert ns_role['metadata']['namespace'] == 'vantage'
+    # the operator renders the default pool's workloads, in its own namespace only: exactly
+    # the verbs of operator/src/pool.rs (get the StatefulSet, server-side apply = create +
+    # patch, watch what the pool owns, delete per-pod Services), no update, no pods
     assert grants(ns_role) == {
         'vantage.dev/controllerpools': {'get', 'list', 'watch'},
         'vantage.dev/geolocationengines': {'get', 'list', 'watch'},
         'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
-    }, 'with static controllers the operator manages no workloads'
+        'apps/statefulsets': {'get', 'list', 'watch', 'create', 'patch'},
+        'apps/deployments': {'list', 'watch', 'create', 'patch'},
+        '/services': {'list', 'watch', 'create', 'patch', 'delete'},
+    }
+    # with static controllers the operator manages no workloads
+    assert grants(one(all_cases['full'], 'Role', 'measure-operator')) == {
+        'vantage.dev/controllerpools': {'get', 'list', 'watch'},
+        'vantage.dev/geolocationengines': {'get', 'list', 'watch'},
+        'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
+        'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
+    }
     assert grants(one(docs, 'ClusterRole', 'vantage-registry')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
     # the data API: Measurements in any tenant namespace, Probes, API key Secrets (list/watch only)
     assert grants(one(docs, 'ClusterRole', 'vantage-api')) == {
@@ -308,10 +351,10 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
     tenancy = one(docs, 'ClusterRole', 'vantage-tenancy-admin')
     assert 'create' in grants(tenancy)['vantage.dev/tenantpolicies']
     assert not any(k.startswith('rbac.authorization.k8s.io/aggregate') for k in tenancy['metadata']['labels'])
-    # when the operator renders controllers, its Role (namespaced, not cluster-wide) grows
-    managed = grants(one(all_cases['operator-managed'], 'Role', 'vantage-operator'))
-    assert managed['apps/statefulsets'] >= {'create', 'update', 'delete'} and '/services' in managed
-    assert not by_kind(all_cases['operator-managed'], 'StatefulSet')
+    # the operator's workload rights are namespaced, never cluster-wide
+    for case, cdocs in all_cases.items():
+        for role in by_kind(cdocs, 'ClusterRole'):
+            assert not {'apps/statefulsets', 'apps/deployments', '/services', '/pods'} & set(grants(role)), (case, role['metadata']['name'])
 
 
 def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
@@ -590,13 +633,12 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
 
     ns = ('-n', 'vantage')
     got = kubectl('get', 'deployments', *ns, '-o', 'jsonpath={.items[*].metadata.name}').stdout.split()
-    assert sorted(got) == ['vantage-api', 'vantage-collector', 'vantage-engines', 'vantage-operator', 'vantage-registry']
+    assert sorted(got) == ['vantage-api', 'vantage-collector', 'vantage-engines', 'vantage-operator']
     image = kubectl('get', 'deployment', 'vantage-operator', *ns,
                     '-o', 'jsonpath={.spec.template.spec.containers[0].args[0]}').stdout
     assert image == 'operator'
-    assert kubectl('get', 'statefulset', 'vantage-controller', *ns, '-o', 'jsonpath={.spec.serviceName}').stdout \
-        == 'vantage-controller-headless'
-    assert kubectl('get', 'service', 'vantage-registry', *ns, '-o', 'jsonpath={.spec.ports[0].port}').stdout == '443'
+    # controllers and registration are the operator's to render, from the pool
+    assert kubectl('get', 'statefulsets', *ns, '-o', 'name').stdout.split() == []
     pool = kubectl('get', 'cpool', 'vantage', *ns, '-o', 'json').stdout
     assert json.loads(pool)['spec']['probes_per_controller'] == 5000
     rules = json.loads(kubectl('get', 'clusterrole', 'vantage-operator', '-o', 'json').stdout)['rules']

@@ -71,6 +71,17 @@ app.kubernetes.io/component: {{ .component }}
 {{- default (include "vantage.fullname" .) .Values.controllerPool.name -}}
 {{- end -}}
 
+{{/* "true" when the operator renders the controllers and the registration server from
+the default ControllerPool (the pool is on and the static controllers are off). */}}
+{{- define "vantage.poolManaged" -}}
+{{- if and .Values.controllerPool.enabled (not .Values.controllers.static.enabled) }}true{{ end -}}
+{{- end -}}
+
+{{/* "true" when controllers run at all: static ones, or the pool's. */}}
+{{- define "vantage.controllersEnabled" -}}
+{{- if or .Values.controllers.static.enabled (include "vantage.poolManaged" .) }}true{{ end -}}
+{{- end -}}
+
 {{/* Port of a URL, or the scheme's default: (dict "url" "nats://h:4222" "default" 4222). */}}
 {{- define "vantage.urlPort" -}}
 {{- $u := urlParse .url -}}
