@@ -384,7 +384,12 @@ async fn patch_status(
     name: &str,
     status: &MeasurementStatus,
 ) -> Result<(), Error> {
-    let patch = serde_json::json!({ "status": status });
+    let mut status_json = serde_json::to_value(status).unwrap_or_default();
+    // A merge patch keeps fields it does not mention: clear `limitedBy` explicitly.
+    if status.limited_by.is_none() {
+        status_json["limitedBy"] = serde_json::Value::Null;
+    }
+    let patch = serde_json::json!({ "status": status_json });
     api.patch_status(
         name,
         &PatchParams::apply(FIELD_MANAGER),

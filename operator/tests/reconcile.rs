@@ -408,7 +408,17 @@ async fn over_limit_measurement_is_limited_then_runs_when_the_policy_allows_it()
     assert_eq!(second["state"], "Ongoing");
     assert_eq!(second["id"], 1_000_001);
     assert_eq!(second["probes"], json!([1001]));
-    assert!(second.get("limitedBy").is_none(), "{second}");
+    assert_eq!(
+        second["limitedBy"],
+        Value::Null,
+        "a merge patch must clear limitedBy explicitly: {second}"
+    );
+    assert!(
+        second
+            .as_object()
+            .is_some_and(|o| o.contains_key("limitedBy")),
+        "{second}"
+    );
     assert_eq!(condition(second, "Limited")["status"], "False");
     let events = w.events.lock().expect("lock");
     assert_eq!(
