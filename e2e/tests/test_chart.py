@@ -86,6 +86,7 @@ def test_snapshots_and_crd_copies_are_current() -> None:
     for name in generated:
         assert (CHART / 'crds' / name).read_bytes() == (ROOT / 'crds' / name).read_bytes(), name
     assert (CHART / 'files' / 'fingerprints.yaml').read_bytes() == (ROOT / 'collector' / 'data' / 'fingerprints.yaml').read_bytes()
+    assert (CHART / 'files' / 'nats-authorization.conf').read_bytes() == (ROOT / 'nats' / 'authorization.conf').read_bytes()
 
 
 def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.Path) -> None:
@@ -94,6 +95,7 @@ def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.
     shutil.copytree(CHARTS, copy / 'charts', ignore=shutil.ignore_patterns('__pycache__'))
     shutil.copytree(ROOT / 'crds', copy / 'crds')
     shutil.copytree(ROOT / 'collector' / 'data', copy / 'collector' / 'data')
+    shutil.copytree(ROOT / 'nats', copy / 'nats')
     snap = copy / 'charts' / 'rendered' / 'default.yaml'
     snap.write_text(snap.read_text().replace('replicas: 2', 'replicas: 7', 1))
     result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
@@ -111,6 +113,12 @@ def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.
     result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
                             capture_output=True, text=True, timeout=300)
     assert 'charts/vantage/files/fingerprints.yaml differs from collector/data/fingerprints.yaml' in result.stderr
+    # and the NATS authorization block, when `make crds` regenerated nats/authorization.conf
+    (copy / 'nats' / 'authorization.conf').write_text('authorization { users = [] }\n')
+    result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 1
+    assert 'charts/vantage/files/nats-authorization.conf differs from nats/authorization.conf' in result.stderr
 
 
 def test_helm_lint_is_clean() -> None:
@@ -452,6 +460,50 @@ def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
         assert mon['metadata']['labels']['release'] == 'prometheus'
     for d in docs:
         assert d['metadata'].get('labels', {}).get('team') == 'netops' or d['kind'] == 'CustomResourceDefinition', d['metadata']['name']
+
+
+def test_nats_per_role_users(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    # off by default: the URL as given, no password, no authorization ConfigMap
+    default = all_cases['default']
+    assert not any(d['metadata']['name'].endswith('-nats-authorization') for d in by_kind(default, 'ConfigMap'))
+    assert 'password_secret' not in one(default, 'ControllerPool', 'vantage')['spec']['nats']
+    docs = all_cases['operator-managed']
+    cm = one(docs, 'ConfigMap', 'vantage-nats-authorization')
+    assert cm['metadata']['namespace'] == 'nats'
+    block = cm['data']['authorization.conf']
+    assert block == (ROOT / 'nats' / 'authorization.conf').read_text()
+    roles = ['operator', 'registry', 'controller', 'collector', 'engines', 'api']
+    for role in roles:
+        assert f'user: "vantage-{role}"' in block and f'password: $VANTAGE_NATS_{role.upper()}' in block
+    # every NATS client of the chart connects as its own user, its password from the Secret
+    seen = set()
+    for doc in by_kind(docs, 'Deployment') + by_kind(docs, 'StatefulSet'):
+        component = doc['metadata']['labels']['app.kubernetes.io/component']
+        env = pod_spec(doc)['containers'][0].get('env', [])
+        names = [e['name'] for e in env]
+        if 'NATS_URL' not in names:
+            continue
+        seen.add(component)
+        pw = names.index('NATS_PASSWORD')
+        assert pw < names.index('NATS_URL'), 'Kubernetes substitutes only variables defined before'
+        assert env[pw]['valueFrom']['secretKeyRef'] == {'name': 'vantage-nats-passwords', 'key': component}
+        assert env[names.index('NATS_URL')]['value'] == f'nats://vantage-{component}:$(NATS_PASSWORD)@nats.nats.svc:4222'
+    assert seen == {'operator', 'collector', 'engines', 'api'}, seen
+    # the pool's pods (controller, registry) too: the operator renders them from password_secret
+    nats = one(docs, 'ControllerPool', 'vantage')['spec']['nats']
+    assert nats == {'url': 'nats://nats.nats.svc:4222', 'password_secret': 'vantage-nats-passwords'}
+    # and the static controllers and registration of the chart
+    static = rendered({'controllers': {'static': {'enabled': True}},
+                       'nats': {'auth': {'enabled': True, 'existingSecret': 'pw'}}})
+    for kind, name, role in [('StatefulSet', 'vantage-controller', 'controller'), ('Deployment', 'vantage-registry', 'registry')]:
+        env = {e['name']: e for e in pod_spec(one(static, kind, name))['containers'][0]['env']}
+        assert env['NATS_PASSWORD']['valueFrom']['secretKeyRef'] == {'name': 'pw', 'key': role}
+        assert env['NATS_URL']['value'] == f'nats://vantage-{role}:$(NATS_PASSWORD)@nats.nats.svc:4222'
+    # never a generated password: without the Secret, rendering refuses and says what to do
+    with pytest.raises(Exception, match='nats.auth.existingSecret'):
+        rendered({'nats': {'auth': {'enabled': True}}})
+    with pytest.raises(Exception, match='unset nats.existingSecret'):
+        rendered({'nats': {'existingSecret': 'url', 'auth': {'enabled': True, 'existingSecret': 'pw'}}})
 
 
 def test_notes_tell_the_next_kubectl_apply() -> None:

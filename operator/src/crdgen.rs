@@ -1,4 +1,6 @@
-//! Generating `crds/*.yaml` from the Rust types.
+//! Generating `crds/*.yaml` from the Rust types, and `nats/authorization.conf` (the NATS
+//! server's per-role `authorization` block, [`crate::nats_auth`]) which the Helm chart
+//! carries a copy of.
 
 use std::path::Path;
 
@@ -60,4 +62,31 @@ pub fn write_all(dir: &Path, check: bool) -> Result<Vec<String>, CrdgenError> {
         }
     }
     Ok(stale)
+}
+
+/// The NATS authorization block as `vantage nats-auth` prints it.
+pub fn nats_authorization() -> String {
+    crate::nats_auth::render_authorization(&crate::nats_auth::default_users())
+}
+
+/// Write the NATS authorization block to `path`, or with `check` only compare. True when
+/// the file was stale (or missing).
+pub fn write_nats_authorization(path: &Path, check: bool) -> Result<bool, CrdgenError> {
+    let text = nats_authorization();
+    if std::fs::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
+        return Ok(false);
+    }
+    if !check {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| CrdgenError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        std::fs::write(path, text).map_err(|source| CrdgenError::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+    }
+    Ok(true)
 }

@@ -262,6 +262,53 @@ fn non_default_spec_reaches_the_pods() {
 }
 
 #[test]
+fn per_role_nats_users_from_the_password_secret() {
+    let mut p = pool("minimal");
+    p.spec.nats = Some(vantage_crd::NatsRef {
+        url: Some("nats://a.nats:4222, tls://b.nats:4443".into()),
+        password_secret: Some("nats-passwords".into()),
+        ..Default::default()
+    });
+    render::validate(&p.spec).expect("valid");
+    let r = render::render(&p, 1);
+    let env_of = |obj: &Value| -> Vec<Value> {
+        obj["spec"]["template"]["spec"]["containers"][0]["env"]
+            .as_array()
+            .cloned()
+            .expect("env")
+    };
+    for (obj, role) in [(&r.statefulset, "controller"), (&r.registry[0], "registry")] {
+        let env = env_of(obj);
+        let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
+        let pw = names
+            .iter()
+            .position(|n| *n == "NATS_PASSWORD")
+            .expect("NATS_PASSWORD");
+        let url = names
+            .iter()
+            .position(|n| *n == "NATS_URL")
+            .expect("NATS_URL");
+        assert!(
+            pw < url,
+            "Kubernetes substitutes only variables defined before"
+        );
+        assert_eq!(
+            env[pw]["valueFrom"]["secretKeyRef"],
+            json!({"name": "nats-passwords", "key": role})
+        );
+        assert_eq!(
+            env[url]["value"],
+            json!(format!(
+                "nats://vantage-{role}:$(NATS_PASSWORD)@a.nats:4222,tls://vantage-{role}:$(NATS_PASSWORD)@b.nats:4443"
+            ))
+        );
+    }
+    // without it, the URL as given and no password
+    let env = env_of(&render::render(&pool("minimal"), 1).statefulset);
+    assert!(!env.iter().any(|e| e["name"] == "NATS_PASSWORD"));
+}
+
+#[test]
 fn invalid_specs_name_their_field() {
     #[derive(serde::Deserialize)]
     struct Case {

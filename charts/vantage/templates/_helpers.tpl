@@ -89,10 +89,26 @@ the default ControllerPool (the pool is on and the static controllers are off). 
 {{- if gt (len $hostport) 1 -}}{{ last $hostport }}{{- else if eq (get $u "scheme") "https" -}}443{{- else if eq (get $u "scheme") "http" -}}80{{- else -}}{{ .default }}{{- end -}}
 {{- end -}}
 
-{{/* NATS_URL (and CLICKHOUSE_URL/_DB when "clickhouse" is true) environment entries. */}}
+{{/* NATS_URL (and CLICKHOUSE_URL/_DB when "clickhouse" is true) environment entries.
+With nats.auth.enabled the component connects as NATS user `vantage-<component>`: its
+password comes from nats.auth.existingSecret (key = the component) into NATS_PASSWORD,
+which Kubernetes substitutes into the URL. */}}
 {{- define "vantage.backendEnv" -}}
 - name: RUST_LOG
   value: {{ .ctx.Values.logLevel | quote }}
+{{- $auth := .ctx.Values.nats.auth }}
+{{- if $auth.enabled }}
+{{- if .ctx.Values.nats.existingSecret }}
+{{- fail "nats.auth.enabled builds each component's NATS URL from nats.url and its own password; unset nats.existingSecret (the URL from a Secret cannot carry per-component users)" }}
+{{- end }}
+- name: NATS_PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ required "nats.auth.enabled needs nats.auth.existingSecret: a Secret with one NATS password per component (keys operator, registry, controller, collector, engines, api)" $auth.existingSecret }}
+      key: {{ .component }}
+- name: NATS_URL
+  value: {{ regexReplaceAll "(^|,)\\s*([a-z]+)://" .ctx.Values.nats.url (printf "${1}${2}://vantage-%s:$(NATS_PASSWORD)@" .component) | quote }}
+{{- else }}
 - name: NATS_URL
 {{- if .ctx.Values.nats.existingSecret }}
   valueFrom:
@@ -101,6 +117,7 @@ the default ControllerPool (the pool is on and the static controllers are off). 
       key: {{ .ctx.Values.nats.existingSecretKey }}
 {{- else }}
   value: {{ .ctx.Values.nats.url | quote }}
+{{- end }}
 {{- end }}
 {{- if .clickhouse }}
 - name: CLICKHOUSE_URL

@@ -157,6 +157,11 @@ pub struct NatsRef {
     /// Key of the URL in the Secret. Default `url`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
+    /// Per-role NATS users (`vantage nats-auth`): a Secret with the passwords, keys
+    /// `controller` and `registry`. The pods connect to `url` as `vantage-controller` /
+    /// `vantage-registry`. Needs `url` (not `secret_name`); URL-safe passwords.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_secret: Option<String>,
 }
 
 /// The registration server (`vantage registry`) the pool renders.

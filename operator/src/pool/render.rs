@@ -100,6 +100,13 @@ pub fn validate(spec: &ControllerPoolSpec) -> Result<(), InvalidSpec> {
             )));
         }
     }
+    if let Some(n) = &spec.nats {
+        if n.password_secret.is_some() && n.secret_name.is_some() {
+            return Err(invalid(
+                "spec.nats.password_secret: per-role users need the URL in spec.nats.url; unset spec.nats.secret_name (a URL from a Secret cannot carry each role's user)",
+            ));
+        }
+    }
     if spec.regions.iter().any(|r| r.contains(',') || r.is_empty()) {
         return Err(invalid(
             "spec.regions: each entry is one ISO country code (no commas, not empty)",
@@ -231,19 +238,42 @@ fn health_probes() -> (Value, Value) {
     )
 }
 
-fn backend_env(spec: &ControllerPoolSpec) -> Vec<Value> {
+/// `url` with the user `user` and the password `$(NATS_PASSWORD)` (which Kubernetes
+/// substitutes from the env entry before it) in each of its comma-separated addresses.
+pub fn url_with_user(url: &str, user: &str) -> String {
+    url.split(',')
+        .map(|a| {
+            let a = a.trim();
+            match a.split_once("://") {
+                Some((scheme, rest)) => format!("{scheme}://{user}:$(NATS_PASSWORD)@{rest}"),
+                None => format!("{user}:$(NATS_PASSWORD)@{a}"),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// RUST_LOG and NATS_URL of a pod of `role` (`controller`, `registry`); with
+/// `nats.password_secret` also NATS_PASSWORD, and the URL names the role's NATS user.
+fn backend_env(spec: &ControllerPoolSpec, role: &str) -> Vec<Value> {
     let nats = spec.nats.clone().unwrap_or_default();
-    let nats_env = match nats.secret_name {
-        Some(secret) => json!({"name": "NATS_URL", "valueFrom": {"secretKeyRef": {
-            "name": secret, "key": nats.secret_key.unwrap_or_else(|| "url".into())}}}),
-        None => {
-            json!({"name": "NATS_URL", "value": nats.url.unwrap_or_else(|| DEFAULT_NATS_URL.into())})
-        }
-    };
-    vec![
+    let url = nats.url.unwrap_or_else(|| DEFAULT_NATS_URL.into());
+    let mut env = vec![
         json!({"name": "RUST_LOG", "value": spec.log_level.clone().unwrap_or_else(|| "info".into())}),
-        nats_env,
-    ]
+    ];
+    match (nats.secret_name, nats.password_secret) {
+        (Some(secret), _) => env.push(json!({"name": "NATS_URL", "valueFrom": {"secretKeyRef": {
+            "name": secret, "key": nats.secret_key.unwrap_or_else(|| "url".into())}}})),
+        (None, Some(passwords)) => {
+            env.push(
+                json!({"name": "NATS_PASSWORD", "valueFrom": {"secretKeyRef": {
+                "name": passwords, "key": role}}}),
+            );
+            env.push(json!({"name": "NATS_URL", "value": url_with_user(&url, &format!("vantage-{role}"))}));
+        }
+        (None, None) => env.push(json!({"name": "NATS_URL", "value": url})),
+    }
+    env
 }
 
 fn resources_or(r: &Option<k8s_openapi::api::core::v1::ResourceRequirements>, d: Value) -> Value {
@@ -319,7 +349,7 @@ pub fn render(pool: &ControllerPool, replicas: u32) -> Rendered {
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
         json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
     ];
-    env.extend(backend_env(spec));
+    env.extend(backend_env(spec, "controller"));
     let persistent = spec.spool_persistent.unwrap_or(false);
     let mut volumes = vec![json!({"name": "host-keys", "secret": {
         "secretName": spec.host_keys_secret.clone().unwrap_or_else(|| format!("{name}-controller-host-keys")),
@@ -477,7 +507,7 @@ fn render_registry(
                 "--host-key=/etc/vantage/host-key/ssh_host_ed25519_key",
                 format!("--metrics-addr=0.0.0.0:{REGISTRY_METRICS_PORT}")
             ],
-            "env": backend_env(spec),
+            "env": backend_env(spec, "registry"),
             "ports": [
                 {"name": "ssh", "containerPort": CONTAINER_SSH_PORT, "protocol": "TCP"},
                 {"name": "metrics", "containerPort": REGISTRY_METRICS_PORT, "protocol": "TCP"}
