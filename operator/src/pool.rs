@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
+use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -118,6 +119,154 @@ pub struct PoolCtx<D: DrainSignal> {
     pub sessions: Sessions,
     pub drain: D,
     pub metrics: PoolMetrics,
+    pub events: PoolEvents,
+}
+
+/// Reasons of the Events about a ControllerPool.
+pub mod event_reason {
+    pub const SCALING_UP: &str = "ScalingUp";
+    pub const SCALING_DOWN: &str = "ScalingDown";
+    pub const DRAIN_STARTED: &str = "DrainStarted";
+    pub const DRAIN_FINISHED: &str = "DrainFinished";
+    pub const DRAIN_TIMED_OUT: &str = "DrainTimedOut";
+    pub const INVALID_SPEC: &str = "InvalidSpec";
+}
+
+/// One Event about a pool (pure data; [`PoolEvents`] publishes it).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PoolEvent {
+    pub warning: bool,
+    pub reason: &'static str,
+    pub note: String,
+}
+
+/// The Events of one round (pure): scaling up or down, a drain started, finished (or
+/// called off) or timed out. `current` is the StatefulSet's replica count before.
+pub fn events(pool: &ControllerPool, current: Option<u32>, s: &Step) -> Vec<PoolEvent> {
+    use event_reason as r;
+    let mut out = Vec::new();
+    let was: &[String] = pool
+        .status
+        .as_ref()
+        .map(|st| st.draining.as_slice())
+        .unwrap_or(&[]);
+    let before = current.unwrap_or(0);
+    let ev = |warning, reason, note: String| PoolEvent {
+        warning,
+        reason,
+        note,
+    };
+    if !s.draining.is_empty() && s.draining.as_slice() != was {
+        out.push(ev(
+            false,
+            r::DRAIN_STARTED,
+            format!(
+                "draining {} ({} probes left) before scaling down from {before} controllers",
+                s.draining.join(", "),
+                s.draining_probes
+            ),
+        ));
+    }
+    if let Some(left) = s.drain_timed_out {
+        out.push(ev(
+            true,
+            r::DRAIN_TIMED_OUT,
+            format!(
+                "drain of {} timed out with {left} probes left; scaling down anyway",
+                s.signal.join(", ")
+            ),
+        ));
+    } else if !was.is_empty() && s.draining.is_empty() {
+        let note = if s.replicas < before {
+            format!("{} drained", was.join(", "))
+        } else {
+            format!(
+                "drain of {} called off: the load needs {} controllers",
+                was.join(", "),
+                s.desired
+            )
+        };
+        out.push(ev(false, r::DRAIN_FINISHED, note));
+    }
+    if s.replicas > before {
+        out.push(ev(
+            false,
+            r::SCALING_UP,
+            format!(
+                "scaling up from {before} to {} controllers ({} probes connected)",
+                s.replicas, s.connected
+            ),
+        ));
+    } else if s.replicas < before {
+        out.push(ev(
+            false,
+            r::SCALING_DOWN,
+            format!(
+                "scaling down from {before} to {} controllers ({} probes connected)",
+                s.replicas, s.connected
+            ),
+        ));
+    }
+    out
+}
+
+/// One Event as [`PoolEvents::Memory`] keeps it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmittedPoolEvent {
+    pub namespace: String,
+    pub name: String,
+    pub event: PoolEvent,
+}
+
+/// Where ControllerPool Events go: the Kubernetes API (events.k8s.io), memory (tests),
+/// or nowhere. The same pattern as the Measurement events (`measurement::Events`).
+#[derive(Clone)]
+pub enum PoolEvents {
+    Kube(Recorder),
+    Memory(Arc<std::sync::Mutex<Vec<EmittedPoolEvent>>>),
+    Off,
+}
+
+impl PoolEvents {
+    /// Events through the API, reported as `vantage-operator`.
+    pub fn kube(client: Client) -> Self {
+        Self::Kube(Recorder::new(client, FIELD_MANAGER.into()))
+    }
+
+    /// Publish `events` about `pool`; a failure is logged, not fatal.
+    pub async fn publish(&self, pool: &ControllerPool, events: &[PoolEvent]) {
+        for e in events {
+            match self {
+                Self::Off => {}
+                Self::Memory(list) => {
+                    if let Ok(mut list) = list.lock() {
+                        list.push(EmittedPoolEvent {
+                            namespace: pool.namespace().unwrap_or_default(),
+                            name: pool.name_any(),
+                            event: e.clone(),
+                        });
+                    }
+                }
+                Self::Kube(recorder) => {
+                    use kube::Resource;
+                    let event = KubeEvent {
+                        type_: if e.warning {
+                            EventType::Warning
+                        } else {
+                            EventType::Normal
+                        },
+                        reason: e.reason.into(),
+                        note: Some(e.note.chars().take(1000).collect()),
+                        action: "Reconcile".into(),
+                        secondary: None,
+                    };
+                    if let Err(err) = recorder.publish(&event, &pool.object_ref(&())).await {
+                        tracing::warn!(pool = %pool.name_any(), error = %err, "cannot publish event");
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn time_ms(t: &Time) -> i64 {
@@ -356,6 +505,12 @@ pub async fn reconcile<D: DrainSignal>(
         if Some(&status) != pool.status.as_ref() {
             patch_status(&pools, &name, &status).await?;
             tracing::warn!(pool = %name, error = %e, "invalid ControllerPool");
+            let ev = PoolEvent {
+                warning: true,
+                reason: event_reason::INVALID_SPEC,
+                note: e.0.clone(),
+            };
+            ctx.events.publish(&pool, &[ev]).await;
         }
         return Ok(Action::await_change());
     }
@@ -404,6 +559,8 @@ pub async fn reconcile<D: DrainSignal>(
     if Some(&status) != pool.status.as_ref() {
         patch_status(&pools, &name, &status).await?;
     }
+    // Events last: what happened is applied and visible in status.
+    ctx.events.publish(&pool, &events(&pool, current, &s)).await;
     Ok(if s.draining.is_empty() {
         Action::requeue(Duration::from_secs(15))
     } else {
@@ -519,6 +676,7 @@ pub async fn run_controller(
         sessions,
         drain: KvDrain(meta),
         metrics,
+        events: PoolEvents::kube(client.clone()),
     });
     Controller::new(
         api::<ControllerPool>(&client, &namespace),

@@ -20,7 +20,8 @@ use vantage_crd::ControllerPool;
 use vantage_operator::pool::render::{self, Names};
 use vantage_operator::pool::scale::{decide, Policy};
 use vantage_operator::pool::{
-    reconcile, step, DrainSignal, PoolCtx, PoolError, PoolMetrics, FIELD_MANAGER,
+    event_reason, events, reconcile, step, DrainSignal, PoolCtx, PoolError, PoolEvents,
+    PoolMetrics, FIELD_MANAGER,
 };
 use vantage_operator::probes::Sessions;
 
@@ -516,10 +517,11 @@ fn ctx(client: Client, sessions: Sessions) -> (Arc<PoolCtx<DrainRecorder>>, Drai
     let drains = DrainRecorder::default();
     (
         Arc::new(PoolCtx {
-            client,
+            client: client.clone(),
             sessions,
             drain: drains.clone(),
             metrics: PoolMetrics::default(),
+            events: PoolEvents::kube(client),
         }),
         drains,
     )
@@ -554,6 +556,29 @@ fn session(probe: u32, controller: &str) -> Session {
         connected_since_ms: 0,
         fw: 0,
     }
+}
+
+/// Serve one Event POST (events.k8s.io) about pool `minimal`; its type and reason.
+async fn expect_event(
+    handle: &mut std::pin::Pin<&mut mock::Handle<Request<Body>, Response<Body>>>,
+) -> (String, String, String) {
+    let (req, send) = handle.next_request().await.expect("an Event");
+    assert_eq!(req.method(), Method::POST);
+    assert_eq!(
+        req.uri().path(),
+        format!("/apis/events.k8s.io/v1{NS}/events")
+    );
+    let ev = body_json(req).await;
+    assert_eq!(ev["regarding"]["kind"], "ControllerPool");
+    assert_eq!(ev["regarding"]["name"], "minimal");
+    assert_eq!(ev["reportingController"], "vantage-operator");
+    let out = (
+        ev["type"].as_str().unwrap_or_default().to_owned(),
+        ev["reason"].as_str().unwrap_or_default().to_owned(),
+        ev["note"].as_str().unwrap_or_default().to_owned(),
+    );
+    respond(send, 201, &ev);
+    out
 }
 
 /// Serve one server-side apply and check it; answers the object back.
@@ -682,10 +707,19 @@ async fn new_pool_renders_its_workloads_and_status() {
             200,
             &serde_json::to_value(pool("minimal")).expect("obj"),
         );
+        // Then the Event: scaling up from nothing to 2.
+        let (ty, why, note) = expect_event(&mut handle).await;
+        assert_eq!(
+            (ty.as_str(), why.as_str()),
+            ("Normal", event_reason::SCALING_UP)
+        );
+        assert!(note.starts_with("scaling up from 0 to 2"), "{note}");
     });
     let action = reconcile(Arc::new(pool("minimal")), ctx.clone())
         .await
         .expect("reconcile");
+    // Without the client, a request the server still waits for (an Event) fails the test.
+    drop(ctx);
     server.await.expect("server");
     assert_eq!(
         action,
@@ -758,10 +792,22 @@ async fn scale_down_signals_the_drain_and_keeps_replicas() {
             200,
             &serde_json::to_value(pool("minimal")).expect("obj"),
         );
+        // The drain starts (replicas are not lowered yet: no scaling Event).
+        let (ty, why, note) = expect_event(&mut handle).await;
+        assert_eq!(
+            (ty.as_str(), why.as_str()),
+            ("Normal", event_reason::DRAIN_STARTED)
+        );
+        assert!(
+            note.contains("minimal-controller-1 (1 probes left)"),
+            "{note}"
+        );
     });
     let action = reconcile(Arc::new(p), ctx.clone())
         .await
         .expect("reconcile");
+    // Without the client, a request the server still waits for (an Event) fails the test.
+    drop(ctx);
     server.await.expect("server");
     assert_eq!(
         action,
@@ -808,11 +854,79 @@ async fn invalid_pool_gets_invalid_spec_and_nothing_is_rendered() {
             200,
             &serde_json::to_value(pool("minimal")).expect("obj"),
         );
+        let (ty, why, note) = expect_event(&mut handle).await;
+        assert_eq!(
+            (ty.as_str(), why.as_str()),
+            ("Warning", event_reason::INVALID_SPEC)
+        );
+        assert!(note.starts_with("spec.service_type:"), "{note}");
     });
     let action = reconcile(Arc::new(p), ctx.clone())
         .await
         .expect("reconcile");
+    // Without the client, a request the server still waits for (an Event) fails the test.
+    drop(ctx);
     server.await.expect("server");
     assert_eq!(action, kube::runtime::controller::Action::await_change());
     assert!(drains.0.lock().expect("lock").is_empty());
+}
+
+#[test]
+fn events_of_a_drain_and_of_scaling() {
+    let reasons = |p: &ControllerPool, current: u32, c: &[(&str, u32)], now: i64| {
+        let s = step(p, Some(current), &counts(c), now);
+        events(p, Some(current), &s)
+            .into_iter()
+            .map(|e| (e.reason, e.warning))
+            .collect::<Vec<_>>()
+    };
+    let t0 = 1_700_000_000_000;
+    // 3 controllers, load for 1 after the stabilization window: drain ordinal 1 and 2
+    let start = with_status(
+        pool("minimal"),
+        json!({"replicas": 3, "scaleDownSince": "2020-01-01T00:00:00Z"}),
+    );
+    let c = [("minimal-controller-0", 10), ("minimal-controller-2", 4)];
+    assert_eq!(
+        reasons(&start, 3, &c, t0),
+        vec![(event_reason::DRAIN_STARTED, false)]
+    );
+    // still draining, same set: nothing new
+    let draining = with_status(
+        pool("minimal"),
+        json!({"replicas": 3, "scaleDownSince": "2020-01-01T00:00:00Z",
+               "draining": ["minimal-controller-1", "minimal-controller-2"],
+               "drainingSince": "2023-11-14T22:13:20Z"}),
+    );
+    assert_eq!(reasons(&draining, 3, &c, t0 + 1000), vec![]);
+    // the probes left: drain finished, scaled down
+    assert_eq!(
+        reasons(&draining, 3, &c[..1], t0 + 2000),
+        vec![
+            (event_reason::DRAIN_FINISHED, false),
+            (event_reason::SCALING_DOWN, false)
+        ]
+    );
+    // the timeout passed with probes left: a Warning, scaled down anyway
+    assert_eq!(
+        reasons(&draining, 3, &c, t0 + 121_000),
+        vec![
+            (event_reason::DRAIN_TIMED_OUT, true),
+            (event_reason::SCALING_DOWN, false)
+        ]
+    );
+    // the load came back: the drain is called off (finished), no scaling
+    let busy = [
+        ("minimal-controller-0", 4000),
+        ("minimal-controller-1", 4000),
+        ("minimal-controller-2", 4000),
+    ];
+    let s = step(&draining, Some(3), &counts(&busy), t0 + 3000);
+    let ev = events(&draining, Some(3), &s);
+    assert_eq!(ev.len(), 1, "{ev:?}");
+    assert_eq!(ev[0].reason, event_reason::DRAIN_FINISHED);
+    assert!(ev[0].note.contains("called off"), "{}", ev[0].note);
+    // steady: no Event at all
+    let steady = with_status(pool("minimal"), json!({"replicas": 1}));
+    assert_eq!(reasons(&steady, 1, &c[..1], t0), vec![]);
 }
