@@ -8,7 +8,8 @@
 //!    publish with a `Nats-Msg-Id`, acks awaited, 512 in flight);
 //! 2. draining that backlog: the raw limit (a bare JetStream pull consume plus an
 //!    INSERT of rows built beforehand: no parsing, no processing; acked and pipelined
-//!    like the collector) next to `vantage_collector::run`;
+//!    like the collector) next to `vantage_collector::run`, which also parses each
+//!    result and writes its typed row (`ping_results`);
 //! 3. sustained: the load generator publishing new results while each consumer runs,
 //!    until every row is queryable; with the collector's ingest lag per result (publish
 //!    to INSERT done), p50 and p99.
@@ -23,6 +24,7 @@ use vantage_collector::{Config, Metrics, Sink};
 use vantage_core::nats as names;
 use vantage_platform::bus::{Bus, Retention};
 use vantage_platform::store::{ResultRow, Store, StoreError};
+use vantage_platform::typed::TypedRows;
 use vantage_testkit::{ClickHouseServer, NatsServer};
 
 const IN_FLIGHT: usize = 512;
@@ -179,6 +181,10 @@ impl Sink for Timed {
             }
         }
         Ok(())
+    }
+
+    async fn insert_typed(&self, rows: &TypedRows) -> Result<(), StoreError> {
+        self.store.insert_typed(rows).await
     }
 }
 

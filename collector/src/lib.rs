@@ -32,6 +32,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use vantage_core::nats as names;
 use vantage_platform::store::{ResultRow, Store, StoreError};
+use vantage_platform::typed::TypedRows;
 
 /// Where rows go. The ClickHouse implementation is [`vantage_platform::store::Store`].
 pub trait Sink: Send + Sync {
@@ -39,12 +40,35 @@ pub trait Sink: Send + Sync {
         &self,
         rows: &[ResultRow],
     ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send;
+
+    /// The per-type rows of the same results (after `insert` succeeded).
+    fn insert_typed(
+        &self,
+        _rows: &TypedRows,
+    ) -> impl std::future::Future<Output = Result<(), StoreError>> + Send {
+        async { Ok(()) }
+    }
 }
 
 impl Sink for Store {
     async fn insert(&self, rows: &[ResultRow]) -> Result<(), StoreError> {
         self.insert_results(rows).await
     }
+
+    async fn insert_typed(&self, rows: &TypedRows) -> Result<(), StoreError> {
+        Store::insert_typed(self, rows).await
+    }
+}
+
+/// The per-type rows of results (their raw JSON parsed once more).
+pub fn typed_rows(rows: &[ResultRow]) -> TypedRows {
+    let mut typed = TypedRows::default();
+    for row in rows {
+        if let Ok(raw) = serde_json::from_str::<serde_json::Value>(&row.raw) {
+            typed.push(row, &raw);
+        }
+    }
+    typed
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -183,10 +207,11 @@ pub async fn run<S: Sink>(
     }
 }
 
-/// Fetched messages and the rows of those that are results.
+/// Fetched messages, the rows of those that are results, and their per-type rows.
 struct Batch {
     messages: Vec<async_nats::jetstream::Message>,
     rows: Vec<ResultRow>,
+    typed: TypedRows,
 }
 
 /// Pull up to `max_batch` messages (waiting at most `max_wait`) and parse them.
@@ -221,14 +246,29 @@ async fn fetch(
         metrics.malformed.inc_by(malformed as u64);
         tracing::warn!(malformed, "dropped messages that are not results");
     }
-    Ok(Batch { messages, rows })
+    let typed = typed_rows(&rows);
+    Ok(Batch {
+        messages,
+        rows,
+        typed,
+    })
 }
 
 /// INSERT a batch until it succeeds, then ack its messages.
 async fn write<S: Sink>(sink: &S, batch: Batch, cfg: &Config, metrics: &Metrics) {
-    let Batch { messages, rows } = batch;
+    let Batch {
+        messages,
+        rows,
+        typed,
+    } = batch;
     let mut delay = Duration::from_millis(200);
-    while let Err(e) = sink.insert(&rows).await {
+    // Both INSERTs or a retry of both: a row stored twice collapses (ReplacingMergeTree).
+    while let Err(e) = async {
+        sink.insert(&rows).await?;
+        sink.insert_typed(&typed).await
+    }
+    .await
+    {
         metrics.insert_failures.inc();
         tracing::warn!(error = %e, rows = rows.len(), retry_in = ?delay, "INSERT failed; nothing acked, retrying");
         tokio::time::sleep(delay).await;

@@ -8,3 +8,4 @@
 pub mod bus;
 pub mod obs;
 pub mod store;
+pub mod typed;

@@ -107,6 +107,139 @@ pub const MIGRATIONS: &[Migration] = &[
         ORDER BY (report_id, input, measurement_uid)",
         ],
     },
+    Migration {
+        version: 4,
+        name: "typed",
+        statements: &[
+            // Per-type tables (platform/src/typed.rs), deduplicated like `results`.
+            "CREATE TABLE IF NOT EXISTS {db}.ping_results (
+            result_id String,
+            msm_id UInt64,
+            prb_id UInt32,
+            timestamp DateTime,
+            af UInt8,
+            dst_addr String,
+            sent UInt32,
+            rcvd UInt32,
+            loss Float64,
+            rtts Array(Float64),
+            rtt_min Float64,
+            rtt_avg Float64,
+            rtt_max Float64,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (msm_id, prb_id, timestamp, result_id)",
+            "CREATE TABLE IF NOT EXISTS {db}.traceroute_hops (
+            result_id String,
+            msm_id UInt64,
+            prb_id UInt32,
+            timestamp DateTime,
+            af UInt8,
+            dst_addr String,
+            kind String,
+            hop UInt8,
+            responders Array(String),
+            rtts Array(Float64),
+            timeouts UInt32,
+            err String,
+            mtu UInt32,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (msm_id, prb_id, timestamp, result_id, hop)",
+            "CREATE TABLE IF NOT EXISTS {db}.dns_results (
+            result_id String,
+            msm_id UInt64,
+            prb_id UInt32,
+            timestamp DateTime,
+            af UInt8,
+            dst_addr String,
+            rcode String,
+            rt Float64,
+            ancount UInt32,
+            answers Array(String),
+            error String,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (msm_id, prb_id, timestamp, result_id, dst_addr)",
+            "CREATE TABLE IF NOT EXISTS {db}.http_results (
+            result_id String,
+            msm_id UInt64,
+            prb_id UInt32,
+            timestamp DateTime,
+            af UInt8,
+            dst_addr String,
+            uri String,
+            method String,
+            status UInt32,
+            rt Float64,
+            ttc Float64,
+            ttfb Float64,
+            hsize UInt32,
+            bsize UInt32,
+            error String,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (msm_id, prb_id, timestamp, result_id, dst_addr, rt)",
+            "CREATE TABLE IF NOT EXISTS {db}.sslcert_results (
+            result_id String,
+            msm_id UInt64,
+            prb_id UInt32,
+            timestamp DateTime,
+            af UInt8,
+            dst_addr String,
+            ver String,
+            rt Float64,
+            ttc Float64,
+            chain_length UInt32,
+            subject String,
+            issuer String,
+            not_before DateTime,
+            not_after DateTime,
+            valid_at_measurement UInt8,
+            error String,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (msm_id, prb_id, timestamp, result_id)",
+            "CREATE TABLE IF NOT EXISTS {db}.ntp_results (
+            result_id String,
+            msm_id UInt64,
+            prb_id UInt32,
+            timestamp DateTime,
+            af UInt8,
+            dst_addr String,
+            stratum UInt32,
+            packets UInt32,
+            replies UInt32,
+            offset_avg Float64,
+            rtt_avg Float64,
+            rtt_min Float64,
+            error String,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (msm_id, prb_id, timestamp, result_id)",
+        ],
+    },
+    Migration {
+        version: 5,
+        name: "probes",
+        statements: &[
+            // Probe metadata for joins (RTT by country): the operator writes a row per
+            // Probe resource when it changes; the newest row of a probe wins.
+            "CREATE TABLE IF NOT EXISTS {db}.probes (
+            prb_id UInt32,
+            country_code String,
+            asn_v4 UInt32,
+            updated_at DateTime
+        ) ENGINE = ReplacingMergeTree(updated_at)
+        ORDER BY prb_id",
+        ],
+    },
 ];
 
 /// A row of `results`.
@@ -189,6 +322,7 @@ impl ResultRow {
 struct PayloadFields<'a> {
     #[serde(borrow)]
     result_id: std::borrow::Cow<'a, str>,
+    #[serde(deserialize_with = "lenient_count")]
     fw: u32,
     msm_id: u64,
     prb_id: u32,
@@ -221,17 +355,25 @@ fn minus_one() -> f64 {
     -1.0
 }
 
+/// A number, also written as a string (old RIPE Atlas firmware: `"sent": "3"`).
+fn loose_number(v: &serde_json::Value) -> Option<f64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_f64(),
+        serde_json::Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
 /// A count, or 0 when the field holds something else.
 fn lenient_count<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
-    Ok(serde_json::Value::deserialize(d)?
-        .as_u64()
-        .and_then(|v| u32::try_from(v).ok())
-        .unwrap_or(0))
+    Ok(loose_number(&serde_json::Value::deserialize(d)?)
+        .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
+        .map_or(0, |n| n as u32))
 }
 
 /// An RTT, or -1 when the field holds something else.
 fn lenient_rtt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
-    Ok(serde_json::Value::deserialize(d)?.as_f64().unwrap_or(-1.0))
+    Ok(loose_number(&serde_json::Value::deserialize(d)?).unwrap_or(-1.0))
 }
 
 impl ResultRow {
@@ -270,6 +412,16 @@ impl ResultRow {
             inserted_at,
         })
     }
+}
+
+/// A row of `probes`.
+#[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ProbeRow {
+    pub prb_id: u32,
+    pub country_code: String,
+    pub asn_v4: u32,
+    /// Unix seconds (ClickHouse DateTime).
+    pub updated_at: u32,
 }
 
 /// A row of `fastpath` (columns in table order).
@@ -438,6 +590,40 @@ impl Store {
             insert.write(row).await.map_err(self.err())?;
         }
         insert.end().await.map_err(self.err())
+    }
+
+    /// Insert rows into `table` in one INSERT.
+    async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    where
+        T: Row + Serialize + for<'a> clickhouse::RowOwned,
+    {
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let mut insert = self
+            .db_client
+            .insert::<T>(table)
+            .await
+            .map_err(self.err())?;
+        for row in rows {
+            insert.write(row).await.map_err(self.err())?;
+        }
+        insert.end().await.map_err(self.err())
+    }
+
+    /// Insert the typed per-type rows of a batch (one INSERT per table that has rows).
+    pub async fn insert_typed(&self, rows: &crate::typed::TypedRows) -> Result<(), StoreError> {
+        self.insert_rows("ping_results", &rows.ping).await?;
+        self.insert_rows("traceroute_hops", &rows.hops).await?;
+        self.insert_rows("dns_results", &rows.dns).await?;
+        self.insert_rows("http_results", &rows.http).await?;
+        self.insert_rows("sslcert_results", &rows.cert).await?;
+        self.insert_rows("ntp_results", &rows.ntp).await
+    }
+
+    /// Upsert probe metadata (the newest `updated_at` of a probe wins).
+    pub async fn insert_probes(&self, rows: &[ProbeRow]) -> Result<(), StoreError> {
+        self.insert_rows("probes", rows).await
     }
 
     /// Insert a batch of fastpath rows in one INSERT.
