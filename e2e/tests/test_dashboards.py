@@ -23,7 +23,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -48,18 +47,6 @@ def clickhouse_url() -> str:
 URL = clickhouse_url()
 
 pytestmark = pytest.mark.skipif(not URL, reason='CLICKHOUSE_URL is unset and no local stack runs (e2e/stack/stack.sh up)')
-
-# The RTT-by-country panels join `probes` (prb_id -> country_code), which the schema
-# migrations do not create yet. Until platform/src/store.rs has it (proposed migration 2,
-# filled by the operator from Probe specs), the test creates it as proposed here.
-PROPOSED_PROBES_TABLE = """CREATE TABLE IF NOT EXISTS {db}.probes (
-    prb_id UInt32,
-    country_code String,
-    asn_v4 UInt32,
-    updated_at DateTime
-) ENGINE = ReplacingMergeTree(updated_at)
-ORDER BY prb_id"""
-
 
 def query(sql: str) -> str:
     req = urllib.request.Request(URL + '/', data=sql.encode(), method='POST')
@@ -157,9 +144,8 @@ def database() -> Iterator[str]:
     try:
         for statement in migrations():
             query(statement.replace('{db}', db))
-        if 'probes' not in tables(db):
-            warnings.warn('the schema has no `probes` table yet: created as proposed in test_dashboards.py', stacklevel=1)
-            query(PROPOSED_PROBES_TABLE.replace('{db}', db))
+        # The RTT-by-country panels join `probes` (written by the operator from Probe specs).
+        assert 'probes' in tables(db), 'the migrations create the probes table'
         yield db
     finally:
         if own:

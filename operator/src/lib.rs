@@ -11,6 +11,7 @@ pub mod measurement;
 pub mod nats_auth;
 pub mod plan;
 pub mod pool;
+pub mod probe_table;
 pub mod probes;
 pub mod run;
 pub mod schedules;

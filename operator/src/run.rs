@@ -146,6 +146,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         bus.meta.clone(),
         pool_metrics,
     ));
+    tokio::spawn(crate::probe_table::sync_loop(
+        store.clone(),
+        probes.clone(),
+        Duration::from_secs(10),
+    ));
     tokio::spawn(status_writer(
         client.clone(),
         probes,
