@@ -60,13 +60,11 @@ impl Sink for Store {
     }
 }
 
-/// The per-type rows of results (their raw JSON parsed once more).
+/// The per-type rows of results (their raw JSON read once more).
 pub fn typed_rows(rows: &[ResultRow]) -> TypedRows {
     let mut typed = TypedRows::default();
     for row in rows {
-        if let Ok(raw) = serde_json::from_str::<serde_json::Value>(&row.raw) {
-            typed.push(row, &raw);
-        }
+        typed.push_row(row);
     }
     typed
 }

@@ -222,19 +222,28 @@ impl TypedRows {
             && self.ntp.is_empty()
     }
 
+    /// Add the typed rows of one result from its `results` row (`raw` is parsed here).
+    /// Pings, most of the traffic, take a fast path that reads only their RTTs without
+    /// building a JSON tree.
+    pub fn push_row(&mut self, row: &ResultRow) {
+        if row.kind == "ping" {
+            if let Ok(p) = serde_json::from_str::<PingOnly>(&row.raw) {
+                let rtts = p.result.iter().filter_map(|e| e.rtt).collect();
+                self.ping.push(ping_row(key_of(row), rtts, row));
+                return;
+            }
+        }
+        if let Ok(raw) = serde_json::from_str::<Value>(&row.raw) {
+            self.push(row, &raw);
+        }
+    }
+
     /// Add the typed rows of one result (its `results` row and parsed JSON).
     pub fn push(&mut self, row: &ResultRow, raw: &Value) {
-        let key = Key {
-            result_id: row.result_id.clone(),
-            msm_id: row.msm_id,
-            prb_id: row.prb_id,
-            timestamp: row.timestamp,
-            af: row.af,
-            dst_addr: row.dst_addr.clone(),
-        };
+        let key = key_of(row);
         let at = row.inserted_at;
         match row.kind.as_str() {
-            "ping" => self.ping.push(ping(key, raw, at)),
+            "ping" => self.ping.push(ping(key, raw, row)),
             "traceroute" | "mtr" => self.hops.extend(hops(&key, &row.kind, raw, at)),
             "dns" => self.dns.extend(dns(&key, raw, at)),
             "http" => self.http.extend(http(&key, raw, at)),
@@ -245,14 +254,37 @@ impl TypedRows {
     }
 }
 
-fn ping(k: Key, raw: &Value, inserted_at: u32) -> PingRow {
-    let rtts: Vec<f64> = raw
-        .get("result")
-        .and_then(Value::as_array)
-        .map(|r| r.iter().filter_map(|p| num(p.get("rtt"))).collect())
-        .unwrap_or_default();
-    let sent = count(raw.get("sent"));
-    let rcvd = count(raw.get("rcvd"));
+fn key_of(row: &ResultRow) -> Key {
+    Key {
+        result_id: row.result_id.clone(),
+        msm_id: row.msm_id,
+        prb_id: row.prb_id,
+        timestamp: row.timestamp,
+        af: row.af,
+        dst_addr: row.dst_addr.clone(),
+    }
+}
+
+/// The part of a ping result the fast path reads.
+#[derive(Deserialize)]
+struct PingOnly {
+    #[serde(default)]
+    result: Vec<PingEntry>,
+}
+
+#[derive(Deserialize)]
+struct PingEntry {
+    #[serde(default, deserialize_with = "loose_rtt")]
+    rtt: Option<f64>,
+}
+
+fn loose_rtt<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+    Ok(num(Some(&Value::deserialize(d)?)))
+}
+
+/// Sent, received and the RTT summary come from the `results` row, which read them.
+fn ping_row(k: Key, rtts: Vec<f64>, row: &ResultRow) -> PingRow {
+    let (sent, rcvd) = (row.sent, row.rcvd);
     PingRow {
         loss: if sent == 0 {
             0.0
@@ -262,17 +294,26 @@ fn ping(k: Key, raw: &Value, inserted_at: u32) -> PingRow {
         rtts,
         sent,
         rcvd,
-        rtt_min: num(raw.get("min")).unwrap_or(-1.0),
-        rtt_avg: num(raw.get("avg")).unwrap_or(-1.0),
-        rtt_max: num(raw.get("max")).unwrap_or(-1.0),
+        rtt_min: row.rtt_min,
+        rtt_avg: row.rtt_avg,
+        rtt_max: row.rtt_max,
         result_id: k.result_id,
         msm_id: k.msm_id,
         prb_id: k.prb_id,
         timestamp: k.timestamp,
         af: k.af,
         dst_addr: k.dst_addr,
-        inserted_at,
+        inserted_at: row.inserted_at,
     }
+}
+
+fn ping(k: Key, raw: &Value, row: &ResultRow) -> PingRow {
+    let rtts: Vec<f64> = raw
+        .get("result")
+        .and_then(Value::as_array)
+        .map(|r| r.iter().filter_map(|p| num(p.get("rtt"))).collect())
+        .unwrap_or_default();
+    ping_row(k, rtts, row)
 }
 
 /// Note an address that answered at a hop (once).
@@ -543,6 +584,18 @@ mod tests {
                 let t = typed(&raw);
                 assert!(!t.is_empty() || kind == "http", "{kind}: {raw}");
             }
+        }
+    }
+
+    #[test]
+    fn the_ping_fast_path_equals_the_tree_path() {
+        for raw in samples("ping").iter().chain([&serde_json::json!({"fw": 5020, "msm_id": 1, "prb_id": 2,
+            "timestamp": 100, "type": "ping", "sent": 2, "rcvd": 1, "min": 1.0, "avg": 1.0, "max": 1.0,
+            "result": [{"rtt": 1.0, "ttl": 50}, {"x": "*"}, {"error": "sendto failed"}, {"rtt": "2.5"}]})]) {
+            let row = row_of(raw);
+            let mut fast = TypedRows::default();
+            fast.push_row(&row);
+            assert_eq!(fast, typed(raw), "{raw}");
         }
     }
 
