@@ -7,6 +7,7 @@ ClickHouse database and probe ids, so runs do not see each other's data.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
@@ -232,3 +233,24 @@ class Cluster:
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
         args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
         return json.loads(self.kubectl(*args))
+
+
+@contextlib.contextmanager
+def running_cluster(controllers: int = 1):
+    """A Cluster with operator, collector, registration and `controllers` controllers
+    started; stopped on exit (the component logs stay in its temp dir)."""
+    c = Cluster(log=lambda *_: None)
+    try:
+        c.start_servers(controllers=controllers)
+        yield c
+    finally:
+        c.stop_all()
+        print(f"component logs: {c.tmp}")
+
+
+def connected_probe(cluster: Cluster, country: str = "NL", asn: int = 64501) -> int:
+    """Add a probe, start its agent and wait until its Probe status says connected."""
+    pid, key, _ = cluster.add_probe(country=country, asn=asn)
+    cluster.start_probe(pid, key)
+    wait_for(f"probe {pid} connected", lambda: cluster.get("probe", f"probe-{pid}").get("status", {}).get("connected"), timeout=60)
+    return pid

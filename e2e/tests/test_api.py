@@ -17,7 +17,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, Cluster, free_port, wait_for  # noqa: E402
+from vantage_e2e import BIN, connected_probe, free_port, running_cluster, wait_for  # noqa: E402
 
 from ripe.atlas.cousteau import (  # noqa: E402
     AtlasCreateRequest, AtlasLatestRequest, AtlasResultsRequest, AtlasSource, Measurement, MeasurementRequest, Ping, Probe,
@@ -28,21 +28,13 @@ from ripe.atlas.sagan import PingResult  # noqa: E402
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(log=lambda *_: None)
-    try:
-        c.start_servers()
+    with running_cluster() as c:
         yield c
-    finally:
-        c.stop_all()
-        print(f"component logs: {c.tmp}")
 
 
 @pytest.fixture(scope="module")
 def probe(cluster):
-    pid, key, _ = cluster.add_probe(country="NL", asn=64501)
-    cluster.start_probe(pid, key)
-    wait_for(f"probe {pid} connected", lambda: cluster.get("probe", f"probe-{pid}").get("status", {}).get("connected"), timeout=60)
-    return pid
+    return connected_probe(cluster, country="NL", asn=64501)
 
 
 @pytest.fixture(scope="module")

@@ -11,18 +11,13 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import Cluster, wait_for  # noqa: E402
+from vantage_e2e import running_cluster, wait_for  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(log=lambda *_: None)
-    try:
-        c.start_servers()
+    with running_cluster() as c:
         yield c
-    finally:
-        c.stop_all()
-        print(f"component logs: {c.tmp}")
 
 
 @pytest.fixture(scope="module")

@@ -16,19 +16,14 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import SSH_OPTS, STACK_DIR, Cluster, free_port, wait_for  # noqa: E402
+from vantage_e2e import Cluster, SSH_OPTS, STACK_DIR, free_port, running_cluster, wait_for  # noqa: E402
 
 
 
 @pytest.fixture(scope="module")
 def cluster():
-    c = Cluster(log=lambda *_: None)
-    try:
-        c.start_servers(controllers=2)
+    with running_cluster(controllers=2) as c:
         yield c
-    finally:
-        c.stop_all()
-        print(f"component logs: {c.tmp}")
 
 
 def controller_of(cluster: Cluster, pid: int) -> str | None:
