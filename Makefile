@@ -6,7 +6,7 @@ STACK := bash e2e/stack/stack.sh
 export VANTAGE_VENV := $(VENV)
 export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
 
-.PHONY: all setup build crds charts check-generated lint unit e2e test demo stack-up stack-down stack-status clean
+.PHONY: all setup build crds charts check-generated lint unit e2e test demo geo-eval stack-up stack-down stack-status clean
 
 all: build
 
@@ -48,6 +48,11 @@ test: setup lint check-generated e2e
 demo: setup build
 	$(STACK) up
 	cd e2e && $(PY) demo.py; rc=$$?; cd .. && $(STACK) down; exit $$rc
+
+## geo-eval: geolocation accuracy on a simulated world in network namespaces (root):
+## every probe pings every target; prints per engine and the reducer (docs/GEOLOCATION.md)
+geo-eval:
+	cargo run -q --release -p vantage-engines --example geo_eval -- --netns $(GEO_EVAL_ARGS)
 
 stack-up:
 	$(STACK) up

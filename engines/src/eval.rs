@@ -1,18 +1,34 @@
-//! An in-process accuracy simulation: probes in real cities, targets in other cities,
-//! RTT = great-circle distance × detour / (⅔ c) + noise. The network-namespace harness
-//! (real pings through netem) is the next step; this measures the engines' arithmetic
-//! on the same model. `cargo run --release -p vantage-engines --example geo_eval`.
+//! Accuracy of the engines on a simulated world: probes in real cities, targets in
+//! other cities, RTT = great-circle distance × detour / (⅔ c) + noise.
+//!
+//! One model, two ways to get the RTTs:
+//! * [`simulate`] computes them in process (fast, any size);
+//! * [`netns`] builds the world out of network namespaces and has the probes really
+//!   ping the targets (`make geo-eval`, `engines/tests/netns_world.rs`).
+//!
+//! Either way the RTTs (and PTR names) feed the real engines through a [`Locator`]
+//! (single-radius, latency/CBG, anycast, reverse-DNS, weights 1), and [`evaluate`]
+//! reports country accuracy, the share within 40 km and the median error of each
+//! engine's best city and of the reducer's.
 
-use std::collections::HashMap;
+pub mod netns;
+
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::latency::{self, ProbeRtt};
-use crate::engine::rdns::Rules;
-use crate::engine::Candidate;
+use crate::engine::latency::{Latency, LatencyKind, ProbeRtt, StaticRtts};
+use crate::engine::rdns::{ReverseDns, Rules, StaticPtr};
+use crate::engine::Engine;
 use crate::geo;
-use crate::reducer::{reduce, Partial};
+use crate::reducer::{EngineConfig, Located, Locator};
 use crate::world::{City, World};
+
+/// The engines evaluated, in report order; the reducer comes last.
+pub const ENGINES: &[&str] = &["single-radius", "latency", "anycast", "reverse-dns"];
 
 /// The simulated world's knobs.
 #[derive(Debug, Clone)]
@@ -21,12 +37,22 @@ pub struct SimConfig {
     pub targets: usize,
     /// Cities at least this populous host probes and targets.
     pub min_population: u32,
-    /// Path length / great-circle distance, drawn uniformly in this range.
+    /// Path length / great-circle distance, drawn uniformly in this range per path.
     pub detour: (f64, f64),
-    /// Extra RTT in ms, drawn uniformly in 0..noise_ms (last mile, queueing).
+    /// Extra RTT in ms per path, drawn uniformly in 0..noise_ms (last mile, peering).
     pub noise_ms: f64,
+    /// Extra delay per packet, uniform in 0..jitter_ms (queueing); the engines see the
+    /// minimum over `packets` packets.
+    pub jitter_ms: f64,
+    pub packets: u32,
     /// Share of targets whose PTR name carries the airport code of their city.
     pub ptr_share: f64,
+    /// Add one anycast target: the same address at two far-apart sites.
+    pub anycast: bool,
+    /// Draw targets only among cities within this distance of a probe: a dense probe
+    /// network (RIPE Atlas has a probe within ~100 km of most places online) with few
+    /// namespaces. `None`: anywhere.
+    pub near_probe_km: Option<f64>,
     pub seed: u64,
 }
 
@@ -38,10 +64,51 @@ impl Default for SimConfig {
             min_population: 100_000,
             detour: (1.0, 1.3),
             noise_ms: 0.5,
+            jitter_ms: 0.2,
+            packets: 3,
             ptr_share: 0.5,
+            anycast: true,
+            near_probe_km: None,
             seed: 7,
         }
     }
+}
+
+/// A probe of the simulated world.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeSite {
+    pub id: u32,
+    pub city_id: u32,
+    pub latitude: f64,
+    pub longitude: f64,
+}
+
+/// A target: one city, or several for an anycast address.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TargetSite {
+    pub ip: IpAddr,
+    pub sites: Vec<u32>,
+    pub ptr: Vec<String>,
+}
+
+/// Where everything is and the ground-truth RTT of every path.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Placement {
+    pub probes: Vec<ProbeSite>,
+    pub targets: Vec<TargetSite>,
+    /// `rtt_ms[p][t]`: probe `p` to target `t`, before per-packet jitter; for an anycast
+    /// target, to the site the probe is routed to (the one with the lower RTT).
+    pub rtt_ms: Vec<Vec<f64>>,
+    /// For an anycast target, `site_of[p][t]` is the index in `sites` that probe `p`
+    /// reaches; 0 for unicast targets.
+    pub site_of: Vec<Vec<usize>>,
+}
+
+/// What the engines get for one target.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Case {
+    pub target: TargetSite,
+    pub rtts: Vec<ProbeRtt>,
 }
 
 /// Accuracy of one engine (or the reducer).
@@ -57,15 +124,74 @@ pub struct Accuracy {
     pub median_km: f64,
 }
 
-struct Rng(u64);
+/// How an anycast target came back.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct AnycastOutcome {
+    pub ip: IpAddr,
+    /// `Located::anycast`.
+    pub flagged: bool,
+    /// Per true site: its city and the distance (km) of the nearest anycast candidate.
+    pub sites: Vec<(u32, f64)>,
+}
+
+/// The evaluation of one world.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Report {
+    pub accuracy: Vec<Accuracy>,
+    pub anycast: Vec<AnycastOutcome>,
+}
+
+impl Report {
+    pub fn get(&self, engine: &str) -> Option<&Accuracy> {
+        self.accuracy.iter().find(|a| a.engine == engine)
+    }
+
+    /// The table `make geo-eval` prints.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "{:<14} {:>9} {:>9} {:>10} {:>11}\n",
+            "engine", "answered", "country", "<= 40 km", "median km"
+        );
+        for a in &self.accuracy {
+            s.push_str(&format!(
+                "{:<14} {:>4}/{:<4} {:>8.1}% {:>9.1}% {:>11.1}\n",
+                a.engine,
+                a.answered,
+                a.targets,
+                100.0 * a.country,
+                100.0 * a.within_40km,
+                a.median_km
+            ));
+        }
+        for a in &self.anycast {
+            s.push_str(&format!(
+                "anycast {}: flagged {}, nearest candidate to each true site: {}\n",
+                a.ip,
+                a.flagged,
+                a.sites
+                    .iter()
+                    .map(|(_, km)| format!("{km:.0} km"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+        s
+    }
+}
+
+/// A small deterministic generator (xorshift), so a seed names a world.
+pub(crate) struct Rng(u64);
 impl Rng {
+    pub(crate) fn new(seed: u64) -> Self {
+        Self(seed.max(1))
+    }
     fn next(&mut self) -> u64 {
         self.0 ^= self.0 << 13;
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         self.0
     }
-    fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next() >> 11) as f64 / (1u64 << 53) as f64
     }
     fn pick<'a, T>(&mut self, v: &'a [T]) -> &'a T {
@@ -73,11 +199,192 @@ impl Rng {
     }
 }
 
-fn accuracy(engine: &str, world: &World, targets: &[&City], answers: &[Option<u32>]) -> Accuracy {
+/// The address of unicast target `t`: 10.204.t.1 for the first 256, then on.
+pub fn target_ip(t: usize) -> IpAddr {
+    let t = u32::try_from(t).unwrap_or(u32::MAX) & 0x00ff_ffff;
+    IpAddr::V4(Ipv4Addr::from(
+        u32::from(Ipv4Addr::new(10, 204, 0, 1)).wrapping_add(t << 8),
+    ))
+}
+
+/// The anycast address.
+pub const ANYCAST_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 200, 0, 1));
+
+/// Place probes and targets in distinct cities with at least `min_population`, and
+/// draw every path's RTT. Deterministic for a seed.
+pub fn place(world: &World, cfg: &SimConfig) -> Placement {
+    let mut rng = Rng::new(cfg.seed);
+    let big: Vec<&City> = world
+        .cities()
+        .iter()
+        .filter(|c| c.population >= cfg.min_population)
+        .collect();
+    let mut used: HashSet<u32> = HashSet::new();
+    let draw = |rng: &mut Rng, used: &mut HashSet<u32>| -> Option<&City> {
+        if used.len() >= big.len() {
+            return None;
+        }
+        loop {
+            let c = *rng.pick(&big);
+            if used.insert(c.id) {
+                return Some(c);
+            }
+        }
+    };
+    let probes: Vec<ProbeSite> = (0..cfg.probes)
+        .map_while(|i| {
+            draw(&mut rng, &mut used).map(|c| ProbeSite {
+                id: i as u32 + 1,
+                city_id: c.id,
+                latitude: c.latitude,
+                longitude: c.longitude,
+            })
+        })
+        .collect();
+    let near = |c: &City| {
+        cfg.near_probe_km.is_none_or(|km| {
+            probes
+                .iter()
+                .any(|p| geo::distance_km(p.latitude, p.longitude, c.latitude, c.longitude) <= km)
+        })
+    };
+    let mut targets: Vec<(TargetSite, Vec<&City>)> = Vec::new();
+    let mut tries = 0;
+    while targets.len() < cfg.targets && tries < 100 * cfg.targets.max(1) {
+        tries += 1;
+        let t = targets.len();
+        let Some(c) = draw(&mut rng, &mut used) else {
+            break;
+        };
+        if !near(c) {
+            continue;
+        }
+        let mut ptr = Vec::new();
+        if rng.unit() < cfg.ptr_share {
+            if let Some(code) = world.airports_serving(c.id).first() {
+                ptr.push(format!(
+                    "ae-{t}.cr1.{}2.example.net",
+                    code.to_ascii_lowercase()
+                ));
+            }
+        }
+        targets.push((
+            TargetSite {
+                ip: target_ip(t),
+                sites: vec![c.id],
+                ptr,
+            },
+            vec![c],
+        ));
+    }
+    if cfg.anycast {
+        if let Some(sites) = anycast_sites(&big, &probes, &used) {
+            targets.push((
+                TargetSite {
+                    ip: ANYCAST_IP,
+                    sites: sites.iter().map(|c| c.id).collect(),
+                    ptr: Vec::new(),
+                },
+                sites,
+            ));
+        }
+    }
+    let mut rtt_ms = vec![vec![0.0; targets.len()]; probes.len()];
+    let mut site_of = vec![vec![0; targets.len()]; probes.len()];
+    for (p, probe) in probes.iter().enumerate() {
+        for (t, (_, cities)) in targets.iter().enumerate() {
+            let detour = cfg.detour.0 + (cfg.detour.1 - cfg.detour.0) * rng.unit();
+            let noise = cfg.noise_ms * rng.unit();
+            let (k, best) = cities
+                .iter()
+                .map(|c| {
+                    geo::distance_km(probe.latitude, probe.longitude, c.latitude, c.longitude)
+                        * detour
+                        / geo::KM_PER_MS_RTT
+                        + noise
+                })
+                .enumerate()
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((0, f64::INFINITY));
+            rtt_ms[p][t] = best;
+            site_of[p][t] = k;
+        }
+    }
+    Placement {
+        probes,
+        targets: targets.into_iter().map(|(t, _)| t).collect(),
+        rtt_ms,
+        site_of,
+    }
+}
+
+/// Two anycast sites far apart: the unused cities nearest to the two probes farthest
+/// from each other (anycast operators put sites where the networks are).
+fn anycast_sites<'a>(
+    big: &[&'a City],
+    probes: &[ProbeSite],
+    used: &HashSet<u32>,
+) -> Option<Vec<&'a City>> {
+    let mut far = None;
+    let mut best = 0.0;
+    for (i, a) in probes.iter().enumerate() {
+        for b in &probes[i + 1..] {
+            let d = geo::distance_km(a.latitude, a.longitude, b.latitude, b.longitude);
+            if d > best {
+                best = d;
+                far = Some((a, b));
+            }
+        }
+    }
+    let (a, b) = far?;
+    let near = |p: &ProbeSite| {
+        big.iter()
+            .filter(|c| !used.contains(&c.id))
+            .min_by(|x, y| {
+                geo::distance_km(p.latitude, p.longitude, x.latitude, x.longitude).total_cmp(
+                    &geo::distance_km(p.latitude, p.longitude, y.latitude, y.longitude),
+                )
+            })
+            .copied()
+    };
+    Some(vec![near(a)?, near(b)?])
+}
+
+/// The RTTs the engines see when computed in process: ground truth plus the minimum
+/// of `packets` draws of per-packet jitter.
+pub fn simulated_cases(placement: &Placement, cfg: &SimConfig) -> Vec<Case> {
+    let mut rng = Rng::new(cfg.seed ^ 0x5eed);
+    placement
+        .targets
+        .iter()
+        .enumerate()
+        .map(|(t, target)| Case {
+            target: target.clone(),
+            rtts: placement
+                .probes
+                .iter()
+                .enumerate()
+                .map(|(p, probe)| {
+                    let jitter = (0..cfg.packets.max(1))
+                        .map(|_| cfg.jitter_ms * rng.unit())
+                        .fold(f64::INFINITY, f64::min);
+                    ProbeRtt {
+                        probe_id: probe.id,
+                        latitude: probe.latitude,
+                        longitude: probe.longitude,
+                        rtt_ms: placement.rtt_ms[p][t] + jitter,
+                    }
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+fn accuracy(engine: &str, world: &World, truths: &[u32], answers: &[Option<u32>]) -> Accuracy {
     let mut errors = Vec::new();
     let mut country = 0;
-    for (t, a) in targets.iter().zip(answers) {
-        let Some(c) = a.and_then(|id| world.city(id)) else {
+    for (truth, a) in truths.iter().zip(answers) {
+        let (Some(c), Some(t)) = (a.and_then(|id| world.city(id)), world.city(*truth)) else {
             continue;
         };
         errors.push(geo::distance_km(
@@ -96,98 +403,125 @@ fn accuracy(engine: &str, world: &World, targets: &[&City], answers: &[Option<u3
     Accuracy {
         engine: engine.to_owned(),
         answered: n,
-        targets: targets.len(),
+        targets: truths.len(),
         country: share(country),
         within_40km: share(errors.iter().filter(|&&e| e <= 40.0).count()),
         median_km: if n == 0 { f64::NAN } else { errors[n / 2] },
     }
 }
 
-/// Run single-radius, CBG, reverse-DNS and the reducer over a simulated world.
-pub fn simulate(world: &World, rules: &Rules, cfg: &SimConfig) -> Vec<Accuracy> {
-    let mut rng = Rng(cfg.seed.max(1));
-    let big: Vec<&City> = world
-        .cities()
-        .iter()
-        .filter(|c| c.population >= cfg.min_population)
-        .collect();
-    if big.is_empty() {
-        return Vec::new();
-    }
-    let probes: Vec<&City> = (0..cfg.probes).map(|_| *rng.pick(&big)).collect();
-    let probe_ids: std::collections::HashSet<u32> = probes.iter().map(|c| c.id).collect();
-    let pool: Vec<&City> = big
-        .iter()
-        .copied()
-        .filter(|c| !probe_ids.contains(&c.id))
-        .collect();
-    let targets: Vec<&City> = (0..cfg.targets).map(|_| *rng.pick(&pool)).collect();
-    let mut answers: HashMap<&str, Vec<Option<u32>>> = HashMap::new();
-    for (i, t) in targets.iter().enumerate() {
-        let rtts: Vec<ProbeRtt> = probes
+/// A locator over fixed RTTs and PTR names with the built-in measuring engines,
+/// every one enabled with weight 1.
+pub fn locator(world: Arc<World>, rules: Rules, cases: &[Case]) -> Locator {
+    let rtts: Arc<StaticRtts> = Arc::new(StaticRtts(
+        cases
             .iter()
-            .enumerate()
-            .map(|(k, p)| {
-                let d = geo::distance_km(p.latitude, p.longitude, t.latitude, t.longitude);
-                let detour = cfg.detour.0 + (cfg.detour.1 - cfg.detour.0) * rng.unit();
-                ProbeRtt {
-                    probe_id: k as u32,
-                    latitude: p.latitude,
-                    longitude: p.longitude,
-                    rtt_ms: d * detour / geo::KM_PER_MS_RTT + cfg.noise_ms * rng.unit(),
-                }
-            })
-            .collect();
-        let sr = latency::single_radius(world, &rtts, 10.0);
-        let cbg = latency::cbg(world, &rtts);
-        let ptr: Vec<Candidate> = if rng.unit() < cfg.ptr_share {
-            world
-                .airports_serving(t.id)
-                .first()
-                .map(|code| {
-                    rules.score(
-                        world,
-                        &[format!(
-                            "ae-{i}.cr1.{}2.example.net",
-                            code.to_ascii_lowercase()
-                        )],
-                    )
-                })
-                .unwrap_or_default()
-        } else {
-            Vec::new()
+            .map(|c| (c.target.ip, c.rtts.clone()))
+            .collect::<HashMap<_, _>>(),
+    ));
+    let ptr = Arc::new(StaticPtr(
+        cases
+            .iter()
+            .filter(|c| !c.target.ptr.is_empty())
+            .map(|c| (c.target.ip, c.target.ptr.clone()))
+            .collect(),
+    ));
+    let engines: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
+        (
+            Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
+            EngineConfig::new("single-radius", 1.0, true),
+        ),
+        (
+            Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
+            EngineConfig::new("latency", 1.0, true),
+        ),
+        (
+            Arc::new(Latency::new(LatencyKind::Anycast, rtts)),
+            EngineConfig::new("anycast", 1.0, true),
+        ),
+        (
+            Arc::new(ReverseDns::new(rules, ptr)),
+            EngineConfig::new("reverse-dns", 1.0, true),
+        ),
+    ];
+    Locator::new(world, engines, Duration::from_secs(30))
+}
+
+/// Run the engines and the reducer over the cases and score them against the truth.
+/// Unicast targets make the accuracy table; anycast targets (several sites) are
+/// reported apart.
+pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report {
+    let loc = locator(world.clone(), rules, cases);
+    let mut truths = Vec::new();
+    let mut answers: HashMap<&str, Vec<Option<u32>>> = HashMap::new();
+    let mut anycast = Vec::new();
+    for case in cases {
+        let located: Located = loc.locate(case.target.ip, None).await;
+        let best = |engine: &str| {
+            located
+                .partials
+                .iter()
+                .find(|p| p.engine == engine)
+                .and_then(|p| p.candidates.first())
+                .map(|c| c.city_id)
         };
-        let partial = |engine: &str, candidates: &[Candidate]| Partial {
-            engine: engine.into(),
-            weight: 1.0,
-            candidates: candidates.to_vec(),
-            error: None,
-        };
-        let reduced = reduce(&[
-            partial("single-radius", &sr),
-            partial("latency", &cbg),
-            partial("reverse-dns", &ptr),
-        ]);
-        for (name, best) in [
-            ("single-radius", sr.first().map(|c| c.city_id)),
-            ("latency", cbg.first().map(|c| c.city_id)),
-            ("reverse-dns", ptr.first().map(|c| c.city_id)),
-            ("reducer", reduced.first().map(|s| s.city_id)),
-        ] {
-            answers.entry(name).or_default().push(best);
+        if case.target.sites.len() > 1 {
+            let candidates: Vec<&City> = located
+                .partials
+                .iter()
+                .filter(|p| p.engine == "anycast")
+                .flat_map(|p| p.candidates.iter().filter_map(|c| world.city(c.city_id)))
+                .collect();
+            anycast.push(AnycastOutcome {
+                ip: case.target.ip,
+                flagged: located.anycast,
+                sites: case
+                    .target
+                    .sites
+                    .iter()
+                    .filter_map(|id| world.city(*id))
+                    .map(|s| {
+                        let km = candidates
+                            .iter()
+                            .map(|c| {
+                                geo::distance_km(s.latitude, s.longitude, c.latitude, c.longitude)
+                            })
+                            .fold(f64::INFINITY, f64::min);
+                        (s.id, km)
+                    })
+                    .collect(),
+            });
+            continue;
         }
+        truths.push(case.target.sites[0]);
+        for engine in ENGINES {
+            answers.entry(engine).or_default().push(best(engine));
+        }
+        answers
+            .entry("reducer")
+            .or_default()
+            .push(located.scored.first().map(|s| s.city_id));
     }
-    ["single-radius", "latency", "reverse-dns", "reducer"]
+    let accuracy = ENGINES
         .iter()
+        .chain(std::iter::once(&"reducer"))
         .map(|name| {
             accuracy(
                 name,
-                world,
-                &targets,
+                &world,
+                &truths,
                 answers.get(name).map_or(&[][..], Vec::as_slice),
             )
         })
-        .collect()
+        .collect();
+    Report { accuracy, anycast }
+}
+
+/// The in-process simulation: place, compute the RTTs, evaluate.
+pub async fn simulate(world: Arc<World>, rules: Rules, cfg: &SimConfig) -> Report {
+    let placement = place(&world, cfg);
+    let cases = simulated_cases(&placement, cfg);
+    evaluate(world, rules, &cases).await
 }
 
 #[cfg(test)]
@@ -195,7 +529,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn small_simulated_world_meets_thresholds() {
+    fn placement_is_deterministic_and_rtts_respect_the_speed_of_light() {
+        let world = World::embedded().expect("world");
+        let cfg = SimConfig {
+            probes: 20,
+            targets: 15,
+            ..SimConfig::default()
+        };
+        let a = place(&world, &cfg);
+        assert_eq!(a, place(&world, &cfg));
+        assert_eq!((a.probes.len(), a.targets.len()), (20, 16));
+        let mut cities: Vec<u32> = a.probes.iter().map(|p| p.city_id).collect();
+        cities.extend(a.targets.iter().flat_map(|t| t.sites.iter().copied()));
+        let n = cities.len();
+        cities.sort_unstable();
+        cities.dedup();
+        assert_eq!(cities.len(), n, "every probe and target has its own city");
+        for (p, probe) in a.probes.iter().enumerate() {
+            for (t, target) in a.targets.iter().enumerate() {
+                let site = world
+                    .city(target.sites[a.site_of[p][t]])
+                    .expect("site city");
+                let d = geo::distance_km(
+                    probe.latitude,
+                    probe.longitude,
+                    site.latitude,
+                    site.longitude,
+                );
+                let floor = d / geo::KM_PER_MS_RTT;
+                let rtt = a.rtt_ms[p][t];
+                assert!(
+                    rtt >= floor - 1e-9 && rtt <= floor * 1.3 + 0.5 + 1e-9,
+                    "{rtt} vs {floor}"
+                );
+            }
+        }
+        let any = a.targets.last().expect("anycast target");
+        assert_eq!((any.ip, any.sites.len()), (ANYCAST_IP, 2));
+    }
+
+    #[tokio::test]
+    async fn small_simulated_world_meets_thresholds() {
         let world = World::embedded().expect("world");
         let rules = Rules::embedded().expect("rules");
         let cfg = SimConfig {
@@ -204,9 +578,8 @@ mod tests {
             seed: 11,
             ..SimConfig::default()
         };
-        let got = simulate(&world, &rules, &cfg);
-        let by: HashMap<&str, &Accuracy> = got.iter().map(|a| (a.engine.as_str(), a)).collect();
-        let cbg = by["latency"];
+        let got = simulate(world, rules, &cfg).await;
+        let cbg = got.get("latency").expect("latency");
         assert!(
             cbg.answered >= 55
                 && cbg.country >= 0.95
@@ -214,13 +587,16 @@ mod tests {
                 && cbg.median_km <= 25.0,
             "{cbg:?}"
         );
-        let red = by["reducer"];
+        let red = got.get("reducer").expect("reducer");
         assert_eq!(red.answered, 60);
         assert!(
             red.country >= 0.9 && red.within_40km >= 0.7 && red.median_km <= 25.0,
             "{red:?}"
         );
-        let rdns = by["reverse-dns"];
+        let rdns = got.get("reverse-dns").expect("reverse-dns");
         assert!(rdns.answered > 0 && rdns.within_40km >= 0.9, "{rdns:?}");
+        let any = &got.anycast[0];
+        assert!(any.flagged, "{any:?}");
+        assert!(any.sites.iter().all(|(_, km)| *km < 300.0), "{any:?}");
     }
 }

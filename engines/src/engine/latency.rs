@@ -140,6 +140,18 @@ pub fn score_disc(
     radius_km: f64,
     limit: usize,
 ) -> Vec<Candidate> {
+    score_disc_with_confidence(world, lat, lon, radius_km, limit, 1.0)
+}
+
+/// [`score_disc`] with every score multiplied by `confidence` (0..=1).
+fn score_disc_with_confidence(
+    world: &World,
+    lat: f64,
+    lon: f64,
+    radius_km: f64,
+    limit: usize,
+    confidence: f64,
+) -> Vec<Candidate> {
     let radius = radius_km.max(10.0);
     let mut inside = world.within(lat, lon, radius);
     if inside.is_empty() {
@@ -151,11 +163,10 @@ pub fn score_disc(
             // Infrastructure density (population here) ranks first, as in IPmap; the
             // target lies anywhere in the disc, so closeness to the probe only breaks ties.
             let closeness = (1.0 - d / radius).clamp(0.0, 1.0);
-            clamp_score(10.0 * (0.2 * closeness + 0.8 * population_factor(c))).map(|score| {
-                Candidate {
-                    city_id: c.id,
-                    score,
-                }
+            let raw = 10.0 * confidence * (0.2 * closeness + 0.8 * population_factor(c));
+            clamp_score(raw).map(|score| Candidate {
+                city_id: c.id,
+                score,
             })
         })
         .collect();
@@ -172,7 +183,22 @@ pub fn single_radius(world: &World, rtts: &[ProbeRtt], max_rtt_ms: f64) -> Vec<C
     else {
         return Vec::new();
     };
-    score_disc(world, best.latitude, best.longitude, best.radius_km(), 30)
+    let radius = best.radius_km().max(10.0);
+    score_disc_with_confidence(
+        world,
+        best.latitude,
+        best.longitude,
+        radius,
+        30,
+        disc_confidence(radius),
+    )
+}
+
+/// How much a disc of `radius_km` says: 1 at 10 km, halving every tenfold (0.5 at
+/// 100 km, 0.25 at 1,000 km). A wide disc holds many cities, and the most populous is
+/// a guess; its scores must not outvote a precise engine in the reducer.
+pub fn disc_confidence(radius_km: f64) -> f64 {
+    (10.0 / radius_km.max(10.0)).powf(std::f64::consts::LOG10_2)
 }
 
 fn valid(rtts: &[ProbeRtt]) -> Vec<ProbeRtt> {
@@ -379,12 +405,16 @@ pub(crate) mod tests {
             },
         ];
         let got = single_radius(&w, &rtts, 10.0);
-        // Radius 40 km around (50.0, 8.6): Frankfurt (14 km) and Mainz (~25 km).
-        assert_eq!(
-            got.iter().map(|c| c.city_id).collect::<Vec<_>>(),
-            vec![2925533, 2874225]
-        );
-        assert!(got[0].score > got[1].score);
+        // Radius 40 km around (50.0, 8.6): Frankfurt (14 km) and Mainz (~25 km), the
+        // bigger first; a 40 km disc scores at most 10 × 0.67.
+        let score = |id| got.iter().find(|c| c.city_id == id).map(|c| c.score);
+        assert_eq!(got.len(), 2, "{got:?}");
+        let (frankfurt, mainz) = (score(2925533), score(2874225));
+        assert!(frankfurt >= mainz && mainz.is_some(), "{got:?}");
+        assert!(got.iter().all(|c| c.score <= 7), "{got:?}");
+        assert!((disc_confidence(10.0) - 1.0).abs() < 1e-9);
+        assert!((disc_confidence(100.0) - 0.5).abs() < 1e-9);
+        assert!((disc_confidence(1000.0) - 0.25).abs() < 1e-9);
         // Nothing under 10 ms: no answer.
         assert!(single_radius(&w, &rtts[2..], 10.0).is_empty());
     }
