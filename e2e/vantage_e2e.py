@@ -43,6 +43,25 @@ def stack_env() -> dict[str, str]:
     return env
 
 
+def nats_publish(subject: str, payload: bytes = b"", headers: dict[str, str] | None = None) -> None:
+    """Publish one message on the stack's NATS with the plain text protocol (no client
+    library in the venv), and wait for the server to have processed it (PING/PONG)."""
+    url = urllib.parse.urlparse(stack_env()["NATS_URL"])
+    with socket.create_connection((url.hostname, url.port or 4222), timeout=5) as sock:
+        f = sock.makefile("rb")
+        f.readline()  # INFO
+        sock.sendall(b'CONNECT {"verbose":false,"pedantic":false,"headers":true,"lang":"python","protocol":1}\r\n')
+        if headers:
+            head = ("NATS/1.0\r\n" + "".join(f"{k}: {v}\r\n" for k, v in headers.items()) + "\r\n").encode()
+            sock.sendall(f"HPUB {subject} {len(head)} {len(head) + len(payload)}\r\n".encode() + head + payload + b"\r\n")
+        else:
+            sock.sendall(f"PUB {subject} {len(payload)}\r\n".encode() + payload + b"\r\n")
+        sock.sendall(b"PING\r\n")
+        while (line := f.readline()) and not line.startswith(b"PONG"):
+            if line.startswith(b"-ERR"):
+                raise RuntimeError(f"NATS refused {subject}: {line.decode().strip()}")
+
+
 # Options for the real OpenSSH client acting as a probe.
 SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null", "-o", "IdentitiesOnly=yes",
             "-o", "BatchMode=yes", "-o", "LogLevel=ERROR", "-o", "ServerAliveInterval=2"]

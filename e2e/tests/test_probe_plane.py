@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import Cluster, SSH_OPTS, STACK_DIR, free_port, running_cluster, wait_for  # noqa: E402
+from vantage_e2e import Cluster, SSH_OPTS, STACK_DIR, free_port, nats_publish, running_cluster, wait_for  # noqa: E402
 
 
 
@@ -87,6 +87,28 @@ def test_draining_controller_sends_probes_back_to_registration(cluster):
     assert "draining: sending probes back to registration" in cluster.logs(f"ctl-{victim}")
     cluster.restart_controller(victim)
     cluster.stop(f"probe-{pid}")
+
+
+def test_drain_key_from_the_operator_drains_and_can_be_called_off(cluster):
+    """The operator's scale-down signal (`vantage-meta/drain.<controller>`, written by the
+    ControllerPool reconciler) makes a controller send its probes back to registration
+    and refuse new ones; deleting the key ends the drain."""
+    pid = start_connected_probe(cluster)
+    victim = ctl_index(cluster, controller_of(cluster, pid))
+    other = 1 - victim
+    name = f"ctl-{victim}-{cluster.run_id}"
+    nats_publish(f"$KV.vantage-meta.drain.{name}", b"{}")
+    wait_for("the drained probe on the other controller",
+             lambda: (c := controller_of(cluster, pid)) and ctl_index(cluster, c) == other, timeout=20)
+    assert "the operator asks this controller to drain" in cluster.logs(f"ctl-{victim}")
+    # The draining controller is the idle one, yet a new probe is not sent to it.
+    newcomer = start_connected_probe(cluster)
+    assert ctl_index(cluster, controller_of(cluster, newcomer)) == other
+    # A KV delete (what the operator does when load comes back) calls the drain off.
+    nats_publish(f"$KV.vantage-meta.drain.{name}", headers={"KV-Operation": "DEL"})
+    wait_for("drain called off", lambda: "drain called off" in cluster.logs(f"ctl-{victim}"), timeout=10)
+    cluster.stop(f"probe-{pid}")
+    cluster.stop(f"probe-{newcomer}")
 
 
 def test_nats_outage_loses_nothing_and_stores_each_result_once(cluster):
