@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from dashboards import clickhouse_panels, expand  # noqa: E402
 from vantage_e2e import SSH_OPTS, connected_probe, free_port, running_cluster, wait_for  # noqa: E402
 
 from ripe.atlas.sagan import PingResult  # noqa: E402
@@ -87,6 +88,26 @@ def test_ping_measurement_end_to_end(cluster, probe):
     wait_for("an empty schedule sent to the probe", lambda: any("tasks=0" in l for l in schedules_sent()[before:]), timeout=30)
     assert "NotFound" in cluster.kubectl("get", "measurement", name, "-n", "default", check=False) or \
         not cluster.kubectl("get", "measurement", name, "-n", "default", "--ignore-not-found")
+
+
+def test_dashboard_panels_return_rows_for_the_real_results(cluster, probe):
+    """Every ClickHouse panel over the results (not the OONI fastpath) returns rows for
+    the traffic of this module: the ping measurement above, through every component,
+    and the probe's country written into `probes` by the operator."""
+    wait_for("the probe in the probes table (operator)",
+             lambda: cluster.ch.rows(f"SELECT country_code FROM {cluster.db}.probes FINAL WHERE prb_id = {probe}"), timeout=40)
+    now = int(time.time())
+    checked = []
+    for name, panel, target in clickhouse_panels():
+        if "fastpath" in target["rawSql"]:
+            continue
+        sql = expand(target["rawSql"], db=cluster.db, start=now - 3600, end=now + 300, interval_s=60)
+        got = cluster.ch.rows(sql)
+        assert got, f"no rows from {name} / {panel['title']}:\n{sql}"
+        checked.append(panel["title"])
+        if panel["title"] == "RTT by country":
+            assert [r["country"] for r in got] == ["NL"], got
+    assert {"Results per type", "RTT by country", "Ingest lag", "Ping packet loss"} <= set(checked), checked
 
 
 @pytest.mark.parametrize("spec,field", [
