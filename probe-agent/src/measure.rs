@@ -13,15 +13,15 @@ use crate::dns::{self, DnsTransport, SocketDns};
 use crate::http::{self, HttpClient, HyperClient};
 use crate::mtr;
 use crate::ntp::{self, NtpTransport, UdpNtp};
-use crate::ping::{self, Pinger, RunContext, SurgePinger};
+use crate::ping::{self, Pinger, RunContext};
 use crate::scheduler::Measure;
 use crate::sslcert::{self, RustlsProber, TlsProber};
-use crate::trace_socket::RawProber;
+use crate::trace_socket::{RawPinger, RawProber};
 use crate::traceroute::{self, TraceProber};
 
 /// The I/O behind each type.
 pub struct Measurements<
-    P = SurgePinger,
+    P = RawPinger,
     T = RawProber,
     D = SocketDns,
     H = HyperClient,
@@ -42,7 +42,7 @@ impl Measurements {
     /// The real implementations.
     pub fn real(prb_id: Arc<AtomicU32>) -> Self {
         Self {
-            pinger: SurgePinger::default(),
+            pinger: RawPinger::default(),
             tracer: RawProber,
             dns: SocketDns::default(),
             http: HyperClient,

@@ -17,6 +17,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::time::Instant;
 use vantage_core::definition::TraceProtocol;
 
+use crate::ping::{EchoOutcome, Pinger, SurgePinger};
 use crate::traceroute::{
     echo_request, match_v4, match_v6, ProbeReply, ProbeSpec, ReplyKind, TraceProber,
 };
@@ -236,5 +237,51 @@ impl RawProber {
 impl TraceProber for RawProber {
     async fn probe(&self, spec: &ProbeSpec) -> ProbeReply {
         self.probe_any(spec).await.unwrap_or_else(ProbeReply::Error)
+    }
+}
+
+/// Ping's ICMP echo over the same raw socket path, timed from just before the send.
+///
+/// surge-ping reads its clock after the send returns, so a probe preempted between the
+/// two reports an RTT shorter than the path (found by the geolocation harness on a
+/// loaded machine: up to 34 ms under the truth, which breaks every speed-of-light
+/// check). Timing from before the send can only err long, as iputils ping does. Without
+/// a raw socket (no root or CAP_NET_RAW) it falls back to surge-ping, which can use the
+/// unprivileged ICMP datagram socket.
+#[derive(Default)]
+pub struct RawPinger {
+    seq: std::sync::atomic::AtomicU16,
+    fallback: SurgePinger,
+}
+
+impl Pinger for RawPinger {
+    async fn echo(&self, addr: IpAddr, seq: u16, size: u32, timeout: Duration) -> EchoOutcome {
+        if raw_icmp(addr.is_ipv6()).is_err() {
+            return self.fallback.echo(addr, seq, size, timeout).await;
+        }
+        let spec = ProbeSpec {
+            dst: addr,
+            protocol: TraceProtocol::Icmp,
+            ttl: 64,
+            ident: rand::random(),
+            seq: self.seq.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            src_port: 0,
+            dst_port: 0,
+            size,
+            paris: false,
+            dont_fragment: false,
+            timeout,
+        };
+        match RawProber.probe(&spec).await {
+            ProbeReply::Reply {
+                rtt,
+                ttl,
+                kind: ReplyKind::Reached,
+                ..
+            } => EchoOutcome::Reply { rtt, ttl },
+            // An ICMP error from a router (unreachable, too big): no echo reply.
+            ProbeReply::Reply { .. } | ProbeReply::Timeout => EchoOutcome::Timeout,
+            ProbeReply::Error(e) => EchoOutcome::Error(e),
+        }
     }
 }

@@ -241,6 +241,11 @@ fn ping_rtts_follow_the_configured_delay() {
             err <= (0.1f64 * 20.0).max(0.5),
             "{how}: rtt {rtt} vs 20 ms: {r:?}"
         );
+        // The path cannot be faster than its delay: the clock starts before the send.
+        assert!(
+            *rtt >= 20.0,
+            "{how}: rtt {rtt} is below the 20 ms delay: {r:?}"
+        );
     }
 }
 
