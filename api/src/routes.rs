@@ -617,8 +617,15 @@ pub fn results_sql(
 }
 
 /// Stream `sql`'s lines as a JSON array (or as they are). The first chunk is awaited
-/// before answering, so a failing query is a 503 rather than a broken 200.
-async fn stream_lines(state: &AppState, sql: String, lines: bool) -> Result<Response, ApiError> {
+/// before answering, so a failing query is a 503 rather than a broken 200. No rows for
+/// a measurement that no resource describes is a 404, as on RIPE Atlas (the results of
+/// a deleted measurement stay readable).
+async fn stream_lines(
+    state: &AppState,
+    msm_id: u64,
+    sql: String,
+    lines: bool,
+) -> Result<Response, ApiError> {
     let mut rows = state.rows.stream(sql, "TabSeparatedRaw");
     let first = match rows.next().await {
         Some(Ok(b)) => Some(b),
@@ -626,6 +633,11 @@ async fn stream_lines(state: &AppState, sql: String, lines: bool) -> Result<Resp
             tracing::warn!(error = %e, "results query failed");
             return Err(ApiError::unavailable(format!(
                 "results are unavailable: {e}"
+            )));
+        }
+        None if state.catalog.measurement_by_id(msm_id).is_none() => {
+            return Err(ApiError::not_found(format!(
+                "measurement {msm_id} does not exist"
             )));
         }
         None => None,
@@ -668,7 +680,7 @@ async fn results(
     }
     let probes = probe_ids(&params)?;
     let sql = results_sql(state.rows.database(), id, start, stop, probes.as_deref());
-    stream_lines(&state, sql, want_lines(&params)?).await
+    stream_lines(&state, id, sql, want_lines(&params)?).await
 }
 
 async fn latest(State(state): St, Path(id): Path<String>, q: Params) -> Result<Response, ApiError> {
@@ -704,7 +716,7 @@ async fn latest(State(state): St, Path(id): Path<String>, q: Params) -> Result<R
         ));
     }
     sql.push_str(" GROUP BY prb_id ORDER BY prb_id");
-    stream_lines(&state, sql, want_lines(&params)?).await
+    stream_lines(&state, id, sql, want_lines(&params)?).await
 }
 
 async fn stream(State(state): St, Path(id): Path<String>) -> Result<Response, ApiError> {

@@ -379,10 +379,27 @@ async fn results_stream_as_a_json_array() {
 }
 
 #[tokio::test]
-async fn empty_results_are_an_empty_array_and_failures_a_503() {
+async fn empty_results_are_an_empty_array_unknown_ids_a_404_and_failures_a_503() {
     let s = setup(Operator::Ids, FakeRows::default());
-    let (st, body, _) = call(&s.app, "GET", "/api/v2/measurements/5/results/", &[], "").await;
+    // A measurement with no results yet: an empty array.
+    let (st, body, _) = call(
+        &s.app,
+        "GET",
+        "/api/v2/measurements/1000003/results/",
+        &[],
+        "",
+    )
+    .await;
     assert_eq!((st, body.as_str()), (StatusCode::OK, "[]"));
+    // No resource and no results: 404, as on RIPE Atlas.
+    for uri in [
+        "/api/v2/measurements/5/results/",
+        "/api/v2/measurements/5/latest/",
+    ] {
+        let (st, v) = get_json(&s.app, uri).await;
+        assert_eq!(st, StatusCode::NOT_FOUND, "{uri}");
+        assert_eq!(v["error"]["detail"], "measurement 5 does not exist");
+    }
     let s = setup(
         Operator::Ids,
         FakeRows {

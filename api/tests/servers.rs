@@ -213,8 +213,10 @@ async fn results_and_fastpath_from_clickhouse() {
         [(1, 1_714_545_540), (2, 1_714_545_540), (3, 1_714_545_540)]
     );
 
-    let (_, body) = get(addr, "/api/v2/measurements/5555/results/").await;
-    assert_eq!(body, b"[]");
+    // No rows and no Measurement resource: 404 (rows without a resource are served:
+    // the results of a deleted measurement stay readable, as 4242's above).
+    let (status, body) = get(addr, "/api/v2/measurements/5555/results/").await;
+    assert_eq!(status, 404, "{}", String::from_utf8_lossy(&body));
 
     // OONI search and aggregation over fastpath.
     let (status, body) = get(
