@@ -7,10 +7,17 @@
 //! discovery to "probe" (IP_PMTUDISC_PROBE / IPV6_PMTUDISC_PROBE: the DF bit, or no
 //! source fragmentation for IPv6, at the requested size whatever the cached path
 //! MTU), through rustix's safe socket-option calls.
+//!
+//! Timing: the clock is read just before the send, and the answer's time is the kernel's
+//! receive timestamp (`SO_TIMESTAMPNS`, read with nix's safe `recvmsg`), so neither the
+//! probe's scheduling nor a late tokio wake-up lengthens an RTT and nothing can shorten
+//! one. Without a timestamp the time of the read is used.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::os::fd::AsFd;
-use std::time::Duration;
+use std::os::fd::{AsFd, AsRawFd};
+use std::time::{Duration, SystemTime};
+
+use nix::sys::socket::{self as nsock, ControlMessageOwned, MsgFlags, SockaddrStorage};
 
 use rustix::net::sockopt::{self, Ipv4PathMtuDiscovery, Ipv6PathMtuDiscovery};
 use socket2::{Domain, Protocol, SockRef, Socket, Type};
@@ -33,6 +40,8 @@ fn raw_icmp(v6: bool) -> std::io::Result<tokio::net::UdpSocket> {
         Socket::new(Domain::IPV4, Type::RAW, Some(Protocol::ICMPV4))?
     };
     s.set_nonblocking(true)?;
+    nsock::setsockopt(&s, nsock::sockopt::ReceiveTimestampns, &true)
+        .map_err(std::io::Error::from)?;
     tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(s))
 }
 
@@ -60,20 +69,85 @@ fn set_fragmentation(sock: impl AsFd, v6: bool, dont_fragment: bool) -> Result<(
     r.map_err(|e| format!("setsockopt MTU_DISCOVER: {e}"))
 }
 
+/// When a probe left: the monotonic clock for timeouts and fallbacks, the wall clock to
+/// compare with the kernel's receive timestamp.
+#[derive(Clone, Copy, Debug)]
+struct Sent {
+    at: Instant,
+    wall: SystemTime,
+}
+
+impl Sent {
+    fn now() -> Self {
+        Self {
+            at: Instant::now(),
+            wall: SystemTime::now(),
+        }
+    }
+
+    /// The RTT of an answer the kernel stamped at `rx` (read at `Instant::now()`).
+    fn rtt(&self, rx: Option<SystemTime>) -> Duration {
+        rx.and_then(|rx| rx.duration_since(self.wall).ok())
+            // A clock step between send and receive: the monotonic clock instead.
+            .filter(|d| *d <= self.at.elapsed())
+            .unwrap_or_else(|| self.at.elapsed())
+    }
+}
+
+/// One `recvmsg` on a ready socket: bytes, sender and the kernel's receive time.
+fn recv_stamped(
+    sock: &tokio::net::UdpSocket,
+    buf: &mut [u8],
+) -> std::io::Result<(usize, Option<IpAddr>, Option<SystemTime>)> {
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let msg = nsock::recvmsg::<SockaddrStorage>(
+        sock.as_raw_fd(),
+        &mut iov,
+        Some(&mut cmsg),
+        MsgFlags::empty(),
+    )
+    .map_err(std::io::Error::from)?;
+    let stamp = msg.cmsgs().ok().and_then(|mut c| {
+        c.find_map(|m| match m {
+            ControlMessageOwned::ScmTimestampns(ts) => {
+                let secs = u64::try_from(ts.tv_sec()).ok()?;
+                let nanos = u32::try_from(ts.tv_nsec()).ok()?;
+                Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+            }
+            _ => None,
+        })
+    });
+    let from = msg.address.and_then(|a| {
+        a.as_sockaddr_in()
+            .map(|s| IpAddr::V4(s.ip()))
+            .or_else(|| a.as_sockaddr_in6().map(|s| IpAddr::V6(s.ip())))
+    });
+    Ok((msg.bytes, from, stamp))
+}
+
 /// Read ICMP messages until one answers `spec` (the caller bounds the wait).
 async fn wait_icmp(
     icmp: &tokio::net::UdpSocket,
     spec: &ProbeSpec,
     src_port: u16,
-    sent: Instant,
+    sent: Sent,
 ) -> ProbeReply {
     let mut buf = [0u8; 1500];
     loop {
-        let Ok((n, peer)) = icmp.recv_from(&mut buf).await else {
-            return ProbeReply::Error("recvfrom failed on the ICMP socket".into());
+        if icmp.readable().await.is_err() {
+            return ProbeReply::Error("poll failed on the ICMP socket".into());
+        }
+        let (n, peer, stamp) = match icmp.try_io(tokio::io::Interest::READABLE, || {
+            recv_stamped(icmp, &mut buf)
+        }) {
+            Ok((n, Some(peer), stamp)) => (n, peer, stamp),
+            Ok((_, None, _)) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(e) => return ProbeReply::Error(format!("recvmsg failed on the ICMP socket: {e}")),
         };
-        let rtt = sent.elapsed();
-        let found = match (spec.dst, peer.ip()) {
+        let rtt = sent.rtt(stamp);
+        let found = match (spec.dst, peer) {
             (IpAddr::V4(dst), _) => match_v4(&buf[..n], spec, dst, src_port)
                 .map(|(from, ttl, size, kind)| (IpAddr::V4(from), Some(ttl), size, kind)),
             // The hop limit of an ICMPv6 answer needs ancillary data; it is left out.
@@ -99,7 +173,7 @@ async fn answer(
     icmp: &tokio::net::UdpSocket,
     spec: &ProbeSpec,
     src_port: u16,
-    sent: Instant,
+    sent: Sent,
 ) -> ProbeReply {
     tokio::time::timeout(spec.timeout, wait_icmp(icmp, spec, src_port, sent))
         .await
@@ -124,7 +198,7 @@ impl RawProber {
         set_hops(SockRef::from(icmp), v6, spec.ttl)?;
         set_fragmentation(icmp, v6, spec.dont_fragment)?;
         let pkt = echo_request(spec.ident, spec.seq, spec.size, spec.paris, v6);
-        let sent = Instant::now();
+        let sent = Sent::now();
         icmp.send_to(&pkt, SocketAddr::new(spec.dst, 0))
             .await
             .map_err(|e| format!("sendto failed: {e}"))?;
@@ -155,7 +229,7 @@ impl RawProber {
         if payload.len() >= 2 {
             payload[..2].copy_from_slice(&spec.seq.to_be_bytes());
         }
-        let sent = Instant::now();
+        let sent = Sent::now();
         sock.send_to(&payload, SocketAddr::new(spec.dst, spec.dst_port))
             .await
             .map_err(|e| format!("sendto failed: {e}"))?;
@@ -194,10 +268,10 @@ impl RawProber {
             .map(|a| a.port())
             .unwrap_or(0);
         let sock = tokio::net::TcpSocket::from_std_stream(std::net::TcpStream::from(s));
-        let sent = Instant::now();
+        let sent = Sent::now();
         let reached = |flags: &str| ProbeReply::Reply {
             from: spec.dst,
-            rtt: sent.elapsed(),
+            rtt: sent.at.elapsed(),
             size: 0,
             ttl: None,
             kind: ReplyKind::Reached,
