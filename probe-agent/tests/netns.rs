@@ -232,15 +232,30 @@ fn ping_rtts_follow_the_configured_delay() {
     let Some((lab, target, how)) = delayed_target("pd", 0.0) else {
         return;
     };
+    // One run to warm the path (the responder's first read, page faults), then the
+    // measured one.
+    lab.measure("p", &serde_json::json!({"type": "ping", "target": target, "packets": 2, "packet_interval": 100}));
     let v = lab.measure("p", &serde_json::json!({"type": "ping", "target": target, "packets": 10, "packet_interval": 100}));
     let r = rtts(&v);
     assert_eq!(r.len(), 10, "{v}");
+    // Within 10 % (or 0.5 ms) of the delay; one sample of ten may be late when the
+    // machine is busy (the responder is a user process too), never early.
+    let within = r
+        .iter()
+        .filter(|rtt| (*rtt - 20.0).abs() <= (0.1f64 * 20.0).max(0.5))
+        .count();
+    assert!(
+        within >= 9,
+        "{how}: {within}/10 RTTs within 10 % of 20 ms: {r:?}"
+    );
+    let mut sorted = r.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert!(
+        (sorted[5] - 20.0).abs() <= 0.5,
+        "{how}: median {} vs 20 ms: {r:?}",
+        sorted[5]
+    );
     for rtt in &r {
-        let err = (rtt - 20.0).abs();
-        assert!(
-            err <= (0.1f64 * 20.0).max(0.5),
-            "{how}: rtt {rtt} vs 20 ms: {r:?}"
-        );
         // The path cannot be faster than its delay: the clock starts before the send.
         assert!(
             *rtt >= 20.0,
