@@ -325,12 +325,15 @@ impl TraceProber for RawProber {
 #[derive(Default)]
 pub struct RawPinger {
     seq: std::sync::atomic::AtomicU16,
+    /// Whether raw ICMP sockets can be opened, per family (v4, v6), found out once.
+    raw_ok: [std::sync::OnceLock<bool>; 2],
     fallback: SurgePinger,
 }
 
 impl Pinger for RawPinger {
     async fn echo(&self, addr: IpAddr, seq: u16, size: u32, timeout: Duration) -> EchoOutcome {
-        if raw_icmp(addr.is_ipv6()).is_err() {
+        let v6 = addr.is_ipv6();
+        if !*self.raw_ok[usize::from(v6)].get_or_init(|| raw_icmp(v6).is_ok()) {
             return self.fallback.echo(addr, seq, size, timeout).await;
         }
         let spec = ProbeSpec {
