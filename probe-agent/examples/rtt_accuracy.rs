@@ -14,7 +14,14 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 
-const DELAY_MS: f64 = 20.0;
+/// The path delay in ms: the second argument, 20 by default. Below 10 ms iputils prints
+/// two decimals instead of one, so its own error shows.
+fn delay_ms() -> f64 {
+    std::env::args()
+        .nth(2)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(20.0)
+}
 const RESPONDER: &str = include_str!("../tests/tun_responder.py");
 
 fn sh(ns: &str, cmd: &str) -> String {
@@ -35,7 +42,7 @@ fn percentile(v: &mut [f64], p: f64) -> f64 {
 }
 
 fn report(name: &str, rtts: &[f64]) {
-    let mut err: Vec<f64> = rtts.iter().map(|r| (r - DELAY_MS).abs()).collect();
+    let mut err: Vec<f64> = rtts.iter().map(|r| (r - delay_ms()).abs()).collect();
     let n = err.len();
     let p50 = percentile(&mut err, 0.5);
     let p99 = percentile(&mut err, 0.99);
@@ -74,7 +81,7 @@ fn main() {
             "python3",
             "-c",
             RESPONDER,
-            &DELAY_MS.to_string(),
+            &delay_ms().to_string(),
             "0",
         ])
         .stdout(Stdio::piped())
@@ -85,7 +92,10 @@ fn main() {
         let _ = BufReader::new(out).read_line(&mut line);
     }
     let target = "10.201.9.2";
-    println!("target {target}: TUN echo responder, {DELAY_MS} ms; {samples} samples per tool\n");
+    println!(
+        "target {target}: TUN echo responder, {} ms; {samples} samples per tool\n",
+        delay_ms()
+    );
     println!("| tool | samples | median RTT ms | p50 abs error ms | p99 abs error ms |");
     println!("|---|---|---|---|---|");
 

@@ -8,10 +8,13 @@
 //! source fragmentation for IPv6, at the requested size whatever the cached path
 //! MTU), through rustix's safe socket-option calls.
 //!
-//! Timing: the clock is read just before the send, and the answer's time is the kernel's
-//! receive timestamp (`SO_TIMESTAMPNS`, read with nix's safe `recvmsg`), so neither the
-//! probe's scheduling nor a late tokio wake-up lengthens an RTT and nothing can shorten
-//! one. Without a timestamp the time of the read is used.
+//! Timing: a probe's time of sending is the kernel's software transmit timestamp
+//! (`SO_TIMESTAMPING` with `SOF_TIMESTAMPING_TX_SOFTWARE`, read back from the socket's
+//! error queue), or, where the driver gives none, the clock read just before the send;
+//! the answer's time is the kernel's receive timestamp (`SO_TIMESTAMPNS`). Both are read
+//! with nix's safe `recvmsg`. So neither the probe's scheduling, its send path nor a late
+//! tokio wake-up lengthens an RTT, and nothing can shorten one. Without a receive
+//! timestamp the time of the read is used.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd};
@@ -42,6 +45,7 @@ fn raw_icmp(v6: bool) -> std::io::Result<tokio::net::UdpSocket> {
     s.set_nonblocking(true)?;
     nsock::setsockopt(&s, nsock::sockopt::ReceiveTimestampns, &true)
         .map_err(std::io::Error::from)?;
+    enable_tx_stamps(&s);
     tokio::net::UdpSocket::from_std(std::net::UdpSocket::from(s))
 }
 
@@ -85,6 +89,14 @@ impl Sent {
         }
     }
 
+    /// The kernel's transmit timestamp, when there is one, and not before the clock read
+    /// that preceded the send (a clock step would make it so).
+    fn transmitted(&mut self, tx: Option<SystemTime>) {
+        if let Some(tx) = tx.filter(|tx| *tx >= self.wall) {
+            self.wall = tx;
+        }
+    }
+
     /// The RTT of an answer the kernel stamped at `rx` (read at `Instant::now()`).
     fn rtt(&self, rx: Option<SystemTime>) -> Duration {
         rx.and_then(|rx| rx.duration_since(self.wall).ok())
@@ -94,12 +106,57 @@ impl Sent {
     }
 }
 
+/// Ask the kernel for software transmit timestamps on `sock` (best effort: without
+/// them the send time is the clock read before the send).
+fn enable_tx_stamps(sock: &impl AsFd) {
+    use nsock::TimestampingFlag as F;
+    let flags = F::SOF_TIMESTAMPING_TX_SOFTWARE
+        | F::SOF_TIMESTAMPING_SOFTWARE
+        | F::SOF_TIMESTAMPING_OPT_TSONLY;
+    if let Err(e) = nsock::setsockopt(sock, nsock::sockopt::Timestamping, &flags) {
+        tracing::debug!(error = %e, "no transmit timestamps");
+    }
+}
+
+/// The kernel's transmit timestamp of the packet just sent on `fd`, from the error
+/// queue; the driver stamps it as the packet leaves, usually before `sendto` returns.
+async fn tx_stamp(fd: std::os::fd::RawFd) -> Option<SystemTime> {
+    for _ in 0..3 {
+        let mut cmsg = nix::cmsg_space!(nsock::Timestamps, [u8; 64]);
+        let mut buf = [0u8; 64];
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        match nsock::recvmsg::<()>(fd, &mut iov, Some(&mut cmsg), MsgFlags::MSG_ERRQUEUE) {
+            Ok(msg) => {
+                let stamp = msg.cmsgs().ok().and_then(|mut c| {
+                    c.find_map(|m| match m {
+                        ControlMessageOwned::ScmTimestampsns(ts) => wall(ts.system),
+                        _ => None,
+                    })
+                });
+                if stamp.is_some() {
+                    return stamp;
+                }
+            }
+            Err(nix::errno::Errno::EAGAIN) => tokio::task::yield_now().await,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn wall(ts: nix::sys::time::TimeSpec) -> Option<SystemTime> {
+    let secs = u64::try_from(ts.tv_sec()).ok()?;
+    let nanos = u32::try_from(ts.tv_nsec()).ok()?;
+    (secs > 0).then(|| SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
+}
+
 /// One `recvmsg` on a ready socket: bytes, sender and the kernel's receive time.
 fn recv_stamped(
     sock: &tokio::net::UdpSocket,
     buf: &mut [u8],
 ) -> std::io::Result<(usize, Option<IpAddr>, Option<SystemTime>)> {
-    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec);
+    // Room for SCM_TIMESTAMPNS and the SCM_TIMESTAMPING that transmit stamps bring along.
+    let mut cmsg = nix::cmsg_space!(nix::sys::time::TimeSpec, nsock::Timestamps);
     let mut iov = [std::io::IoSliceMut::new(buf)];
     let msg = nsock::recvmsg::<SockaddrStorage>(
         sock.as_raw_fd(),
@@ -110,11 +167,7 @@ fn recv_stamped(
     .map_err(std::io::Error::from)?;
     let stamp = msg.cmsgs().ok().and_then(|mut c| {
         c.find_map(|m| match m {
-            ControlMessageOwned::ScmTimestampns(ts) => {
-                let secs = u64::try_from(ts.tv_sec()).ok()?;
-                let nanos = u32::try_from(ts.tv_nsec()).ok()?;
-                Some(SystemTime::UNIX_EPOCH + Duration::new(secs, nanos))
-            }
+            ControlMessageOwned::ScmTimestampns(ts) => wall(ts),
             _ => None,
         })
     });
@@ -198,10 +251,11 @@ impl RawProber {
         set_hops(SockRef::from(icmp), v6, spec.ttl)?;
         set_fragmentation(icmp, v6, spec.dont_fragment)?;
         let pkt = echo_request(spec.ident, spec.seq, spec.size, spec.paris, v6);
-        let sent = Sent::now();
+        let mut sent = Sent::now();
         icmp.send_to(&pkt, SocketAddr::new(spec.dst, 0))
             .await
             .map_err(|e| format!("sendto failed: {e}"))?;
+        sent.transmitted(tx_stamp(icmp.as_raw_fd()).await);
         Ok(answer(icmp, spec, 0, sent).await)
     }
 
@@ -220,6 +274,7 @@ impl RawProber {
             .map_err(|e| format!("socket: {e}"))?;
         set_hops(SockRef::from(&sock), v6, spec.ttl)?;
         set_fragmentation(&sock, v6, spec.dont_fragment)?;
+        enable_tx_stamps(&sock);
         let sock = tokio::net::UdpSocket::from_std(sock).map_err(|e| format!("socket: {e}"))?;
         let src_port = sock
             .local_addr()
@@ -229,10 +284,11 @@ impl RawProber {
         if payload.len() >= 2 {
             payload[..2].copy_from_slice(&spec.seq.to_be_bytes());
         }
-        let sent = Sent::now();
+        let mut sent = Sent::now();
         sock.send_to(&payload, SocketAddr::new(spec.dst, spec.dst_port))
             .await
             .map_err(|e| format!("sendto failed: {e}"))?;
+        sent.transmitted(tx_stamp(sock.as_raw_fd()).await);
         Ok(answer(icmp, spec, src_port, sent).await)
     }
 
