@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use tower::ServiceExt;
-use vantage_engines::engine::latency::{Latency, LatencyKind, ProbeRtt, StaticRtts};
+use vantage_engines::engine::latency::{Latency, ProbeRtt, StaticRtts};
 use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
 use vantage_engines::{router, Api, Engine, EngineConfig, Locator, World};
 
@@ -136,27 +136,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     let rtts = Arc::new(StaticRtts(rtts));
-    let engines: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
-        (
-            Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
-            EngineConfig::new("single-radius", 1.0, true),
-        ),
-        (
-            Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
-            EngineConfig::new("latency", 1.0, true),
-        ),
-        (
-            Arc::new(Latency::new(LatencyKind::Anycast, rtts)),
-            EngineConfig::new("anycast", 1.0, true),
-        ),
-        (
-            Arc::new(ReverseDns::new(
-                Rules::embedded()?,
-                Arc::new(StaticPtr(ptrs)),
-            )),
-            EngineConfig::new("reverse-dns", 1.0, true),
-        ),
-    ];
+    let mut engines = Latency::all(rtts);
+    let others: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![(
+        Arc::new(ReverseDns::new(
+            Rules::embedded()?,
+            Arc::new(StaticPtr(ptrs)),
+        )),
+        EngineConfig::new("reverse-dns", 1.0, true),
+    )];
+    engines.extend(others);
     let engines_again = engines.clone();
     let locator = Locator::new(world.clone(), engines, Duration::from_secs(5));
     let mut registry = prometheus_client::registry::Registry::default();

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::latency::{Latency, LatencyKind, ProbeRtt, StaticRtts};
+use crate::engine::latency::{Latency, ProbeRtt, StaticRtts};
 use crate::engine::rdns::{ReverseDns, Rules, StaticPtr};
 use crate::engine::Engine;
 use crate::geo;
@@ -426,24 +426,12 @@ pub fn locator(world: Arc<World>, rules: Rules, cases: &[Case]) -> Locator {
             .map(|c| (c.target.ip, c.target.ptr.clone()))
             .collect(),
     ));
-    let engines: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
-        (
-            Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
-            EngineConfig::new("single-radius", 1.0, true),
-        ),
-        (
-            Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
-            EngineConfig::new("latency", 1.0, true),
-        ),
-        (
-            Arc::new(Latency::new(LatencyKind::Anycast, rtts)),
-            EngineConfig::new("anycast", 1.0, true),
-        ),
-        (
-            Arc::new(ReverseDns::new(rules, ptr)),
-            EngineConfig::new("reverse-dns", 1.0, true),
-        ),
-    ];
+    let mut engines = Latency::all(rtts);
+    let others: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![(
+        Arc::new(ReverseDns::new(rules, ptr)),
+        EngineConfig::new("reverse-dns", 1.0, true),
+    )];
+    engines.extend(others);
     Locator::new(world, engines, Duration::from_secs(30))
 }
 

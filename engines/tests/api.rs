@@ -11,7 +11,7 @@ use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
 use vantage_engines::engine::crowd::{CrowdPolicy, Crowdsourced, MemoryCrowdStore};
-use vantage_engines::engine::latency::{Latency, LatencyKind, ProbeRtt, StaticRtts};
+use vantage_engines::engine::latency::{Latency, ProbeRtt, StaticRtts};
 use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
 use vantage_engines::{router, Api, Engine, EngineConfig, Locator, World};
 
@@ -73,19 +73,8 @@ fn app(max_batch: usize) -> axum::Router {
         Arc::new(MemoryCrowdStore::default()),
         CrowdPolicy::default(),
     ));
-    let engines: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
-        (
-            Arc::new(Latency::new(LatencyKind::SingleRadius, rtts.clone())),
-            EngineConfig::new("single-radius", 1.0, true),
-        ),
-        (
-            Arc::new(Latency::new(LatencyKind::Cbg, rtts.clone())),
-            EngineConfig::new("latency", 1.0, true),
-        ),
-        (
-            Arc::new(Latency::new(LatencyKind::Anycast, rtts)),
-            EngineConfig::new("anycast", 1.0, true),
-        ),
+    let mut engines = Latency::all(rtts);
+    let others: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![
         (
             Arc::new(ReverseDns::new(
                 Rules::embedded().expect("rules"),
@@ -95,6 +84,7 @@ fn app(max_batch: usize) -> axum::Router {
         ),
         (crowd.clone(), EngineConfig::new("crowdsourced", 1.0, false)),
     ];
+    engines.extend(others);
     let locator = Locator::new(world, engines, Duration::from_secs(5));
     let mut registry = prometheus_client::registry::Registry::default();
     router(Arc::new(Api::new(

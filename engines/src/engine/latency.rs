@@ -330,6 +330,23 @@ impl Latency {
     pub fn new(kind: LatencyKind, source: Arc<dyn RttSource>) -> Self {
         Self { kind, source }
     }
+
+    /// The three latency engines over one RTT source, each at weight 1: single-radius,
+    /// CBG (`latency`) and anycast.
+    pub fn all(source: Arc<dyn RttSource>) -> Vec<crate::reducer::ConfiguredEngine> {
+        [
+            (LatencyKind::SingleRadius, "single-radius"),
+            (LatencyKind::Cbg, "latency"),
+            (LatencyKind::Anycast, "anycast"),
+        ]
+        .into_iter()
+        .map(|(kind, name)| {
+            let engine: Arc<dyn crate::engine::Engine> =
+                Arc::new(Latency::new(kind, source.clone()));
+            (engine, crate::reducer::EngineConfig::new(name, 1.0, true))
+        })
+        .collect()
+    }
 }
 
 impl Engine for Latency {
