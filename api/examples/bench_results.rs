@@ -62,7 +62,10 @@ fn row(i: u64) -> ResultRow {
         Ok(e) => e,
         Err(e) => panic!("bad fixture: {e}"),
     };
-    ResultRow::from_envelope(&env, 1_714_521_600)
+    match ResultRow::from_envelope(&env, 1_714_521_600) {
+        Some(r) => r,
+        None => panic!("bad fixture: not a result row"),
+    }
 }
 
 struct Timing {

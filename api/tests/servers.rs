@@ -101,7 +101,7 @@ fn ping_row(msm_id: u64, prb_id: u32, ts: u32, n: usize) -> ResultRow {
         "dst_name": "192.0.2.9", "proto": "ICMP", "sent": 1, "rcvd": 1, "dup": 0, "min": 1.5, "avg": 1.5, "max": 1.5,
         "size": 48, "ttl": 64, "step": null, "result": [{"rtt": 1.5}]});
     let env = vantage_core::result::Envelope::from_value(raw).expect("envelope");
-    ResultRow::from_envelope(&env, 1_700_000_000)
+    ResultRow::from_envelope(&env, 1_700_000_000).expect("row")
 }
 
 fn fastpath(uid: &str, cc: &str, ts: u32, anomaly: u8, confirmed: u8, failure: u8) -> FastpathRow {

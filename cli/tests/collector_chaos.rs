@@ -59,15 +59,25 @@ fn count(ch: &ClickHouseServer, sql: &str) -> Option<usize> {
     ch.query(sql)?.trim().parse().ok()
 }
 
-fn wait_rows(ch: &ClickHouseServer, at_least: usize, timeout: Duration) -> usize {
+/// Poll the number `sql` returns until it reaches `at_least` or `timeout` passes.
+fn wait_count(ch: &ClickHouseServer, sql: &str, at_least: usize, timeout: Duration) -> usize {
     let start = Instant::now();
     loop {
-        let n = count(ch, &format!("SELECT count() FROM {DB}.results")).unwrap_or(0);
+        let n = count(ch, sql).unwrap_or(0);
         if n >= at_least || start.elapsed() > timeout {
             return n;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+fn wait_rows(ch: &ClickHouseServer, at_least: usize, timeout: Duration) -> usize {
+    wait_count(
+        ch,
+        &format!("SELECT count() FROM {DB}.results"),
+        at_least,
+        timeout,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -132,18 +142,12 @@ async fn collector_kill_and_clickhouse_outage_store_every_result_exactly_once() 
 
     publisher.await.expect("publisher");
     let stored = tokio::task::block_in_place(|| {
-        let start = Instant::now();
-        loop {
-            let n = count(
-                &ch,
-                &format!("SELECT uniqExact(result_id) FROM {DB}.results"),
-            )
-            .unwrap_or(0);
-            if n >= RESULTS || start.elapsed() > Duration::from_secs(90) {
-                return n;
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        wait_count(
+            &ch,
+            &format!("SELECT uniqExact(result_id) FROM {DB}.results"),
+            RESULTS,
+            Duration::from_secs(90),
+        )
     });
     let _ = c.kill();
     let _ = c.wait();

@@ -31,6 +31,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use vantage_core::nats as names;
+use vantage_platform::store::unix_now;
 use vantage_platform::store::{ResultRow, Store, StoreError};
 use vantage_platform::typed::TypedRows;
 
@@ -133,13 +134,6 @@ impl Default for Config {
             ack_wait: Duration::from_secs(30),
         }
     }
-}
-
-fn unix_now() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
 }
 
 /// Turn message payloads into rows; payloads that are not results come back as `None`.

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use kube::runtime::reflector;
 use vantage_crd::Probe;
+use vantage_platform::store::unix_now;
 use vantage_platform::store::{ProbeRow, Store};
 
 /// What was last written per probe id.
@@ -39,13 +40,6 @@ pub fn changed_rows<'a>(
             })
         })
         .collect()
-}
-
-fn unix_now() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
 }
 
 /// Write changed probes every `period`; a failed INSERT is retried at the next tick.

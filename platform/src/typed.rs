@@ -23,16 +23,16 @@ use serde_json::Value;
 
 use crate::store::ResultRow;
 
-/// The common keys of a typed row.
-#[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-pub struct Key {
-    pub result_id: String,
-    pub msm_id: u64,
-    pub prb_id: u32,
+/// The common keys every typed row starts with. The row types spell them out again:
+/// ClickHouse's RowBinary needs flat structs (serde's `flatten` goes through a map).
+struct Key {
+    result_id: String,
+    msm_id: u64,
+    prb_id: u32,
     /// Unix seconds (ClickHouse DateTime).
-    pub timestamp: u32,
-    pub af: u8,
-    pub dst_addr: String,
+    timestamp: u32,
+    af: u8,
+    dst_addr: String,
 }
 
 #[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
@@ -173,15 +173,12 @@ pub struct TypedRows {
 
 /// A number, also when written as a string (old firmware).
 fn num(v: Option<&Value>) -> Option<f64> {
-    match v? {
-        Value::Number(n) => n.as_f64(),
-        Value::String(s) => s.trim().parse().ok(),
-        _ => None,
-    }
+    v.and_then(crate::store::loose_number)
 }
 
+/// A count, or 0 when the field holds something else.
 fn count(v: Option<&Value>) -> u32 {
-    num(v).map_or(0, |n| n.clamp(0.0, f64::from(u32::MAX)) as u32)
+    v.and_then(crate::store::loose_count).unwrap_or(0)
 }
 
 fn text(v: Option<&Value>) -> String {

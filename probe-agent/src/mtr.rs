@@ -19,7 +19,7 @@ use serde_json::{json, Map, Value};
 use vantage_core::definition::{Task, TracerouteOptions};
 
 use crate::common::{self, ms};
-use crate::ping::RunContext;
+use crate::ping::{round3, RunContext};
 use crate::traceroute::{
     resolve_into, unreachable_err, Flow, ProbeReply, ReplyKind, TraceProber, GAP_LIMIT,
 };
@@ -69,10 +69,6 @@ pub fn stats(rtts: &[Option<f64>]) -> Value {
         ));
     }
     s
-}
-
-fn round3(v: f64) -> f64 {
-    (v * 1000.0).round() / 1000.0
 }
 
 /// Run one mtr measurement (`opts.packets` rounds).

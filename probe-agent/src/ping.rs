@@ -115,7 +115,7 @@ pub async fn source_addr(dst: IpAddr) -> Option<IpAddr> {
     sock.local_addr().ok().map(|a| a.ip())
 }
 
-fn round3(ms: f64) -> f64 {
+pub(crate) fn round3(ms: f64) -> f64 {
     (ms * 1000.0).round() / 1000.0
 }
 

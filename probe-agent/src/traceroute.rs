@@ -575,11 +575,10 @@ mod tests {
         assert_ne!(c[2..4], d[2..4]);
     }
 
-    #[test]
-    fn time_exceeded_for_our_udp_probe_matches() {
-        let dst = Ipv4Addr::new(192, 0, 2, 9);
-        let spec = ProbeSpec {
-            dst: IpAddr::V4(dst),
+    /// A Paris UDP probe, TTL 1, from port 40000 to 33434.
+    fn udp_spec(dst: IpAddr) -> ProbeSpec {
+        ProbeSpec {
+            dst,
             protocol: TraceProtocol::Udp,
             ttl: 1,
             ident: 1,
@@ -590,7 +589,13 @@ mod tests {
             paris: true,
             dont_fragment: false,
             timeout: Duration::from_secs(1),
-        };
+        }
+    }
+
+    #[test]
+    fn time_exceeded_for_our_udp_probe_matches() {
+        let dst = Ipv4Addr::new(192, 0, 2, 9);
+        let spec = udp_spec(IpAddr::V4(dst));
         // Outer IP (20) from 10.0.0.1, ttl 64; ICMP 11/0; inner IP to dst, UDP 40000 -> 33434.
         let mut pkt = vec![
             0x45, 0, 0, 56, 0, 0, 0, 0, 64, 1, 0, 0, 10, 0, 0, 1, 10, 0, 0, 2,
@@ -629,7 +634,6 @@ mod tests {
     fn fragmentation_needed_reports_the_mtu() {
         let dst = Ipv4Addr::new(192, 0, 2, 9);
         let spec = ProbeSpec {
-            dst: IpAddr::V4(dst),
             protocol: TraceProtocol::Icmp,
             ttl: 2,
             ident: 0x1234,
@@ -637,9 +641,8 @@ mod tests {
             src_port: 0,
             dst_port: 0,
             size: 1200,
-            paris: true,
             dont_fragment: true,
-            timeout: Duration::from_secs(1),
+            ..udp_spec(IpAddr::V4(dst))
         };
         let mut pkt = vec![
             0x45, 0, 0, 56, 0, 0, 0, 0, 63, 1, 0, 0, 10, 0, 0, 2, 10, 0, 0, 1,
@@ -667,19 +670,7 @@ mod tests {
     fn icmpv6_answers_match_by_quoted_probe() {
         let dst: Ipv6Addr = "2001:db8::9".parse().expect("v6");
         let router: Ipv6Addr = "2001:db8:1::1".parse().expect("v6");
-        let mut spec = ProbeSpec {
-            dst: IpAddr::V6(dst),
-            protocol: TraceProtocol::Udp,
-            ttl: 1,
-            ident: 1,
-            seq: 1,
-            src_port: 40000,
-            dst_port: 33434,
-            size: 10,
-            paris: true,
-            dont_fragment: false,
-            timeout: Duration::from_secs(1),
-        };
+        let mut spec = udp_spec(IpAddr::V6(dst));
         // ICMPv6 time exceeded, quoting an IPv6 header (next header UDP) to dst.
         let mut msg = vec![3, 0, 0, 0, 0, 0, 0, 0];
         let mut ip6 = vec![0x60, 0, 0, 0, 0, 18, 17, 1];

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::{clamp_score, finish, Candidate, Engine};
 use crate::world::World;
 use crate::{geo, Error};
+pub use vantage_platform::store::unix_now;
 
 /// One report: `user` says `ip` is in `city_id`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, clickhouse::Row)]
@@ -298,13 +299,6 @@ impl Crowdsourced {
         }
         Ok(self.policy.score(&reports, now, &trust))
     }
-}
-
-pub fn unix_now() -> u32 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| u32::try_from(d.as_secs()).unwrap_or(u32::MAX))
-        .unwrap_or(0)
 }
 
 impl Engine for Crowdsourced {
