@@ -1,15 +1,21 @@
 //! Accuracy of the geolocation engines on a simulated world (see `vantage_engines::eval`).
 //!
-//!     cargo run --release -p vantage-engines --example geo_eval -- [--netns] [--near=KM] [--seed=N] [probes] [targets] [noise_ms]
+//!     cargo run --release -p vantage-engines --example geo_eval -- [--netns] [--near=KM] [--seed=N]
+//!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [probes] [targets] [noise_ms]
 //!
 //! In process by default; `--netns` builds the world out of network namespaces (root)
-//! and has every probe really ping every target (`make geo-eval`).
+//! and has the probes really ping the targets (`make geo-eval`). Measuring is IPmap's
+//! by default: anchors ping every target, the rest is measured on demand
+//! (`--all-pairs`: every probe pings every target).
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use vantage_engines::engine::rdns::Rules;
-use vantage_engines::eval::netns::{NetnsOptions, NetnsWorld};
-use vantage_engines::eval::{evaluate, place, simulate, SimConfig};
+use vantage_engines::eval::netns::{NetnsMeasurer, NetnsOptions, NetnsWorld};
+use vantage_engines::eval::{
+    evaluate, evaluate_active, place, simulate, spread_probes, ActivePlan, Measuring, SimConfig,
+};
 use vantage_engines::World;
 
 #[tokio::main(flavor = "current_thread")]
@@ -17,18 +23,33 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
     let netns = args.iter().any(|a| a == "--netns");
     let mut cfg = SimConfig::default();
+    let mut plan = ActivePlan::default();
     for a in &args {
-        if let Some(km) = a.strip_prefix("--near=") {
-            cfg.near_probe_km = Some(km.parse()?);
-        }
-        if let Some(seed) = a.strip_prefix("--seed=") {
-            cfg.seed = seed.parse()?;
+        let Some((flag, value)) = a.split_once('=') else {
+            continue;
+        };
+        match flag {
+            "--near" => cfg.near_probe_km = Some(value.parse()?),
+            "--seed" => cfg.seed = value.parse()?,
+            "--anchors" => plan.anchors = value.parse()?,
+            "--per-round" => plan.per_round = value.parse()?,
+            "--rounds" => plan.rounds = value.parse()?,
+            "--enough-ms" => plan.enough_rtt_ms = value.parse()?,
+            other => return Err(format!("unknown flag {other}").into()),
         }
     }
+    cfg.measuring = if args.iter().any(|a| a == "--all-pairs") {
+        Measuring::AllPairs
+    } else {
+        Measuring::Active(plan)
+    };
     args.retain(|a| !a.starts_with("--"));
     if netns {
-        cfg.probes = 40;
-        cfg.targets = 60;
+        (cfg.probes, cfg.targets) = match cfg.measuring {
+            // Every probe pings every target: few of each.
+            Measuring::AllPairs => (40, 60),
+            Measuring::Active(_) => (800, 100),
+        };
     }
     if let Some(p) = args.first() {
         cfg.probes = p.parse()?;
@@ -46,9 +67,22 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let opts = NetnsOptions::default();
         println!("pinger: {:?}", opts.pinger);
         let started = Instant::now();
-        let lab = NetnsWorld::build(place(&world, &cfg), cfg.clone(), opts)?;
+        let lab = Arc::new(NetnsWorld::build(place(&world, &cfg), cfg.clone(), opts)?);
         let built = started.elapsed();
-        let (cases, fidelity) = lab.measure()?;
+        let report = match &cfg.measuring {
+            Measuring::AllPairs => {
+                let (cases, _) = lab.measure()?;
+                evaluate(world, rules, &cases).await
+            }
+            Measuring::Active(plan) => {
+                let anchors = spread_probes(lab.placement(), plan.anchors);
+                let stored = lab.measure_from(&anchors)?;
+                let measurer = Arc::new(NetnsMeasurer(lab.clone()));
+                let placement = lab.placement().clone();
+                evaluate_active(world, rules, &placement, &stored, measurer, plan).await
+            }
+        };
+        let fidelity = lab.fidelity();
         println!(
             "{} namespaces built in {:.1} s; {} paths pinged in {:.1} s; measured - true RTT: min {:.3} ms, median {:.3} ms, p95 {:.3} ms, max {:.3} ms, lost {}",
             lab.placement().probes.len() + lab.placement().targets.len() + 2,
@@ -62,8 +96,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             fidelity.lost
         );
         println!("worst path: {:?}", fidelity.worst);
-        drop(lab);
-        evaluate(world, rules, &cases).await
+        report
     } else {
         simulate(world, rules, &cfg).await
     };

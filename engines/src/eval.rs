@@ -20,12 +20,16 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::engine::latency::{Latency, ProbeRtt, StaticRtts};
+use futures::future::BoxFuture;
+use futures::{FutureExt, StreamExt};
+
+use crate::engine::active::{ActiveRtts, Measurer, ProbeDirectory, ProbeInfo};
+use crate::engine::latency::{Latency, ProbeRtt, RttSource, SharedRtts, StaticRtts};
 use crate::engine::rdns::{ReverseDns, Rules, StaticPtr};
 use crate::engine::Engine;
-use crate::geo;
 use crate::reducer::{EngineConfig, Located, Locator};
 use crate::world::{City, World};
+use crate::{geo, Error};
 
 /// The engines evaluated, in report order; the reducer comes last.
 pub const ENGINES: &[&str] = &["single-radius", "latency", "anycast", "reverse-dns"];
@@ -53,7 +57,44 @@ pub struct SimConfig {
     /// network (RIPE Atlas has a probe within ~100 km of most places online) with few
     /// namespaces. `None`: anywhere.
     pub near_probe_km: Option<f64>,
+    /// How the engines get their RTTs.
+    pub measuring: Measuring,
     pub seed: u64,
+}
+
+/// How the engines get their RTTs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Measuring {
+    /// Every probe has pinged every target.
+    AllPairs,
+    /// IPmap's way: a few spread-out probes (RIPE Atlas's anchors) have pinged every
+    /// target beforehand; the rest is measured on demand, through the active
+    /// single-radius RTT source (`engine::active::ActiveRtts`) that the engine service runs.
+    Active(ActivePlan),
+}
+
+/// The on-demand measurement plan of [`Measuring::Active`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActivePlan {
+    /// Probes that have pinged every target beforehand, spread over the world.
+    pub anchors: usize,
+    /// Probes per on-demand ping.
+    pub per_round: usize,
+    /// On-demand pings per target at most.
+    pub rounds: usize,
+    /// Stop once a probe answers faster than this.
+    pub enough_rtt_ms: f64,
+}
+
+impl Default for ActivePlan {
+    fn default() -> Self {
+        Self {
+            anchors: 40,
+            per_round: 20,
+            rounds: 3,
+            enough_rtt_ms: 0.5,
+        }
+    }
 }
 
 impl Default for SimConfig {
@@ -69,6 +110,7 @@ impl Default for SimConfig {
             ptr_share: 0.5,
             anycast: true,
             near_probe_km: None,
+            measuring: Measuring::Active(ActivePlan::default()),
             seed: 7,
         }
     }
@@ -134,12 +176,39 @@ pub struct AnycastOutcome {
     pub sites: Vec<(u32, f64)>,
 }
 
+/// A unicast target the reducer placed in the wrong country or farther than 40 km.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Miss {
+    pub ip: IpAddr,
+    /// "name, CC" of the true city and of the answer.
+    pub truth: String,
+    pub answer: String,
+    pub error_km: f64,
+    /// The distance from the true city to the nearest probe that measured it, and
+    /// that probe's RTT: how much the probes could have said.
+    pub nearest_probe_km: f64,
+    pub nearest_probe_rtt_ms: f64,
+    /// Probes whose RTTs the engines had.
+    pub probes: usize,
+}
+
 /// The evaluation of one world.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Report {
     pub accuracy: Vec<Accuracy>,
     pub anycast: Vec<AnycastOutcome>,
+    /// The reducer's misses, worst first.
+    pub misses: Vec<Miss>,
+    /// RTTs the engines had per target, on average (every probe for all-pairs; anchors
+    /// plus on-demand pings for active).
+    pub rtts_per_target: f64,
+    /// Unicast targets within [`BORDER_KM`] of a city of another country: latency alone
+    /// cannot tell which side of the border they are on.
+    pub border_targets: usize,
 }
+
+/// How close a foreign city must be for a target to count as on a border.
+pub const BORDER_KM: f64 = 20.0;
 
 impl Report {
     pub fn get(&self, engine: &str) -> Option<&Accuracy> {
@@ -173,6 +242,22 @@ impl Report {
                     .map(|(_, km)| format!("{km:.0} km"))
                     .collect::<Vec<_>>()
                     .join(", ")
+            ));
+        }
+        s.push_str(&format!(
+            "{:.1} RTTs per target; {} targets within {BORDER_KM} km of a foreign city\n",
+            self.rtts_per_target, self.border_targets
+        ));
+        for m in &self.misses {
+            s.push_str(&format!(
+                "miss {}: {} -> {} ({:.0} km); nearest of {} probes {:.0} km away at {:.2} ms\n",
+                m.ip,
+                m.truth,
+                m.answer,
+                m.error_km,
+                m.probes,
+                m.nearest_probe_km,
+                m.nearest_probe_rtt_ms
             ));
         }
         s
@@ -419,13 +504,8 @@ pub fn locator(world: Arc<World>, rules: Rules, cases: &[Case]) -> Locator {
             .map(|c| (c.target.ip, c.rtts.clone()))
             .collect::<HashMap<_, _>>(),
     ));
-    let ptr = Arc::new(StaticPtr(
-        cases
-            .iter()
-            .filter(|c| !c.target.ptr.is_empty())
-            .map(|c| (c.target.ip, c.target.ptr.clone()))
-            .collect(),
-    ));
+    let targets: Vec<TargetSite> = cases.iter().map(|c| c.target.clone()).collect();
+    let ptr = static_ptr(&targets);
     let mut engines = Latency::all(rtts);
     let others: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![(
         Arc::new(ReverseDns::new(rules, ptr)),
@@ -440,11 +520,219 @@ pub fn locator(world: Arc<World>, rules: Rules, cases: &[Case]) -> Locator {
 /// reported apart.
 pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report {
     let loc = locator(world.clone(), rules, cases);
+    let rtts = StaticRtts(
+        cases
+            .iter()
+            .map(|c| (c.target.ip, c.rtts.clone()))
+            .collect(),
+    );
+    let targets: Vec<TargetSite> = cases.iter().map(|c| c.target.clone()).collect();
+    score(&world, &loc, &targets, &rtts).await
+}
+
+/// Evaluate with on-demand measurement: `stored` holds the anchors' RTTs; the latency
+/// engines read through [`ActiveRtts`] (hints from reverse DNS and the stored RTTs,
+/// probes chosen from every probe of the placement, pings by `measurer`), shared by
+/// the three latency engines as in the engine service.
+pub async fn evaluate_active(
+    world: Arc<World>,
+    rules: Rules,
+    placement: &Placement,
+    stored: &[Case],
+    measurer: Arc<dyn Measurer>,
+    plan: &ActivePlan,
+) -> Report {
+    let stored = Arc::new(StaticRtts(
+        stored
+            .iter()
+            .map(|c| (c.target.ip, c.rtts.clone()))
+            .collect(),
+    ));
+    let rdns: Arc<dyn Engine> = Arc::new(ReverseDns::new(rules, static_ptr(&placement.targets)));
+    let mut active = ActiveRtts::new(
+        stored,
+        directory(&world, placement),
+        measurer,
+        world.clone(),
+    )
+    .with_hint_engines(vec![rdns.clone()]);
+    active.probes_per_request = plan.per_round;
+    active.rounds = plan.rounds;
+    active.enough_rtt_ms = plan.enough_rtt_ms;
+    let shared = Arc::new(SharedRtts::new(
+        Arc::new(active),
+        Duration::from_secs(24 * 3600),
+    ));
+    let mut engines = Latency::all(shared.clone());
+    engines.push((rdns, EngineConfig::new("reverse-dns", 1.0, true)));
+    let loc = Locator::new(world.clone(), engines, Duration::from_secs(120));
+    score(&world, &loc, &placement.targets, shared.as_ref()).await
+}
+
+/// The probes of a placement as the engines' probe directory (all available).
+pub fn directory(world: &World, placement: &Placement) -> ProbeDirectory {
+    let probes = placement
+        .probes
+        .iter()
+        .map(|p| {
+            (
+                p.id,
+                ProbeInfo {
+                    id: p.id,
+                    latitude: p.latitude,
+                    longitude: p.longitude,
+                    country: world.city(p.city_id).map(|c| c.country.clone()),
+                    asn: None,
+                    prefixes: Vec::new(),
+                    available: true,
+                },
+            )
+        })
+        .collect();
+    Arc::new(std::sync::RwLock::new(probes))
+}
+
+fn static_ptr(targets: &[TargetSite]) -> Arc<StaticPtr> {
+    Arc::new(StaticPtr(
+        targets
+            .iter()
+            .filter(|t| !t.ptr.is_empty())
+            .map(|t| (t.ip, t.ptr.clone()))
+            .collect(),
+    ))
+}
+
+/// `n` probes spread over the world (farthest-point order from the first probe): the
+/// anchors of [`Measuring::Active`]. Indices into `placement.probes`.
+pub fn spread_probes(placement: &Placement, n: usize) -> Vec<usize> {
+    let probes = &placement.probes;
+    let mut chosen: Vec<usize> = Vec::new();
+    let mut gap = vec![f64::INFINITY; probes.len()];
+    let mut next = (!probes.is_empty()).then_some(0);
+    while let Some(i) = next.filter(|_| chosen.len() < n) {
+        chosen.push(i);
+        for (j, p) in probes.iter().enumerate() {
+            let d = geo::distance_km(
+                probes[i].latitude,
+                probes[i].longitude,
+                p.latitude,
+                p.longitude,
+            );
+            gap[j] = gap[j].min(d);
+        }
+        next = gap
+            .iter()
+            .enumerate()
+            .filter(|(_, g)| **g > 0.0)
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(j, _)| j);
+    }
+    chosen
+}
+
+/// The cases with only the RTTs of the given probes (indices into `placement.probes`).
+pub fn restrict(placement: &Placement, cases: &[Case], probes: &[usize]) -> Vec<Case> {
+    let ids: HashSet<u32> = probes.iter().map(|&p| placement.probes[p].id).collect();
+    cases
+        .iter()
+        .map(|c| Case {
+            target: c.target.clone(),
+            rtts: c
+                .rtts
+                .iter()
+                .filter(|r| ids.contains(&r.probe_id))
+                .copied()
+                .collect(),
+        })
+        .collect()
+}
+
+/// Pings in process: the placement's ground truth plus per-packet jitter.
+pub struct SimMeasurer {
+    placement: Arc<Placement>,
+    jitter_ms: f64,
+    packets: u32,
+    rng: std::sync::Mutex<Rng>,
+}
+
+impl SimMeasurer {
+    pub fn new(placement: Arc<Placement>, cfg: &SimConfig) -> Self {
+        Self {
+            placement,
+            jitter_ms: cfg.jitter_ms,
+            packets: cfg.packets,
+            rng: std::sync::Mutex::new(Rng::new(cfg.seed ^ 0xac71)),
+        }
+    }
+}
+
+impl Measurer for SimMeasurer {
+    fn ping<'a>(
+        &'a self,
+        ip: IpAddr,
+        probes: &'a [u32],
+    ) -> BoxFuture<'a, Result<Vec<(u32, f64)>, Error>> {
+        async move {
+            let pl = &self.placement;
+            let t = pl
+                .targets
+                .iter()
+                .position(|t| t.ip == ip)
+                .ok_or_else(|| Error::Engine(format!("{ip} is not a target of the world")))?;
+            let mut rng = self
+                .rng
+                .lock()
+                .map_err(|_| Error::Engine("simulator lock poisoned".into()))?;
+            Ok(probes
+                .iter()
+                .filter_map(|id| pl.probes.iter().position(|p| p.id == *id))
+                .map(|p| {
+                    let jitter = (0..self.packets.max(1))
+                        .map(|_| self.jitter_ms * rng.unit())
+                        .fold(f64::INFINITY, f64::min);
+                    (pl.probes[p].id, pl.rtt_ms[p][t] + jitter)
+                })
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+/// Unicast targets within [`BORDER_KM`] of a city (≥ 10,000 people) of another country.
+fn border_targets(world: &World, targets: &[TargetSite]) -> usize {
+    targets
+        .iter()
+        .filter(|t| t.sites.len() == 1)
+        .filter_map(|t| world.city(t.sites[0]))
+        .filter(|c| {
+            world
+                .within(c.latitude, c.longitude, BORDER_KM)
+                .iter()
+                .any(|(o, _)| o.country != c.country && o.population >= 10_000)
+        })
+        .count()
+}
+
+/// Locate every target (several at once) and score the answers against the truth.
+async fn score(
+    world: &World,
+    loc: &Locator,
+    targets: &[TargetSite],
+    rtts: &dyn RttSource,
+) -> Report {
+    let located: Vec<Located> = futures::stream::iter(targets)
+        .map(|t| loc.locate(t.ip, None))
+        .buffered(8)
+        .collect()
+        .await;
     let mut truths = Vec::new();
     let mut answers: HashMap<&str, Vec<Option<u32>>> = HashMap::new();
     let mut anycast = Vec::new();
-    for case in cases {
-        let located: Located = loc.locate(case.target.ip, None).await;
+    let mut misses = Vec::new();
+    let mut rtt_count = 0;
+    for (target, located) in targets.iter().zip(located) {
+        let seen = rtts.rtts(target.ip).await.unwrap_or_default();
+        rtt_count += seen.len();
         let best = |engine: &str| {
             located
                 .partials
@@ -453,7 +741,7 @@ pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report
                 .and_then(|p| p.candidates.first())
                 .map(|c| c.city_id)
         };
-        if case.target.sites.len() > 1 {
+        if target.sites.len() > 1 {
             let candidates: Vec<&City> = located
                 .partials
                 .iter()
@@ -461,10 +749,9 @@ pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report
                 .flat_map(|p| p.candidates.iter().filter_map(|c| world.city(c.city_id)))
                 .collect();
             anycast.push(AnycastOutcome {
-                ip: case.target.ip,
+                ip: target.ip,
                 flagged: located.anycast,
-                sites: case
-                    .target
+                sites: target
                     .sites
                     .iter()
                     .filter_map(|id| world.city(*id))
@@ -481,35 +768,91 @@ pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report
             });
             continue;
         }
-        truths.push(case.target.sites[0]);
+        truths.push(target.sites[0]);
         for engine in ENGINES {
             answers.entry(engine).or_default().push(best(engine));
         }
-        answers
-            .entry("reducer")
-            .or_default()
-            .push(located.scored.first().map(|s| s.city_id));
+        let answer = located.scored.first().map(|s| s.city_id);
+        answers.entry("reducer").or_default().push(answer);
+        if let Some(miss) = miss(world, target, &seen, answer) {
+            misses.push(miss);
+        }
     }
+    misses.sort_by(|a, b| b.error_km.total_cmp(&a.error_km));
     let accuracy = ENGINES
         .iter()
         .chain(std::iter::once(&"reducer"))
         .map(|name| {
             accuracy(
                 name,
-                &world,
+                world,
                 &truths,
                 answers.get(name).map_or(&[][..], Vec::as_slice),
             )
         })
         .collect();
-    Report { accuracy, anycast }
+    Report {
+        accuracy,
+        anycast,
+        misses,
+        rtts_per_target: rtt_count as f64 / targets.len().max(1) as f64,
+        border_targets: border_targets(world, targets),
+    }
+}
+
+/// The reducer's answer as a [`Miss`] when it is in the wrong country or beyond 40 km.
+fn miss(
+    world: &World,
+    target: &TargetSite,
+    rtts: &[ProbeRtt],
+    answer: Option<u32>,
+) -> Option<Miss> {
+    let truth = world.city(*target.sites.first()?)?;
+    let label = |c: &City| format!("{}, {}", c.name, c.country);
+    let nearest = rtts
+        .iter()
+        .map(|r| {
+            (
+                geo::distance_km(r.latitude, r.longitude, truth.latitude, truth.longitude),
+                r.rtt_ms,
+            )
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .unwrap_or((f64::NAN, f64::NAN));
+    let (answer, error_km) = match answer.and_then(|id| world.city(id)) {
+        Some(c) => {
+            let km = geo::distance_km(truth.latitude, truth.longitude, c.latitude, c.longitude);
+            if c.country == truth.country && km <= 40.0 {
+                return None;
+            }
+            (label(c), km)
+        }
+        None => ("(none)".to_owned(), f64::INFINITY),
+    };
+    Some(Miss {
+        ip: target.ip,
+        truth: label(truth),
+        answer,
+        error_km,
+        nearest_probe_km: nearest.0,
+        nearest_probe_rtt_ms: nearest.1,
+        probes: rtts.len(),
+    })
 }
 
 /// The in-process simulation: place, compute the RTTs, evaluate.
 pub async fn simulate(world: Arc<World>, rules: Rules, cfg: &SimConfig) -> Report {
     let placement = place(&world, cfg);
     let cases = simulated_cases(&placement, cfg);
-    evaluate(world, rules, &cases).await
+    match &cfg.measuring {
+        Measuring::AllPairs => evaluate(world, rules, &cases).await,
+        Measuring::Active(plan) => {
+            let stored = restrict(&placement, &cases, &spread_probes(&placement, plan.anchors));
+            let placement = Arc::new(placement);
+            let measurer = Arc::new(SimMeasurer::new(placement.clone(), cfg));
+            evaluate_active(world, rules, &placement, &stored, measurer, plan).await
+        }
+    }
 }
 
 #[cfg(test)]
@@ -564,9 +907,10 @@ mod tests {
             probes: 300,
             targets: 60,
             seed: 11,
+            measuring: Measuring::AllPairs,
             ..SimConfig::default()
         };
-        let got = simulate(world, rules, &cfg).await;
+        let got = simulate(world.clone(), rules.clone(), &cfg).await;
         let cbg = got.get("latency").expect("latency");
         assert!(
             cbg.answered >= 55
@@ -586,5 +930,77 @@ mod tests {
         let any = &got.anycast[0];
         assert!(any.flagged, "{any:?}");
         assert!(any.sites.iter().all(|(_, km)| *km < 300.0), "{any:?}");
+        assert_eq!(got.rtts_per_target, 300.0);
+
+        // IPmap's way on the same world: a third of the RTTs, about as accurate.
+        let plan = ActivePlan::default();
+        let active = simulate(
+            world,
+            rules,
+            &SimConfig {
+                measuring: Measuring::Active(plan.clone()),
+                ..cfg
+            },
+        )
+        .await;
+        let red = active.get("reducer").expect("reducer");
+        assert!(
+            red.answered == 60
+                && red.country >= 0.9
+                && red.within_40km >= 0.7
+                && red.median_km <= 25.0,
+            "{red:?}"
+        );
+        assert!(
+            active.rtts_per_target > plan.anchors as f64
+                && active.rtts_per_target <= (plan.anchors + plan.rounds * plan.per_round) as f64,
+            "{}",
+            active.rtts_per_target
+        );
+        let any = &active.anycast[0];
+        assert!(
+            any.flagged && any.sites.iter().all(|(_, km)| *km < 300.0),
+            "{any:?}"
+        );
+    }
+
+    #[test]
+    fn anchors_spread_over_the_world() {
+        let world = World::embedded().expect("world");
+        let placement = place(
+            &world,
+            &SimConfig {
+                probes: 200,
+                targets: 0,
+                anycast: false,
+                ..SimConfig::default()
+            },
+        );
+        let anchors = spread_probes(&placement, 10);
+        assert_eq!(anchors.len(), 10);
+        let mut unique = anchors.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 10);
+        // Farthest-point order: no two anchors closer than 1,000 km, while the first
+        // ten probes of the placement (random cities) are not that spread.
+        let min_gap = |ids: &[usize]| {
+            let mut gap = f64::INFINITY;
+            for (i, &a) in ids.iter().enumerate() {
+                for &b in &ids[i + 1..] {
+                    let (a, b) = (&placement.probes[a], &placement.probes[b]);
+                    gap = gap.min(geo::distance_km(
+                        a.latitude,
+                        a.longitude,
+                        b.latitude,
+                        b.longitude,
+                    ));
+                }
+            }
+            gap
+        };
+        assert!(min_gap(&anchors) > 1000.0, "{}", min_gap(&anchors));
+        assert!(min_gap(&(0..10).collect::<Vec<_>>()) < min_gap(&anchors));
+        assert!(spread_probes(&placement, 0).is_empty());
     }
 }

@@ -89,6 +89,12 @@ pub struct Scored {
 /// Sum `weight × score` per city over the partials; sort by score, then by how many
 /// engines agree, then by id. Non-positive or non-finite weights count as zero.
 pub fn reduce(partials: &[Partial]) -> Vec<Scored> {
+    reduce_by(partials, |_| 0.0)
+}
+
+/// [`reduce`], with ties in score and agreement going to the city with the higher
+/// `prior` (the locator passes population: infrastructure density) before the id.
+pub fn reduce_by(partials: &[Partial], prior: impl Fn(u32) -> f64) -> Vec<Scored> {
     let mut cities: BTreeMap<u32, Scored> = BTreeMap::new();
     for p in partials {
         let w = if p.weight.is_finite() && p.weight > 0.0 {
@@ -123,6 +129,7 @@ pub fn reduce(partials: &[Partial]) -> Vec<Scored> {
         b.score
             .total_cmp(&a.score)
             .then(b.contributions.len().cmp(&a.contributions.len()))
+            .then(prior(b.city_id).total_cmp(&prior(a.city_id)))
             .then(a.city_id.cmp(&b.city_id))
     });
     out
@@ -233,7 +240,9 @@ impl Locator {
             .any(|p| p.engine == "anycast" && !p.candidates.is_empty());
         Located {
             ip,
-            scored: reduce(&partials),
+            scored: reduce_by(&partials, |id| {
+                self.world.city(id).map_or(0.0, |c| f64::from(c.population))
+            }),
             partials,
             anycast,
         }
@@ -303,5 +312,15 @@ mod tests {
             "9 (two engines) before 7 (one); 8 only had invalid scores"
         );
         assert!(reduce(&[]).is_empty());
+    }
+
+    #[test]
+    fn remaining_ties_go_to_the_higher_prior() {
+        let partials = [p("a", 1.0, &[(3, 5), (4, 5), (5, 6)])];
+        let ids = |s: Vec<Scored>| s.iter().map(|s| s.city_id).collect::<Vec<_>>();
+        assert_eq!(ids(reduce(&partials)), vec![5, 3, 4]);
+        // 4 is the bigger city: it wins the tie with 3, never the better score of 5.
+        let population = |id| if id == 4 { 2e6 } else { 1e4 };
+        assert_eq!(ids(reduce_by(&partials, population)), vec![5, 4, 3]);
     }
 }

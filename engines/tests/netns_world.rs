@@ -1,23 +1,29 @@
 //! The geolocation accuracy harness in network namespaces (issue #7, section 4): a
-//! small simulated world — 30 probes, 10 targets and one anycast address at two
-//! sites, each a namespace behind a hub — where every probe really pings every
-//! target, whose responder answers after the ground-truth RTT of the path. The
-//! engines and the reducer then run over the measured RTTs.
+//! small simulated world — 400 probes, 30 targets and one anycast address at two
+//! sites, each a namespace behind a hub. IPmap's way of measuring: 40 spread-out
+//! anchors ping every target, then the engines' active RTT source asks the probes
+//! nearest the hints for on-demand pings, which really go through the namespaces to a
+//! responder that answers after the ground-truth RTT of the path.
 //!
 //! Needs root (ip netns, TUN devices); prints SKIPPED and passes otherwise.
 
+use std::sync::Arc;
+
 use vantage_engines::engine::rdns::Rules;
-use vantage_engines::eval::netns::{is_root, NetnsOptions, NetnsWorld};
-use vantage_engines::eval::{evaluate, place, simulated_cases, SimConfig, ANYCAST_IP};
+use vantage_engines::eval::netns::{is_root, NetnsMeasurer, NetnsOptions, NetnsWorld};
+use vantage_engines::eval::{
+    evaluate_active, place, restrict, simulated_cases, spread_probes, ActivePlan, Measuring,
+    SimConfig, SimMeasurer, ANYCAST_IP,
+};
 use vantage_engines::World;
 
 fn small_world() -> SimConfig {
     SimConfig {
-        probes: 30,
-        targets: 10,
-        near_probe_km: Some(100.0),
+        probes: 400,
+        targets: 30,
         noise_ms: 0.5,
         jitter_ms: 0.2,
+        measuring: Measuring::Active(ActivePlan::default()),
         seed: 7,
         ..SimConfig::default()
     }
@@ -32,12 +38,27 @@ async fn engines_locate_the_targets_of_a_small_namespace_world() {
     let world = World::embedded().expect("world");
     let rules = Rules::embedded().expect("rules");
     let cfg = small_world();
+    let plan = ActivePlan::default();
     let placement = place(&world, &cfg);
-    assert_eq!(placement.targets.len(), 11, "10 unicast + 1 anycast");
-    let lab = NetnsWorld::build(placement.clone(), cfg.clone(), NetnsOptions::default())
-        .expect("namespace world");
-    let (cases, fidelity) = lab.measure().expect("pings");
+    assert_eq!(placement.targets.len(), 31, "30 unicast + 1 anycast");
+    let lab = Arc::new(
+        NetnsWorld::build(placement.clone(), cfg.clone(), NetnsOptions::default())
+            .expect("namespace world"),
+    );
+    let anchors = spread_probes(&placement, plan.anchors);
+    let stored = lab.measure_from(&anchors).expect("anchor pings");
+    let measured = evaluate_active(
+        world.clone(),
+        rules.clone(),
+        &placement,
+        &stored,
+        Arc::new(NetnsMeasurer(lab.clone())),
+        &plan,
+    )
+    .await;
+    let fidelity = lab.fidelity();
     drop(lab);
+    eprintln!("namespace world ({fidelity:?}):\n{}", measured.table());
 
     // The pings measured the paths: nothing lost, never faster than the ground truth
     // (the speed of light), and close to it.
@@ -46,36 +67,43 @@ async fn engines_locate_the_targets_of_a_small_namespace_world() {
         fidelity.min_ms >= -0.05 && fidelity.median_ms <= 1.0,
         "measured RTTs stray from the ground truth: {fidelity:?}"
     );
-
-    let measured = evaluate(world.clone(), rules.clone(), &cases).await;
-    eprintln!("namespace world:\n{}", measured.table());
-    let ideal = evaluate(
-        world.clone(),
-        rules.clone(),
-        &simulated_cases(&placement, &cfg),
-    )
-    .await;
-    eprintln!(
-        "same placement, RTTs computed in process:\n{}",
-        ideal.table()
+    // On demand, not all pairs: anchors plus at most three rounds of 20.
+    assert!(
+        fidelity.paths >= 31 * plan.anchors
+            && measured.rtts_per_target <= (plan.anchors + 3 * plan.per_round) as f64,
+        "{fidelity:?}, {} RTTs per target",
+        measured.rtts_per_target
     );
 
     let red = measured.get("reducer").expect("reducer");
-    assert_eq!(red.answered, 10, "{red:?}");
-    // 30 probes over the whole world are sparse: the goal of issue #7 is measured on a
-    // dense world (docs/GEOLOCATION.md); these thresholds catch a broken pipeline.
+    assert_eq!(red.answered, 30, "{red:?}");
+    // The goal of issue #7 is country ≥ 99.5 %, ≤ 40 km ≥ 85 %, median ≤ 25 km on the
+    // full world (docs/GEOLOCATION.md); 30 targets allow a little less.
     assert!(
-        red.country >= 0.8 && red.within_40km >= 0.3 && red.median_km <= 100.0,
+        red.country >= 0.93 && red.within_40km >= 0.75 && red.median_km <= 25.0,
         "reducer below the small-world thresholds: {red:?}"
     );
-    // Real pings change little the engines can tell from the in-process model (whose
-    // per-packet jitter draws differ): at most two targets of ten come out otherwise.
+
+    // The same placement with RTTs computed in process: real pings change little the
+    // engines can tell (at most three targets of 30 come out otherwise).
+    let cases = simulated_cases(&placement, &cfg);
+    let ideal = evaluate_active(
+        world.clone(),
+        rules,
+        &placement,
+        &restrict(&placement, &cases, &anchors),
+        Arc::new(SimMeasurer::new(Arc::new(placement.clone()), &cfg)),
+        &plan,
+    )
+    .await;
+    eprintln!("same placement, in process:\n{}", ideal.table());
     let ideal_red = ideal.get("reducer").expect("reducer");
     assert!(
-        (red.country - ideal_red.country).abs() <= 0.2 + 1e-9
-            && (red.within_40km - ideal_red.within_40km).abs() <= 0.2 + 1e-9,
+        (red.country - ideal_red.country).abs() <= 0.1 + 1e-9
+            && (red.within_40km - ideal_red.within_40km).abs() <= 0.1 + 1e-9,
         "{red:?} vs in process {ideal_red:?}"
     );
+
     // No unicast target looks anycast; the anycast address does, with both sites.
     let any = measured.get("anycast").expect("anycast");
     assert_eq!(any.answered, 0, "a unicast target flagged anycast: {any:?}");
@@ -87,7 +115,7 @@ async fn engines_locate_the_targets_of_a_small_namespace_world() {
     assert!(outcome.flagged, "{outcome:?}");
     assert_eq!(outcome.sites.len(), 2, "{outcome:?}");
     assert!(
-        outcome.sites.iter().all(|(_, km)| *km <= 100.0),
+        outcome.sites.iter().all(|(_, km)| *km <= 300.0),
         "a site without a nearby anycast candidate: {outcome:?}"
     );
 }

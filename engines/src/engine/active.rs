@@ -131,8 +131,12 @@ pub struct ActiveRtts {
     world: Arc<World>,
     /// Probes per on-demand measurement.
     pub probes_per_request: usize,
-    /// RTTs at or above this do not bound the target well enough (IPmap: 10 ms).
-    pub max_rtt_ms: f64,
+    /// Measure until some probe answers faster than this (IPmap: 10 ms, the bound of
+    /// single-radius); lower asks for probes nearer the target.
+    pub enough_rtt_ms: f64,
+    /// On-demand measurements at most per target. The first goes where the hints point;
+    /// each further one to the probes nearest the region the RTTs so far allow (CBG).
+    pub rounds: usize,
     /// How long measuring may take (the single-radius engine's timeout).
     pub timeout: Duration,
 }
@@ -152,7 +156,8 @@ impl ActiveRtts {
             asn: None,
             world,
             probes_per_request: 10,
-            max_rtt_ms: 10.0,
+            enough_rtt_ms: 10.0,
+            rounds: 1,
             timeout: Duration::from_secs(120),
         }
     }
@@ -188,14 +193,10 @@ impl ActiveRtts {
         }
         let mut countries: Vec<(String, u32)> = country_score.into_iter().collect();
         countries.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-        // The area: the best hint, else the probe with the lowest stored RTT.
-        let area = best.map(|(_, lat, lon)| (lat, lon)).or_else(|| {
-            stored
-                .iter()
-                .filter(|r| r.rtt_ms.is_finite())
-                .min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))
-                .map(|r| (r.latitude, r.longitude))
-        });
+        // The area: the best hint, else where the stored RTTs point.
+        let area = best
+            .map(|(_, lat, lon)| (lat, lon))
+            .or_else(|| rtt_area(&self.world, stored));
         Hints {
             asn: self.asn.as_ref().and_then(|a| a.asn(ip)),
             countries: countries.into_iter().map(|(c, _)| c).collect(),
@@ -205,13 +206,6 @@ impl ActiveRtts {
 
     async fn measure(&self, ip: IpAddr) -> Result<Vec<ProbeRtt>, Error> {
         let mut rtts = self.stored.rtts(ip).await?;
-        if rtts
-            .iter()
-            .any(|r| r.rtt_ms.is_finite() && r.rtt_ms >= 0.0 && r.rtt_ms < self.max_rtt_ms)
-        {
-            return Ok(rtts);
-        }
-        let hints = self.hints(ip, &rtts).await;
         let directory: Vec<ProbeInfo> = self
             .probes
             .read()
@@ -219,26 +213,78 @@ impl ActiveRtts {
             .values()
             .cloned()
             .collect();
-        let skip: HashSet<u32> = rtts.iter().map(|r| r.probe_id).collect();
-        let chosen = choose_probes(ip, &directory, &hints, &skip, self.probes_per_request);
-        if chosen.is_empty() {
-            tracing::debug!(%ip, "no probe to measure from");
-            return Ok(rtts);
-        }
-        tracing::info!(%ip, probes = ?chosen, ?hints, "measuring for single-radius");
-        let measured = self.measurer.ping(ip, &chosen).await?;
         let by_id: HashMap<u32, &ProbeInfo> = directory.iter().map(|p| (p.id, p)).collect();
-        rtts.extend(measured.into_iter().filter_map(|(id, rtt_ms)| {
-            let p = by_id.get(&id)?;
-            Some(ProbeRtt {
-                probe_id: id,
-                latitude: p.latitude,
-                longitude: p.longitude,
-                rtt_ms,
-            })
-        }));
+        for round in 0..self.rounds.max(1) {
+            let close = |r: &ProbeRtt| {
+                r.rtt_ms.is_finite() && r.rtt_ms >= 0.0 && r.rtt_ms < self.enough_rtt_ms
+            };
+            // Anycast: RTTs no single place allows. Each site is measured on its own,
+            // until every site has a close probe.
+            let sites = super::latency::anycast_sites(&rtts, 4);
+            if sites.is_empty() && rtts.iter().any(close)
+                || !sites.is_empty() && sites.iter().all(close)
+            {
+                break;
+            }
+            let skip: HashSet<u32> = rtts.iter().map(|r| r.probe_id).collect();
+            let chosen = if !sites.is_empty() {
+                let per_site = self.probes_per_request.div_ceil(sites.len());
+                let mut chosen: Vec<u32> = Vec::new();
+                for site in sites.iter().filter(|s| !close(s)) {
+                    let hints = Hints {
+                        asn: None,
+                        countries: Vec::new(),
+                        area: Some((site.latitude, site.longitude)),
+                    };
+                    let taken: HashSet<u32> = skip.iter().chain(&chosen).copied().collect();
+                    chosen.extend(choose_probes(ip, &directory, &hints, &taken, per_site));
+                }
+                chosen
+            } else {
+                let hints = if round == 0 {
+                    self.hints(ip, &rtts).await
+                } else {
+                    // Later rounds follow the measurements: the nearest probes to the
+                    // region the RTTs allow, whatever the country.
+                    Hints {
+                        asn: None,
+                        countries: Vec::new(),
+                        area: rtt_area(&self.world, &rtts),
+                    }
+                };
+                choose_probes(ip, &directory, &hints, &skip, self.probes_per_request)
+            };
+            if chosen.is_empty() {
+                tracing::debug!(%ip, round, "no probe left to measure from");
+                break;
+            }
+            tracing::info!(%ip, round, probes = ?chosen, anycast = !sites.is_empty(), "measuring for single-radius");
+            let measured = self.measurer.ping(ip, &chosen).await?;
+            rtts.extend(measured.into_iter().filter_map(|(id, rtt_ms)| {
+                let p = by_id.get(&id)?;
+                Some(ProbeRtt {
+                    probe_id: id,
+                    latitude: p.latitude,
+                    longitude: p.longitude,
+                    rtt_ms,
+                })
+            }));
+        }
         Ok(rtts)
     }
+}
+
+/// Where RTTs point: the centre of the region every disc allows (CBG), else the probe
+/// with the lowest RTT.
+fn rtt_area(world: &World, rtts: &[ProbeRtt]) -> Option<(f64, f64)> {
+    super::latency::feasible(world, rtts)
+        .map(|f| f.centre)
+        .or_else(|| {
+            rtts.iter()
+                .filter(|r| r.rtt_ms.is_finite())
+                .min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))
+                .map(|r| (r.latitude, r.longitude))
+        })
 }
 
 impl RttSource for ActiveRtts {
@@ -577,6 +623,119 @@ mod tests {
         assert_eq!(rtts.len(), 5);
         let got = single_radius(&world, &rtts, 10.0);
         assert_eq!(got.first().map(|c| c.city_id), Some(2925533), "{got:?}");
+    }
+
+    /// Pings answered by the speed of light in fibre from the nearest of `sites`, + 0.1 ms.
+    struct Physics {
+        sites: Vec<(f64, f64)>,
+        asked: Mutex<Vec<Vec<u32>>>,
+    }
+
+    impl Measurer for Physics {
+        fn ping<'a>(
+            &'a self,
+            _ip: IpAddr,
+            probes: &'a [u32],
+        ) -> BoxFuture<'a, Result<Vec<(u32, f64)>, Error>> {
+            if let Ok(mut a) = self.asked.lock() {
+                a.push(probes.to_vec());
+            }
+            let all = self::probes();
+            let out = probes
+                .iter()
+                .filter_map(|id| all.iter().find(|p| p.id == *id))
+                .map(|p| {
+                    let km = self
+                        .sites
+                        .iter()
+                        .map(|s| geo::distance_km(p.latitude, p.longitude, s.0, s.1))
+                        .fold(f64::INFINITY, f64::min);
+                    (p.id, km / geo::KM_PER_MS_RTT + 0.1)
+                })
+                .collect();
+            async move { Ok(out) }.boxed()
+        }
+    }
+
+    fn stored_from(ip: IpAddr, m: &Physics, ids: &[u32]) -> StaticRtts {
+        let all = probes();
+        let rtts = ids
+            .iter()
+            .filter_map(|id| all.iter().find(|p| p.id == *id))
+            .map(|p| {
+                let km = m
+                    .sites
+                    .iter()
+                    .map(|s| geo::distance_km(p.latitude, p.longitude, s.0, s.1))
+                    .fold(f64::INFINITY, f64::min);
+                ProbeRtt {
+                    probe_id: p.id,
+                    latitude: p.latitude,
+                    longitude: p.longitude,
+                    rtt_ms: km / geo::KM_PER_MS_RTT + 0.1,
+                }
+            })
+            .collect();
+        StaticRtts([(ip, rtts)].into())
+    }
+
+    #[tokio::test]
+    async fn rounds_follow_the_rtts_until_a_probe_is_close_enough() {
+        let world = Arc::new(tiny());
+        let ip: IpAddr = "8.8.8.8".parse().expect("ip");
+        // The target is in Frankfurt; New York's anchor (stored) says little.
+        let m = Arc::new(Physics {
+            sites: vec![(50.11, 8.68)],
+            asked: Mutex::default(),
+        });
+        let mut active = ActiveRtts::new(
+            Arc::new(stored_from(ip, &m, &[1])),
+            directory(),
+            m.clone(),
+            world,
+        );
+        active.probes_per_request = 1;
+        active.rounds = 4;
+        active.enough_rtt_ms = 0.5;
+        let rtts = active.rtts(ip).await.expect("rtts");
+        let asked = m.asked.lock().expect("lock").clone();
+        // One probe a round, following the region the RTTs allow (Paris, Amsterdam,
+        // then the probe 28 km from Frankfurt), until one answers under 0.5 ms: the
+        // round budget is not spent after that.
+        assert_eq!(asked, vec![vec![4], vec![2], vec![5]]);
+        let rtt = |id| rtts.iter().find(|r| r.probe_id == id).map(|r| r.rtt_ms);
+        assert!(rtt(5).is_some_and(|ms| ms < 0.5), "{rtts:?}");
+        assert!(rtt(4).is_some_and(|ms| ms >= 0.5), "{rtts:?}");
+        assert_eq!(rtts.len(), 4);
+    }
+
+    #[tokio::test]
+    async fn anycast_sites_are_measured_each_on_its_own() {
+        let world = Arc::new(tiny());
+        let ip: IpAddr = "8.8.8.8".parse().expect("ip");
+        // Sites in New York and Frankfurt: New York's probe is close to its site;
+        // Amsterdam's RTT cannot hold together with it (speed of light).
+        let m = Arc::new(Physics {
+            sites: vec![(40.71, -74.0), (50.11, 8.68)],
+            asked: Mutex::default(),
+        });
+        let mut active = ActiveRtts::new(
+            Arc::new(stored_from(ip, &m, &[1, 2])),
+            directory(),
+            m.clone(),
+            world,
+        );
+        active.probes_per_request = 2;
+        active.rounds = 3;
+        active.enough_rtt_ms = 0.5;
+        let rtts = active.rtts(ip).await.expect("rtts");
+        let asked = m.asked.lock().expect("lock").clone();
+        // Only the European site lacks a close probe: the probe nearest Amsterdam's
+        // answer is asked (5, west of Frankfurt), is close, and measuring stops.
+        assert_eq!(asked, vec![vec![5]]);
+        let sites = crate::engine::latency::anycast_sites(&rtts, 4);
+        let ids: Vec<u32> = sites.iter().map(|s| s.probe_id).collect();
+        assert_eq!(ids, vec![1, 5]);
     }
 
     #[tokio::test]

@@ -53,6 +53,54 @@ impl RttSource for StaticRtts {
     }
 }
 
+/// One reading per address shared by the engines that ask for it at about the same
+/// time: single-radius, CBG and anycast over one measuring source ask for the same
+/// target at once, and must wait for one measurement, not start three. A reading is
+/// kept for `ttl`, then read again.
+pub struct SharedRtts {
+    inner: Arc<dyn RttSource>,
+    ttl: std::time::Duration,
+    readings: std::sync::Mutex<HashMap<IpAddr, (std::time::Instant, SharedReading)>>,
+}
+
+type SharedReading = futures::future::Shared<BoxFuture<'static, Result<Vec<ProbeRtt>, String>>>;
+
+impl SharedRtts {
+    pub fn new(inner: Arc<dyn RttSource>, ttl: std::time::Duration) -> Self {
+        Self {
+            inner,
+            ttl,
+            readings: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn reading(&self, ip: IpAddr) -> Result<SharedReading, Error> {
+        let mut readings = self
+            .readings
+            .lock()
+            .map_err(|_| Error::Engine("RTT readings lock poisoned".into()))?;
+        let now = std::time::Instant::now();
+        readings.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
+        let inner = self.inner.clone();
+        let (_, reading) = readings.entry(ip).or_insert_with(|| {
+            let read: BoxFuture<'static, Result<Vec<ProbeRtt>, String>> =
+                async move { inner.rtts(ip).await.map_err(|e| e.to_string()) }.boxed();
+            (now, read.shared())
+        });
+        Ok(reading.clone())
+    }
+}
+
+impl RttSource for SharedRtts {
+    fn rtts<'a>(&'a self, ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>> {
+        async move { self.reading(ip)?.await.map_err(Error::Engine) }.boxed()
+    }
+
+    fn timeout(&self) -> Option<std::time::Duration> {
+        self.inner.timeout()
+    }
+}
+
 /// Probe id → (latitude, longitude); filled from `Probe.spec.location`.
 pub type ProbeLocations = Arc<RwLock<HashMap<u32, (f64, f64)>>>;
 
@@ -157,13 +205,22 @@ fn score_disc_with_confidence(
     if inside.is_empty() {
         inside.extend(world.nearest(lat, lon));
     }
-    let scored = inside
+    let mut raw: Vec<(f64, &City)> = inside
         .into_iter()
-        .filter_map(|(c, d)| {
+        .map(|(c, d)| {
             // Infrastructure density (population here) ranks first, as in IPmap; the
             // target lies anywhere in the disc, so closeness to the probe only breaks ties.
             let closeness = (1.0 - d / radius).clamp(0.0, 1.0);
-            let raw = 10.0 * confidence * (0.2 * closeness + 0.8 * population_factor(c));
+            (
+                10.0 * confidence * (0.2 * closeness + 0.8 * population_factor(c)),
+                c,
+            )
+        })
+        .collect();
+    raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    let scored = raw
+        .into_iter()
+        .filter_map(|(raw, c)| {
             clamp_score(raw).map(|score| Candidate {
                 city_id: c.id,
                 score,
@@ -212,19 +269,26 @@ fn valid(rtts: &[ProbeRtt]) -> Vec<ProbeRtt> {
         .collect()
 }
 
-/// CBG: the target is in every probe's disc; score the cities of the intersection by
-/// closeness to its centre (and population).
-pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
+/// The region every probe's disc allows: the cities in it, their centre on the sphere
+/// and the distance from the centre to the farthest of them (at least 10 km).
+#[derive(Debug, Clone)]
+pub struct Feasible<'w> {
+    pub cities: Vec<&'w City>,
+    pub centre: (f64, f64),
+    pub spread_km: f64,
+}
+
+/// The cities inside every probe's disc (CBG's intersection); `None` without RTTs, when
+/// the tightest disc is wider than a continent (5,000 km: a scan that says little), or
+/// when the discs share no city.
+pub fn feasible<'w>(world: &'w World, rtts: &[ProbeRtt]) -> Option<Feasible<'w>> {
     let rtts = valid(rtts);
-    let Some(tightest) = rtts.iter().min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms)) else {
-        return Vec::new();
-    };
-    // A disc wider than a continent says little; the intersection would be a scan.
+    let tightest = rtts.iter().min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))?;
     if tightest.radius_km() > 5000.0 {
-        return Vec::new();
+        return None;
     }
     let radius = tightest.radius_km().max(10.0);
-    let feasible: Vec<&City> = world
+    let cities: Vec<&City> = world
         .within(tightest.latitude, tightest.longitude, radius)
         .into_iter()
         .map(|(c, _)| c)
@@ -233,38 +297,56 @@ pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
                 .all(|r| r.distance_to(c.latitude, c.longitude) <= r.radius_km().max(10.0))
         })
         .collect();
-    if feasible.is_empty() {
-        return Vec::new();
-    }
-    // Centre of the feasible cities on the sphere.
     let mut v = [0.0; 3];
-    for c in &feasible {
+    for c in &cities {
         let u = geo::unit_vector(c.latitude, c.longitude);
         for k in 0..3 {
             v[k] += u[k];
         }
     }
     let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
-    if norm == 0.0 {
-        return Vec::new();
+    if cities.is_empty() || norm == 0.0 {
+        return None;
     }
-    let (clat, clon) = (
+    let centre = (
         (v[2] / norm).asin().to_degrees(),
         v[1].atan2(v[0]).to_degrees(),
     );
-    let spread = feasible
+    let spread_km = cities
         .iter()
-        .map(|c| geo::distance_km(clat, clon, c.latitude, c.longitude))
+        .map(|c| geo::distance_km(centre.0, centre.1, c.latitude, c.longitude))
         .fold(10.0_f64, f64::max);
-    let scored = feasible
+    Some(Feasible {
+        cities,
+        centre,
+        spread_km,
+    })
+}
+
+/// CBG: the target is in every probe's disc; score the cities of the intersection by
+/// closeness to its centre (and population). Within one integer score the order is
+/// the raw score's, so the best city is not left to the city id.
+pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
+    let Some(region) = feasible(world, rtts) else {
+        return Vec::new();
+    };
+    let (clat, clon) = region.centre;
+    let mut raw: Vec<(f64, &City)> = region
+        .cities
         .iter()
-        .filter_map(|c| {
-            let closeness = 1.0 - geo::distance_km(clat, clon, c.latitude, c.longitude) / spread;
-            clamp_score(10.0 * (0.6 * closeness + 0.4 * population_factor(c))).map(|score| {
-                Candidate {
-                    city_id: c.id,
-                    score,
-                }
+        .map(|c| {
+            let closeness =
+                1.0 - geo::distance_km(clat, clon, c.latitude, c.longitude) / region.spread_km;
+            (10.0 * (0.6 * closeness + 0.4 * population_factor(c)), *c)
+        })
+        .collect();
+    raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
+    let scored = raw
+        .into_iter()
+        .filter_map(|(raw, c)| {
+            clamp_score(raw).map(|score| Candidate {
+                city_id: c.id,
+                score,
             })
         })
         .collect();
@@ -383,6 +465,38 @@ impl Engine for Latency {
 pub(crate) mod tests {
     use super::*;
     use crate::world::tests::tiny;
+
+    /// Counts its readings.
+    struct Counting(std::sync::atomic::AtomicUsize);
+    impl RttSource for Counting {
+        fn rtts<'a>(&'a self, _ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>> {
+            async move {
+                let n = self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                Ok(vec![ProbeRtt {
+                    probe_id: n as u32,
+                    latitude: 0.0,
+                    longitude: 0.0,
+                    rtt_ms: 1.0,
+                }])
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn engines_asking_at_once_share_one_reading_until_it_expires() {
+        let inner = Arc::new(Counting(Default::default()));
+        let shared = SharedRtts::new(inner.clone(), std::time::Duration::from_millis(200));
+        let ip: IpAddr = "192.0.2.1".parse().expect("ip");
+        let (a, b, c) = tokio::join!(shared.rtts(ip), shared.rtts(ip), shared.rtts(ip));
+        let ids = |r: Result<Vec<ProbeRtt>, Error>| r.expect("rtts")[0].probe_id;
+        assert_eq!((ids(a), ids(b), ids(c)), (0, 0, 0));
+        let other: IpAddr = "192.0.2.2".parse().expect("ip");
+        assert_eq!(ids(shared.rtts(other).await), 1);
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        assert_eq!(ids(shared.rtts(ip).await), 2, "read again after the ttl");
+    }
 
     /// A probe at a city, with the RTT the speed of light in fibre allows plus `extra_ms`.
     pub(crate) fn probe_at(world: &World, id: u32, target: (f64, f64), extra_ms: f64) -> ProbeRtt {

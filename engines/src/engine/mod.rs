@@ -51,9 +51,11 @@ pub fn clamp_score(raw: f64) -> Option<u8> {
 }
 
 /// Keep the best score per city, drop zeros, sort best first and keep at most `limit`.
+/// The sort is stable: candidates with the same score keep the engine's order (an
+/// engine that ranks by a finer score lists them finest first).
 pub fn finish(mut candidates: Vec<Candidate>, limit: usize) -> Vec<Candidate> {
     candidates.retain(|c| (1..=10).contains(&c.score));
-    candidates.sort_by(|a, b| b.score.cmp(&a.score).then(a.city_id.cmp(&b.city_id)));
+    candidates.sort_by_key(|c| std::cmp::Reverse(c.score));
     let mut seen = std::collections::HashSet::new();
     candidates.retain(|c| seen.insert(c.city_id));
     candidates.truncate(limit);
@@ -76,6 +78,11 @@ mod tests {
         assert_eq!(
             finish(vec![c(1, 3), c(2, 0), c(1, 5), c(3, 9)], 2),
             vec![c(3, 9), c(1, 5)]
+        );
+        // Equal scores keep the engine's order.
+        assert_eq!(
+            finish(vec![c(9, 4), c(2, 4), c(5, 7), c(9, 1)], 10),
+            vec![c(5, 7), c(9, 4), c(2, 4)]
         );
     }
 }

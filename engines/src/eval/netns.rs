@@ -1,27 +1,56 @@
 //! The simulated world built out of network namespaces, with real pings.
 //!
 //! ```text
-//!   probe p (ns <prefix>-p<p>)  10.202.p.2 ─veth─ 10.202.p.1 ┐
-//!                                                            ├ hub (ns <prefix>-h), the "Internet"
-//!   target t (ns <prefix>-t<t>) 10.203.t.2 ─veth─ 10.203.t.1 ┘   routes 10.204.t.1 → 10.203.t.2
+//!   probe p (ns <prefix>-p<p>)  10.(128+p/256).(p%256).2 ─veth─ .1 ┐
+//!                                                                 ├ hub (ns <prefix>-h), the "Internet"
+//!   target t (ns <prefix>-t<t>) 10.203.t.2 ─veth─ 10.203.t.1      ┘   routes 10.204.t.1 → 10.203.t.2
 //!       └ TUN gtun0 ← 10.204.t.1: responder.py answers each echo after the ground-truth
 //!         RTT of the asking probe's path (this kernel has no sch_netem)
 //!   anycast 10.200.0.1: two target namespaces; the hub routes each probe to the nearer
-//!         one with `ip rule from <probe> to 10.205.0.1 lookup <site table>`
+//!         one with `ip rule from <probe> to 10.200.0.1 lookup <site table>`
 //! ```
 //!
-//! Every probe pings every target with the real probe binary (`vantage-probe measure
-//! --once`, RIPE Atlas ping JSON) or, without it, iputils `ping`; the minimum RTTs
-//! become the engines' input. Needs root; [`NetnsWorld::build`] says so otherwise.
+//! Probes ping targets with the real probe binary (`vantage-probe measure --once`, RIPE
+//! Atlas ping JSON) or, without it, iputils `ping`: every chosen probe every target
+//! ([`NetnsWorld::measure_from`]), or on demand ([`NetnsMeasurer`], the engines'
+//! `Measurer`). The minimum RTTs become the engines' input. Needs root;
+//! [`NetnsWorld::build`] says so otherwise.
 
 use std::io::{BufRead, BufReader, Write};
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 
+use futures::future::BoxFuture;
+use futures::FutureExt;
 use serde_json::json;
 
 use super::{Case, Placement, SimConfig};
+use crate::engine::active::Measurer;
 use crate::engine::latency::ProbeRtt;
+use crate::Error;
+
+/// Probes a world may have (four /16s of /24 links).
+pub const MAX_PROBES: usize = 1024;
+
+/// Probe `p`'s address; the hub's end of its link is the same /24 with `.1`.
+pub fn probe_addr(p: usize) -> Ipv4Addr {
+    let p = p.min(MAX_PROBES - 1);
+    Ipv4Addr::new(10, 128 + (p / 256) as u8, (p % 256) as u8, 2)
+}
+
+/// The MAC addresses of link `n` of a kind (0 probes, 1 target sites): the hub's end
+/// and the far end. Fixed, so every neighbour entry can be permanent: the kernel's ARP
+/// table is shared by all namespaces and overflows (1,024 entries by default) with
+/// hundreds of links, dropping pings; permanent entries do not count.
+fn link_macs(kind: u8, n: usize) -> (String, String) {
+    let (hi, lo) = ((n >> 8) as u8, n as u8);
+    (
+        format!("02:76:{kind:02x}:{hi:02x}:{lo:02x}:01"),
+        format!("02:76:{kind:02x}:{hi:02x}:{lo:02x}:02"),
+    )
+}
 
 /// The delaying echo responder run in every target namespace (Python, stdlib).
 pub const RESPONDER: &str = include_str!("responder.py");
@@ -33,7 +62,7 @@ pub enum HarnessError {
         "the namespace harness needs root (ip netns, TUN devices, raw sockets); run it as root"
     )]
     NotRoot,
-    #[error("{what}: at most 250 probes and 248 targets (one /24 each)")]
+    #[error("{what}: at most 1024 probes and 250 target sites (one /24 each)")]
     TooLarge { what: String },
     #[error("cannot run {cmd}: {source}")]
     Spawn {
@@ -129,6 +158,15 @@ pub struct NetnsWorld {
     namespaces: Vec<String>,
     responders: Vec<Child>,
     dir: PathBuf,
+    /// Every ping's measured − true RTT so far.
+    record: Mutex<Record>,
+}
+
+#[derive(Default)]
+struct Record {
+    diffs: Vec<f64>,
+    lost: usize,
+    worst: Option<(u32, String, f64, f64)>,
 }
 
 /// Measured RTT − ground truth, over every path (how faithful the harness is).
@@ -212,7 +250,7 @@ impl NetnsWorld {
             return Err(HarnessError::NotRoot);
         }
         let sites: usize = placement.targets.iter().map(|t| t.sites.len()).sum();
-        if placement.probes.len() > 250 || sites > 250 {
+        if placement.probes.len() > MAX_PROBES || sites > 250 {
             return Err(HarnessError::TooLarge {
                 what: format!("{} probes and {sites} target sites", placement.probes.len()),
             });
@@ -229,6 +267,7 @@ impl NetnsWorld {
             namespaces: Vec::new(),
             responders: Vec::new(),
             dir,
+            record: Mutex::default(),
         };
         w.wire()?;
         Ok(w)
@@ -270,12 +309,26 @@ impl NetnsWorld {
         self.namespaces = all;
         let mut h = vec!["link set lo up".to_owned()];
         for (p, ns) in probes.iter().enumerate() {
-            h.push(format!("link add p{p} type veth peer name eth0 netns {ns}"));
-            h.push(format!("addr add 10.202.{p}.1/24 dev p{p}"));
+            let hub_end = Ipv4Addr::from(u32::from(probe_addr(p)) - 1);
+            let (hub_mac, far_mac) = link_macs(0, p);
+            h.push(format!(
+                "link add p{p} address {hub_mac} type veth peer name eth0 address {far_mac} netns {ns}"
+            ));
+            h.push(format!("addr add {hub_end}/24 dev p{p}"));
+            h.push(format!(
+                "neigh add {} lladdr {far_mac} dev p{p} nud permanent",
+                probe_addr(p)
+            ));
             h.push(format!("link set p{p} up"));
         }
         for ((t, s, l), ns) in sites.iter().zip(&site_ns) {
-            h.push(format!("link add t{l} type veth peer name eth0 netns {ns}"));
+            let (hub_mac, far_mac) = link_macs(1, *l);
+            h.push(format!(
+                "link add t{l} address {hub_mac} type veth peer name eth0 address {far_mac} netns {ns}"
+            ));
+            h.push(format!(
+                "neigh add 10.203.{l}.2 lladdr {far_mac} dev t{l} nud permanent"
+            ));
             h.push(format!("addr add 10.203.{l}.1/24 dev t{l}"));
             h.push(format!("link set t{l} up"));
             let ip = self.placement.targets[*t].ip;
@@ -288,7 +341,8 @@ impl NetnsWorld {
                 for p in 0..probes.len() {
                     if self.placement.site_of[p][*t] == *s {
                         h.push(format!(
-                            "rule add from 10.202.{p}.2/32 to {ip}/32 lookup {table}"
+                            "rule add from {}/32 to {ip}/32 lookup {table}",
+                            probe_addr(p)
                         ));
                     }
                 }
@@ -304,13 +358,22 @@ impl NetnsWorld {
             "net.ipv4.ip_forward=1",
         ]))?;
         for (p, ns) in probes.iter().enumerate() {
+            let addr = probe_addr(p);
             ip_batch(
                 Some(ns),
                 &[
                     "link set lo up".to_owned(),
-                    format!("addr add 10.202.{p}.2/24 dev eth0"),
+                    format!("addr add {addr}/24 dev eth0"),
                     "link set eth0 up".to_owned(),
-                    format!("route add default via 10.202.{p}.1"),
+                    format!(
+                        "route add default via {}",
+                        Ipv4Addr::from(u32::from(addr) - 1)
+                    ),
+                    format!(
+                        "neigh add {} lladdr {} dev eth0 nud permanent",
+                        Ipv4Addr::from(u32::from(addr) - 1),
+                        link_macs(0, p).0
+                    ),
                 ],
             )?;
         }
@@ -322,11 +385,20 @@ impl NetnsWorld {
                     format!("addr add 10.203.{l}.2/24 dev eth0"),
                     "link set eth0 up".to_owned(),
                     format!("route add default via 10.203.{l}.1"),
+                    format!(
+                        "neigh add 10.203.{l}.1 lladdr {} dev eth0 nud permanent",
+                        link_macs(1, *l).0
+                    ),
                 ],
             )?;
             let delays: serde_json::Map<String, serde_json::Value> = (0..probes.len())
                 .filter(|&p| self.placement.site_of[p][*t] == *s)
-                .map(|p| (format!("10.202.{p}.2"), json!(self.placement.rtt_ms[p][*t])))
+                .map(|p| {
+                    (
+                        probe_addr(p).to_string(),
+                        json!(self.placement.rtt_ms[p][*t]),
+                    )
+                })
                 .collect();
             let conf = json!({
                 "dev": "gtun0",
@@ -412,73 +484,34 @@ impl NetnsWorld {
     /// Every probe pings every target; returns the engines' input, and how far the
     /// measured RTTs are from the ground truth.
     pub fn measure(&self) -> Result<(Vec<Case>, Fidelity), HarnessError> {
+        let all: Vec<usize> = (0..self.placement.probes.len()).collect();
+        let cases = self.measure_from(&all)?;
+        Ok((cases, self.fidelity()))
+    }
+
+    /// The given probes (indices into the placement) each ping every target, a few
+    /// probes at a time; returns the engines' input.
+    pub fn measure_from(&self, probes: &[usize]) -> Result<Vec<Case>, HarnessError> {
         let n_targets = self.placement.targets.len();
-        let probes = &self.placement.probes;
         let mut rtts: Vec<Vec<ProbeRtt>> = vec![Vec::new(); n_targets];
-        let mut diffs = Vec::new();
-        let mut lost = 0;
-        let mut worst: Option<(u32, String, f64, f64)> = None;
-        let ids: Vec<usize> = (0..probes.len()).collect();
-        for chunk in ids.chunks(self.opts.parallel.max(1)) {
-            let mut running = Vec::new();
-            for &p in chunk {
-                for t in 0..n_targets {
-                    running.push((p, t, self.spawn_ping(p, t)?));
-                }
-            }
-            for (p, t, child) in running {
-                let target = self.placement.targets[t].ip.to_string();
-                let out = child.wait_with_output().map_err(|e| HarnessError::Ping {
-                    probe: probes[p].id,
-                    target: target.clone(),
-                    reason: e.to_string(),
-                })?;
-                if !out.status.success() && matches!(self.opts.pinger, Pinger::Probe(_)) {
-                    return Err(HarnessError::Ping {
-                        probe: probes[p].id,
-                        target,
-                        reason: String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        for chunk in probes.chunks(self.opts.parallel.max(1)) {
+            let pairs: Vec<(usize, usize)> = chunk
+                .iter()
+                .flat_map(|&p| (0..n_targets).map(move |t| (p, t)))
+                .collect();
+            for (p, t, rtt) in self.ping_pairs(&pairs)? {
+                if let Some(rtt_ms) = rtt {
+                    let probe = &self.placement.probes[p];
+                    rtts[t].push(ProbeRtt {
+                        probe_id: probe.id,
+                        latitude: probe.latitude,
+                        longitude: probe.longitude,
+                        rtt_ms,
                     });
-                }
-                match self.min_rtt(&out.stdout) {
-                    Some(rtt) => {
-                        let truth = self.placement.rtt_ms[p][t];
-                        diffs.push(rtt - truth);
-                        if worst
-                            .as_ref()
-                            .is_none_or(|w| (w.2 - w.3).abs() < (rtt - truth).abs())
-                        {
-                            worst = Some((probes[p].id, target.clone(), rtt, truth));
-                        }
-                        rtts[t].push(ProbeRtt {
-                            probe_id: probes[p].id,
-                            latitude: probes[p].latitude,
-                            longitude: probes[p].longitude,
-                            rtt_ms: rtt,
-                        });
-                    }
-                    None => lost += 1,
                 }
             }
         }
-        diffs.sort_by(f64::total_cmp);
-        let q = |f: f64| {
-            if diffs.is_empty() {
-                f64::NAN
-            } else {
-                diffs[((diffs.len() - 1) as f64 * f).round() as usize]
-            }
-        };
-        let fidelity = Fidelity {
-            paths: diffs.len() + lost,
-            lost,
-            min_ms: q(0.0),
-            median_ms: q(0.5),
-            p95_ms: q(0.95),
-            max_ms: q(1.0),
-            worst,
-        };
-        let cases = self
+        Ok(self
             .placement
             .targets
             .iter()
@@ -487,12 +520,124 @@ impl NetnsWorld {
                 target: target.clone(),
                 rtts,
             })
-            .collect();
-        Ok((cases, fidelity))
+            .collect())
+    }
+
+    /// Ping every (probe, target) pair at once; the minimum RTT of each (`None`: all
+    /// lost), recorded against the ground truth.
+    fn ping_pairs(
+        &self,
+        pairs: &[(usize, usize)],
+    ) -> Result<Vec<(usize, usize, Option<f64>)>, HarnessError> {
+        let probes = &self.placement.probes;
+        let mut running = Vec::new();
+        for &(p, t) in pairs {
+            running.push((p, t, self.spawn_ping(p, t)?));
+        }
+        let mut out = Vec::new();
+        for (p, t, child) in running {
+            let target = self.placement.targets[t].ip.to_string();
+            let done = child.wait_with_output().map_err(|e| HarnessError::Ping {
+                probe: probes[p].id,
+                target: target.clone(),
+                reason: e.to_string(),
+            })?;
+            if !done.status.success() && matches!(self.opts.pinger, Pinger::Probe(_)) {
+                return Err(HarnessError::Ping {
+                    probe: probes[p].id,
+                    target,
+                    reason: String::from_utf8_lossy(&done.stderr).trim().to_owned(),
+                });
+            }
+            let rtt = self.min_rtt(&done.stdout);
+            if let Ok(mut rec) = self.record.lock() {
+                match rtt {
+                    Some(rtt) => {
+                        let truth = self.placement.rtt_ms[p][t];
+                        rec.diffs.push(rtt - truth);
+                        if rec
+                            .worst
+                            .as_ref()
+                            .is_none_or(|w| (w.2 - w.3).abs() < (rtt - truth).abs())
+                        {
+                            rec.worst = Some((probes[p].id, target, rtt, truth));
+                        }
+                    }
+                    None => rec.lost += 1,
+                }
+            }
+            out.push((p, t, rtt));
+        }
+        Ok(out)
+    }
+
+    /// Measured − true RTT over every ping so far.
+    pub fn fidelity(&self) -> Fidelity {
+        let (mut diffs, lost, worst) = match self.record.lock() {
+            Ok(rec) => (rec.diffs.clone(), rec.lost, rec.worst.clone()),
+            Err(_) => (Vec::new(), 0, None),
+        };
+        diffs.sort_by(f64::total_cmp);
+        let q = |f: f64| {
+            if diffs.is_empty() {
+                f64::NAN
+            } else {
+                diffs[((diffs.len() - 1) as f64 * f).round() as usize]
+            }
+        };
+        Fidelity {
+            paths: diffs.len() + lost,
+            lost,
+            min_ms: q(0.0),
+            median_ms: q(0.5),
+            p95_ms: q(0.95),
+            max_ms: q(1.0),
+            worst,
+        }
     }
 
     pub fn placement(&self) -> &Placement {
         &self.placement
+    }
+}
+
+/// On-demand pings in the namespaces: the engines' [`Measurer`] (active single-radius)
+/// over a [`NetnsWorld`].
+pub struct NetnsMeasurer(pub Arc<NetnsWorld>);
+
+impl Measurer for NetnsMeasurer {
+    fn ping<'a>(
+        &'a self,
+        ip: IpAddr,
+        probes: &'a [u32],
+    ) -> BoxFuture<'a, Result<Vec<(u32, f64)>, Error>> {
+        let lab = self.0.clone();
+        let probes = probes.to_vec();
+        async move {
+            let pl = &lab.placement;
+            let t = pl
+                .targets
+                .iter()
+                .position(|t| t.ip == ip)
+                .ok_or_else(|| Error::Engine(format!("{ip} is not a target of the world")))?;
+            let pairs: Vec<(usize, usize)> = probes
+                .iter()
+                .filter_map(|id| pl.probes.iter().position(|p| p.id == *id))
+                .map(|p| (p, t))
+                .collect();
+            let lab = lab.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                lab.ping_pairs(&pairs).map(|out| {
+                    out.into_iter()
+                        .filter_map(|(p, _, rtt)| Some((lab.placement.probes[p].id, rtt?)))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .await
+            .map_err(|e| Error::Engine(format!("pinging {ip}: {e}")))?;
+            done.map_err(|e| Error::Engine(e.to_string()))
+        }
+        .boxed()
     }
 }
 
@@ -524,6 +669,13 @@ pub fn parse_iputils_min(text: &str) -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_addresses() {
+        assert_eq!(probe_addr(0), Ipv4Addr::new(10, 128, 0, 2));
+        assert_eq!(probe_addr(300), Ipv4Addr::new(10, 129, 44, 2));
+        assert_eq!(probe_addr(MAX_PROBES - 1), Ipv4Addr::new(10, 131, 255, 2));
+    }
 
     #[test]
     fn iputils_summary() {
