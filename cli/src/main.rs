@@ -237,6 +237,17 @@ enum Command {
         /// Never measure for single-radius (no one-off ping Measurements); read stored RTTs only.
         #[arg(long)]
         no_active: bool,
+        /// On-demand pings per located address at most: the first from the probes the
+        /// hints point to, each further one from those nearest the region the RTTs allow.
+        #[arg(long, default_value_t = 2)]
+        active_rounds: usize,
+        /// Probes per on-demand ping.
+        #[arg(long, default_value_t = 10)]
+        active_probes: usize,
+        /// Stop measuring once a probe answers faster than this (ms); IPmap's 10 ms
+        /// bound of single-radius, lower for probes nearer the target.
+        #[arg(long, default_value_t = 10.0)]
+        active_enough_ms: f64,
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
@@ -429,12 +440,20 @@ async fn main() -> anyhow::Result<()> {
             no_kube,
             nats_url,
             no_active,
+            active_rounds,
+            active_probes,
+            active_enough_ms,
             cache_max_age_s,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
             cfg.kube_namespace = (!no_kube).then_some(namespace);
             cfg.nats_url = nats_url;
             cfg.active_measurement = !no_active;
+            cfg.active = vantage_engines::ActiveConfig {
+                rounds: active_rounds,
+                probes: active_probes,
+                enough_rtt_ms: active_enough_ms,
+            };
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {

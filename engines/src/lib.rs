@@ -90,6 +90,29 @@ pub struct Config {
     /// With Kubernetes and ClickHouse: single-radius measures (one-off ping
     /// Measurements in `kube_namespace`) when no stored RTT is under 10 ms.
     pub active_measurement: bool,
+    /// How much single-radius measures.
+    pub active: ActiveConfig,
+}
+
+/// How much active single-radius measures per located address.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ActiveConfig {
+    /// On-demand pings at most.
+    pub rounds: usize,
+    /// Probes per ping.
+    pub probes: usize,
+    /// Stop once a probe answers faster than this (ms).
+    pub enough_rtt_ms: f64,
+}
+
+impl Default for ActiveConfig {
+    fn default() -> Self {
+        Self {
+            rounds: 2,
+            probes: 10,
+            enough_rtt_ms: 10.0,
+        }
+    }
 }
 
 impl Config {
@@ -108,14 +131,18 @@ impl Config {
             kube_namespace: None,
             nats_url: None,
             active_measurement: true,
+            active: ActiveConfig::default(),
         }
     }
 }
 
 /// What engines are built from: the shared sources, once per process.
 pub struct Engines {
+    /// Stored RTTs (ClickHouse `results`).
     rtts: Arc<dyn engine::latency::RttSource>,
-    single_radius_rtts: Arc<dyn engine::latency::RttSource>,
+    /// What the latency engines read: the stored RTTs, or a source that measures on
+    /// demand, shared so that one locate measures once for all three.
+    measured_rtts: Arc<dyn engine::latency::RttSource>,
     rdns: Arc<dyn Engine>,
     crowd: Arc<engine::crowd::Crowdsourced>,
     nats: Option<async_nats::Client>,
@@ -131,7 +158,7 @@ impl Engines {
         engine_timeout: Duration,
     ) -> Self {
         Self {
-            single_radius_rtts: rtts.clone(),
+            measured_rtts: rtts.clone(),
             rtts,
             rdns,
             crowd,
@@ -147,13 +174,17 @@ impl Engines {
         self
     }
 
-    /// A different RTT source for single-radius (one that measures actively).
-    pub fn with_single_radius_rtts(mut self, rtts: Arc<dyn engine::latency::RttSource>) -> Self {
-        self.single_radius_rtts = rtts;
+    /// An RTT source that measures on demand (active single-radius) for the latency
+    /// engines: single-radius, CBG and anycast share each of its readings for a minute.
+    pub fn with_measured_rtts(mut self, rtts: Arc<dyn engine::latency::RttSource>) -> Self {
+        self.measured_rtts = Arc::new(engine::latency::SharedRtts::new(
+            rtts,
+            Duration::from_secs(60),
+        ));
         self
     }
 
-    /// The stored-RTT source (CBG, anycast).
+    /// The stored-RTT source.
     pub fn rtts(&self) -> Arc<dyn engine::latency::RttSource> {
         self.rtts.clone()
     }
@@ -196,12 +227,15 @@ impl Engines {
             }
             ("single-radius", None, None) => Arc::new(Latency::new(
                 LatencyKind::SingleRadius,
-                self.single_radius_rtts.clone(),
+                self.measured_rtts.clone(),
             )),
-            ("latency", None, None) => Arc::new(Latency::new(LatencyKind::Cbg, self.rtts.clone())),
-            ("anycast", None, None) => {
-                Arc::new(Latency::new(LatencyKind::Anycast, self.rtts.clone()))
+            ("latency", None, None) => {
+                Arc::new(Latency::new(LatencyKind::Cbg, self.measured_rtts.clone()))
             }
+            ("anycast", None, None) => Arc::new(Latency::new(
+                LatencyKind::Anycast,
+                self.measured_rtts.clone(),
+            )),
             ("reverse-dns", None, None) => self.rdns.clone(),
             ("crowdsourced", None, None) => self.crowd.clone(),
             (other, None, None) => {
@@ -316,16 +350,20 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                 &ch.url,
                 &ch.database,
             )?);
-            let measurer = Arc::new(engine::active::KubeMeasurer::new(
-                client.clone(),
-                namespace,
-                results,
-            ));
+            let measurer = engine::active::KubeMeasurer::new(client.clone(), namespace, results);
+            // Every round may wait for its results, plus the time to create and schedule.
+            let measuring_for = (measurer.wait + Duration::from_secs(30))
+                * u32::try_from(config.active.rounds.max(1)).unwrap_or(u32::MAX);
+            let measurer = Arc::new(measurer);
             let crowd: Arc<dyn Engine> = engines.crowd();
-            let active =
+            let mut active =
                 engine::active::ActiveRtts::new(engines.rtts(), directory, measurer, world.clone())
                     .with_hint_engines(vec![engines.rdns(), crowd]);
-            engines = engines.with_single_radius_rtts(Arc::new(active));
+            active.rounds = config.active.rounds;
+            active.probes_per_request = config.active.probes;
+            active.enough_rtt_ms = config.active.enough_rtt_ms;
+            active.timeout = measuring_for;
+            engines = engines.with_measured_rtts(Arc::new(active));
         }
     }
     // With Kubernetes the set comes from GeolocationEngine resources (empty until listed);
