@@ -248,6 +248,10 @@ enum Command {
         /// bound of single-radius, lower for probes nearer the target.
         #[arg(long, default_value_t = 10.0)]
         active_enough_ms: f64,
+        /// A BGP prefix → origin ASN dump (pyasn `ipasn.dat` or CAIDA prefix2as):
+        /// single-radius then asks probes in the target's ASN first.
+        #[arg(long)]
+        asn_table: Option<std::path::PathBuf>,
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
@@ -443,6 +447,7 @@ async fn main() -> anyhow::Result<()> {
             active_rounds,
             active_probes,
             active_enough_ms,
+            asn_table,
             cache_max_age_s,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
@@ -454,6 +459,7 @@ async fn main() -> anyhow::Result<()> {
                 probes: active_probes,
                 enough_rtt_ms: active_enough_ms,
             };
+            cfg.asn_table = asn_table;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {

@@ -1,7 +1,7 @@
 //! Accuracy of the geolocation engines on a simulated world (see `vantage_engines::eval`).
 //!
 //!     cargo run --release -p vantage-engines --example geo_eval -- [--netns] [--near=KM] [--seed=N]
-//!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [probes] [targets] [noise_ms]
+//!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [--packets=N] [probes] [targets] [noise_ms]
 //!
 //! In process by default; `--netns` builds the world out of network namespaces (root)
 //! and has the probes really ping the targets (`make geo-eval`). Measuring is IPmap's
@@ -35,6 +35,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--per-round" => plan.per_round = value.parse()?,
             "--rounds" => plan.rounds = value.parse()?,
             "--enough-ms" => plan.enough_rtt_ms = value.parse()?,
+            "--packets" => cfg.packets = value.parse()?,
             other => return Err(format!("unknown flag {other}").into()),
         }
     }
@@ -95,7 +96,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             fidelity.max_ms,
             fidelity.lost
         );
-        println!("worst path: {:?}", fidelity.worst);
+        println!(
+            "worst path: {:?}; the emulation's own round trip, subtracted: {:.3} ms",
+            fidelity.worst,
+            lab.overhead_ms()
+        );
         report
     } else {
         simulate(world, rules, &cfg).await

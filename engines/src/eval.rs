@@ -106,7 +106,7 @@ impl Default for SimConfig {
             detour: (1.0, 1.3),
             noise_ms: 0.5,
             jitter_ms: 0.2,
-            packets: 3,
+            packets: crate::engine::active::GEO_PING_PACKETS,
             ptr_share: 0.5,
             anycast: true,
             near_probe_km: None,
@@ -722,7 +722,7 @@ async fn score(
 ) -> Report {
     let located: Vec<Located> = futures::stream::iter(targets)
         .map(|t| loc.locate(t.ip, None))
-        .buffered(8)
+        .buffered(4)
         .collect()
         .await;
     let mut truths = Vec::new();

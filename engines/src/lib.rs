@@ -3,6 +3,7 @@
 //! ([`reducer`]) and an HTTP API ([`api`]). See `docs/GEOLOCATION.md`.
 
 pub mod api;
+pub mod asn;
 pub mod cache;
 pub mod engine;
 pub mod eval;
@@ -92,6 +93,9 @@ pub struct Config {
     pub active_measurement: bool,
     /// How much single-radius measures.
     pub active: ActiveConfig,
+    /// A BGP prefix → origin ASN dump (pyasn or CAIDA prefix2as; `asn::PrefixTable`):
+    /// single-radius then asks probes in the target's ASN before the hinted countries.
+    pub asn_table: Option<std::path::PathBuf>,
 }
 
 /// How much active single-radius measures per located address.
@@ -132,6 +136,7 @@ impl Config {
             nats_url: None,
             active_measurement: true,
             active: ActiveConfig::default(),
+            asn_table: None,
         }
     }
 }
@@ -363,6 +368,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             active.probes_per_request = config.active.probes;
             active.enough_rtt_ms = config.active.enough_rtt_ms;
             active.timeout = measuring_for;
+            if let Some(path) = &config.asn_table {
+                let table = asn::PrefixTable::load(path)?;
+                tracing::info!(routes = table.len(), path = %path.display(), "ASN table loaded");
+                active = active.with_asn_lookup(Arc::new(table));
+            }
             engines = engines.with_measured_rtts(Arc::new(active));
         }
     }

@@ -60,11 +60,13 @@ async fn engines_locate_the_targets_of_a_small_namespace_world() {
     drop(lab);
     eprintln!("namespace world ({fidelity:?}):\n{}", measured.table());
 
-    // The pings measured the paths: nothing lost, never faster than the ground truth
-    // (the speed of light), and close to it.
+    // The pings measured the paths: nothing lost, and close to the ground truth. The
+    // emulation's own round trip is calibrated and subtracted, so an RTT may come out a
+    // little faster than the ground truth, but by less than the engines' smallest disc
+    // (10 km, 0.1 ms).
     assert_eq!(fidelity.lost, 0, "{fidelity:?}");
     assert!(
-        fidelity.min_ms >= -0.05 && fidelity.median_ms <= 1.0,
+        fidelity.min_ms >= -0.1 && fidelity.median_ms <= 0.5,
         "measured RTTs stray from the ground truth: {fidelity:?}"
     );
     // On demand, not all pairs: anchors plus at most three rounds of 20.

@@ -349,6 +349,10 @@ impl MeasurementResults for ClickHouseMeasurementResults {
     }
 }
 
+/// Packets per on-demand ping: the engines use the minimum RTT, and the minimum of five
+/// filters queueing on a busy probe or path better than RIPE's default three.
+pub const GEO_PING_PACKETS: u32 = 5;
+
 /// The one-off ping a `Measurement` resource asks for.
 pub fn ping_measurement(
     name: &str,
@@ -369,7 +373,7 @@ pub fn ping_measurement(
             "type": "ping",
             "af": if ip.is_ipv4() { 4 } else { 6 },
             "target": ip.to_string(),
-            "packets": 3,
+            "packets": GEO_PING_PACKETS,
             "description": format!("single-radius geolocation of {ip}"),
             "is_oneoff": true,
             "probes": [{"type": "probes", "value": ids.join(","), "requested": probes.len()}],

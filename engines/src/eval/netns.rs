@@ -3,7 +3,7 @@
 //! ```text
 //!   probe p (ns <prefix>-p<p>)  10.(128+p/256).(p%256).2 ─veth─ .1 ┐
 //!                                                                 ├ hub (ns <prefix>-h), the "Internet"
-//!   target t (ns <prefix>-t<t>) 10.203.t.2 ─veth─ 10.203.t.1      ┘   routes 10.204.t.1 → 10.203.t.2
+//!   site l (ns <prefix>-t<l>)   10.(132+l/256).(l%256).2 ─veth─ .1 ┘   routes target t's 10.204.t.1 → its site
 //!       └ TUN gtun0 ← 10.204.t.1: responder.py answers each echo after the ground-truth
 //!         RTT of the asking probe's path (this kernel has no sch_netem)
 //!   anycast 10.200.0.1: two target namespaces; the hub routes each probe to the nearer
@@ -31,8 +31,18 @@ use crate::engine::active::Measurer;
 use crate::engine::latency::ProbeRtt;
 use crate::Error;
 
-/// Probes a world may have (four /16s of /24 links).
+/// The delay (ms) at which the hub calibrates the emulation's own round trip.
+const CALIBRATION_MS: f64 = 5.0;
+
+/// Probes a world may have (four /16s of /24 links), and target sites likewise.
 pub const MAX_PROBES: usize = 1024;
+pub const MAX_SITES: usize = 1024;
+
+/// Host `host` (1: the hub, 2: the site) of target site `l`'s link.
+fn site_addr(l: usize, host: u8) -> Ipv4Addr {
+    let l = l.min(MAX_SITES - 1);
+    Ipv4Addr::new(10, 132 + (l / 256) as u8, (l % 256) as u8, host)
+}
 
 /// Probe `p`'s address; the hub's end of its link is the same /24 with `.1`.
 pub fn probe_addr(p: usize) -> Ipv4Addr {
@@ -62,7 +72,7 @@ pub enum HarnessError {
         "the namespace harness needs root (ip netns, TUN devices, raw sockets); run it as root"
     )]
     NotRoot,
-    #[error("{what}: at most 1024 probes and 250 target sites (one /24 each)")]
+    #[error("{what}: at most 1024 probes and 1024 target sites (one /24 each)")]
     TooLarge { what: String },
     #[error("cannot run {cmd}: {source}")]
     Spawn {
@@ -160,6 +170,8 @@ pub struct NetnsWorld {
     dir: PathBuf,
     /// Every ping's measured − true RTT so far.
     record: Mutex<Record>,
+    /// The emulation's own round trip, subtracted from every measured RTT.
+    overhead_ms: f64,
 }
 
 #[derive(Default)]
@@ -250,7 +262,7 @@ impl NetnsWorld {
             return Err(HarnessError::NotRoot);
         }
         let sites: usize = placement.targets.iter().map(|t| t.sites.len()).sum();
-        if placement.probes.len() > MAX_PROBES || sites > 250 {
+        if placement.probes.len() > MAX_PROBES || sites > MAX_SITES {
             return Err(HarnessError::TooLarge {
                 what: format!("{} probes and {sites} target sites", placement.probes.len()),
             });
@@ -268,6 +280,7 @@ impl NetnsWorld {
             responders: Vec::new(),
             dir,
             record: Mutex::default(),
+            overhead_ms: 0.0,
         };
         w.wire()?;
         Ok(w)
@@ -327,17 +340,21 @@ impl NetnsWorld {
                 "link add t{l} address {hub_mac} type veth peer name eth0 address {far_mac} netns {ns}"
             ));
             h.push(format!(
-                "neigh add 10.203.{l}.2 lladdr {far_mac} dev t{l} nud permanent"
+                "neigh add {} lladdr {far_mac} dev t{l} nud permanent",
+                site_addr(*l, 2)
             ));
-            h.push(format!("addr add 10.203.{l}.1/24 dev t{l}"));
+            h.push(format!("addr add {}/24 dev t{l}", site_addr(*l, 1)));
             h.push(format!("link set t{l} up"));
             let ip = self.placement.targets[*t].ip;
             if self.placement.targets[*t].sites.len() == 1 {
-                h.push(format!("route add {ip}/32 via 10.203.{l}.2"));
+                h.push(format!("route add {ip}/32 via {}", site_addr(*l, 2)));
             } else {
                 // Anycast: a routing table per site; each probe's rule picks its site.
                 let table = 1000 + l;
-                h.push(format!("route add {ip}/32 via 10.203.{l}.2 table {table}"));
+                h.push(format!(
+                    "route add {ip}/32 via {} table {table}",
+                    site_addr(*l, 2)
+                ));
                 for p in 0..probes.len() {
                     if self.placement.site_of[p][*t] == *s {
                         h.push(format!(
@@ -382,16 +399,17 @@ impl NetnsWorld {
                 Some(ns),
                 &[
                     "link set lo up".to_owned(),
-                    format!("addr add 10.203.{l}.2/24 dev eth0"),
+                    format!("addr add {}/24 dev eth0", site_addr(*l, 2)),
                     "link set eth0 up".to_owned(),
-                    format!("route add default via 10.203.{l}.1"),
+                    format!("route add default via {}", site_addr(*l, 1)),
                     format!(
-                        "neigh add 10.203.{l}.1 lladdr {} dev eth0 nud permanent",
+                        "neigh add {} lladdr {} dev eth0 nud permanent",
+                        site_addr(*l, 1),
                         link_macs(1, *l).0
                     ),
                 ],
             )?;
-            let delays: serde_json::Map<String, serde_json::Value> = (0..probes.len())
+            let mut delays: serde_json::Map<String, serde_json::Value> = (0..probes.len())
                 .filter(|&p| self.placement.site_of[p][*t] == *s)
                 .map(|p| {
                     (
@@ -400,6 +418,9 @@ impl NetnsWorld {
                     )
                 })
                 .collect();
+            // The hub's pings are answered after CALIBRATION_MS: what it measures beyond
+            // that is the emulation's own round trip (calibrate).
+            delays.insert(site_addr(*l, 1).to_string(), json!(CALIBRATION_MS));
             let conf = json!({
                 "dev": "gtun0",
                 "addrs": [self.placement.targets[*t].ip.to_string()],
@@ -431,14 +452,56 @@ impl NetnsWorld {
                 return Err(HarnessError::Responder { ns: ns.clone() });
             }
         }
+        self.overhead_ms = self.calibrate(&hub)?;
         Ok(())
+    }
+
+    /// The emulation's own round trip (veth hops, TUN, the responder): the minimum of
+    /// 50 pings from the hub to each of up to three unicast targets, less their
+    /// configured delay. (Not at zero delay: the responder wakes early for a delayed
+    /// reply and spins to its time, but an immediate reply waits for a thread wake-up
+    /// that delayed ones never see.)
+    /// Subtracted from every measured RTT, so that a path measures its ground truth
+    /// plus jitter and load, not plus the harness; being the minimum, it never takes an
+    /// RTT below the ground truth.
+    fn calibrate(&self, hub: &str) -> Result<f64, HarnessError> {
+        let mut best = f64::INFINITY;
+        for target in self
+            .placement
+            .targets
+            .iter()
+            .filter(|t| t.sites.len() == 1)
+            .take(3)
+        {
+            let out = Command::new("nsenter")
+                .arg(format!("--net=/run/netns/{hub}"))
+                .args(["ping", "-n", "-q", "-i", "0.01", "-W", "1", "-c", "50"])
+                .arg(target.ip.to_string())
+                .output()
+                .map_err(|source| HarnessError::Spawn {
+                    cmd: format!("calibration ping to {}", target.ip),
+                    source,
+                })?;
+            if let Some(min) = parse_iputils_min(&String::from_utf8_lossy(&out.stdout)) {
+                best = best.min(min - CALIBRATION_MS);
+            }
+        }
+        Ok(if best.is_finite() { best.max(0.0) } else { 0.0 })
+    }
+
+    /// What [`calibrate`](Self::calibrate) found, in ms.
+    pub fn overhead_ms(&self) -> f64 {
+        self.overhead_ms
     }
 
     fn spawn_ping(&self, p: usize, t: usize) -> Result<Child, HarnessError> {
         let ns = self.ns(&format!("p{p}"));
         let ip = self.placement.targets[t].ip.to_string();
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns]);
+        // nsenter joins only the network namespace: `ip netns exec` also unshares a
+        // mount namespace and remounts /sys for every ping, which loads the machine
+        // (and so the RTTs) when hundreds run at once.
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{ns}"));
         match &self.opts.pinger {
             Pinger::Probe(bin) => {
                 let def = self.dir.join(format!("p{p}-t{t}.json"));
@@ -549,7 +612,9 @@ impl NetnsWorld {
                     reason: String::from_utf8_lossy(&done.stderr).trim().to_owned(),
                 });
             }
-            let rtt = self.min_rtt(&done.stdout);
+            let rtt = self
+                .min_rtt(&done.stdout)
+                .map(|ms| (ms - self.overhead_ms).max(0.0));
             if let Ok(mut rec) = self.record.lock() {
                 match rtt {
                     Some(rtt) => {
