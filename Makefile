@@ -49,8 +49,8 @@ demo: setup build
 	$(STACK) up
 	cd e2e && $(PY) demo.py; rc=$$?; cd .. && $(STACK) down; exit $$rc
 
-## geo-eval: geolocation accuracy on a simulated world in network namespaces (root):
-## every probe pings every target; prints per engine and the reducer (docs/GEOLOCATION.md)
+## geo-eval: geolocation accuracy on a simulated world in network namespaces (root): 800 probes,
+## 100 targets, anchors + on-demand pings as IPmap; prints per engine and the reducer (docs/GEOLOCATION.md)
 geo-eval:
 	cargo run -q --release -p vantage-engines --example geo_eval -- --netns $(GEO_EVAL_ARGS)
 

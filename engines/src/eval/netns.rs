@@ -31,8 +31,9 @@ use crate::engine::active::Measurer;
 use crate::engine::latency::ProbeRtt;
 use crate::Error;
 
-/// The delay (ms) at which the hub calibrates the emulation's own round trip.
-const CALIBRATION_MS: f64 = 5.0;
+/// Left of the calibrated round trip, so that subtracting it keeps RTTs at or above
+/// the ground truth when the calibration met a slower moment than later pings.
+const CALIBRATION_MARGIN_MS: f64 = 0.02;
 
 /// Probes a world may have (four /16s of /24 links), and target sites likewise.
 pub const MAX_PROBES: usize = 1024;
@@ -409,7 +410,7 @@ impl NetnsWorld {
                     ),
                 ],
             )?;
-            let mut delays: serde_json::Map<String, serde_json::Value> = (0..probes.len())
+            let delays: serde_json::Map<String, serde_json::Value> = (0..probes.len())
                 .filter(|&p| self.placement.site_of[p][*t] == *s)
                 .map(|p| {
                     (
@@ -418,9 +419,6 @@ impl NetnsWorld {
                     )
                 })
                 .collect();
-            // The hub's pings are answered after CALIBRATION_MS: what it measures beyond
-            // that is the emulation's own round trip (calibrate).
-            delays.insert(site_addr(*l, 1).to_string(), json!(CALIBRATION_MS));
             let conf = json!({
                 "dev": "gtun0",
                 "addrs": [self.placement.targets[*t].ip.to_string()],
@@ -452,41 +450,55 @@ impl NetnsWorld {
                 return Err(HarnessError::Responder { ns: ns.clone() });
             }
         }
-        self.overhead_ms = self.calibrate(&hub)?;
+        self.overhead_ms = self.calibrate()?;
         Ok(())
     }
 
-    /// The emulation's own round trip (veth hops, TUN, the responder): the minimum of
-    /// 50 pings from the hub to each of up to three unicast targets, less their
-    /// configured delay. (Not at zero delay: the responder wakes early for a delayed
-    /// reply and spins to its time, but an immediate reply waits for a thread wake-up
-    /// that delayed ones never see.)
-    /// Subtracted from every measured RTT, so that a path measures its ground truth
-    /// plus jitter and load, not plus the harness; being the minimum, it never takes an
-    /// RTT below the ground truth.
-    fn calibrate(&self, hub: &str) -> Result<f64, HarnessError> {
-        let mut best = f64::INFINITY;
-        for target in self
-            .placement
-            .targets
-            .iter()
-            .filter(|t| t.sites.len() == 1)
+    /// The emulation's own round trip (veth hops, TUN, the responder): three probes
+    /// each ping three unicast targets 30 times at once (10 ms apart); the least
+    /// excess of a minimum RTT over its path's ground truth, less
+    /// [`CALIBRATION_MARGIN_MS`]. Subtracted from every measured RTT, so that a path
+    /// measures its ground truth plus jitter and load, not plus the harness.
+    fn calibrate(&self) -> Result<f64, HarnessError> {
+        let unicast: Vec<usize> = (0..self.placement.targets.len())
+            .filter(|&t| self.placement.targets[t].sites.len() == 1)
             .take(3)
-        {
-            let out = Command::new("nsenter")
-                .arg(format!("--net=/run/netns/{hub}"))
-                .args(["ping", "-n", "-q", "-i", "0.01", "-W", "1", "-c", "50"])
-                .arg(target.ip.to_string())
-                .output()
+            .collect();
+        let mut running = Vec::new();
+        for p in 0..self.placement.probes.len().min(3) {
+            for &t in &unicast {
+                let ip = self.placement.targets[t].ip;
+                let child = Command::new("nsenter")
+                    .arg(format!("--net=/run/netns/{}", self.ns(&format!("p{p}"))))
+                    .args(["ping", "-n", "-q", "-i", "0.01", "-W", "1", "-c", "30"])
+                    .arg(ip.to_string())
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .map_err(|source| HarnessError::Spawn {
+                        cmd: format!("calibration ping to {ip}"),
+                        source,
+                    })?;
+                running.push((p, t, child));
+            }
+        }
+        let mut best = f64::INFINITY;
+        for (p, t, child) in running {
+            let out = child
+                .wait_with_output()
                 .map_err(|source| HarnessError::Spawn {
-                    cmd: format!("calibration ping to {}", target.ip),
+                    cmd: "calibration ping".into(),
                     source,
                 })?;
             if let Some(min) = parse_iputils_min(&String::from_utf8_lossy(&out.stdout)) {
-                best = best.min(min - CALIBRATION_MS);
+                best = best.min(min - self.placement.rtt_ms[p][t]);
             }
         }
-        Ok(if best.is_finite() { best.max(0.0) } else { 0.0 })
+        Ok(if best.is_finite() {
+            (best - CALIBRATION_MARGIN_MS).max(0.0)
+        } else {
+            0.0
+        })
     }
 
     /// What [`calibrate`](Self::calibrate) found, in ms.
