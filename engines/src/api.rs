@@ -171,10 +171,18 @@ pub struct Api {
     crowd: Option<Arc<Crowdsourced>>,
     cache: Mutex<HashMap<String, (Instant, Arc<Located>)>>,
     store: Option<Arc<dyn AnswerStore>>,
+    /// Answers being written to the store in the background.
+    writes: Mutex<tokio::task::JoinSet<()>>,
+    /// Room for background writes; when it is full a locate writes before it answers
+    /// (backpressure instead of an unbounded queue).
+    write_room: Arc<tokio::sync::Semaphore>,
     cache_max_age: Duration,
     max_batch: usize,
     metrics: Metrics,
 }
+
+/// Answer-store writes in flight at most.
+const MAX_PENDING_WRITES: usize = 256;
 
 impl Api {
     pub fn new(
@@ -239,6 +247,8 @@ impl Api {
             crowd,
             cache: Mutex::new(HashMap::new()),
             store: None,
+            writes: Mutex::new(tokio::task::JoinSet::new()),
+            write_room: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
             cache_max_age,
             max_batch,
             metrics,
@@ -265,7 +275,7 @@ impl Api {
 
     /// The cache key of an answer, without the address: the engine set's fingerprint
     /// and the `?engines=` filter.
-    fn cache_key(&self, only: Option<&HashSet<String>>) -> String {
+    pub fn cache_key(&self, only: Option<&HashSet<String>>) -> String {
         let filter = match only {
             Some(set) => {
                 let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
@@ -321,13 +331,46 @@ impl Api {
         if failed == 0 {
             self.remember(mem_key, Instant::now(), answer.clone());
             if let Some(store) = &self.store {
-                if let Err(e) = store.put(&key, &answer, now_ms()).await {
-                    self.metrics.store_errors.inc();
-                    tracing::warn!(%ip, error = %e, "answer store write failed");
-                }
+                self.store_answer(store.clone(), key, answer.clone()).await;
             }
         }
         answer
+    }
+
+    /// Write an answer to the store in the background (one ClickHouse INSERT is ~40 ms,
+    /// which a locate need not wait for); inline when [`MAX_PENDING_WRITES`] are in
+    /// flight.
+    async fn store_answer(&self, store: Arc<dyn AnswerStore>, key: String, answer: Arc<Located>) {
+        let errors = self.metrics.store_errors.clone();
+        let write = async move {
+            if let Err(e) = store.put(&key, &answer, now_ms()).await {
+                errors.inc();
+                tracing::warn!(ip = %answer.ip, error = %e, "answer store write failed");
+            }
+        };
+        match self.write_room.clone().try_acquire_owned() {
+            Ok(permit) => {
+                if let Ok(mut writes) = self.writes.lock() {
+                    while writes.try_join_next().is_some() {}
+                    writes.spawn(async move {
+                        write.await;
+                        drop(permit);
+                    });
+                    return;
+                }
+                write.await;
+            }
+            Err(_) => write.await,
+        }
+    }
+
+    /// Wait for the background answer-store writes started so far.
+    pub async fn flush(&self) {
+        let mut pending = match self.writes.lock() {
+            Ok(mut writes) => std::mem::take(&mut *writes),
+            Err(_) => return,
+        };
+        while pending.join_next().await.is_some() {}
     }
 
     fn remember(&self, key: String, at: Instant, answer: Arc<Located>) {

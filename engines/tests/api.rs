@@ -450,3 +450,78 @@ async fn crowdsourced_reports_reach_the_engine() {
     .await;
     assert_eq!(v["locations"][0]["cityName"], "Amsterdam", "{v}");
 }
+
+/// A store whose writes take 300 ms.
+struct SlowStore(vantage_engines::cache::MemoryAnswers);
+
+impl vantage_engines::cache::AnswerStore for SlowStore {
+    fn get<'a>(
+        &'a self,
+        ip: IpAddr,
+        key: &'a str,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Option<vantage_engines::cache::Cached>, vantage_engines::Error>,
+    > {
+        self.0.get(ip, key)
+    }
+    fn put<'a>(
+        &'a self,
+        key: &'a str,
+        answer: &'a vantage_engines::reducer::Located,
+        answered_ms: u64,
+    ) -> futures::future::BoxFuture<'a, Result<(), vantage_engines::Error>> {
+        Box::pin(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            self.0.put(key, answer, answered_ms).await
+        })
+    }
+    fn forget(
+        &self,
+        ip: IpAddr,
+        at_ms: u64,
+    ) -> futures::future::BoxFuture<'_, Result<(), vantage_engines::Error>> {
+        self.0.forget(ip, at_ms)
+    }
+}
+
+#[tokio::test]
+async fn answers_are_stored_in_the_background_and_flush_waits_for_them() {
+    use vantage_engines::cache::AnswerStore;
+    let world = World::embedded().expect("world");
+    let rtts = StaticRtts(
+        [(
+            ip(TARGET),
+            vec![ProbeRtt {
+                probe_id: 1,
+                latitude: 50.11,
+                longitude: 8.68,
+                rtt_ms: 0.3,
+            }],
+        )]
+        .into(),
+    );
+    let engines = Latency::all(Arc::new(rtts));
+    let store = Arc::new(SlowStore(Default::default()));
+    let mut registry = prometheus_client::registry::Registry::default();
+    let api = Api::new(
+        Locator::new(world, engines, Duration::from_secs(5)),
+        None,
+        Duration::from_secs(3600),
+        100,
+        &mut registry,
+    )
+    .with_answer_store(store.clone());
+    let started = std::time::Instant::now();
+    let answer = api.locate(ip(TARGET), None).await;
+    assert!(!answer.scored.is_empty());
+    assert!(
+        started.elapsed() < Duration::from_millis(250),
+        "the locate waited for the store: {:?}",
+        started.elapsed()
+    );
+    let key = api.cache_key(None);
+    assert!(store.get(ip(TARGET), &key).await.expect("get").is_none());
+    api.flush().await;
+    assert!(store.get(ip(TARGET), &key).await.expect("get").is_some());
+}

@@ -202,19 +202,28 @@ async fn answers_are_cached_in_clickhouse_until_their_max_age() {
         .with_answer_store(store.clone())
     };
     let ip: IpAddr = "193.0.14.129".parse().expect("ip");
-    let first = api(Duration::from_secs(3600)).locate(ip, None).await;
+    // Locate, then wait for the answer's background write, as a long-lived API would.
+    let locate = |max_age: Duration, only: Option<std::collections::HashSet<String>>| {
+        let api = api(max_age);
+        async move {
+            let answer = api.locate(ip, only.as_ref()).await;
+            api.flush().await;
+            answer
+        }
+    };
+    let first = locate(Duration::from_secs(3600), None).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(first.scored[0].city_id, 2759794);
 
-    let again = api(Duration::from_secs(3600)).locate(ip, None).await;
+    let again = locate(Duration::from_secs(3600), None).await;
     assert_eq!(runs.load(Ordering::SeqCst), 1, "answered from ClickHouse");
     assert_eq!(again, first);
 
     // Older than the max age: located (measured) again, and stored anew.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    api(Duration::from_secs(1)).locate(ip, None).await;
+    locate(Duration::from_secs(1), None).await;
     assert_eq!(runs.load(Ordering::SeqCst), 2, "stale answer located again");
-    api(Duration::from_secs(1)).locate(ip, None).await;
+    locate(Duration::from_secs(1), None).await;
     assert_eq!(runs.load(Ordering::SeqCst), 2, "the new answer is fresh");
 
     // A forget (accepted crowdsourced report) makes stored answers stale.
@@ -222,7 +231,7 @@ async fn answers_are_cached_in_clickhouse_until_their_max_age() {
         .forget(ip, vantage_engines::cache::now_ms() + 1)
         .await
         .expect("forget");
-    api(Duration::from_secs(3600)).locate(ip, None).await;
+    locate(Duration::from_secs(3600), None).await;
     assert_eq!(
         runs.load(Ordering::SeqCst),
         3,
@@ -231,7 +240,7 @@ async fn answers_are_cached_in_clickhouse_until_their_max_age() {
 
     // Another engine filter is another key.
     let only: std::collections::HashSet<String> = ["counting".to_owned()].into();
-    api(Duration::from_secs(3600)).locate(ip, Some(&only)).await;
+    locate(Duration::from_secs(3600), Some(only)).await;
     assert_eq!(runs.load(Ordering::SeqCst), 4);
 
     let client = clickhouse::Client::default().with_url(&url);
