@@ -17,8 +17,10 @@ pub struct Choice {
     pub reason: String,
 }
 
-/// A heartbeat older than this is a controller that is down.
-pub const HEARTBEAT_STALE_MS: i64 = 10_000;
+/// A heartbeat older than this is a controller that is down: three missed beats
+/// (controllers beat every 2 s). Longer kept handing a killed controller to probes
+/// whose reconnect backoff then grew past the failover time (an e2e flake at 10 s).
+pub const HEARTBEAT_STALE_MS: i64 = 6_000;
 
 /// Pick a controller: never a draining, full or silent one; prefer one whose regions
 /// include the probe's country; then the lowest load (connected / capacity); then name.
