@@ -215,6 +215,16 @@ class Cluster:
         self.start_controller(i)
         wait_for(f"ctl-{i} /healthz", lambda: self._healthy(f"ctl-{i}"), timeout=60)
 
+    def start_engines(self, namespace: str, *extra: str):
+        """`vantage engines` following GeolocationEngine resources in `namespace`, on
+        ports of its own (`self.ports["engines"]`); returns once /healthz answers."""
+        self.ports["engines"] = free_port()
+        self.ports["engines-metrics"] = free_port()
+        self.start("engines", [str(BIN / "vantage"), "engines", "--namespace", namespace,
+                               "--listen", f"127.0.0.1:{self.ports['engines']}",
+                               "--metrics-addr", f"127.0.0.1:{self.ports['engines-metrics']}", *extra])
+        wait_for("engines /healthz", lambda: self._healthy("engines"), timeout=60)
+
     def _healthy(self, name: str) -> bool:
         p = self.procs[name]
         if p.poll() is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, connected_probe, free_port, running_cluster, wait_for  # noqa: E402
+from vantage_e2e import connected_probe, running_cluster, wait_for  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the target address goes on loopback")
 
@@ -48,13 +48,7 @@ def test_a_probe_in_the_targets_asn_is_asked_to_ping_and_its_rtt_locates_the_tar
         pid = connected_probe(c, country="NL", asn=ASN)
         table = c.tmp / "ipasn.dat"
         table.write_text(f"; pyasn\n193.0.14.0/24\t{ASN}\n")
-        c.ports["engines"] = free_port()
-        c.ports["engines-metrics"] = free_port()
-        c.start("engines", [str(BIN / "vantage"), "engines", "--namespace", ns,
-                            "--listen", f"127.0.0.1:{c.ports['engines']}",
-                            "--metrics-addr", f"127.0.0.1:{c.ports['engines-metrics']}",
-                            "--asn-table", str(table), "--active-rounds", "1"])
-        wait_for("engines /healthz", lambda: c._healthy("engines"), timeout=60)
+        c.start_engines(ns, "--asn-table", str(table), "--active-rounds", "1")
         wait_for("the single-radius resource Ready", lambda: any(
             cond["type"] == "Ready" and cond["status"] == "True"
             for cond in c.get("geolocationengine", "single-radius", ns).get("status", {}).get("conditions", [])),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, ROOT, Cluster, free_port, wait_for  # noqa: E402
+from vantage_e2e import BIN, ROOT, Cluster, wait_for  # noqa: E402
 
 AMSTERDAM = 2759794
 TARGET = "193.0.14.129"
@@ -52,12 +52,7 @@ def geo():
             engine("nowhere", ns, engine="external"),
         ]:
             c.kubectl_apply(obj)
-        c.ports["engines"] = free_port()
-        c.ports["engines-metrics"] = free_port()
-        c.start("engines", [str(BIN / "vantage"), "engines", "--namespace", ns,
-                            "--listen", f"127.0.0.1:{c.ports['engines']}",
-                            "--metrics-addr", f"127.0.0.1:{c.ports['engines-metrics']}"])
-        wait_for("engines /healthz", lambda: c._healthy("engines"), timeout=60)
+        c.start_engines(ns)
         c.ns = ns
         yield c
     finally:

@@ -146,6 +146,40 @@ pub struct Placement {
     pub site_of: Vec<Vec<usize>>,
 }
 
+impl Placement {
+    /// The index of the target with this address.
+    pub fn target_index(&self, ip: IpAddr) -> Result<usize, Error> {
+        self.targets
+            .iter()
+            .position(|t| t.ip == ip)
+            .ok_or_else(|| Error::Engine(format!("{ip} is not a target of the world")))
+    }
+
+    /// The indices of these probe ids (unknown ids are left out).
+    pub fn probe_indices(&self, ids: &[u32]) -> Vec<usize> {
+        ids.iter()
+            .filter_map(|id| self.probes.iter().position(|p| p.id == *id))
+            .collect()
+    }
+}
+
+/// The extra delay the engines see from per-packet jitter: the least of `packets` draws.
+fn min_jitter(rng: &mut Rng, jitter_ms: f64, packets: u32) -> f64 {
+    (0..packets.max(1))
+        .map(|_| jitter_ms * rng.unit())
+        .fold(f64::INFINITY, f64::min)
+}
+
+/// The cases' RTTs as a fixed table.
+fn static_rtts(cases: &[Case]) -> StaticRtts {
+    StaticRtts(
+        cases
+            .iter()
+            .map(|c| (c.target.ip, c.rtts.clone()))
+            .collect(),
+    )
+}
+
 /// What the engines get for one target.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Case {
@@ -450,9 +484,7 @@ pub fn simulated_cases(placement: &Placement, cfg: &SimConfig) -> Vec<Case> {
                 .iter()
                 .enumerate()
                 .map(|(p, probe)| {
-                    let jitter = (0..cfg.packets.max(1))
-                        .map(|_| cfg.jitter_ms * rng.unit())
-                        .fold(f64::INFINITY, f64::min);
+                    let jitter = min_jitter(&mut rng, cfg.jitter_ms, cfg.packets);
                     ProbeRtt {
                         probe_id: probe.id,
                         latitude: probe.latitude,
@@ -495,39 +527,30 @@ fn accuracy(engine: &str, world: &World, truths: &[u32], answers: &[Option<u32>]
     }
 }
 
-/// A locator over fixed RTTs and PTR names with the built-in measuring engines,
-/// every one enabled with weight 1.
-pub fn locator(world: Arc<World>, rules: Rules, cases: &[Case]) -> Locator {
-    let rtts: Arc<StaticRtts> = Arc::new(StaticRtts(
-        cases
-            .iter()
-            .map(|c| (c.target.ip, c.rtts.clone()))
-            .collect::<HashMap<_, _>>(),
-    ));
-    let targets: Vec<TargetSite> = cases.iter().map(|c| c.target.clone()).collect();
-    let ptr = static_ptr(&targets);
+/// A locator with the built-in measuring engines over `rtts` and the targets' PTR
+/// names, every one enabled with weight 1.
+fn locator(
+    world: Arc<World>,
+    rules: Rules,
+    rtts: Arc<dyn RttSource>,
+    targets: &[TargetSite],
+) -> Locator {
     let mut engines = Latency::all(rtts);
-    let others: Vec<(Arc<dyn Engine>, EngineConfig)> = vec![(
-        Arc::new(ReverseDns::new(rules, ptr)),
+    engines.push((
+        Arc::new(ReverseDns::new(rules, static_ptr(targets))),
         EngineConfig::new("reverse-dns", 1.0, true),
-    )];
-    engines.extend(others);
-    Locator::new(world, engines, Duration::from_secs(30))
+    ));
+    Locator::new(world, engines, Duration::from_secs(120))
 }
 
 /// Run the engines and the reducer over the cases and score them against the truth.
 /// Unicast targets make the accuracy table; anycast targets (several sites) are
 /// reported apart.
 pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report {
-    let loc = locator(world.clone(), rules, cases);
-    let rtts = StaticRtts(
-        cases
-            .iter()
-            .map(|c| (c.target.ip, c.rtts.clone()))
-            .collect(),
-    );
+    let rtts = Arc::new(static_rtts(cases));
     let targets: Vec<TargetSite> = cases.iter().map(|c| c.target.clone()).collect();
-    score(&world, &loc, &targets, &rtts).await
+    let loc = locator(world.clone(), rules, rtts.clone(), &targets);
+    score(&world, &loc, &targets, rtts.as_ref()).await
 }
 
 /// Evaluate with on-demand measurement: `stored` holds the anchors' RTTs; the latency
@@ -542,20 +565,18 @@ pub async fn evaluate_active(
     measurer: Arc<dyn Measurer>,
     plan: &ActivePlan,
 ) -> Report {
-    let stored = Arc::new(StaticRtts(
-        stored
-            .iter()
-            .map(|c| (c.target.ip, c.rtts.clone()))
-            .collect(),
+    // Reverse DNS hints where to measure, as in the engine service.
+    let hint: Arc<dyn Engine> = Arc::new(ReverseDns::new(
+        rules.clone(),
+        static_ptr(&placement.targets),
     ));
-    let rdns: Arc<dyn Engine> = Arc::new(ReverseDns::new(rules, static_ptr(&placement.targets)));
     let mut active = ActiveRtts::new(
-        stored,
+        Arc::new(static_rtts(stored)),
         directory(&world, placement),
         measurer,
         world.clone(),
     )
-    .with_hint_engines(vec![rdns.clone()]);
+    .with_hint_engines(vec![hint]);
     active.probes_per_request = plan.per_round;
     active.rounds = plan.rounds;
     active.enough_rtt_ms = plan.enough_rtt_ms;
@@ -563,9 +584,7 @@ pub async fn evaluate_active(
         Arc::new(active),
         Duration::from_secs(24 * 3600),
     ));
-    let mut engines = Latency::all(shared.clone());
-    engines.push((rdns, EngineConfig::new("reverse-dns", 1.0, true)));
-    let loc = Locator::new(world.clone(), engines, Duration::from_secs(120));
+    let loc = locator(world.clone(), rules, shared.clone(), &placement.targets);
     score(&world, &loc, &placement.targets, shared.as_ref()).await
 }
 
@@ -674,22 +693,16 @@ impl Measurer for SimMeasurer {
     ) -> BoxFuture<'a, Result<Vec<(u32, f64)>, Error>> {
         async move {
             let pl = &self.placement;
-            let t = pl
-                .targets
-                .iter()
-                .position(|t| t.ip == ip)
-                .ok_or_else(|| Error::Engine(format!("{ip} is not a target of the world")))?;
+            let t = pl.target_index(ip)?;
             let mut rng = self
                 .rng
                 .lock()
                 .map_err(|_| Error::Engine("simulator lock poisoned".into()))?;
-            Ok(probes
-                .iter()
-                .filter_map(|id| pl.probes.iter().position(|p| p.id == *id))
+            Ok(pl
+                .probe_indices(probes)
+                .into_iter()
                 .map(|p| {
-                    let jitter = (0..self.packets.max(1))
-                        .map(|_| self.jitter_ms * rng.unit())
-                        .fold(f64::INFINITY, f64::min);
+                    let jitter = min_jitter(&mut rng, self.jitter_ms, self.packets);
                     (pl.probes[p].id, pl.rtt_ms[p][t] + jitter)
                 })
                 .collect())

@@ -640,6 +640,29 @@ mod tests {
         asked: Mutex<Vec<Vec<u32>>>,
     }
 
+    impl Physics {
+        /// The RTTs of these probes (of `probes()`).
+        fn rtts(&self, ids: &[u32]) -> Vec<ProbeRtt> {
+            let all = probes();
+            ids.iter()
+                .filter_map(|id| all.iter().find(|p| p.id == *id))
+                .map(|p| {
+                    let km = self
+                        .sites
+                        .iter()
+                        .map(|s| geo::distance_km(p.latitude, p.longitude, s.0, s.1))
+                        .fold(f64::INFINITY, f64::min);
+                    ProbeRtt {
+                        probe_id: p.id,
+                        latitude: p.latitude,
+                        longitude: p.longitude,
+                        rtt_ms: km / geo::KM_PER_MS_RTT + 0.1,
+                    }
+                })
+                .collect()
+        }
+    }
+
     impl Measurer for Physics {
         fn ping<'a>(
             &'a self,
@@ -649,43 +672,17 @@ mod tests {
             if let Ok(mut a) = self.asked.lock() {
                 a.push(probes.to_vec());
             }
-            let all = self::probes();
-            let out = probes
-                .iter()
-                .filter_map(|id| all.iter().find(|p| p.id == *id))
-                .map(|p| {
-                    let km = self
-                        .sites
-                        .iter()
-                        .map(|s| geo::distance_km(p.latitude, p.longitude, s.0, s.1))
-                        .fold(f64::INFINITY, f64::min);
-                    (p.id, km / geo::KM_PER_MS_RTT + 0.1)
-                })
+            let out = self
+                .rtts(probes)
+                .into_iter()
+                .map(|r| (r.probe_id, r.rtt_ms))
                 .collect();
             async move { Ok(out) }.boxed()
         }
     }
 
     fn stored_from(ip: IpAddr, m: &Physics, ids: &[u32]) -> StaticRtts {
-        let all = probes();
-        let rtts = ids
-            .iter()
-            .filter_map(|id| all.iter().find(|p| p.id == *id))
-            .map(|p| {
-                let km = m
-                    .sites
-                    .iter()
-                    .map(|s| geo::distance_km(p.latitude, p.longitude, s.0, s.1))
-                    .fold(f64::INFINITY, f64::min);
-                ProbeRtt {
-                    probe_id: p.id,
-                    latitude: p.latitude,
-                    longitude: p.longitude,
-                    rtt_ms: km / geo::KM_PER_MS_RTT + 0.1,
-                }
-            })
-            .collect();
-        StaticRtts([(ip, rtts)].into())
+        StaticRtts([(ip, m.rtts(ids))].into())
     }
 
     #[tokio::test]

@@ -205,7 +205,7 @@ fn score_disc_with_confidence(
     if inside.is_empty() {
         inside.extend(world.nearest(lat, lon));
     }
-    let mut raw: Vec<(f64, &City)> = inside
+    let raw: Vec<(f64, &City)> = inside
         .into_iter()
         .map(|(c, d)| {
             // Infrastructure density (population here) ranks first, as in IPmap; the
@@ -217,6 +217,12 @@ fn score_disc_with_confidence(
             )
         })
         .collect();
+    rank(raw, limit)
+}
+
+/// Cities with raw scores as candidates, best first: integer scores, but in the raw
+/// order within one integer (then by id), so the best city is not left to the id.
+fn rank(mut raw: Vec<(f64, &City)>, limit: usize) -> Vec<Candidate> {
     raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
     let scored = raw
         .into_iter()
@@ -327,8 +333,7 @@ pub fn feasible<'w>(world: &'w World, rtts: &[ProbeRtt]) -> Option<Feasible<'w>>
 /// closeness to its centre, population, and the share of the region's people living
 /// in the city's country. The last decides a region across a border for the country
 /// that holds most of it (on the simulated world: country +0.6 points, within 40 km
-/// +1.6 points, docs/GEOLOCATION.md). Within one integer score the order is the raw
-/// score's, so the best city is not left to the city id.
+/// +1.6 points, docs/GEOLOCATION.md).
 pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
     let Some(region) = feasible(world, rtts) else {
         return Vec::new();
@@ -339,7 +344,7 @@ pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
         *people.entry(c.country.as_str()).or_default() += f64::from(c.population);
     }
     let total: f64 = people.values().sum::<f64>().max(1.0);
-    let mut raw: Vec<(f64, &City)> = region
+    let raw: Vec<(f64, &City)> = region
         .cities
         .iter()
         .map(|c| {
@@ -352,17 +357,7 @@ pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
             )
         })
         .collect();
-    raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-    let scored = raw
-        .into_iter()
-        .filter_map(|(raw, c)| {
-            clamp_score(raw).map(|score| Candidate {
-                city_id: c.id,
-                score,
-            })
-        })
-        .collect();
-    finish(scored, 30)
+    rank(raw, 30)
 }
 
 /// Whether two probes' RTTs cannot both hold for one place (sum of radii < distance).

@@ -692,14 +692,10 @@ impl Measurer for NetnsMeasurer {
         let probes = probes.to_vec();
         async move {
             let pl = &lab.placement;
-            let t = pl
-                .targets
-                .iter()
-                .position(|t| t.ip == ip)
-                .ok_or_else(|| Error::Engine(format!("{ip} is not a target of the world")))?;
-            let pairs: Vec<(usize, usize)> = probes
-                .iter()
-                .filter_map(|id| pl.probes.iter().position(|p| p.id == *id))
+            let t = pl.target_index(ip)?;
+            let pairs: Vec<(usize, usize)> = pl
+                .probe_indices(&probes)
+                .into_iter()
                 .map(|p| (p, t))
                 .collect();
             let lab = lab.clone();
