@@ -252,6 +252,10 @@ enum Command {
         /// single-radius then asks probes in the target's ASN first.
         #[arg(long)]
         asn_table: Option<std::path::PathBuf>,
+        /// An RIR statistics file (`delegated-<rir>-extended-latest`; repeat for each
+        /// RIR): the `registry` engine and a country hint for single-radius.
+        #[arg(long = "registry-file")]
+        registry_files: Vec<std::path::PathBuf>,
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
@@ -448,6 +452,7 @@ async fn main() -> anyhow::Result<()> {
             active_probes,
             active_enough_ms,
             asn_table,
+            registry_files,
             cache_max_age_s,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
@@ -460,6 +465,7 @@ async fn main() -> anyhow::Result<()> {
                 enough_rtt_ms: active_enough_ms,
             };
             cfg.asn_table = asn_table;
+            cfg.registry_files = registry_files;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {

@@ -583,6 +583,29 @@ def test_api_tls_and_engine_values(all_cases: dict[str, list[dict[str, Any]]]) -
     assert {'vantage-api', 'vantage-engines'} <= monitors
 
 
+def test_engine_data_files_come_from_a_volume(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    docs = all_cases['full']
+    pod = pod_spec(one(docs, 'Deployment', 'measure-engines'))
+    (e,) = pod['containers']
+    data = '/var/lib/vantage/geo'
+    assert e['args'][-3:] == [f'--registry-file={data}/delegated-ripencc-extended-latest',
+                              f'--registry-file={data}/delegated-arin-extended-latest',
+                              f'--asn-table={data}/ipasn.dat']
+    assert e['volumeMounts'] == [{'name': 'geo-data', 'mountPath': data, 'readOnly': True}]
+    assert pod['volumes'] == [{'name': 'geo-data', 'persistentVolumeClaim': {'claimName': 'geo-data'}}]
+    # registry files turn the `registry` resource on, with its weight from values
+    geo = {g['metadata']['name']: g['spec'] for g in by_kind(docs, 'GeolocationEngine')}
+    assert list(geo) == BUILTIN_ENGINES + ['registry']
+    assert geo['registry'] == {'engine': 'registry', 'weight': 1.5, 'enabled': True}
+    # files without a volume to read them from: refused, saying what to set
+    with pytest.raises(Exception) as err:
+        render.render({'engines': {'data': {'registryFiles': ['delegated-ripencc-extended-latest']}}})
+    assert 'set engines.data.volume' in str(err.value), str(err.value)
+    with pytest.raises(helm.HelmValuesError) as bad:
+        render.render({'engines': {'data': {'asnTable': '/etc/ipasn.dat', 'volume': {'emptyDir': {}}}}})
+    assert '/engines/data/asnTable' in str(bad.value), str(bad.value)
+
+
 def test_notes_tell_how_to_make_an_api_key() -> None:
     text = render.notes(None)
     assert 'vantage.dev/api-key=true' in text and 'create secret generic' in text

@@ -43,6 +43,11 @@ def geo():
                               stdout=subprocess.PIPE, text=True)
         http_port = int(py.stdout.readline().split()[1])
         assert py.stdout.readline().strip() == f"nats {subject}"
+        # RIR statistics as RIPE NCC publishes them: the target's /24 is registered in NL.
+        rir = c.tmp / "delegated-ripencc-extended-latest"
+        rir.write_text("2|ripencc|1732147199|3|19830705|20241120|+0100\n"
+                       "ripencc|*|ipv4|*|1|summary\n"
+                       "ripencc|NL|ipv4|193.0.14.0|256|19970324|assigned|x\n")
         for obj in [
             engine("cbg", ns, engine="latency"),
             engine("crowd", ns, engine="crowdsourced", weight=0.5),
@@ -50,9 +55,12 @@ def geo():
             engine("py-nats", ns, engine="external", nats_subject=subject),
             engine("bogus", ns, engine="geoip"),
             engine("nowhere", ns, engine="external"),
+            engine("rir", ns, engine="registry"),
         ]:
             c.kubectl_apply(obj)
-        c.start_engines(ns)
+        # Resources and external engines only: no on-demand pings (the registry's NL hint
+        # would pick the NL probes other tests left in the stand-in).
+        c.start_engines(ns, "--no-active", "--registry-file", str(rir))
         c.ns = ns
         yield c
     finally:
@@ -78,7 +86,7 @@ def partial_names(c: Cluster, ip: str = TARGET) -> list[str]:
 
 
 def test_enabled_resources_are_the_engine_set(geo):
-    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "py-nats"]
+    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "py-nats", "registry"]
     good = geo.get("geolocationengine", "py-http", geo.ns)
     assert condition(good, "Ready")["status"] == "True", good
     assert condition(good, "Invalid")["status"] == "False"
@@ -102,10 +110,24 @@ def test_python_engines_score_in_partials_and_the_reducer(geo):
     assert status == 200, body
     best = body["locations"][0]
     assert best["id"] == AMSTERDAM
-    # weight 2 × 8 (HTTP) + weight 1 × 8 (NATS)
-    assert best["score"] == 24.0, best
+    # weight 2 × 8 (HTTP) + weight 1 × 8 (NATS) + 3 for "registered in NL"
+    assert best["score"] == 27.0, best
     assert best["contributions"]["py-http"] == {"score": 8, "weight": 2.0}
     assert best["contributions"]["py-nats"] == {"score": 8, "weight": 1.0}
+    assert best["contributions"]["registry"] == {"score": 3, "weight": 1.0}
+
+
+def test_the_registry_votes_for_a_country(geo):
+    status, body = get(geo, f"/api/v1/locate/{TARGET}/partials/registry")
+    assert status == 200, body
+    part = body["partial"]
+    assert part["scope"] == "country" and part["error"] is None, part
+    # one candidate standing for the Netherlands: its most populous city
+    (loc,) = part["locations"]
+    assert loc["countryCodeAlpha2"] == "NL" and loc["score"] == 3, loc
+    # an address in no registered range: nothing
+    status, body = get(geo, "/api/v1/locate/9.9.9.9/partials/registry")
+    assert status == 200 and body["partial"]["locations"] == [], body
 
 
 def test_bad_replies_are_dropped_and_counted(geo):
@@ -123,7 +145,7 @@ def test_bad_replies_are_dropped_and_counted(geo):
 def test_disabling_a_resource_takes_it_out(geo):
     geo.kubectl_apply(engine("py-nats", geo.ns, engine="external", nats_subject="geo.unused", enabled=False))
     wait_for("py-nats out of /partials", lambda: "py-nats" not in partial_names(geo), timeout=30)
-    assert partial_names(geo) == ["crowdsourced", "latency", "py-http"]
+    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "registry"]
     cond = wait_for("py-nats Disabled", lambda: condition(geo.get("geolocationengine", "py-nats", geo.ns), "Ready").get("reason") == "Disabled")
     assert cond
     # ?engines= still runs a disabled engine by name (nobody answers on its new subject).
@@ -131,6 +153,6 @@ def test_disabling_a_resource_takes_it_out(geo):
     assert status == 200 and [p["engine"] for p in body["partials"]] == ["py-nats"], body
     assert body["partials"][0]["error"], body
     geo.kubectl("delete", "geolocationengine", "py-http", "-n", geo.ns)
-    wait_for("py-http gone", lambda: partial_names(geo) == ["crowdsourced", "latency"], timeout=30)
+    wait_for("py-http gone", lambda: partial_names(geo) == ["crowdsourced", "latency", "registry"], timeout=30)
     status, body = get(geo, f"/api/v1/locate/{TARGET}/partials/py-http")
     assert status == 400 and body["error"] == "unknown_engine", body

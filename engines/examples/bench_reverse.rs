@@ -1,6 +1,7 @@
 //! Benchmarks for docs/BENCHMARKS.md:
 //! reverse-nearest-city lookups per second (R-tree vs a linear scan over the same
-//! dataset), and locate latency through the HTTP router (uncached with fixture
+//! dataset), registered-country lookups (RIR statistics: load time, binary search vs a
+//! linear scan), and locate latency through the HTTP router (uncached with fixture
 //! engines, cached p50/p99, batch throughput for 10k cached addresses).
 //!
 //! With `CLICKHOUSE_URL` set, also locate answered from the ClickHouse answer store
@@ -37,6 +38,76 @@ impl Rng {
         let lon = 360.0 * self.unit() - 180.0;
         (lat, lon)
     }
+}
+
+/// All five RIRs' statistics hold about 300,000 IPv4 and 150,000 IPv6 records: load a
+/// file of that size in their format and look addresses up.
+fn registry_bench(rng: &mut Rng) -> Result<(), Box<dyn std::error::Error>> {
+    use vantage_engines::registry::Delegations;
+    const CC: &[&str] = &["NL", "DE", "US", "JP", "BR", "ZA", "IN", "AU"];
+    let mut text = String::from("2|bench|1|450000|19830705|20261122|+0000\n");
+    let mut ranges: Vec<(u32, u32)> = Vec::new();
+    let mut at: u32 = 0x0100_0000;
+    for i in 0..300_000u32 {
+        let count = 256u32 << (rng.next() % 6);
+        text.push_str(&format!(
+            "ripencc|{}|ipv4|{}|{count}|20100712|allocated|x\n",
+            CC[i as usize % CC.len()],
+            Ipv4Addr::from(at)
+        ));
+        ranges.push((at, at + (count - 1)));
+        at += count + 256 * (rng.next() % 4) as u32;
+    }
+    for i in 0..150_000u128 {
+        let prefix = 0x2001_0000_0000_0000_0000_0000_0000_0000u128 + (i << 96);
+        text.push_str(&format!(
+            "ripencc|{}|ipv6|{}|32|20100712|allocated|x\n",
+            CC[i as usize % CC.len()],
+            std::net::Ipv6Addr::from(prefix)
+        ));
+    }
+    let t = Instant::now();
+    let d = Delegations::parse(&text, "bench")?;
+    let load = t.elapsed();
+    let span = at - 0x0100_0000;
+    let ips: Vec<IpAddr> = (0..1_000_000)
+        .map(|_| {
+            IpAddr::V4(Ipv4Addr::from(
+                0x0100_0000 + (rng.next() % u64::from(span)) as u32,
+            ))
+        })
+        .collect();
+    let t = Instant::now();
+    let found = ips.iter().filter(|ip| d.country(**ip).is_some()).count();
+    let search_rate = ips.len() as f64 / t.elapsed().as_secs_f64();
+    let linear_n = 2_000;
+    let t = Instant::now();
+    let mut disagreements = 0;
+    for ip in &ips[..linear_n] {
+        let IpAddr::V4(a) = ip else { continue };
+        let a = u32::from(*a);
+        let linear = ranges.iter().any(|r| r.0 <= a && a <= r.1);
+        if linear != d.country(*ip).is_some() {
+            disagreements += 1;
+        }
+    }
+    let linear_rate = linear_n as f64 / t.elapsed().as_secs_f64();
+    println!(
+        "registry: {} records ({:.1} MB of RIR statistics) parsed in {:.0} ms",
+        d.len(),
+        text.len() as f64 / 1e6,
+        load.as_secs_f64() * 1e3
+    );
+    println!(
+        "registry lookup, binary search: {search_rate:>12.0} lookups/s ({found} of {} in a range)",
+        ips.len()
+    );
+    println!("registry lookup, linear scan:   {linear_rate:>12.0} lookups/s ({linear_n} addresses, {disagreements} disagreements)");
+    println!(
+        "ratio binary search / linear scan: {:>9.0}x",
+        search_rate / linear_rate
+    );
+    Ok(())
 }
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
@@ -88,6 +159,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "ratio R-tree / linear scan:        {:>12.0}x",
         tree_rate / linear_rate
     );
+
+    // Registered country (RIR statistics): load, then binary search vs a linear scan.
+    registry_bench(&mut rng)?;
 
     // Locate through the router, with fixture engines (no network, no ClickHouse).
     let n = 10_000u32;

@@ -1,12 +1,14 @@
 //! Accuracy of the geolocation engines on a simulated world (see `vantage_engines::eval`).
 //!
 //!     cargo run --release -p vantage-engines --example geo_eval -- [--netns] [--near=KM] [--seed=N]
-//!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [--packets=N] [probes] [targets] [noise_ms]
+//!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [--packets=N]
+//!         [--registry=SHARE|off] [probes] [targets] [noise_ms]
 //!
 //! In process by default; `--netns` builds the world out of network namespaces (root)
 //! and has the probes really ping the targets (`make geo-eval`). Measuring is IPmap's
 //! by default: anchors ping every target, the rest is measured on demand
-//! (`--all-pairs`: every probe pings every target).
+//! (`--all-pairs`: every probe pings every target). `--registry` is the share of targets
+//! registered in their own country (0.95 by default; `off`: no `registry` engine).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -36,6 +38,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--rounds" => plan.rounds = value.parse()?,
             "--enough-ms" => plan.enough_rtt_ms = value.parse()?,
             "--packets" => cfg.packets = value.parse()?,
+            "--registry" => {
+                cfg.registry_accuracy = match value {
+                    "off" => None,
+                    share => Some(share.parse()?),
+                }
+            }
             other => return Err(format!("unknown flag {other}").into()),
         }
     }

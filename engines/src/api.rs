@@ -563,7 +563,7 @@ fn partial_json(api: &Api, p: &crate::reducer::Partial) -> Value {
             }))
         })
         .collect();
-    json!({"engine": p.engine, "weight": p.weight, "error": p.error, "locations": cities})
+    json!({"engine": p.engine, "weight": p.weight, "scope": p.scope, "error": p.error, "locations": cities})
 }
 
 async fn partials(

@@ -26,13 +26,21 @@ use futures::{FutureExt, StreamExt};
 use crate::engine::active::{ActiveRtts, Measurer, ProbeDirectory, ProbeInfo};
 use crate::engine::latency::{Latency, ProbeRtt, RttSource, SharedRtts, StaticRtts};
 use crate::engine::rdns::{ReverseDns, Rules, StaticPtr};
+use crate::engine::registry::Registry;
 use crate::engine::Engine;
 use crate::reducer::{EngineConfig, Located, Locator};
+use crate::registry::Delegations;
 use crate::world::{City, World};
 use crate::{geo, Error};
 
 /// The engines evaluated, in report order; the reducer comes last.
-pub const ENGINES: &[&str] = &["single-radius", "latency", "anycast", "reverse-dns"];
+pub const ENGINES: &[&str] = &[
+    "single-radius",
+    "latency",
+    "anycast",
+    "reverse-dns",
+    "registry",
+];
 
 /// The simulated world's knobs.
 #[derive(Debug, Clone)]
@@ -51,6 +59,10 @@ pub struct SimConfig {
     pub packets: u32,
     /// Share of targets whose PTR name carries the airport code of their city.
     pub ptr_share: f64,
+    /// Share of targets registered (RIR statistics) in the country they are in; the
+    /// rest half in the nearest foreign country (a neighbour's network), half in a
+    /// holder's seat abroad (US, GB, DE, NL, …). `None`: no `registry` engine.
+    pub registry_accuracy: Option<f64>,
     /// Add one anycast target: the same address at two far-apart sites.
     pub anycast: bool,
     /// Draw targets only among cities within this distance of a probe: a dense probe
@@ -108,6 +120,7 @@ impl Default for SimConfig {
             jitter_ms: 0.2,
             packets: crate::engine::active::GEO_PING_PACKETS,
             ptr_share: 0.5,
+            registry_accuracy: Some(0.95),
             anycast: true,
             near_probe_km: None,
             measuring: Measuring::Active(ActivePlan::default()),
@@ -131,6 +144,8 @@ pub struct TargetSite {
     pub ip: IpAddr,
     pub sites: Vec<u32>,
     pub ptr: Vec<String>,
+    /// The country its address is registered in (RIR statistics).
+    pub registered: Option<String>,
 }
 
 /// Where everything is and the ground-truth RTT of every path.
@@ -224,6 +239,8 @@ pub struct Miss {
     pub nearest_probe_rtt_ms: f64,
     /// Probes whose RTTs the engines had.
     pub probes: usize,
+    /// The country the address is registered in, when the world has a registry.
+    pub registered: Option<String>,
 }
 
 /// The evaluation of one world.
@@ -284,14 +301,18 @@ impl Report {
         ));
         for m in &self.misses {
             s.push_str(&format!(
-                "miss {}: {} -> {} ({:.0} km); nearest of {} probes {:.0} km away at {:.2} ms\n",
+                "miss {}: {} -> {} ({:.0} km); nearest of {} probes {:.0} km away at {:.2} ms{}\n",
                 m.ip,
                 m.truth,
                 m.answer,
                 m.error_km,
                 m.probes,
                 m.nearest_probe_km,
-                m.nearest_probe_rtt_ms
+                m.nearest_probe_rtt_ms,
+                m.registered
+                    .as_ref()
+                    .map(|cc| format!("; registered in {cc}"))
+                    .unwrap_or_default()
             ));
         }
         s
@@ -392,6 +413,7 @@ pub fn place(world: &World, cfg: &SimConfig) -> Placement {
                 ip: target_ip(t),
                 sites: vec![c.id],
                 ptr,
+                registered: None,
             },
             vec![c],
         ));
@@ -403,10 +425,14 @@ pub fn place(world: &World, cfg: &SimConfig) -> Placement {
                     ip: ANYCAST_IP,
                     sites: sites.iter().map(|c| c.id).collect(),
                     ptr: Vec::new(),
+                    registered: None,
                 },
                 sites,
             ));
         }
+    }
+    if let Some(accuracy) = cfg.registry_accuracy {
+        register(&mut targets, &big, accuracy, cfg.seed);
     }
     let mut rtt_ms = vec![vec![0.0; targets.len()]; probes.len()];
     let mut site_of = vec![vec![0; targets.len()]; probes.len()];
@@ -435,6 +461,65 @@ pub fn place(world: &World, cfg: &SimConfig) -> Placement {
         rtt_ms,
         site_of,
     }
+}
+
+/// Countries where holders often register address space used elsewhere.
+const SEATS: &[&str] = &["US", "GB", "DE", "NL", "FR", "SG", "JP", "HK", "SE", "CA"];
+
+/// The registered country of every target (see [`SimConfig::registry_accuracy`]); an
+/// anycast address is registered where its first site is. Drawn from its own stream,
+/// so the placement is the same with and without registrations.
+fn register(targets: &mut [(TargetSite, Vec<&City>)], big: &[&City], accuracy: f64, seed: u64) {
+    let mut rng = Rng::new(seed ^ 0x7e61_57e7);
+    for (site, cities) in targets.iter_mut() {
+        let Some(c) = cities.first() else {
+            continue;
+        };
+        let right = rng.unit() < accuracy;
+        let neighbour = rng.unit() < 0.5;
+        let seat = *rng.pick(SEATS);
+        site.registered = Some(if right {
+            c.country.clone()
+        } else if neighbour {
+            big.iter()
+                .filter(|o| o.country != c.country)
+                .min_by(|x, y| {
+                    geo::distance_km(c.latitude, c.longitude, x.latitude, x.longitude).total_cmp(
+                        &geo::distance_km(c.latitude, c.longitude, y.latitude, y.longitude),
+                    )
+                })
+                .map_or_else(|| seat.to_owned(), |o| o.country.clone())
+        } else if seat == c.country {
+            SEATS[(SEATS.iter().position(|s| *s == seat).unwrap_or(0) + 1) % SEATS.len()].to_owned()
+        } else {
+            seat.to_owned()
+        });
+    }
+}
+
+/// The targets' registrations in the RIR statistics format (one /24 per target).
+pub fn registry_file(targets: &[TargetSite]) -> String {
+    let mut text = String::from("2|sim|1|0|19700101|20261122|+0000\n");
+    for t in targets {
+        let (Some(cc), IpAddr::V4(ip)) = (&t.registered, t.ip) else {
+            continue;
+        };
+        let o = ip.octets();
+        text.push_str(&format!(
+            "sim|{cc}|ipv4|{}.{}.{}.0|256|20240101|allocated|t\n",
+            o[0], o[1], o[2]
+        ));
+    }
+    text
+}
+
+/// The `registry` engine over the targets' registrations, when there are any.
+fn registry_engine(targets: &[TargetSite]) -> Option<Arc<dyn Engine>> {
+    if targets.iter().all(|t| t.registered.is_none()) {
+        return None;
+    }
+    let delegations = Delegations::parse(&registry_file(targets), "simulated registry").ok()?;
+    Some(Arc::new(Registry::new(Arc::new(delegations))))
 }
 
 /// Two anycast sites far apart: the unused cities nearest to the two probes farthest
@@ -540,6 +625,9 @@ fn locator(
         Arc::new(ReverseDns::new(rules, static_ptr(targets))),
         EngineConfig::new("reverse-dns", 1.0, true),
     ));
+    if let Some(registry) = registry_engine(targets) {
+        engines.push((registry, EngineConfig::new("registry", 1.0, true)));
+    }
     Locator::new(world, engines, Duration::from_secs(120))
 }
 
@@ -565,18 +653,21 @@ pub async fn evaluate_active(
     measurer: Arc<dyn Measurer>,
     plan: &ActivePlan,
 ) -> Report {
-    // Reverse DNS hints where to measure, as in the engine service.
-    let hint: Arc<dyn Engine> = Arc::new(ReverseDns::new(
+    // Reverse DNS and the registry hint where to measure, as in the engine service.
+    let rdns: Arc<dyn Engine> = Arc::new(ReverseDns::new(
         rules.clone(),
         static_ptr(&placement.targets),
     ));
+    let hints = std::iter::once(rdns)
+        .chain(registry_engine(&placement.targets))
+        .collect();
     let mut active = ActiveRtts::new(
         Arc::new(static_rtts(stored)),
         directory(&world, placement),
         measurer,
         world.clone(),
     )
-    .with_hint_engines(vec![hint]);
+    .with_hint_engines(hints);
     active.probes_per_request = plan.per_round;
     active.rounds = plan.rounds;
     active.enough_rtt_ms = plan.enough_rtt_ms;
@@ -792,8 +883,10 @@ async fn score(
         }
     }
     misses.sort_by(|a, b| b.error_km.total_cmp(&a.error_km));
+    let configured = loc.engine_names();
     let accuracy = ENGINES
         .iter()
+        .filter(|e| configured.iter().any(|c| c == *e))
         .chain(std::iter::once(&"reducer"))
         .map(|name| {
             accuracy(
@@ -850,6 +943,7 @@ fn miss(
         nearest_probe_km: nearest.0,
         nearest_probe_rtt_ms: nearest.1,
         probes: rtts.len(),
+        registered: target.registered.clone(),
     })
 }
 
@@ -932,14 +1026,22 @@ mod tests {
                 && cbg.median_km <= 25.0,
             "{cbg:?}"
         );
+        // Issue #7's goal: country ≥ 99.5 % (here every one of 60; 96.7 % without the
+        // registry engine), ≤ 40 km ≥ 85 %, median ≤ 25 km.
         let red = got.get("reducer").expect("reducer");
         assert_eq!(red.answered, 60);
         assert!(
-            red.country >= 0.9 && red.within_40km >= 0.7 && red.median_km <= 25.0,
+            red.country >= 0.995 && red.within_40km >= 0.85 && red.median_km <= 25.0,
             "{red:?}"
         );
         let rdns = got.get("reverse-dns").expect("reverse-dns");
         assert!(rdns.answered > 0 && rdns.within_40km >= 0.9, "{rdns:?}");
+        // Every target is registered, 95 % in its own country.
+        let registry = got.get("registry").expect("registry");
+        assert!(
+            registry.answered == 60 && (0.85..1.0).contains(&registry.country),
+            "{registry:?}"
+        );
         let any = &got.anycast[0];
         assert!(any.flagged, "{any:?}");
         assert!(any.sites.iter().all(|(_, km)| *km < 300.0), "{any:?}");
@@ -956,11 +1058,13 @@ mod tests {
             },
         )
         .await;
+        // On demand from 300 probes: the goal's country and median, ≤ 40 km a little
+        // under it (83.3 % seen).
         let red = active.get("reducer").expect("reducer");
         assert!(
             red.answered == 60
-                && red.country >= 0.9
-                && red.within_40km >= 0.7
+                && red.country >= 0.995
+                && red.within_40km >= 0.8
                 && red.median_km <= 25.0,
             "{red:?}"
         );

@@ -9,6 +9,7 @@ pub mod engine;
 pub mod eval;
 pub mod geo;
 pub mod reducer;
+pub mod registry;
 pub mod resources;
 pub mod world;
 
@@ -96,6 +97,9 @@ pub struct Config {
     /// A BGP prefix → origin ASN dump (pyasn or CAIDA prefix2as; `asn::PrefixTable`):
     /// single-radius then asks probes in the target's ASN before the hinted countries.
     pub asn_table: Option<std::path::PathBuf>,
+    /// RIR statistics files (`delegated-<rir>-extended-latest`) for the `registry`
+    /// engine and as a country hint for single-radius; none: no `registry` engine.
+    pub registry_files: Vec<PathBuf>,
 }
 
 /// How much active single-radius measures per located address.
@@ -137,7 +141,20 @@ impl Config {
             active_measurement: true,
             active: ActiveConfig::default(),
             asn_table: None,
+            registry_files: Vec::new(),
         }
+    }
+
+    /// The engines to run without Kubernetes: `engines`, less the built-in `registry`
+    /// when there are no registry files to read.
+    pub fn static_engines(&self) -> Vec<EngineConfig> {
+        self.engines
+            .iter()
+            .filter(|c| {
+                !(c.name == "registry" && !c.is_external() && self.registry_files.is_empty())
+            })
+            .cloned()
+            .collect()
     }
 }
 
@@ -150,6 +167,7 @@ pub struct Engines {
     measured_rtts: Arc<dyn engine::latency::RttSource>,
     rdns: Arc<dyn Engine>,
     crowd: Arc<engine::crowd::Crowdsourced>,
+    registry: Option<Arc<dyn Engine>>,
     nats: Option<async_nats::Client>,
     engine_timeout: Duration,
     external_metrics: engine::external::ExternalMetrics,
@@ -167,10 +185,22 @@ impl Engines {
             rtts,
             rdns,
             crowd,
+            registry: None,
             nats: None,
             engine_timeout,
             external_metrics: Default::default(),
         }
+    }
+
+    /// Registered countries for the `registry` engine.
+    pub fn with_registry(mut self, delegations: Arc<registry::Delegations>) -> Self {
+        self.registry = Some(Arc::new(engine::registry::Registry::new(delegations)));
+        self
+    }
+
+    /// The `registry` engine, when there are registry files.
+    pub fn registry(&self) -> Option<Arc<dyn Engine>> {
+        self.registry.clone()
     }
 
     /// NATS for external engines on a subject.
@@ -243,6 +273,11 @@ impl Engines {
             )),
             ("reverse-dns", None, None) => self.rdns.clone(),
             ("crowdsourced", None, None) => self.crowd.clone(),
+            ("registry", None, None) => self.registry.clone().ok_or_else(|| {
+                Error::Config(
+                    "engine registry: no registry files; start vantage engines with --registry-file=<delegated-<rir>-extended-latest> (one per RIR)".into(),
+                )
+            })?,
             (other, None, None) => {
                 return Err(Error::Config(format!(
                 "engine {other:?} is not built in ({}) and has no http_endpoint or nats_subject",
@@ -302,6 +337,15 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
         Arc::new(engine::rdns::HickoryPtr::from_system()?),
     ));
     let mut engines = Engines::new(rtts, rdns, crowd, config.engine_timeout);
+    if !config.registry_files.is_empty() {
+        let delegations = registry::Delegations::load(&config.registry_files)?;
+        tracing::info!(
+            ranges = delegations.len(),
+            files = config.registry_files.len(),
+            "registry files loaded"
+        );
+        engines = engines.with_registry(Arc::new(delegations));
+    }
     if let Some(url) = &config.nats_url {
         let client = async_nats::connect(url).await.map_err(|e| {
             Error::Config(format!(
@@ -318,9 +362,9 @@ pub async fn build_locator(
     config: &Config,
 ) -> Result<(Locator, Option<Arc<engine::crowd::Crowdsourced>>), Error> {
     let (world, engines) = build_engines(config).await?;
-    let built = engines.build_all(&config.engines)?;
-    let crowd_used = config
-        .engines
+    let configs = config.static_engines();
+    let built = engines.build_all(&configs)?;
+    let crowd_used = configs
         .iter()
         .any(|c| c.name == "crowdsourced" && !c.is_external());
     let locator = Locator::new(world, built, config.engine_timeout);
@@ -361,9 +405,10 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                 * u32::try_from(config.active.rounds.max(1)).unwrap_or(u32::MAX);
             let measurer = Arc::new(measurer);
             let crowd: Arc<dyn Engine> = engines.crowd();
+            let hints = [Some(engines.rdns()), Some(crowd), engines.registry()];
             let mut active =
                 engine::active::ActiveRtts::new(engines.rtts(), directory, measurer, world.clone())
-                    .with_hint_engines(vec![engines.rdns(), crowd]);
+                    .with_hint_engines(hints.into_iter().flatten().collect());
             active.rounds = config.active.rounds;
             active.probes_per_request = config.active.probes;
             active.enough_rtt_ms = config.active.enough_rtt_ms;
@@ -380,7 +425,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     // without, it is `config.engines`.
     let initial = match &config.kube_namespace {
         Some(_) => Vec::new(),
-        None => engines.build_all(&config.engines)?,
+        None => engines.build_all(&config.static_engines())?,
     };
     let locator = Locator::new(world, initial, config.engine_timeout);
     tracing::info!(
@@ -437,4 +482,22 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     axum::serve(listener, router(api))
         .await
         .map_err(Error::Serve)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_registry_files_the_static_set_has_no_registry_engine() {
+        let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
+        let mut cfg = Config::new(addr, addr);
+        let names = |c: &Config| -> Vec<String> {
+            c.static_engines().into_iter().map(|e| e.name).collect()
+        };
+        assert!(!names(&cfg).contains(&"registry".to_owned()));
+        assert_eq!(names(&cfg).len(), reducer::BUILTINS.len() - 1);
+        cfg.registry_files = vec![PathBuf::from("delegated-ripencc-extended-latest")];
+        assert_eq!(names(&cfg), reducer::BUILTINS.to_vec());
+    }
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::engine::{Candidate, Engine};
+use crate::engine::{Candidate, Engine, Scope};
+use crate::registry::{country_code, CountryCode};
 use crate::world::World;
 
 /// The engines built into the process, by `GeolocationEngine.spec.engine` name.
@@ -17,13 +18,14 @@ pub const BUILTINS: &[&str] = &[
     "anycast",
     "reverse-dns",
     "crowdsourced",
+    "registry",
 ];
 
 /// One engine as a `GeolocationEngine` resource configures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// Built-in engine name (`single-radius`, `latency`, `anycast`, `reverse-dns`,
-    /// `crowdsourced`) or any name for an external engine.
+    /// `crowdsourced`, `registry`) or any name for an external engine.
     pub name: String,
     pub weight: f64,
     pub enabled: bool,
@@ -66,6 +68,9 @@ pub struct Partial {
     pub engine: String,
     pub weight: f64,
     pub candidates: Vec<Candidate>,
+    /// `country` when each candidate stands for its whole country.
+    #[serde(default, skip_serializing_if = "Scope::is_city")]
+    pub scope: Scope,
     /// Why the engine gave no answer, when it failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -89,39 +94,81 @@ pub struct Scored {
 /// Sum `weight × score` per city over the partials; sort by score, then by how many
 /// engines agree, then by id. Non-positive or non-finite weights count as zero.
 pub fn reduce(partials: &[Partial]) -> Vec<Scored> {
-    reduce_by(partials, |_| 0.0)
+    reduce_by(partials, |_| 0.0, |_| None)
 }
 
-/// [`reduce`], with ties in score and agreement going to the city with the higher
-/// `prior` (the locator passes population: infrastructure density) before the id.
-pub fn reduce_by(partials: &[Partial], prior: impl Fn(u32) -> f64) -> Vec<Scored> {
+fn add(cities: &mut BTreeMap<u32, Scored>, city_id: u32, engine: &str, score: u8, w: f64) {
+    let s = cities.entry(city_id).or_insert_with(|| Scored {
+        city_id,
+        score: 0.0,
+        contributions: BTreeMap::new(),
+    });
+    s.score += w * f64::from(score);
+    s.contributions
+        .insert(engine.to_owned(), Contribution { score, weight: w });
+}
+
+fn usable_weight(w: f64) -> f64 {
+    if w.is_finite() && w > 0.0 {
+        w
+    } else {
+        0.0
+    }
+}
+
+/// [`reduce`], where
+/// * ties in score and agreement go to the city with the higher `prior` (the locator
+///   passes population: infrastructure density) before the id;
+/// * a [`Scope::Country`] partial's candidate adds its score to every city of its
+///   `country` that a city-scoped engine named, or, when none did, stands as itself
+///   (the country's representative city).
+pub fn reduce_by(
+    partials: &[Partial],
+    prior: impl Fn(u32) -> f64,
+    country: impl Fn(u32) -> Option<CountryCode>,
+) -> Vec<Scored> {
     let mut cities: BTreeMap<u32, Scored> = BTreeMap::new();
-    for p in partials {
-        let w = if p.weight.is_finite() && p.weight > 0.0 {
-            p.weight
-        } else {
-            0.0
-        };
+    let valid = |c: &&Candidate| (1..=10).contains(&c.score);
+    for p in partials.iter().filter(|p| p.scope == Scope::City) {
+        let w = usable_weight(p.weight);
         if w == 0.0 {
             continue;
         }
-        for c in &p.candidates {
-            if !(1..=10).contains(&c.score) {
+        for c in p.candidates.iter().filter(valid) {
+            add(&mut cities, c.city_id, &p.engine, c.score, w);
+        }
+    }
+    for p in partials.iter().filter(|p| p.scope == Scope::Country) {
+        let w = usable_weight(p.weight);
+        if w == 0.0 {
+            continue;
+        }
+        // The best score per country.
+        let mut votes: BTreeMap<Option<CountryCode>, Vec<&Candidate>> = BTreeMap::new();
+        for c in p.candidates.iter().filter(valid) {
+            votes.entry(country(c.city_id)).or_default().push(c);
+        }
+        for (cc, cands) in votes {
+            let Some(cc) = cc else {
+                for c in cands {
+                    add(&mut cities, c.city_id, &p.engine, c.score, w);
+                }
                 continue;
+            };
+            let Some(best) = cands.iter().max_by_key(|c| c.score) else {
+                continue;
+            };
+            let named: Vec<u32> = cities
+                .keys()
+                .copied()
+                .filter(|&id| country(id) == Some(cc))
+                .collect();
+            if named.is_empty() {
+                add(&mut cities, best.city_id, &p.engine, best.score, w);
             }
-            let s = cities.entry(c.city_id).or_insert_with(|| Scored {
-                city_id: c.city_id,
-                score: 0.0,
-                contributions: BTreeMap::new(),
-            });
-            s.score += w * f64::from(c.score);
-            s.contributions.insert(
-                p.engine.clone(),
-                Contribution {
-                    score: c.score,
-                    weight: w,
-                },
-            );
+            for id in named {
+                add(&mut cities, id, &p.engine, best.score, w);
+            }
         }
     }
     let mut out: Vec<Scored> = cities.into_values().collect();
@@ -231,6 +278,7 @@ impl Locator {
                         .into_iter()
                         .filter(|c| (1..=10).contains(&c.score))
                         .collect(),
+                    scope: engine.scope(),
                     error,
                 }
             });
@@ -240,9 +288,11 @@ impl Locator {
             .any(|p| p.engine == "anycast" && !p.candidates.is_empty());
         Located {
             ip,
-            scored: reduce_by(&partials, |id| {
-                self.world.city(id).map_or(0.0, |c| f64::from(c.population))
-            }),
+            scored: reduce_by(
+                &partials,
+                |id| self.world.city(id).map_or(0.0, |c| f64::from(c.population)),
+                |id| self.world.city(id).and_then(|c| country_code(&c.country)),
+            ),
             partials,
             anycast,
         }
@@ -272,6 +322,7 @@ mod tests {
                 .iter()
                 .map(|&(city_id, score)| Candidate { city_id, score })
                 .collect(),
+            scope: Scope::City,
             error: None,
         }
     }
@@ -321,6 +372,38 @@ mod tests {
         assert_eq!(ids(reduce(&partials)), vec![5, 3, 4]);
         // 4 is the bigger city: it wins the tie with 3, never the better score of 5.
         let population = |id| if id == 4 { 2e6 } else { 1e4 };
-        assert_eq!(ids(reduce_by(&partials, population)), vec![5, 4, 3]);
+        assert_eq!(
+            ids(reduce_by(&partials, population, |_| None)),
+            vec![5, 4, 3]
+        );
+    }
+
+    #[test]
+    fn a_country_vote_adds_to_every_named_city_of_its_country() {
+        // Cities 1, 2 in NL, 3 in BE, 4 (the country engine's representative) in BE.
+        let country = |id: u32| match id {
+            1 | 2 => Some(*b"NL"),
+            3 | 4 => Some(*b"BE"),
+            _ => None,
+        };
+        let mut registry = p("registry", 1.0, &[(4, 3)]);
+        registry.scope = Scope::Country;
+        let latency = p("latency", 1.0, &[(1, 7), (3, 6), (2, 2)]);
+        let got = reduce_by(&[latency.clone(), registry.clone()], |_| 0.0, country);
+        let summary: Vec<(u32, f64)> = got.iter().map(|s| (s.city_id, s.score)).collect();
+        // 3 (BE): 6 + 3 beats 1 (NL): 7; the representative 4 is not added, since a
+        // city of its country was named.
+        assert_eq!(summary, vec![(3, 9.0), (1, 7.0), (2, 2.0)]);
+        assert_eq!(got[0].contributions["registry"].score, 3);
+        // Alone, or when no engine named a city of its country, the vote stands as its
+        // representative city.
+        let alone = reduce_by(&[registry.clone()], |_| 0.0, country);
+        assert_eq!(alone.iter().map(|s| s.city_id).collect::<Vec<_>>(), vec![4]);
+        let nl_only = p("latency", 1.0, &[(1, 7)]);
+        let got = reduce_by(&[nl_only, registry], |_| 0.0, country);
+        assert_eq!(
+            got.iter().map(|s| (s.city_id, s.score)).collect::<Vec<_>>(),
+            vec![(1, 7.0), (4, 3.0)]
+        );
     }
 }

@@ -39,6 +39,10 @@ const FIXTURES: &str = r#"
   kind: GeolocationEngine
   metadata: {name: onnats, namespace: geo, generation: 1}
   spec: {engine: external, nats_subject: geo.engine.x}
+- apiVersion: vantage.dev/v1alpha1
+  kind: GeolocationEngine
+  metadata: {name: rir, namespace: geo, generation: 1}
+  spec: {engine: registry}
 "#;
 
 fn target() -> IpAddr {
@@ -94,7 +98,7 @@ async fn enabled_resources_become_the_engine_set_and_get_conditions() {
     let server = tokio::spawn(async move {
         let mut handle = pin!(handle);
         let mut patched: HashMap<String, Value> = HashMap::new();
-        for _ in 0..4 {
+        for _ in 0..5 {
             let (req, send) = handle.next_request().await.expect("a status patch");
             assert_eq!(req.method(), Method::PATCH);
             let path = req.uri().path().to_owned();
@@ -151,6 +155,10 @@ async fn enabled_resources_become_the_engine_set_and_get_conditions() {
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Unavailable"));
     assert!(message.contains("--nats-url"), "{message}");
     assert_eq!(cond("onnats", "Invalid").0, "False");
+    // Likewise the registry engine without registry files.
+    let (status, reason, message) = cond("rir", "Ready");
+    assert_eq!((status.as_str(), reason.as_str()), ("False", "Unavailable"));
+    assert!(message.contains("--registry-file"), "{message}");
 
     // The locator runs reverse-dns (weight 2) only; latency is known but disabled.
     let mut names = api.locator().engine_names();

@@ -182,10 +182,12 @@ impl ActiveRtts {
             else {
                 continue;
             };
+            // A country-scoped candidate says a country, not where in it.
+            let cities = engine.scope() == super::Scope::City;
             for c in cands {
                 if let Some(city) = self.world.city(c.city_id) {
                     *country_score.entry(city.country.clone()).or_default() += u32::from(c.score);
-                    if best.is_none_or(|(s, _, _)| c.score > s) {
+                    if cities && best.is_none_or(|(s, _, _)| c.score > s) {
                         best = Some((c.score, city.latitude, city.longitude));
                     }
                 }

@@ -5,6 +5,7 @@ pub mod crowd;
 pub mod external;
 pub mod latency;
 pub mod rdns;
+pub mod registry;
 
 use std::net::IpAddr;
 
@@ -23,6 +24,25 @@ pub struct Candidate {
     pub score: u8,
 }
 
+/// What an engine's candidates stand for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Each candidate is the city it names.
+    #[default]
+    City,
+    /// Each candidate stands for its whole country (an engine that knows countries,
+    /// not cities, names the country's most populous city): the reducer adds its score
+    /// to every city of that country that other engines named.
+    Country,
+}
+
+impl Scope {
+    pub fn is_city(&self) -> bool {
+        *self == Scope::City
+    }
+}
+
 /// One geolocation engine, isolated from the others.
 pub trait Engine: Send + Sync {
     /// The engine's name as `GeolocationEngine.spec.engine` spells it.
@@ -39,6 +59,11 @@ pub trait Engine: Send + Sync {
     /// measures actively needs longer).
     fn timeout(&self) -> Option<std::time::Duration> {
         None
+    }
+
+    /// What the candidates stand for: cities (most engines) or whole countries.
+    fn scope(&self) -> Scope {
+        Scope::City
     }
 }
 

@@ -23,8 +23,8 @@ use serde::{Deserialize, Serialize};
     )
 )]
 pub struct GeolocationEngineSpec {
-    /// A built-in engine (single-radius, crowdsourced, reverse-dns, latency, anycast)
-    /// or `external`.
+    /// A built-in engine (single-radius, crowdsourced, reverse-dns, latency, anycast,
+    /// registry) or `external`.
     pub engine: String,
     /// For `external`: the NATS subject answering locate requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]

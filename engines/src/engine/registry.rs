@@ -1,0 +1,162 @@
+//! The `registry` engine: the country the address is registered in, from the RIRs'
+//! statistics files ([`crate::registry::Delegations`]).
+//!
+//! It knows countries, not cities: its one candidate is the country's most populous
+//! city with [`Scope::Country`], which the reducer adds to every city of that country
+//! that other engines named. Latency cannot tell two cities a few kilometres apart on
+//! either side of a border; the registration can, most of the time.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, OnceLock};
+
+use futures::future::BoxFuture;
+use futures::FutureExt;
+
+use super::{Candidate, Engine, Scope};
+use crate::registry::{country_code, CountryCode, Delegations};
+use crate::world::World;
+use crate::Error;
+
+/// The score for "registered in this country". Low on purpose: it decides between
+/// candidates that latency scores alike (a border region), not against a clear
+/// latency answer, since a registration is sometimes the holder's seat elsewhere.
+pub const REGISTERED_SCORE: u8 = 3;
+
+pub struct Registry {
+    delegations: Arc<Delegations>,
+    /// The most populous city per country, built at the first lookup.
+    capitals: OnceLock<HashMap<CountryCode, u32>>,
+}
+
+impl Registry {
+    pub fn new(delegations: Arc<Delegations>) -> Self {
+        Self {
+            delegations,
+            capitals: OnceLock::new(),
+        }
+    }
+
+    fn capital(&self, world: &World, cc: CountryCode) -> Option<u32> {
+        let capitals = self.capitals.get_or_init(|| {
+            let mut best: HashMap<CountryCode, (u32, u32)> = HashMap::new();
+            for c in world.cities() {
+                let Some(cc) = country_code(&c.country) else {
+                    continue;
+                };
+                let e = best.entry(cc).or_insert((c.id, c.population));
+                if c.population > e.1 {
+                    *e = (c.id, c.population);
+                }
+            }
+            best.into_iter().map(|(cc, (id, _))| (cc, id)).collect()
+        });
+        capitals.get(&cc).copied()
+    }
+}
+
+impl Engine for Registry {
+    fn name(&self) -> &str {
+        "registry"
+    }
+
+    fn scope(&self) -> Scope {
+        Scope::Country
+    }
+
+    fn locate<'a>(
+        &'a self,
+        ip: IpAddr,
+        world: &'a World,
+    ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>> {
+        let found = self
+            .delegations
+            .country(ip)
+            .and_then(|cc| self.capital(world, cc))
+            .map(|city_id| Candidate {
+                city_id,
+                score: REGISTERED_SCORE,
+            });
+        futures::future::ready(Ok(found.into_iter().collect())).boxed()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reducer::{EngineConfig, Locator};
+    use std::time::Duration;
+
+    const BAARLE_NASSAU: u32 = 2759554; // NL, 6,845 people
+    const BAARLE_HERTOG: u32 = 2802816; // BE, 2,305 people, 5 km away
+
+    /// A latency engine that cannot tell the two towns apart.
+    struct Tie;
+    impl Engine for Tie {
+        fn name(&self) -> &str {
+            "latency"
+        }
+        fn locate<'a>(
+            &'a self,
+            _: IpAddr,
+            _: &'a World,
+        ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>> {
+            let c = |city_id| Candidate { city_id, score: 6 };
+            futures::future::ready(Ok(vec![c(BAARLE_NASSAU), c(BAARLE_HERTOG)])).boxed()
+        }
+    }
+
+    async fn best(world: &Arc<World>, registered: Option<&str>) -> (u32, Vec<Candidate>) {
+        let mut engines: Vec<(Arc<dyn Engine>, EngineConfig)> =
+            vec![(Arc::new(Tie), EngineConfig::new("latency", 1.0, true))];
+        if let Some(cc) = registered {
+            let file = format!("ripencc|{cc}|ipv4|193.0.0.0|2048|19930901|assigned|x\n");
+            let d = Delegations::parse(&file, "test").expect("registry");
+            engines.push((
+                Arc::new(Registry::new(Arc::new(d))),
+                EngineConfig::new("registry", 1.0, true),
+            ));
+        }
+        let loc = Locator::new(world.clone(), engines, Duration::from_secs(5));
+        let got = loc.locate("193.0.6.139".parse().expect("ip"), None).await;
+        let registry = got
+            .partials
+            .iter()
+            .find(|p| p.engine == "registry")
+            .map(|p| {
+                assert_eq!(p.scope, Scope::Country);
+                p.candidates.clone()
+            })
+            .unwrap_or_default();
+        (got.scored[0].city_id, registry)
+    }
+
+    #[tokio::test]
+    async fn the_registration_decides_between_towns_on_either_side_of_a_border() {
+        let world = World::embedded().expect("world");
+        // Latency alone: a tie, which goes to the bigger town.
+        assert_eq!(best(&world, None).await.0, BAARLE_NASSAU);
+        let (city, registry) = best(&world, Some("BE")).await;
+        assert_eq!(city, BAARLE_HERTOG);
+        // The engine's one candidate is Belgium's most populous city, standing for Belgium.
+        assert_eq!(registry.len(), 1);
+        let rep = world.city(registry[0].city_id).expect("city");
+        assert_eq!(
+            (rep.country.as_str(), registry[0].score),
+            ("BE", REGISTERED_SCORE)
+        );
+        assert!(world
+            .cities()
+            .iter()
+            .filter(|c| c.country == "BE")
+            .all(|c| c.population <= rep.population));
+        assert_eq!(best(&world, Some("NL")).await.0, BAARLE_NASSAU);
+        // An address outside every registered range: no candidate.
+        let d = Arc::new(Delegations::parse("", "empty").expect("empty"));
+        let got = Registry::new(d)
+            .locate("193.0.6.139".parse().expect("ip"), &world)
+            .await
+            .expect("locate");
+        assert!(got.is_empty());
+    }
+}
