@@ -133,6 +133,13 @@ impl AsnLookup for PrefixTable {
     }
 }
 
+/// A table reloaded when its file changes.
+impl AsnLookup for crate::data::DataFiles<PrefixTable> {
+    fn asn(&self, ip: IpAddr) -> Option<u32> {
+        self.get().origin(ip)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

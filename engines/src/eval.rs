@@ -519,7 +519,7 @@ fn registry_engine(targets: &[TargetSite]) -> Option<Arc<dyn Engine>> {
         return None;
     }
     let delegations = Delegations::parse(&registry_file(targets), "simulated registry").ok()?;
-    Some(Arc::new(Registry::new(Arc::new(delegations))))
+    Some(Arc::new(Registry::fixed(delegations)))
 }
 
 /// Two anycast sites far apart: the unused cities nearest to the two probes farthest

@@ -5,6 +5,7 @@
 pub mod api;
 pub mod asn;
 pub mod cache;
+pub mod data;
 pub mod engine;
 pub mod eval;
 pub mod geo;
@@ -168,6 +169,7 @@ pub struct Engines {
     rdns: Arc<dyn Engine>,
     crowd: Arc<engine::crowd::Crowdsourced>,
     registry: Option<Arc<dyn Engine>>,
+    registry_data: Option<Arc<data::DataFiles<registry::Delegations>>>,
     nats: Option<async_nats::Client>,
     engine_timeout: Duration,
     external_metrics: engine::external::ExternalMetrics,
@@ -186,6 +188,7 @@ impl Engines {
             rdns,
             crowd,
             registry: None,
+            registry_data: None,
             nats: None,
             engine_timeout,
             external_metrics: Default::default(),
@@ -193,9 +196,15 @@ impl Engines {
     }
 
     /// Registered countries for the `registry` engine.
-    pub fn with_registry(mut self, delegations: Arc<registry::Delegations>) -> Self {
-        self.registry = Some(Arc::new(engine::registry::Registry::new(delegations)));
+    pub fn with_registry(mut self, data: Arc<data::DataFiles<registry::Delegations>>) -> Self {
+        self.registry = Some(Arc::new(engine::registry::Registry::new(data.clone())));
+        self.registry_data = Some(data);
         self
+    }
+
+    /// The registry files, to reload when they change.
+    pub fn registry_data(&self) -> Option<Arc<data::DataFiles<registry::Delegations>>> {
+        self.registry_data.clone()
     }
 
     /// The `registry` engine, when there are registry files.
@@ -338,13 +347,17 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
     ));
     let mut engines = Engines::new(rtts, rdns, crowd, config.engine_timeout);
     if !config.registry_files.is_empty() {
-        let delegations = registry::Delegations::load(&config.registry_files)?;
+        let data = data::DataFiles::open(
+            "registry",
+            config.registry_files.clone(),
+            registry::Delegations::load,
+        )?;
         tracing::info!(
-            ranges = delegations.len(),
+            ranges = data.get().len(),
             files = config.registry_files.len(),
             "registry files loaded"
         );
-        engines = engines.with_registry(Arc::new(delegations));
+        engines = engines.with_registry(Arc::new(data));
     }
     if let Some(url) = &config.nats_url {
         let client = async_nats::connect(url).await.map_err(|e| {
@@ -386,6 +399,10 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         })?),
         None => None,
     };
+    let mut reloadable = data::Reloadable {
+        registry: engines.registry_data(),
+        asn: None,
+    };
     if let (Some(client), Some(namespace)) = (&kube_client, &config.kube_namespace) {
         // Probe locations for stored RTTs, and the directory active single-radius chooses from.
         let directory = engine::active::ProbeDirectory::default();
@@ -414,9 +431,14 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             active.enough_rtt_ms = config.active.enough_rtt_ms;
             active.timeout = measuring_for;
             if let Some(path) = &config.asn_table {
-                let table = asn::PrefixTable::load(path)?;
-                tracing::info!(routes = table.len(), path = %path.display(), "ASN table loaded");
-                active = active.with_asn_lookup(Arc::new(table));
+                let table = Arc::new(data::DataFiles::open(
+                    "asn-table",
+                    vec![path.clone()],
+                    |paths: &[PathBuf]| asn::PrefixTable::load(&paths[0]),
+                )?);
+                tracing::info!(routes = table.get().len(), path = %path.display(), "ASN table loaded");
+                active = active.with_asn_lookup(table.clone());
+                reloadable.asn = Some(table);
             }
             engines = engines.with_measured_rtts(Arc::new(active));
         }
@@ -472,6 +494,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         }
         _ => health.set_ready(true),
     }
+    let reloads = data::ReloadMetrics::default();
+    reloads.register(&mut registry);
+    tokio::spawn(reloadable.watch(data::CHECK_EVERY, reloads));
     let obs_health = health.clone();
     tokio::spawn(async move {
         if let Err(e) = vantage_platform::obs::serve(metrics_addr, registry, obs_health).await {

@@ -14,6 +14,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{Candidate, Engine, Scope};
+use crate::data::DataFiles;
 use crate::registry::{country_code, CountryCode, Delegations};
 use crate::world::World;
 use crate::Error;
@@ -24,17 +25,23 @@ use crate::Error;
 pub const REGISTERED_SCORE: u8 = 3;
 
 pub struct Registry {
-    delegations: Arc<Delegations>,
+    delegations: Arc<DataFiles<Delegations>>,
     /// The most populous city per country, built at the first lookup.
     capitals: OnceLock<HashMap<CountryCode, u32>>,
 }
 
 impl Registry {
-    pub fn new(delegations: Arc<Delegations>) -> Self {
+    /// Over files that are reloaded when they change.
+    pub fn new(delegations: Arc<DataFiles<Delegations>>) -> Self {
         Self {
             delegations,
             capitals: OnceLock::new(),
         }
+    }
+
+    /// Over delegations that do not change.
+    pub fn fixed(delegations: Delegations) -> Self {
+        Self::new(Arc::new(DataFiles::fixed("registry", delegations)))
     }
 
     fn capital(&self, world: &World, cc: CountryCode) -> Option<u32> {
@@ -71,6 +78,7 @@ impl Engine for Registry {
     ) -> BoxFuture<'a, Result<Vec<Candidate>, Error>> {
         let found = self
             .delegations
+            .get()
             .country(ip)
             .and_then(|cc| self.capital(world, cc))
             .map(|city_id| Candidate {
@@ -113,7 +121,7 @@ mod tests {
             let file = format!("ripencc|{cc}|ipv4|193.0.0.0|2048|19930901|assigned|x\n");
             let d = Delegations::parse(&file, "test").expect("registry");
             engines.push((
-                Arc::new(Registry::new(Arc::new(d))),
+                Arc::new(Registry::fixed(d)),
                 EngineConfig::new("registry", 1.0, true),
             ));
         }
@@ -152,8 +160,8 @@ mod tests {
             .all(|c| c.population <= rep.population));
         assert_eq!(best(&world, Some("NL")).await.0, BAARLE_NASSAU);
         // An address outside every registered range: no candidate.
-        let d = Arc::new(Delegations::parse("", "empty").expect("empty"));
-        let got = Registry::new(d)
+        let d = Delegations::parse("", "empty").expect("empty");
+        let got = Registry::fixed(d)
             .locate("193.0.6.139".parse().expect("ip"), &world)
             .await
             .expect("locate");
