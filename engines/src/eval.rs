@@ -477,7 +477,13 @@ fn register(targets: &mut [(TargetSite, Vec<&City>)], big: &[&City], accuracy: f
         };
         let right = rng.unit() < accuracy;
         let neighbour = rng.unit() < 0.5;
-        let seat = *rng.pick(SEATS);
+        // A seat abroad: the next in the list when the one drawn is the target's country.
+        let drawn = (rng.next() % SEATS.len() as u64) as usize;
+        let seat = if SEATS[drawn] == c.country {
+            SEATS[(drawn + 1) % SEATS.len()]
+        } else {
+            SEATS[drawn]
+        };
         site.registered = Some(if right {
             c.country.clone()
         } else if neighbour {
@@ -489,8 +495,6 @@ fn register(targets: &mut [(TargetSite, Vec<&City>)], big: &[&City], accuracy: f
                     )
                 })
                 .map_or_else(|| seat.to_owned(), |o| o.country.clone())
-        } else if seat == c.country {
-            SEATS[(SEATS.iter().position(|s| *s == seat).unwrap_or(0) + 1) % SEATS.len()].to_owned()
         } else {
             seat.to_owned()
         });
