@@ -616,20 +616,21 @@ fn accuracy(engine: &str, world: &World, truths: &[u32], answers: &[Option<u32>]
     }
 }
 
-/// A locator with the built-in measuring engines over `rtts` and the targets' PTR
-/// names, every one enabled with weight 1.
+/// A locator with the built-in measuring engines over `rtts`, the targets' PTR names
+/// and `registry` (the targets' registrations), every one enabled with weight 1.
 fn locator(
     world: Arc<World>,
     rules: Rules,
     rtts: Arc<dyn RttSource>,
     targets: &[TargetSite],
+    registry: Option<Arc<dyn Engine>>,
 ) -> Locator {
     let mut engines = Latency::all(rtts);
     engines.push((
         Arc::new(ReverseDns::new(rules, static_ptr(targets))),
         EngineConfig::new("reverse-dns", 1.0, true),
     ));
-    if let Some(registry) = registry_engine(targets) {
+    if let Some(registry) = registry {
         engines.push((registry, EngineConfig::new("registry", 1.0, true)));
     }
     Locator::new(world, engines, Duration::from_secs(120))
@@ -641,7 +642,8 @@ fn locator(
 pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report {
     let rtts = Arc::new(static_rtts(cases));
     let targets: Vec<TargetSite> = cases.iter().map(|c| c.target.clone()).collect();
-    let loc = locator(world.clone(), rules, rtts.clone(), &targets);
+    let registry = registry_engine(&targets);
+    let loc = locator(world.clone(), rules, rtts.clone(), &targets, registry);
     score(&world, &loc, &targets, rtts.as_ref()).await
 }
 
@@ -662,9 +664,8 @@ pub async fn evaluate_active(
         rules.clone(),
         static_ptr(&placement.targets),
     ));
-    let hints = std::iter::once(rdns)
-        .chain(registry_engine(&placement.targets))
-        .collect();
+    let registry = registry_engine(&placement.targets);
+    let hints = std::iter::once(rdns).chain(registry.clone()).collect();
     let mut active = ActiveRtts::new(
         Arc::new(static_rtts(stored)),
         directory(&world, placement),
@@ -679,7 +680,13 @@ pub async fn evaluate_active(
         Arc::new(active),
         Duration::from_secs(24 * 3600),
     ));
-    let loc = locator(world.clone(), rules, shared.clone(), &placement.targets);
+    let loc = locator(
+        world.clone(),
+        rules,
+        shared.clone(),
+        &placement.targets,
+        registry,
+    );
     score(&world, &loc, &placement.targets, shared.as_ref()).await
 }
 

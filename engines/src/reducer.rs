@@ -143,31 +143,29 @@ pub fn reduce_by(
         if w == 0.0 {
             continue;
         }
-        // The best score per country.
-        let mut votes: BTreeMap<Option<CountryCode>, Vec<&Candidate>> = BTreeMap::new();
+        // The best vote per country; a city of no known country stands for itself.
+        let mut votes: BTreeMap<Result<CountryCode, u32>, Candidate> = BTreeMap::new();
         for c in p.candidates.iter().filter(valid) {
-            votes.entry(country(c.city_id)).or_default().push(c);
+            let key = country(c.city_id).ok_or(c.city_id);
+            let vote = votes.entry(key).or_insert(*c);
+            if c.score > vote.score {
+                *vote = *c;
+            }
         }
-        for (cc, cands) in votes {
-            let Some(cc) = cc else {
-                for c in cands {
-                    add(&mut cities, c.city_id, &p.engine, c.score, w);
-                }
-                continue;
+        for (key, vote) in votes {
+            let named: Vec<u32> = match key {
+                Ok(cc) => cities
+                    .keys()
+                    .copied()
+                    .filter(|&id| country(id) == Some(cc))
+                    .collect(),
+                Err(_) => Vec::new(),
             };
-            let Some(best) = cands.iter().max_by_key(|c| c.score) else {
-                continue;
-            };
-            let named: Vec<u32> = cities
-                .keys()
-                .copied()
-                .filter(|&id| country(id) == Some(cc))
-                .collect();
             if named.is_empty() {
-                add(&mut cities, best.city_id, &p.engine, best.score, w);
+                add(&mut cities, vote.city_id, &p.engine, vote.score, w);
             }
             for id in named {
-                add(&mut cities, id, &p.engine, best.score, w);
+                add(&mut cities, id, &p.engine, vote.score, w);
             }
         }
     }
