@@ -4,7 +4,8 @@
 //!   with the probe's key, comes from NATS KV `vantage-assignments`).
 //! * The probe's remote forward of its allocated port is the command channel: the
 //!   controller opens `forwarded-tcpip` through it and sends the probe's full schedule
-//!   from KV `vantage-schedules` on connect and on every change.
+//!   from KV `vantage-schedules` on connect and on every change, which it learns from
+//!   its one watch over the bucket ([`crate::feed`]).
 //! * The probe's local forward to the intake endpoint carries results, which are checked
 //!   and published to JetStream (`vantage.results.<type>.<msm>`, `Nats-Msg-Id` = result id).
 //! * Every other request (sessions, exec, shell, other forwards) is refused and counted.
@@ -26,13 +27,14 @@ use russh::{Channel, ChannelMsg, ChannelOpenFailure};
 use tokio::sync::Notify;
 use vantage_core::frame::{encode, Down, LineBuffer, Up, INTAKE_HOST, INTAKE_PORT};
 use vantage_core::nats::{
-    self as names, parse_probe_key, probe_key, Assignment, Heartbeat, ScheduleDoc,
+    self as names, parse_probe_key, probe_key, Assignment, Delivery, Heartbeat,
 };
 use vantage_core::result::Envelope;
 use vantage_core::WIRE_VERSION;
 use vantage_platform::bus::{now_ms, Bus};
 
 use crate::by_reason::ByReason;
+use crate::feed::{Backoff, FeedMetrics, ScheduleFeed, Subscription, Update};
 use crate::keys::{fingerprint, parse_public};
 use crate::spool::Spool;
 
@@ -42,6 +44,11 @@ pub struct ControllerMetrics {
     pub connected: Gauge,
     pub results: Counter,
     pub schedules_sent: Counter,
+    /// Connected probes whose first schedule is not delivered yet.
+    pub awaiting_schedule: Gauge,
+    /// The probe's command channel could not be opened (the probe gets no schedule).
+    pub command_channel_failures: Counter,
+    pub feed: FeedMetrics,
     /// Dropped input, by reason (malformed, too_long, wrong_probe, bad_id).
     pub dropped: ByReason,
     /// Refused logins and requests, by reason.
@@ -65,6 +72,17 @@ impl ControllerMetrics {
             "Schedules sent to probes",
             self.schedules_sent.clone(),
         );
+        registry.register(
+            "awaiting_schedule",
+            "Connected probes whose first schedule is not delivered yet",
+            self.awaiting_schedule.clone(),
+        );
+        registry.register(
+            "command_channel_failures",
+            "Command channels (forwarded-tcpip) that could not be opened",
+            self.command_channel_failures.clone(),
+        );
+        self.feed.register(registry);
         registry.register(
             "dropped",
             "Input from probes dropped, by reason",
@@ -134,6 +152,7 @@ struct Shared<S> {
     next_conn: std::sync::atomic::AtomicU64,
     draining: std::sync::atomic::AtomicBool,
     spool: Spool,
+    feed: Arc<ScheduleFeed>,
     metrics: ControllerMetrics,
 }
 
@@ -152,6 +171,7 @@ impl<S: ResultSink> ControllerServer<S> {
         metrics: ControllerMetrics,
     ) -> Self {
         let host_key_line = crate::keys::public_line(host_key.public_key());
+        let feed = ScheduleFeed::new(bus.schedules.clone(), metrics.feed.clone());
         Self {
             shared: Arc::new(Shared {
                 id,
@@ -165,6 +185,7 @@ impl<S: ResultSink> ControllerServer<S> {
                 next_conn: std::sync::atomic::AtomicU64::new(1),
                 draining: std::sync::atomic::AtomicBool::new(false),
                 spool,
+                feed,
                 metrics,
             }),
         }
@@ -180,6 +201,8 @@ impl<S: ResultSink> ControllerServer<S> {
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
         use russh::server::Server as _;
+        // The feed's start revision is taken before any session can read a schedule.
+        self.shared.feed.start().await;
         tokio::spawn(follow_assignments(self.shared.clone()));
         tokio::spawn(heartbeat(self.shared.clone()));
         tokio::spawn(flush_spool(self.shared.clone()));
@@ -425,6 +448,7 @@ impl<S: ResultSink> russh::server::Server for ControllerServer<S> {
             peer,
             probe: None,
             live: None,
+            record: None,
         }
     }
 }
@@ -435,6 +459,8 @@ pub struct ProbeSession<S: ResultSink> {
     peer: Option<SocketAddr>,
     probe: Option<Assignment>,
     live: Option<LiveGuard<S>>,
+    /// What this session wrote to `vantage-sessions` (rewritten when delivery changes).
+    record: Option<(names::Session, Option<u64>)>,
 }
 
 /// Marks the probe connected while it lives; on drop, disconnected.
@@ -442,6 +468,8 @@ struct LiveGuard<S: ResultSink> {
     shared: Arc<Shared<S>>,
     probe: u32,
     conn: u64,
+    /// Set once the first schedule is delivered (or the session ended before).
+    delivered: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl<S: ResultSink> Drop for LiveGuard<S> {
@@ -450,6 +478,9 @@ impl<S: ResultSink> Drop for LiveGuard<S> {
         let probe = self.probe;
         shared.connected.fetch_sub(1, Ordering::Relaxed);
         shared.metrics.connected.dec();
+        if !self.delivered.swap(true, Ordering::Relaxed) {
+            shared.metrics.awaiting_schedule.dec();
+        }
         if let Ok(mut live) = shared.live.write() {
             if live.get(&probe).is_some_and(|(conn, _)| *conn == self.conn) {
                 live.remove(&probe);
@@ -540,30 +571,26 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
                     .await;
             });
         }
+        self.shared.metrics.awaiting_schedule.inc();
         self.live = Some(LiveGuard {
             shared: self.shared.clone(),
             probe: a.probe_id,
             conn,
+            delivered: Arc::default(),
         });
-        let session = names::Session {
+        let record = names::Session {
             v: WIRE_VERSION,
             probe_id: a.probe_id,
             controller: self.shared.id.name.clone(),
             address: self.peer.map(|p| p.ip().to_string()).unwrap_or_default(),
             connected_since_ms: now_ms(),
             fw: a.fw,
+            schedule: Delivery::Waiting {
+                reason: "waiting for the probe's command channel (its remote forward)".into(),
+            },
         };
-        if let Ok(bytes) = serde_json::to_vec(&session) {
-            if let Err(e) = self
-                .shared
-                .bus
-                .sessions
-                .put(probe_key(a.probe_id), bytes.into())
-                .await
-            {
-                tracing::warn!(probe = a.probe_id, error = %e, "cannot record session");
-            }
-        }
+        let revision = record_session(&self.shared, &record, None).await;
+        self.record = Some((record, revision));
         tracing::info!(probe = a.probe_id, peer = ?self.peer, "probe connected");
         Ok(())
     }
@@ -574,8 +601,17 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
         port: &mut u32,
         session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let Some(a) = self.probe.clone() else {
+        let (Some(a), Some(record), Some(live)) =
+            (self.probe.clone(), self.record.clone(), self.live.as_ref())
+        else {
             return Ok(false);
+        };
+        let delivery = Delivering {
+            probe: a.probe_id,
+            conn: live.conn,
+            record: record.0,
+            revision: record.1,
+            first: live.delivered.clone(),
         };
         let local = matches!(address, "127.0.0.1" | "localhost" | "::1");
         if *port != a.command_port || !local {
@@ -598,9 +634,15 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
                 .channel_open_forwarded_tcpip(address, port, "127.0.0.1", 0)
                 .await
             {
-                Ok(channel) => send_schedules(shared, a.probe_id, channel).await,
+                Ok(channel) => send_schedules(shared, delivery, channel).await,
                 Err(e) => {
-                    tracing::warn!(probe = a.probe_id, error = ?e, "cannot open the command channel")
+                    shared.metrics.command_channel_failures.inc();
+                    tracing::warn!(probe = a.probe_id, error = ?e, "cannot open the command channel");
+                    let mut d = delivery;
+                    d.report(&shared, Delivery::Failing {
+                        error: format!("cannot open the command channel: {e:?}; the probe should reconnect"),
+                    })
+                    .await;
                 }
             }
         });
@@ -678,52 +720,147 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
     }
 }
 
-/// Send the probe's full schedule now, then on every change, down the command channel.
-async fn send_schedules<S: ResultSink>(shared: Arc<Shared<S>>, probe: u32, channel: Channel<Msg>) {
-    let key = probe_key(probe);
-    let kv = &shared.bus.schedules;
-    // Watch first, then read, so that no change falls between the two.
-    let mut watch = match kv.watch(&key).await {
-        Ok(w) => w,
+/// Write the probe's session record (`vantage-sessions/probe.<id>`): a plain put when
+/// the session starts (`after` is `None`), later only over the revision this session
+/// wrote, so that a session that has ended (its guard deleted the record) or been
+/// replaced never writes it back. Returns the new revision.
+async fn record_session<S: ResultSink>(
+    shared: &Shared<S>,
+    record: &names::Session,
+    after: Option<u64>,
+) -> Option<u64> {
+    let bytes = match serde_json::to_vec(record) {
+        Ok(bytes) => bytes,
         Err(e) => {
-            tracing::warn!(probe, error = %e, "cannot watch the schedule");
+            tracing::warn!(probe = record.probe_id, error = %e, "cannot encode session");
+            return None;
+        }
+    };
+    let key = probe_key(record.probe_id);
+    let written = match after {
+        None => shared
+            .bus
+            .sessions
+            .put(key, bytes.into())
+            .await
+            .map_err(|e| e.to_string()),
+        Some(revision) => shared
+            .bus
+            .sessions
+            .update(key, bytes.into(), revision)
+            .await
+            .map_err(|e| e.to_string()),
+    };
+    match written {
+        Ok(revision) => Some(revision),
+        Err(e) => {
+            tracing::warn!(probe = record.probe_id, error = %e, "cannot record session");
+            None
+        }
+    }
+}
+
+/// One session's schedule delivery: what it reports on the probe's session record.
+struct Delivering {
+    probe: u32,
+    conn: u64,
+    record: names::Session,
+    /// The record's revision as this session last wrote it.
+    revision: Option<u64>,
+    /// Shared with the session's guard: the first schedule is delivered.
+    first: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Delivering {
+    /// Record a change of delivery state (only changes are written).
+    async fn report<S: ResultSink>(&mut self, shared: &Shared<S>, state: Delivery) {
+        if self.record.schedule == state {
             return;
+        }
+        if state == Delivery::Delivered && !self.first.swap(true, Ordering::Relaxed) {
+            shared.metrics.awaiting_schedule.dec();
+        }
+        self.record.schedule = state;
+        if self.live(shared) {
+            let after = self.revision;
+            self.revision = record_session(shared, &self.record, after).await.or(after);
+        }
+    }
+
+    /// Is this session still the probe's live one?
+    fn live<S: ResultSink>(&self, shared: &Shared<S>) -> bool {
+        shared
+            .live
+            .read()
+            .is_ok_and(|m| m.get(&self.probe).is_some_and(|(c, _)| *c == self.conn))
+    }
+}
+
+/// Send the probe's full schedule now, then on every change, down the command channel.
+/// The session subscribes to the controller's feed before it reads, so that no change
+/// falls between the two (see [`crate::feed`]). A failed read is retried with backoff
+/// and reported on the probe's session; so is a feed that is down.
+async fn send_schedules<S: ResultSink>(
+    shared: Arc<Shared<S>>,
+    mut delivery: Delivering,
+    channel: Channel<Msg>,
+) {
+    let probe = delivery.probe;
+    let mut sub: Subscription = shared.feed.subscribe(probe, delivery.conn);
+    let mut feed_up = shared.feed.state();
+    let mut backoff = Backoff::default();
+    let current = loop {
+        match shared.feed.current(probe).await {
+            Ok(update) => break update,
+            Err(e) => {
+                tracing::warn!(probe, error = %e, "cannot read the schedule; retrying");
+                delivery
+                    .report(
+                        &shared,
+                        Delivery::Failing {
+                            error: format!("cannot read the schedule from NATS KV: {e}"),
+                        },
+                    )
+                    .await;
+                tokio::time::sleep(backoff.next_delay()).await;
+                if !delivery.live(&shared) {
+                    return;
+                }
+            }
         }
     };
     let mut sent_revision = 0;
-    let current = match kv.entry(&key).await {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::warn!(probe, error = %e, "cannot read the schedule");
-            None
-        }
-    };
-    let (revision, doc) = match current {
-        Some(e) if e.operation == kv::Operation::Put => (
-            e.revision,
-            serde_json::from_slice(&e.value).unwrap_or_default(),
-        ),
-        _ => (0, ScheduleDoc::default()),
-    };
-    if send(&shared, probe, &channel, revision, doc).await.is_err() {
+    if send(&shared, probe, &channel, &current).await.is_err() {
         return;
     }
-    sent_revision = sent_revision.max(revision);
-    while let Some(Ok(entry)) = watch.next().await {
-        if entry.revision <= sent_revision {
-            continue;
-        }
-        let doc = match entry.operation {
-            kv::Operation::Put => serde_json::from_slice(&entry.value).unwrap_or_default(),
-            _ => ScheduleDoc::default(),
+    sent_revision = sent_revision.max(current.revision);
+    loop {
+        let state = if *feed_up.borrow_and_update() {
+            Delivery::Delivered
+        } else {
+            Delivery::Failing {
+                error: "the controller's schedule watch is down; changes are held until it is back"
+                    .into(),
+            }
         };
-        if send(&shared, probe, &channel, entry.revision, doc)
-            .await
-            .is_err()
-        {
-            return;
+        delivery.report(&shared, state).await;
+        tokio::select! {
+            update = sub.next() => {
+                let Some(update) = update else { return };
+                if update.revision <= sent_revision {
+                    continue;
+                }
+                if send(&shared, probe, &channel, &update).await.is_err() {
+                    return;
+                }
+                sent_revision = update.revision;
+            }
+            changed = feed_up.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
         }
-        sent_revision = entry.revision;
     }
 }
 
@@ -731,9 +868,10 @@ async fn send<S: ResultSink>(
     shared: &Shared<S>,
     probe: u32,
     channel: &Channel<Msg>,
-    revision: u64,
-    doc: ScheduleDoc,
+    update: &Update,
 ) -> Result<(), ()> {
+    let doc = update.doc();
+    let revision = update.revision;
     let tasks = doc.tasks.len();
     let frame = Down::Schedule {
         v: WIRE_VERSION,

@@ -10,6 +10,7 @@
 pub mod assign;
 pub mod by_reason;
 pub mod controller;
+pub mod feed;
 pub mod keys;
 pub mod registry;
 pub mod run;

@@ -108,6 +108,17 @@ impl Heartbeats {
         }
     }
 
+    /// Count a probe just sent to `controller` until its next heartbeat says how many it
+    /// really holds. Without it, every probe that registers within one heartbeat period
+    /// (2 s) sees the same loads, and a reconnect storm lands on one controller.
+    pub fn assigned(&self, controller: &str) {
+        if let Ok(mut m) = self.0.write() {
+            if let Some(hb) = m.get_mut(controller) {
+                hb.connected = hb.connected.saturating_add(1);
+            }
+        }
+    }
+
     /// Follow `vantage.heartbeat.*` forever.
     pub async fn follow(self, client: async_nats::Client) {
         loop {
@@ -400,6 +411,9 @@ impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
                 tracing::warn!(probe = probe.id, error = %e, "cannot record assignment");
                 "registration is temporarily unavailable; retry later".to_owned()
             })?;
+        self.shared
+            .heartbeats
+            .assigned(&choice.controller.controller);
         tracing::info!(probe = probe.id, peer = ?self.peer, controller = %choice.controller.controller, why = %choice.reason, "probe registered");
         self.shared.metrics.registrations.inc();
         Ok(RegistrationReply {
@@ -532,5 +546,52 @@ impl<D: Directory, A: Assignments> russh::server::Handler for RegistryHandler<D,
     ) -> Result<bool, Self::Error> {
         self.shared.metrics.refuse("forward");
         Ok(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn beat(name: &str, connected: u32) -> Heartbeat {
+        Heartbeat {
+            v: 1,
+            controller: name.into(),
+            ssh_addr: format!("{name}:443"),
+            host_key: String::new(),
+            connected,
+            capacity: 100,
+            draining: false,
+            regions: Vec::new(),
+            at_ms: now_ms(),
+        }
+    }
+
+    #[test]
+    fn a_registration_storm_spreads_over_controllers_between_heartbeats() {
+        let beats = Heartbeats::default();
+        beats.record(beat("a", 0));
+        beats.record(beat("b", 0));
+        let probe = ProbeInfo {
+            id: 1,
+            enabled: true,
+            country: None,
+        };
+        let mut sent: HashMap<String, u32> = HashMap::new();
+        for _ in 0..100 {
+            let choice = choose(&probe, &beats.snapshot(), now_ms()).expect("a controller");
+            beats.assigned(&choice.controller.controller);
+            *sent.entry(choice.controller.controller).or_default() += 1;
+        }
+        assert_eq!(sent.get("a"), Some(&50), "{sent:?}");
+        assert_eq!(sent.get("b"), Some(&50), "{sent:?}");
+        // The next heartbeat replaces the estimate with the real count.
+        beats.record(beat("a", 3));
+        let a = beats
+            .snapshot()
+            .into_iter()
+            .find(|h| h.controller == "a")
+            .expect("a");
+        assert_eq!(a.connected, 3);
     }
 }

@@ -134,6 +134,26 @@ pub struct Session {
     pub connected_since_ms: i64,
     #[serde(default)]
     pub fw: u32,
+    /// Whether the controller has delivered the probe's schedule (and why not).
+    #[serde(default)]
+    pub schedule: Delivery,
+}
+
+/// Where a connected probe's schedule delivery stands, as its controller reports it in
+/// the probe's [`Session`]. The operator turns it into the Probe's `ScheduleDelivered`
+/// condition. Written on changes of state only, not on every schedule revision.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum Delivery {
+    /// A controller from before this field: nothing is known.
+    #[default]
+    Unknown,
+    /// Connected; the first schedule is not delivered yet (no command channel yet).
+    Waiting { reason: String },
+    /// The probe has its current schedule and receives every change.
+    Delivered,
+    /// The controller cannot deliver the schedule now; it retries with backoff.
+    Failing { error: String },
 }
 
 /// A probe's desired schedule, as the operator publishes it.

@@ -15,7 +15,9 @@ use futures::StreamExt;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use vantage_core::nats::{parse_probe_key, Session};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use vantage_core::nats::{parse_probe_key, Delivery, Session};
+use vantage_crd::conditions::{self, reason};
 use vantage_crd::{Probe, ProbeStatus};
 
 /// The most Probe status patches the operator sends per second.
@@ -144,7 +146,59 @@ pub fn probe_status(
             status.connected = false;
         }
     }
+    if let Some((ok, reason, message)) = delivery_condition(session) {
+        let now = Time(
+            now.parse::<k8s_openapi::jiff::Timestamp>()
+                .unwrap_or_else(|_| k8s_openapi::jiff::Timestamp::now()),
+        );
+        conditions::set(
+            &mut status.conditions,
+            conditions::SCHEDULE_DELIVERED,
+            ok,
+            reason,
+            message,
+            None,
+            now,
+        );
+    }
     status
+}
+
+/// The Probe's `ScheduleDelivered` condition, from its session: none while the
+/// controller does not report delivery (older controllers).
+fn delivery_condition(session: Option<&Session>) -> Option<(bool, &'static str, String)> {
+    let Some(s) = session else {
+        return Some((
+            false,
+            reason::DISCONNECTED,
+            "the probe has no controller session, so it receives no schedule".to_owned(),
+        ));
+    };
+    match &s.schedule {
+        Delivery::Unknown => None,
+        Delivery::Delivered => Some((
+            true,
+            reason::DELIVERED,
+            format!(
+                "controller {} delivered the schedule and sends every change",
+                s.controller
+            ),
+        )),
+        Delivery::Waiting { reason: why } => Some((
+            false,
+            reason::AWAITING_COMMAND_CHANNEL,
+            format!("controller {}: {why}", s.controller),
+        )),
+        Delivery::Failing { error } => Some((
+            false,
+            reason::DELIVERY_FAILING,
+            format!(
+                "controller {} cannot deliver the schedule: {error}; it retries with backoff \
+                 (see vantage_controller_schedule_feed_up and schedule_read_failures)",
+                s.controller
+            ),
+        )),
+    }
 }
 
 /// Write changed Probe statuses, at most once per `period`, forever.
@@ -212,14 +266,39 @@ mod tests {
             address: "10.0.0.7".into(),
             connected_since_ms: 1_700_000_000_000,
             fw: 5020,
+            schedule: vantage_core::nats::Delivery::Delivered,
         };
         let up = probe_status(None, Some(&s), "2026-01-01T00:00:00Z");
         assert!(up.connected);
         assert_eq!(up.controller.as_deref(), Some("ctl-0"));
         assert_eq!(up.connected_since.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert_eq!(up.firmware, Some(5020));
+        let delivered = conditions::get(&up.conditions, conditions::SCHEDULE_DELIVERED)
+            .expect("condition");
+        assert_eq!(
+            (delivered.status.as_str(), delivered.reason.as_str()),
+            ("True", reason::DELIVERED)
+        );
+        let failing = Session {
+            schedule: Delivery::Failing {
+                error: "maximum consumers limit reached".into(),
+            },
+            ..s.clone()
+        };
+        let failed = probe_status(Some(&up), Some(&failing), "2026-01-01T00:00:30Z");
+        let c = conditions::get(&failed.conditions, conditions::SCHEDULE_DELIVERED)
+            .expect("condition");
+        assert_eq!(
+            (c.status.as_str(), c.reason.as_str()),
+            ("False", reason::DELIVERY_FAILING)
+        );
+        assert!(c.message.contains("maximum consumers"), "{}", c.message);
+        assert_eq!(c.last_transition_time.0.to_string(), "2026-01-01T00:00:30Z");
         let down = probe_status(Some(&up), None, "2026-01-01T00:01:00Z");
         assert!(!down.connected);
+        let c = conditions::get(&down.conditions, conditions::SCHEDULE_DELIVERED)
+            .expect("condition");
+        assert_eq!(c.reason, reason::DISCONNECTED);
         assert_eq!(down.last_seen.as_deref(), Some("2026-01-01T00:01:00Z"));
         assert_eq!(
             down.controller.as_deref(),

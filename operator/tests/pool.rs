@@ -555,6 +555,7 @@ fn session(probe: u32, controller: &str) -> Session {
         address: "192.0.2.1".into(),
         connected_since_ms: 0,
         fw: 0,
+        schedule: vantage_core::nats::Delivery::Delivered,
     }
 }
 

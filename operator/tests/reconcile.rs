@@ -73,6 +73,7 @@ fn world(client: Client) -> World {
         address: "127.0.0.1".into(),
         connected_since_ms: 0,
         fw: 5020,
+        schedule: vantage_core::nats::Delivery::Delivered,
     });
     let published = Recorder::default();
     let ctx = Arc::new(Ctx {

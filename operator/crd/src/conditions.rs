@@ -8,6 +8,8 @@ pub const READY: &str = "Ready";
 pub const INVALID: &str = "Invalid";
 /// True while a TenantPolicy limit refuses the object.
 pub const LIMITED: &str = "Limited";
+/// On a Probe: True while its controller has delivered its schedule and follows changes.
+pub const SCHEDULE_DELIVERED: &str = "ScheduleDelivered";
 
 /// Reasons.
 pub mod reason {
@@ -19,6 +21,12 @@ pub mod reason {
     pub const VALID: &str = "Valid";
     pub const CONNECTED: &str = "Connected";
     pub const DISCONNECTED: &str = "Disconnected";
+    /// ScheduleDelivered=True.
+    pub const DELIVERED: &str = "Delivered";
+    /// ScheduleDelivered=False: connected, no command channel (or first schedule) yet.
+    pub const AWAITING_COMMAND_CHANNEL: &str = "AwaitingCommandChannel";
+    /// ScheduleDelivered=False: the controller cannot read or follow schedules now.
+    pub const DELIVERY_FAILING: &str = "DeliveryFailing";
     /// Limited=False: every TenantPolicy limit is met.
     pub const WITHIN_LIMITS: &str = "WithinLimits";
     /// Limited=True, one reason per TenantPolicy limit.
