@@ -49,6 +49,8 @@ pub struct ControllerMetrics {
     /// The probe's command channel could not be opened (the probe gets no schedule).
     pub command_channel_failures: Counter,
     pub feed: FeedMetrics,
+    /// Watches (assignments, drain, firmware) that failed or ended and were started again.
+    pub watch_restarts: ByReason,
     /// Dropped input, by reason (malformed, too_long, wrong_probe, bad_id).
     pub dropped: ByReason,
     /// Refused logins and requests, by reason.
@@ -83,6 +85,11 @@ impl ControllerMetrics {
             self.command_channel_failures.clone(),
         );
         self.feed.register(registry);
+        registry.register(
+            "watch_restarts",
+            "NATS KV watches that failed or ended and were started again, by watch",
+            self.watch_restarts.0.clone(),
+        );
         registry.register(
             "dropped",
             "Input from probes dropped, by reason",
@@ -255,6 +262,7 @@ async fn follow_drain<S: ResultSink>(shared: Arc<Shared<S>>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot watch drain requests"),
         }
+        shared.metrics.watch_restarts.count("drain");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -330,6 +338,7 @@ async fn follow_firmware<S: ResultSink>(shared: Arc<Shared<S>>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot watch firmware releases"),
         }
+        shared.metrics.watch_restarts.count("firmware");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -397,6 +406,7 @@ async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot watch assignments"),
         }
+        shared.metrics.watch_restarts.count("assignments");
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
 }
@@ -589,7 +599,9 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
                 reason: "waiting for the probe's command channel (its remote forward)".into(),
             },
         };
-        let revision = record_session(&self.shared, &record, None).await;
+        // Boxed, here and wherever a long-lived future awaits NATS: a JetStream call's
+        // future is kilobytes, and unboxed it would size every session's state machine.
+        let revision = Box::pin(record_session(&self.shared, &record, None)).await;
         self.record = Some((record, revision));
         tracing::info!(probe = a.probe_id, peer = ?self.peer, "probe connected");
         Ok(())
@@ -783,7 +795,9 @@ impl Delivering {
         self.record.schedule = state;
         if self.live(shared) {
             let after = self.revision;
-            self.revision = record_session(shared, &self.record, after).await.or(after);
+            self.revision = Box::pin(record_session(shared, &self.record, after))
+                .await
+                .or(after);
         }
     }
 
@@ -810,7 +824,7 @@ async fn send_schedules<S: ResultSink>(
     let mut feed_up = shared.feed.state();
     let mut backoff = Backoff::default();
     let current = loop {
-        match shared.feed.current(probe).await {
+        match Box::pin(shared.feed.current(probe)).await {
             Ok(update) => break update,
             Err(e) => {
                 tracing::warn!(probe, error = %e, "cannot read the schedule; retrying");
@@ -907,7 +921,7 @@ async fn intake<S: ResultSink>(shared: Arc<Shared<S>>, probe: u32, mut channel: 
                 tracing::warn!(probe, "dropped an over-long frame");
                 continue;
             };
-            Intake::of(&shared).frame(probe, &line).await;
+            Box::pin(Intake::of(&shared).frame(probe, &line)).await;
         }
     }
 }

@@ -141,7 +141,7 @@ pub async fn registry(common: Common, firmware_dir: PathBuf) -> Result<(), RunEr
     tracing::info!(listen = %common.listen, host_key = %crate::keys::public_line(host_key.public_key()), "registration server listening");
     health.set_ready(true);
     RegistryServer::new(
-        KubeDirectory(probes),
+        KubeDirectory::new(probes),
         KvAssignments(bus.assignments.clone()),
         heartbeats,
         releases,

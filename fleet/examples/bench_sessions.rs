@@ -150,6 +150,7 @@ async fn main() -> anyhow::Result<()> {
     }
     raise_nofile()?;
     let dir = tempfile::tempdir()?;
+    eprintln!("controller logs in {}", dir.path().display());
     let seed = u64::from(std::process::id());
     let first_id = 10_000_000 + (std::process::id() % 1_000) * 100_000;
     let nats_port: u16 = a
@@ -406,5 +407,9 @@ async fn main() -> anyhow::Result<()> {
     let mut msms = vec![at_connect, periodic, single];
     msms.extend((0..a.samples as u64).map(|i| msm + 10 + i));
     world.clean_up(&msms).await;
+    if std::env::var_os("FLEET_KEEP_LOGS").is_some() {
+        let kept = dir.keep();
+        eprintln!("logs kept in {}", kept.display());
+    }
     Ok(())
 }

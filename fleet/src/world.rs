@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -191,8 +191,11 @@ impl World {
                 .arg(cfg.log_dir.join(format!("{name}.spool")))
                 .args(["--metrics-addr", &format!("127.0.0.1:{metrics_port}")])
                 .args(["--nats-url", &cfg.nats_url])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
+                .env(
+                    "RUST_LOG",
+                    std::env::var("FLEET_CONTROLLER_LOG").unwrap_or_else(|_| "warn".into()),
+                )
+                .stdout(log.try_clone()?)
                 .stderr(log)
                 .spawn()
                 .with_context(|| format!("starting {}", cfg.vantage.display()))?;
@@ -236,10 +239,28 @@ impl World {
         let registration_key = vantage_controller::keys::public_line(host_key.public_key());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let registration = listener.local_addr()?.to_string();
+        // Only this world's controllers: other controllers on the same NATS (another
+        // test's) would otherwise take some of the probes.
         let heartbeats = Heartbeats::default();
-        tokio::spawn(heartbeats.clone().follow(bus.client.clone()));
+        let names: Vec<String> = controllers.iter().map(|c| c.name.clone()).collect();
+        let mut beats = bus
+            .client
+            .subscribe(vantage_core::nats::HEARTBEAT_WILDCARD)
+            .await?;
+        let ours = heartbeats.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = beats.next().await {
+                if let Ok(hb) =
+                    serde_json::from_slice::<vantage_core::nats::Heartbeat>(&msg.payload)
+                {
+                    if names.contains(&hb.controller) {
+                        ours.record(hb);
+                    }
+                }
+            }
+        });
         let server = RegistryServer::new(
-            KubeDirectory(store),
+            KubeDirectory::new(store),
             KvAssignments(bus.assignments.clone()),
             heartbeats.clone(),
             Arc::new(NoReleases),

@@ -1,55 +1,72 @@
-//! Benchmark: the operator's Measurement logic with 10,000 Probes and 1,000 Measurements,
-//! in-process.
+//! Benchmark: the operator's Measurement path, as production runs it, with 10,000 Probes
+//! and 1,000 Measurements, in process.
 //!
-//! The Kubernetes API stand-in cannot hold this load, so the operator's reflector stores
-//! are fed directly (as the watch would), and the reconciler's API calls (status
-//! patches) go to a fast fake API on a tower-test channel that answers at once. Every
-//! reconcile runs the real pipeline: TenantPolicy limits, validation, selection over
-//! 10,000 candidates, id allocation (in memory), status, event (in memory); then the
-//! schedule syncer computes every probe's schedule and publishes it, side by side:
-//!   * to an in-memory publisher (the `SchedulePublisher` trait), and
-//!   * to NATS KV (`KvSchedules`, the operator's own publisher) on a scratch bucket of
-//!     the stack's NATS (`NATS_URL`), deleted afterwards; skipped without NATS_URL.
+//! What is production's: the Measurement Controller (`run::measurement_controller`, at
+//! most `RECONCILE_CONCURRENCY` reconciles at once) with its reflector store, fed by its
+//! own watcher, which decodes every watch event from the JSON bytes an API server sends;
+//! the reconciler (finalizer, TenantPolicy limits, validation, selection, id, status
+//! patch, Kubernetes event); ids from `KvIds` and schedules through `KvSchedules` on the
+//! stack's NATS (`NATS_URL`), in two scratch buckets deleted afterwards; the debounced
+//! schedule loop.
 //!
-//! Reports: time from "apply" (1,000 new Measurements in the store) to every schedule
-//! published; full-resync time (every Measurement reconciled again, nothing changed, and
-//! a sync that writes nothing); RSS (VmRSS, VmHWM).
+//! What is not: the Kubernetes API. The kmock stand-in cannot hold this load, so the API
+//! is a fake on a tower-test channel that keeps the objects, answers lists, finalizer
+//! patches (JSON Patch with its `test`), status patches (merge) and event writes at once,
+//! and answers the Controller's watch with every event after the requested
+//! resourceVersion (each answer ends the watch, and the watcher watches again from the
+//! last resourceVersion, as after an API server's watch timeout). Probes (all
+//! connected), sessions and TenantPolicies are put into their stores directly.
+//!
+//! "Apply" is every Measurement created at once, without the finalizer, so each takes the
+//! production path: a reconcile that adds the finalizer, one that allocates the id and
+//! writes status, one that sees its own status. Reports: time from apply to every status
+//! written and to every schedule published (the schedule loop's last KV put); API writes;
+//! ids (checked consecutive); a steady-state window (every Measurement requeued each 5 s)
+//! with its CPU time; RSS (VmRSS, VmHWM; includes the fake API's copy of the objects).
 //!
 //! ```sh
-//! source /tmp/vantage-stack/env   # optional: NATS for the KV publisher
+//! source /tmp/vantage-stack/env
 //! cargo run --release -p vantage-operator --example bench_operator -- --probes 10000 --measurements 1000
 //! ```
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::pin::pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use futures::StreamExt;
-use http::{Request, Response};
+use http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
-use kube::runtime::reflector::{self, store::Writer};
+use kube::runtime::controller;
+use kube::runtime::reflector;
 use kube::runtime::watcher;
 use kube::Client;
 use serde_json::{json, Value};
+use tokio::sync::mpsc;
 use tower_test::mock;
 use vantage_core::nats::{ScheduleDoc, Session};
-use vantage_crd::{Measurement, MeasurementStatus, Probe, TenantPolicy};
+use vantage_crd::{Probe, TenantPolicy};
 use vantage_operator::limits::Ledger;
 use vantage_operator::measurement::{
-    reconcile, Ctx, Error, Events, IdAllocator, Metrics, FINALIZER,
+    error_policy, reconcile, Ctx, Events, KvIds, Metrics, FIRST_MSM_ID, RECONCILE_CONCURRENCY,
 };
 use vantage_operator::probes::Sessions;
-use vantage_operator::schedules::{KvSchedules, PublishError, SchedulePublisher, Syncer};
+use vantage_operator::schedules::{desired, KvSchedules, PublishError, SchedulePublisher, Syncer};
 use vantage_operator::stats::ResultStats;
+
+const GROUP_VERSION: &str = "vantage.dev/v1alpha1";
+/// The steady-state window: two requeue periods of the reconciler.
+const STEADY: Duration = Duration::from_secs(10);
 
 struct Args {
     probes: u32,
     measurements: u32,
     namespaces: u32,
-    concurrency: usize,
+    concurrency: u16,
+    /// Give up waiting for every schedule after this long.
+    give_up: Duration,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -57,7 +74,8 @@ fn args() -> anyhow::Result<Args> {
         probes: 10_000,
         measurements: 1_000,
         namespaces: 10,
-        concurrency: 32,
+        concurrency: RECONCILE_CONCURRENCY,
+        give_up: Duration::from_secs(600),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -67,46 +85,72 @@ fn args() -> anyhow::Result<Args> {
             "--measurements" => a.measurements = value.parse()?,
             "--namespaces" => a.namespaces = value.parse()?,
             "--concurrency" => a.concurrency = value.parse()?,
+            "--give-up-secs" => a.give_up = Duration::from_secs(value.parse()?),
             other => bail!(
-                "unknown flag {other}; use --probes, --measurements, --namespaces, --concurrency"
+                "unknown flag {other}; use --probes, --measurements, --namespaces, \
+                 --concurrency (default: RECONCILE_CONCURRENCY = {RECONCILE_CONCURRENCY}), \
+                 --give-up-secs (default 600)"
             ),
         }
     }
     Ok(a)
 }
 
-struct Ids(AtomicU64);
-impl IdAllocator for Ids {
-    async fn next(&self) -> Result<u64, Error> {
-        Ok(self.0.fetch_add(1, Ordering::Relaxed))
-    }
+/// `KvSchedules`, remembering what it published (probe → measurement ids) and when,
+/// and the puts NATS refused.
+struct Recording {
+    kv: KvSchedules,
+    published: Mutex<HashMap<u32, Vec<u64>>>,
+    puts: AtomicU64,
+    last_put: Mutex<Option<Instant>>,
+    most_tasks: AtomicU64,
+    /// JSON size of the schedule with the most tasks.
+    largest_bytes: AtomicU64,
+    failed: AtomicU64,
+    last_error: Mutex<Option<String>>,
 }
 
-/// In-memory publisher: counts documents and tasks.
-#[derive(Default)]
-struct Memory {
-    docs: AtomicUsize,
-    tasks: AtomicUsize,
-}
-impl SchedulePublisher for Memory {
-    async fn put(&self, doc: &ScheduleDoc) -> Result<(), PublishError> {
-        self.docs.fetch_add(1, Ordering::Relaxed);
-        self.tasks.fetch_add(doc.tasks.len(), Ordering::Relaxed);
-        Ok(())
-    }
-}
-
-/// Either publisher behind one type, so one Ctx type serves both runs.
-enum Publisher {
-    Memory(Memory),
-    Kv(Box<KvSchedules>),
-}
-impl SchedulePublisher for Publisher {
-    async fn put(&self, doc: &ScheduleDoc) -> Result<(), PublishError> {
-        match self {
-            Self::Memory(m) => m.put(doc).await,
-            Self::Kv(k) => k.put(doc).await,
+impl Recording {
+    fn new(kv: KvSchedules) -> Self {
+        Self {
+            kv,
+            published: Mutex::default(),
+            puts: AtomicU64::new(0),
+            last_put: Mutex::default(),
+            most_tasks: AtomicU64::new(0),
+            largest_bytes: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            last_error: Mutex::default(),
         }
+    }
+}
+
+impl SchedulePublisher for Recording {
+    async fn put(&self, doc: &ScheduleDoc) -> Result<(), PublishError> {
+        if let Err(e) = self.kv.put(doc).await {
+            self.failed.fetch_add(1, Ordering::Relaxed);
+            if let Ok(mut last) = self.last_error.lock() {
+                *last = Some(format!("{e} ({} tasks)", doc.tasks.len()));
+            }
+            return Err(e);
+        }
+        self.puts.fetch_add(1, Ordering::Relaxed);
+        let tasks = doc.tasks.len() as u64;
+        if self.most_tasks.fetch_max(tasks, Ordering::Relaxed) < tasks {
+            let bytes = serde_json::to_vec(doc).map(|b| b.len()).unwrap_or(0);
+            self.largest_bytes.store(bytes as u64, Ordering::Relaxed);
+        }
+        if let Ok(mut published) = self.published.lock() {
+            if doc.tasks.is_empty() {
+                published.remove(&doc.probe_id);
+            } else {
+                published.insert(doc.probe_id, doc.tasks.iter().map(|t| t.msm_id).collect());
+            }
+        }
+        if let Ok(mut last) = self.last_put.lock() {
+            *last = Some(Instant::now());
+        }
+        Ok(())
     }
 }
 
@@ -115,10 +159,10 @@ fn country(n: u32) -> String {
     String::from_utf8_lossy(&letters).into_owned()
 }
 
-fn probe(i: u32) -> Probe {
+fn probe(i: u32) -> anyhow::Result<Probe> {
     let id = 100_000 + i;
-    serde_json::from_value(json!({
-        "apiVersion": "vantage.dev/v1alpha1", "kind": "Probe",
+    Ok(serde_json::from_value(json!({
+        "apiVersion": GROUP_VERSION, "kind": "Probe",
         "metadata": {"name": format!("probe-{id}"), "resourceVersion": "1"},
         "spec": {
             "id": id,
@@ -130,11 +174,12 @@ fn probe(i: u32) -> Probe {
             "location": {"latitude": f64::from(i % 140) - 70.0, "longitude": f64::from(i % 360) - 180.0},
             "tags": if i.is_multiple_of(3) { vec!["system-ipv4-works", "home"] } else { vec!["system-ipv4-works"] },
         }
-    }))
-    .expect("probe")
+    }))?)
 }
 
-fn measurement(i: u32, namespaces: u32) -> Measurement {
+/// A Measurement as `kubectl apply` sends it: no finalizer, no status; the fake API
+/// stamps uid, resourceVersion and generation.
+fn measurement(i: u32, namespaces: u32) -> Value {
     let kind = ["ping", "traceroute", "dns", "http"][(i % 4) as usize];
     let mut spec = json!({
         "type": kind, "target": "example.net", "interval": 300 + 60 * (i % 10),
@@ -148,24 +193,20 @@ fn measurement(i: u32, namespaces: u32) -> Measurement {
     if kind == "dns" {
         spec["query_argument"] = json!("example.net");
     }
-    serde_json::from_value(json!({
-        "apiVersion": "vantage.dev/v1alpha1", "kind": "Measurement",
-        "metadata": {"name": format!("m-{i}"), "namespace": format!("tenant-{}", i % namespaces),
-                     "generation": 1, "resourceVersion": "1", "uid": format!("uid-{i}"),
-                     "finalizers": [FINALIZER]},
+    json!({
+        "apiVersion": GROUP_VERSION, "kind": "Measurement",
+        "metadata": {"name": format!("m-{i}"), "namespace": format!("tenant-{}", i % namespaces)},
         "spec": spec
-    }))
-    .expect("measurement")
+    })
 }
 
-fn policy(ns: u32) -> TenantPolicy {
-    serde_json::from_value(json!({
-        "apiVersion": "vantage.dev/v1alpha1", "kind": "TenantPolicy",
+fn policy(ns: u32) -> anyhow::Result<TenantPolicy> {
+    Ok(serde_json::from_value(json!({
+        "apiVersion": GROUP_VERSION, "kind": "TenantPolicy",
         "metadata": {"name": "default", "namespace": format!("tenant-{ns}"), "resourceVersion": "1"},
         "spec": {"max_concurrent_measurements": 1000, "max_probes_per_measurement": 100,
                  "min_interval": 60, "max_results_per_day": 100_000_000u64}
-    }))
-    .expect("policy")
+    }))?)
 }
 
 fn rss_kib() -> (u64, u64) {
@@ -181,117 +222,345 @@ fn rss_kib() -> (u64, u64) {
     (field("VmRSS:"), field("VmHWM:"))
 }
 
-struct Run {
-    apply_to_published: Duration,
-    reconcile_pass: Duration,
-    first_sync: Duration,
-    resync: Duration,
-    resync_sync: Duration,
-    docs: usize,
-    admitted: usize,
+/// CPU time of this process (user + system), from /proc/self/stat (USER_HZ = 100).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // After the name: state is field 3 of the full line, utime 14 and stime 15.
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
-/// Reconcile every measurement (as the Controller would, `concurrency` at once), feed
-/// each new status back into the store (as the watch would), then sync schedules.
-async fn pass(
-    ctx: &Arc<Ctx<Ids, Publisher>>,
-    writer: &Arc<Mutex<Writer<Measurement>>>,
-    concurrency: usize,
-) -> anyhow::Result<usize> {
-    let all = ctx.measurements.state();
-    let admitted = AtomicUsize::new(0);
-    futures::stream::iter(all)
-        .for_each_concurrent(concurrency, |m| {
-            let ctx = ctx.clone();
-            let writer = writer.clone();
-            let admitted = &admitted;
-            async move {
-                let mut m = (*m).clone();
-                // The reconciler patches status; read back what it would see from the watch.
-                if reconcile(Arc::new(m.clone()), ctx.clone()).await.is_err() {
-                    return;
+/// API calls the fake API answered, by kind.
+#[derive(Default)]
+struct Calls {
+    lists: AtomicU64,
+    watches: AtomicU64,
+    finalizer_patches: AtomicU64,
+    status_patches: AtomicU64,
+    events: AtomicU64,
+    refused: AtomicU64,
+    last_status_patch: Mutex<Option<Instant>>,
+}
+
+impl Calls {
+    fn writes(&self) -> u64 {
+        self.finalizer_patches.load(Ordering::Relaxed)
+            + self.status_patches.load(Ordering::Relaxed)
+            + self.events.load(Ordering::Relaxed)
+    }
+}
+
+type Reply = mock::SendResponse<Response<Body>>;
+
+/// The fake Kubernetes API: the Measurement objects, their resourceVersions, the watch
+/// events not yet delivered, and the Controller's watch request while nothing is new.
+struct FakeApi {
+    /// Kept serialized: the fake's memory counts in the RSS figures.
+    objects: HashMap<(String, String), Vec<u8>>,
+    rv: u64,
+    log: VecDeque<(u64, Vec<u8>)>,
+    held: Option<(u64, Reply)>,
+    calls: Arc<Calls>,
+}
+
+fn respond(send: Reply, code: StatusCode, body: &Value) {
+    let mut resp = Response::new(Body::from(serde_json::to_vec(body).unwrap_or_default()));
+    *resp.status_mut() = code;
+    send.send_response(resp);
+}
+
+fn status_error(code: StatusCode, reason: &str, message: String) -> Value {
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+           "message": message, "reason": reason, "code": code.as_u16()})
+}
+
+/// RFC 7386 JSON merge patch.
+fn merge(target: &mut Value, patch: &Value) {
+    let Value::Object(patch) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if !target.is_object() {
+        *target = json!({});
+    }
+    if let Value::Object(t) = target {
+        for (k, v) in patch {
+            if v.is_null() {
+                t.remove(k);
+            } else {
+                merge(t.entry(k.clone()).or_insert(Value::Null), v);
+            }
+        }
+    }
+}
+
+/// The JSON Patch operations kube's finalizer helper sends: `test`, `add` (to a path or
+/// appended with `-`) and `remove`, on `/metadata/finalizers`.
+fn json_patch(obj: &mut Value, ops: &[Value]) -> Result<(), String> {
+    for op in ops {
+        let path = op["path"].as_str().unwrap_or_default();
+        match op["op"].as_str().unwrap_or_default() {
+            "test" => {
+                let have = obj.pointer(path).cloned().unwrap_or(Value::Null);
+                if have != op["value"] {
+                    return Err(format!("test of {path} failed: {have} != {}", op["value"]));
                 }
-                let status = recorded_status(&m);
-                if let Some(s) = status {
-                    if vantage_operator::limits::is_admitted_state(s.state) {
-                        admitted.fetch_add(1, Ordering::Relaxed);
+            }
+            "add" | "remove" => {
+                let (parent, last) = path.rsplit_once('/').ok_or("bad path")?;
+                let value = op.get("value").cloned();
+                let target = obj.pointer_mut(parent).ok_or("no such parent")?;
+                match (target, last, value) {
+                    (Value::Array(list), "-", Some(v)) => list.push(v),
+                    (Value::Array(list), i, None) => {
+                        let i: usize = i.parse().map_err(|_| "bad index")?;
+                        if i >= list.len() {
+                            return Err("index out of range".into());
+                        }
+                        list.remove(i);
                     }
-                    m.status = Some(s);
-                    if let Ok(mut w) = writer.lock() {
-                        w.apply_watcher_event(&watcher::Event::Apply(m));
+                    (Value::Object(map), key, Some(v)) => {
+                        map.insert(key.to_owned(), v);
+                    }
+                    _ => return Err(format!("unsupported operation {op}")),
+                }
+            }
+            other => return Err(format!("unsupported operation {other}")),
+        }
+    }
+    Ok(())
+}
+
+impl FakeApi {
+    /// Store a new version of an object and queue its watch event, as the API server.
+    fn write(&mut self, key: (String, String), mut obj: Value, kind: &str) -> Value {
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let event = json!({"type": kind, "object": obj});
+        self.log
+            .push_back((self.rv, serde_json::to_vec(&event).unwrap_or_default()));
+        self.objects
+            .insert(key, serde_json::to_vec(&obj).unwrap_or_default());
+        obj
+    }
+
+    /// Answer the held watch with every event after its resourceVersion, if any.
+    fn flush(&mut self) {
+        let Some((from, _)) = &self.held else { return };
+        let from = *from;
+        while self.log.front().is_some_and(|(rv, _)| *rv <= from) {
+            self.log.pop_front();
+        }
+        if self.log.is_empty() {
+            return;
+        }
+        let Some((_, send)) = self.held.take() else {
+            return;
+        };
+        let mut body = Vec::new();
+        for (_, line) in self.log.drain(..) {
+            body.extend_from_slice(&line);
+            body.push(b'\n');
+        }
+        send.send_response(Response::new(Body::from(body)));
+    }
+
+    fn create(&mut self, objects: Vec<Value>) {
+        for mut obj in objects {
+            let ns = obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned();
+            let name = obj["metadata"]["name"].as_str().unwrap_or("").to_owned();
+            obj["metadata"]["uid"] = json!(format!("uid-{ns}-{name}"));
+            obj["metadata"]["generation"] = json!(1);
+            obj["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+            self.write((ns, name), obj, "ADDED");
+        }
+        self.flush();
+    }
+
+    async fn handle(&mut self, req: Request<Body>, send: Reply) {
+        let method = req.method().clone();
+        let path = req.uri().path().to_owned();
+        let query = req.uri().query().unwrap_or("").to_owned();
+        let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
+        let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+        let calls = self.calls.clone();
+        match (method, segs.as_slice()) {
+            (Method::GET, ["apis", "vantage.dev", "v1alpha1", "measurements"]) => {
+                if query.split('&').any(|p| p == "watch=true") {
+                    calls.watches.fetch_add(1, Ordering::Relaxed);
+                    let from = query
+                        .split('&')
+                        .find_map(|p| p.strip_prefix("resourceVersion="))
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(0);
+                    self.held = Some((from, send));
+                    self.flush();
+                } else {
+                    calls.lists.fetch_add(1, Ordering::Relaxed);
+                    let items: Vec<Value> = self
+                        .objects
+                        .values()
+                        .filter_map(|b| serde_json::from_slice(b).ok())
+                        .collect();
+                    respond(
+                        send,
+                        StatusCode::OK,
+                        &json!({"apiVersion": GROUP_VERSION, "kind": "MeasurementList",
+                                "metadata": {"resourceVersion": self.rv.to_string()},
+                                "items": items}),
+                    );
+                }
+            }
+            (
+                Method::PATCH,
+                ["apis", "vantage.dev", "v1alpha1", "namespaces", ns, "measurements", name, rest @ ..],
+            ) => {
+                let key = ((*ns).to_owned(), (*name).to_owned());
+                let stored = self.objects.get(&key);
+                let Some(mut obj) = stored.and_then(|b| serde_json::from_slice::<Value>(b).ok())
+                else {
+                    let msg = format!("measurements {name} not found");
+                    respond(
+                        send,
+                        StatusCode::NOT_FOUND,
+                        &status_error(StatusCode::NOT_FOUND, "NotFound", msg),
+                    );
+                    return;
+                };
+                let applied = match rest {
+                    ["status"] => {
+                        calls.status_patches.fetch_add(1, Ordering::Relaxed);
+                        if let Ok(mut last) = calls.last_status_patch.lock() {
+                            *last = Some(Instant::now());
+                        }
+                        merge(&mut obj["status"], &body["status"]);
+                        Ok(())
+                    }
+                    [] => {
+                        calls.finalizer_patches.fetch_add(1, Ordering::Relaxed);
+                        match body.as_array() {
+                            Some(ops) => json_patch(&mut obj, ops),
+                            None => Err("only JSON Patch is expected here".into()),
+                        }
+                    }
+                    _ => Err(format!("unexpected path {path}")),
+                };
+                match applied {
+                    Ok(()) => {
+                        let obj = self.write(key, obj, "MODIFIED");
+                        respond(send, StatusCode::OK, &obj);
+                        self.flush();
+                    }
+                    Err(message) => {
+                        calls.refused.fetch_add(1, Ordering::Relaxed);
+                        let code = StatusCode::UNPROCESSABLE_ENTITY;
+                        respond(send, code, &status_error(code, "Invalid", message));
                     }
                 }
             }
-        })
-        .await;
-    Ok(admitted.into_inner())
+            (Method::POST | Method::PATCH, ["apis", "events.k8s.io", "v1", "namespaces", ..]) => {
+                calls.events.fetch_add(1, Ordering::Relaxed);
+                respond(send, StatusCode::CREATED, &body);
+            }
+            (method, _) => {
+                calls.refused.fetch_add(1, Ordering::Relaxed);
+                let code = StatusCode::NOT_FOUND;
+                let msg = format!("{method} {path} is not served by the fake API");
+                respond(send, code, &status_error(code, "NotFound", msg));
+            }
+        }
+    }
 }
 
-/// The status the last patch for `m` carried (kept by the recording fake below).
-fn recorded_status(m: &Measurement) -> Option<MeasurementStatus> {
-    LAST_STATUS
-        .lock()
-        .ok()?
-        .remove(&(m.metadata.namespace.clone()?, m.metadata.name.clone()?))
-        .or_else(|| m.status.clone())
-}
-
-static LAST_STATUS: std::sync::LazyLock<
-    Mutex<std::collections::HashMap<(String, String), MeasurementStatus>>,
-> = std::sync::LazyLock::new(Default::default);
-
-/// The fake API: answers every status patch at once with the object carrying the
-/// patched status, and remembers the status for [`recorded_status`].
-fn recording_api(
+/// Run the fake API until the handle closes; `create` takes objects to create.
+fn fake_api(
     handle: mock::Handle<Request<Body>, Response<Body>>,
-) -> tokio::task::JoinHandle<usize> {
+    mut create: mpsc::UnboundedReceiver<Vec<Value>>,
+    calls: Arc<Calls>,
+) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut handle = pin!(handle);
-        let mut n = 0;
-        while let Some((req, send)) = handle.next_request().await {
-            n += 1;
-            let path = req.uri().path().to_owned();
-            let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
-            let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-            let parts: Vec<&str> = path.split('/').collect();
-            let (ns, name) = match parts.iter().position(|p| *p == "namespaces") {
-                Some(i) if parts.len() > i + 3 => {
-                    (parts[i + 1].to_owned(), parts[i + 3].to_owned())
-                }
-                _ => ("default".to_owned(), "unknown".to_owned()),
-            };
-            if let Some(status) = body
-                .get("status")
-                .and_then(|s| serde_json::from_value::<MeasurementStatus>(s.clone()).ok())
-            {
-                if let Ok(mut last) = LAST_STATUS.lock() {
-                    last.insert((ns.clone(), name.clone()), status);
-                }
+        let mut api = FakeApi {
+            objects: HashMap::new(),
+            rv: 1,
+            log: VecDeque::new(),
+            held: None,
+            calls,
+        };
+        loop {
+            tokio::select! {
+                req = handle.next_request() => match req {
+                    Some((req, send)) => api.handle(req, send).await,
+                    None => break,
+                },
+                objects = create.recv() => match objects {
+                    Some(objects) => api.create(objects),
+                    None => break,
+                },
             }
-            let obj = json!({
-                "apiVersion": "vantage.dev/v1alpha1", "kind": "Measurement",
-                "metadata": {"name": name, "namespace": ns},
-                "spec": {"type": "ping", "target": "example.net", "probes": []},
-                "status": body.get("status").cloned().unwrap_or(Value::Null),
-            });
-            send.send_response(Response::new(Body::from(
-                serde_json::to_vec(&obj).unwrap_or_default(),
-            )));
         }
-        n
     })
 }
 
-async fn run(a: &Args, publisher: Publisher) -> anyhow::Result<Run> {
+struct Report {
+    statuses_written: Duration,
+    published: Duration,
+    reconciles: u64,
+    failures: u64,
+    puts: u64,
+    most_tasks: u64,
+    largest_bytes: u64,
+    schedules: usize,
+    admitted: usize,
+    steady_reconciles: u64,
+    steady_writes: u64,
+    steady_puts: u64,
+    steady_cpu: Duration,
+    rss_loaded: (u64, u64),
+}
+
+async fn scratch_bucket(
+    js: &async_nats::jetstream::Context,
+    name: &str,
+) -> anyhow::Result<async_nats::jetstream::kv::Store> {
+    let _ = js.delete_key_value(name).await;
+    js.create_key_value(async_nats::jetstream::kv::Config {
+        bucket: name.into(),
+        history: 1,
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .with_context(|| format!("cannot create the scratch KV bucket {name}"))
+}
+
+async fn run(
+    a: &Args,
+    meta: async_nats::jetstream::kv::Store,
+    schedules: async_nats::jetstream::kv::Store,
+) -> anyhow::Result<Report> {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let api = recording_api(handle);
+    let calls = Arc::new(Calls::default());
+    let (create, create_rx) = mpsc::unbounded_channel();
+    let api = fake_api(handle, create_rx, calls.clone());
     let client = Client::new(service, "default");
 
-    // Probes, all connected.
+    // Probes, all connected; TenantPolicies.
     let (probes, mut probe_writer) = reflector::store::<Probe>();
     let sessions = Sessions::default();
     for i in 0..a.probes {
-        let p = probe(i);
+        let p = probe(i)?;
         sessions.up(Session {
             v: 1,
             probe_id: p.spec.id,
@@ -299,152 +568,293 @@ async fn run(a: &Args, publisher: Publisher) -> anyhow::Result<Run> {
             address: "192.0.2.1".into(),
             connected_since_ms: 0,
             fw: 5020,
+            schedule: vantage_core::nats::Delivery::Delivered,
         });
         probe_writer.apply_watcher_event(&watcher::Event::Apply(p));
     }
     let (policies, mut policy_writer) = reflector::store::<TenantPolicy>();
     for ns in 0..a.namespaces {
-        policy_writer.apply_watcher_event(&watcher::Event::Apply(policy(ns)));
+        policy_writer.apply_watcher_event(&watcher::Event::Apply(policy(ns)?));
     }
-    let (measurements, msm_writer) = reflector::store::<Measurement>();
-    let writer = Arc::new(Mutex::new(msm_writer));
+
+    let mut msm_controller = vantage_operator::run::measurement_controller(client.clone());
+    if a.concurrency != RECONCILE_CONCURRENCY {
+        msm_controller =
+            msm_controller.with_config(controller::Config::default().concurrency(a.concurrency));
+    }
+    let publisher = Recording::new(KvSchedules(schedules));
     let ctx = Arc::new(Ctx {
-        client,
+        client: client.clone(),
         probes,
-        measurements,
+        measurements: msm_controller.store(),
         policies,
         ledger: Arc::new(Ledger::default()),
-        events: Events::Memory(Arc::default()),
+        events: Events::kube(client),
         candidates: Default::default(),
         sessions,
         stats: ResultStats::default(),
-        ids: Ids(AtomicU64::new(1_000_001)),
+        ids: KvIds::new(meta),
         schedules: tokio::sync::Mutex::new(Syncer::default()),
         publisher,
         sync_requested: tokio::sync::Notify::new(),
         metrics: Metrics::default(),
     });
-
-    // Apply: 1,000 new Measurements arrive.
-    let start = Instant::now();
-    if let Ok(mut w) = writer.lock() {
-        for i in 0..a.measurements {
-            w.apply_watcher_event(&watcher::Event::Apply(measurement(i, a.namespaces)));
+    let schedule_loop = tokio::spawn(ctx.clone().schedule_loop());
+    let controller_task = tokio::spawn(
+        msm_controller
+            .run(reconcile, error_policy, ctx.clone())
+            .for_each(|r| async move {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "reconcile result");
+                }
+            }),
+    );
+    // The Controller has listed (nothing yet) and is watching.
+    let ready = Instant::now();
+    while calls.watches.load(Ordering::Relaxed) == 0 {
+        if ready.elapsed() > Duration::from_secs(10) {
+            bail!("the Controller did not start watching");
         }
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let admitted = pass(&ctx, &writer, a.concurrency).await?;
-    let reconcile_pass = start.elapsed();
-    let before_sync = Instant::now();
-    ctx.sync_schedules().await?;
-    let first_sync = before_sync.elapsed();
-    let apply_to_published = start.elapsed();
-    let docs = ctx.metrics.schedules_published.get() as usize;
+    let rss_loaded = rss_kib();
+    println!(
+        "loaded: {} probes, RSS {:.1} MiB",
+        a.probes,
+        rss_loaded.0 as f64 / 1024.0
+    );
 
-    // Full resync: everything again, nothing changed.
+    // Apply: every Measurement created at once.
     let start = Instant::now();
-    pass(&ctx, &writer, a.concurrency).await?;
-    let before_sync = Instant::now();
-    ctx.sync_schedules().await?;
-    let resync_sync = before_sync.elapsed();
-    let resync = start.elapsed();
-    let resync_docs = ctx.metrics.schedules_published.get() as usize - docs;
-    if resync_docs != 0 {
-        bail!("a resync with nothing changed wrote {resync_docs} schedules");
-    }
-    let probes_with_tasks: BTreeSet<u32> = ctx
-        .measurements
-        .state()
+    create
+        .send(
+            (0..a.measurements)
+                .map(|i| measurement(i, a.namespaces))
+                .collect(),
+        )
+        .context("fake API gone")?;
+    let n = a.measurements as usize;
+    let mut next_progress = Duration::from_secs(30);
+    let mut compared_at_puts = None;
+    let mut all_statuses: Option<Duration> = None;
+    let (statuses_written, published) = loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let puts = ctx.publisher.puts.load(Ordering::Relaxed);
+        let state = ctx.measurements.state();
+        let with_status = state
+            .iter()
+            .filter(|m| {
+                m.status
+                    .as_ref()
+                    .is_some_and(|s| s.observed_generation == m.metadata.generation)
+            })
+            .count();
+        if with_status == n && all_statuses.is_none() {
+            all_statuses = Some(start.elapsed());
+        }
+        let give_up = start.elapsed() > a.give_up;
+        if start.elapsed() > next_progress || give_up {
+            let last_error = ctx.publisher.last_error.lock().ok().and_then(|e| e.clone());
+            let progress = format!(
+                "{:.0} s after apply: {with_status} of {n} statuses in the store{}, {} reconciles, \
+                 {puts} schedule puts ({} refused, last: {}), RSS {:.0} MiB (peak {:.0} MiB)",
+                start.elapsed().as_secs_f64(),
+                all_statuses
+                    .map(|t| format!(" (all at {:.1} s)", t.as_secs_f64()))
+                    .unwrap_or_default(),
+                ctx.metrics.reconciles.get(),
+                ctx.publisher.failed.load(Ordering::Relaxed),
+                last_error.as_deref().unwrap_or("none"),
+                rss_kib().0 as f64 / 1024.0,
+                rss_kib().1 as f64 / 1024.0,
+            );
+            if give_up {
+                bail!("gave up: {progress}");
+            }
+            println!("{progress}");
+            next_progress += Duration::from_secs(30);
+        }
+        // Done when every status is in the store, no sync is running or due (no put
+        // for longer than the loop's debounce), and what was published is what every
+        // status asks for. That comparison is costly: once per quiet spell.
+        let last_put = ctx.publisher.last_put.lock().ok().and_then(|l| *l);
+        let quiet = last_put.is_some_and(|t| t.elapsed() > Duration::from_millis(400))
+            && ctx.schedules.try_lock().is_ok();
+        if with_status < n || !quiet || compared_at_puts == Some(puts) {
+            continue;
+        }
+        compared_at_puts = Some(puts);
+        let want: HashMap<u32, Vec<u64>> = desired(&state)
+            .into_iter()
+            .map(|(p, tasks)| (p, tasks.iter().map(|t| t.msm_id).collect()))
+            .collect();
+        let done = ctx
+            .publisher
+            .published
+            .lock()
+            .is_ok_and(|published| *published == want);
+        if !done {
+            continue;
+        }
+        let last_status = calls.last_status_patch.lock().ok().and_then(|l| *l);
+        match (last_status, last_put) {
+            (Some(s), Some(p)) => break (s - start, p - start),
+            _ => bail!("every measurement reconciled but nothing was written"),
+        }
+    };
+
+    // Checks: ids consecutive from FIRST_MSM_ID; one schedule per probe with tasks.
+    let state = ctx.measurements.state();
+    let ids: BTreeSet<u64> = state.iter().filter_map(|m| m.status.as_ref()?.id).collect();
+    let with_id = state
         .iter()
-        .filter_map(|m| m.status.as_ref())
-        .flat_map(|s| s.probes.clone())
-        .collect();
-    if probes_with_tasks.len() != docs {
+        .filter(|m| m.status.as_ref().is_some_and(|s| s.id.is_some()))
+        .count();
+    if ids.len() != with_id {
+        bail!("duplicate ids: {with_id} measurements, {} ids", ids.len());
+    }
+    let want: BTreeSet<u64> = (FIRST_MSM_ID..FIRST_MSM_ID + ids.len() as u64).collect();
+    if ids != want {
+        bail!("ids are not consecutive from {FIRST_MSM_ID}");
+    }
+    let admitted = state
+        .iter()
+        .filter(|m| {
+            m.status
+                .as_ref()
+                .is_some_and(|s| vantage_operator::limits::is_admitted_state(s.state))
+        })
+        .count();
+    let with_tasks: BTreeMap<u32, Vec<vantage_core::definition::Task>> = desired(&state);
+    let schedules = ctx.publisher.published.lock().map(|p| p.len()).unwrap_or(0);
+    if with_tasks.len() != schedules {
         bail!(
-            "{} probes have tasks but {docs} schedules were published",
-            probes_with_tasks.len()
+            "{} probes have tasks but {schedules} have a schedule",
+            with_tasks.len()
         );
     }
-    drop(ctx);
-    api.await.context("fake API")?;
-    Ok(Run {
-        apply_to_published,
-        reconcile_pass,
-        first_sync,
-        resync,
-        resync_sync,
-        docs,
-        admitted,
-    })
-}
+    drop(state);
+    let reconciles = ctx.metrics.reconciles.get();
+    let failures: u64 = ["kube", "finalizer", "nats", "ids"]
+        .iter()
+        .map(|k| {
+            ctx.metrics
+                .failures
+                .get_or_create(&vec![("kind".to_owned(), (*k).to_owned())])
+                .get()
+        })
+        .sum();
+    let puts = ctx.publisher.puts.load(Ordering::Relaxed);
+    let most_tasks = ctx.publisher.most_tasks.load(Ordering::Relaxed);
+    let largest_bytes = ctx.publisher.largest_bytes.load(Ordering::Relaxed);
 
-fn print(name: &str, r: &Run) {
-    println!(
-        "{name:<10} apply→published {:>7.0} ms (reconcile {:>6.0} ms + sync {:>6.0} ms, {} schedules, {} admitted) | full resync {:>6.0} ms (sync {:>4.0} ms)",
-        r.apply_to_published.as_secs_f64() * 1e3,
-        r.reconcile_pass.as_secs_f64() * 1e3,
-        r.first_sync.as_secs_f64() * 1e3,
-        r.docs,
-        r.admitted,
-        r.resync.as_secs_f64() * 1e3,
-        r.resync_sync.as_secs_f64() * 1e3,
+    // Steady state: every Measurement is requeued each 5 s; nothing should change.
+    let (r0, w0, p0, c0) = (
+        ctx.metrics.reconciles.get(),
+        calls.writes(),
+        ctx.publisher.puts.load(Ordering::Relaxed),
+        cpu_time(),
     );
+    tokio::time::sleep(STEADY).await;
+    let steady_reconciles = ctx.metrics.reconciles.get() - r0;
+    let steady_writes = calls.writes() - w0;
+    let steady_puts = ctx.publisher.puts.load(Ordering::Relaxed) - p0;
+    let steady_cpu = cpu_time().saturating_sub(c0);
+
+    controller_task.abort();
+    schedule_loop.abort();
+    let _ = controller_task.await;
+    let _ = schedule_loop.await;
+    drop(ctx);
+    drop(create);
+    api.abort();
+    let _ = api.await;
+    let refused = calls.refused.load(Ordering::Relaxed);
+    if refused > 0 {
+        println!("note: the fake API refused {refused} requests");
+    }
+    println!(
+        "API calls: {} lists, {} watches, {} finalizer patches, {} status patches, {} events",
+        calls.lists.load(Ordering::Relaxed),
+        calls.watches.load(Ordering::Relaxed),
+        calls.finalizer_patches.load(Ordering::Relaxed),
+        calls.status_patches.load(Ordering::Relaxed),
+        calls.events.load(Ordering::Relaxed),
+    );
+    Ok(Report {
+        statuses_written,
+        published,
+        reconciles,
+        failures,
+        puts,
+        most_tasks,
+        largest_bytes,
+        schedules,
+        admitted,
+        steady_reconciles,
+        steady_writes,
+        steady_puts,
+        steady_cpu,
+        rss_loaded,
+    })
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let a = args()?;
+    let url = std::env::var("NATS_URL")
+        .context("set NATS_URL (source /tmp/vantage-stack/env): ids and schedules go to NATS KV")?;
     println!(
-        "operator benchmark: {} probes, {} measurements in {} namespaces (TenantPolicy in each), {} reconciles at once",
+        "operator benchmark: {} probes, {} measurements in {} namespaces (TenantPolicy in each), \
+         Controller concurrency {} (RECONCILE_CONCURRENCY = {RECONCILE_CONCURRENCY}), NATS at {url}",
         a.probes, a.measurements, a.namespaces, a.concurrency
     );
-    let (rss0, _) = rss_kib();
-    let memory = run(&a, Publisher::Memory(Memory::default())).await?;
-    let (rss_mem, hwm_mem) = rss_kib();
-    print("memory", &memory);
-
-    let mut kv_run = None;
-    if let Ok(url) = std::env::var("NATS_URL") {
-        let nc = async_nats::connect(&url)
-            .await
-            .with_context(|| format!("cannot connect to NATS at {url}"))?;
-        let js = async_nats::jetstream::new(nc);
-        let bucket = "vantage-bench-schedules";
-        let _ = js.delete_key_value(bucket).await;
-        let kv = js
-            .create_key_value(async_nats::jetstream::kv::Config {
-                bucket: bucket.into(),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .context("cannot create the scratch KV bucket")?;
-        let r = run(&a, Publisher::Kv(Box::new(KvSchedules(kv)))).await;
-        let _ = js.delete_key_value(bucket).await;
-        let r = r?;
-        print("nats-kv", &r);
-        kv_run = Some(r);
-    } else {
-        println!("nats-kv    skipped: set NATS_URL (source /tmp/vantage-stack/env)");
-    }
-    let (rss_end, hwm_end) = rss_kib();
+    let rss0 = rss_kib();
+    let nc = async_nats::connect(&url)
+        .await
+        .with_context(|| format!("cannot connect to NATS at {url}"))?;
+    let js = async_nats::jetstream::new(nc);
+    let (meta_bucket, schedules_bucket) = ("vantage-bench-meta", "vantage-bench-schedules");
+    let meta = scratch_bucket(&js, meta_bucket).await?;
+    let schedules = scratch_bucket(&js, schedules_bucket).await?;
+    let cpu0 = cpu_time();
+    let r = run(&a, meta, schedules).await;
+    let _ = js.delete_key_value(meta_bucket).await;
+    let _ = js.delete_key_value(schedules_bucket).await;
+    let r = r?;
+    let cpu = cpu_time().saturating_sub(cpu0);
+    let (rss_end, hwm) = rss_kib();
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "RSS: {:.1} MiB at start, {:.1} MiB after the in-memory run (peak {:.1} MiB), {:.1} MiB at the end (peak {:.1} MiB)",
-        rss0 as f64 / 1024.0,
-        rss_mem as f64 / 1024.0,
-        hwm_mem as f64 / 1024.0,
-        rss_end as f64 / 1024.0,
-        hwm_end as f64 / 1024.0
+        "apply → every status written {:.0} ms; → every schedule published {:.0} ms \
+         ({} reconciles, {} failed; {} KV schedule puts for {} probes, at most {} tasks ({:.0} KiB) in one; \
+         {} admitted, ids consecutive)",
+        ms(r.statuses_written),
+        ms(r.published),
+        r.reconciles,
+        r.failures,
+        r.puts,
+        r.schedules,
+        r.most_tasks,
+        r.largest_bytes as f64 / 1024.0,
+        r.admitted,
     );
-    if let Some(kv) = kv_run {
-        println!(
-            "ratio: NATS KV publishing / in-memory publishing of the first sync = {:.1}x; apply→published {:.2}x",
-            kv.first_sync.as_secs_f64() / memory.first_sync.as_secs_f64().max(1e-9),
-            kv.apply_to_published.as_secs_f64() / memory.apply_to_published.as_secs_f64().max(1e-9)
-        );
-    }
     println!(
-        "ratio: full resync / first apply (in memory) = {:.2}",
-        memory.resync.as_secs_f64() / memory.apply_to_published.as_secs_f64().max(1e-9)
+        "steady state, {:.0} s: {} reconciles, {} API writes, {} KV puts, CPU {:.0} ms ({:.1} % of one core)",
+        STEADY.as_secs_f64(),
+        r.steady_reconciles,
+        r.steady_writes,
+        r.steady_puts,
+        ms(r.steady_cpu),
+        100.0 * r.steady_cpu.as_secs_f64() / STEADY.as_secs_f64(),
+    );
+    println!(
+        "RSS: {:.1} MiB at start, {:.1} MiB with the probes loaded, {:.1} MiB at the end; peak {:.1} MiB; CPU {:.1} s in all",
+        rss0.0 as f64 / 1024.0,
+        r.rss_loaded.0 as f64 / 1024.0,
+        rss_end as f64 / 1024.0,
+        hwm as f64 / 1024.0,
+        cpu.as_secs_f64(),
     );
     Ok(())
 }

@@ -44,47 +44,144 @@ pub trait IdAllocator: Send + Sync {
     fn next(&self) -> impl std::future::Future<Output = Result<u64, Error>> + Send;
 }
 
-/// Ids from a counter in NATS KV, advanced with compare-and-set.
-pub struct KvIds(pub async_nats::jetstream::kv::Store);
+/// How many Measurements the Controller reconciles at once (`run::measurement_controller`;
+/// kube-runtime's default is unbounded). Reconciles share the id allocator, which takes
+/// them in turn, and two CPU-bound steps (candidates, selection); on `bench_operator`,
+/// which runs with this value, 8, 32, 128 and unbounded are within noise
+/// (docs/BENCHMARKS.md). The bound keeps a relist after a restart from putting every
+/// Measurement's API writes in flight at once.
+pub const RECONCILE_CONCURRENCY: u16 = 32;
+
+/// How long one id allocation may keep losing the compare-and-set to another writer of
+/// the counter (another operator process) before the reconcile fails and is retried.
+pub const ID_ALLOCATION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Ids from the `vantage-meta/msm-seq` counter in NATS KV, advanced with compare-and-set
+/// (an update that names the revision it read).
+///
+/// Ids are consecutive: each successful update hands out exactly the value it wrote, and
+/// a lost compare-and-set hands out nothing and is retried. Allocations of one
+/// `KvIds` take turns (an async lock), so concurrent reconciles of one operator never
+/// race each other on the counter; after its own write the allocator knows the current
+/// revision and needs one round trip per id. A write by anyone else (a second operator)
+/// makes the next update fail; the allocator reads the counter again and retries after
+/// a short random pause, for up to [`ID_ALLOCATION_TIMEOUT`]. The one way the counter
+/// passes a value nobody got is an update NATS applied but whose answer was lost (a
+/// timeout): the allocation fails, and the next one starts after that value. (The
+/// reconciler skips an id too when its status write fails, or the operator stops,
+/// after the allocation: the next reconcile allocates again.)
+pub struct KvIds {
+    kv: async_nats::jetstream::kv::Store,
+    /// The counter's value and revision as of this allocator's last read or write.
+    last: Mutex<Option<(u64, u64)>>,
+}
 
 /// First id handed out; below it are ids of imported RIPE Atlas measurements, if any.
 pub const FIRST_MSM_ID: u64 = 1_000_001;
 
-impl IdAllocator for KvIds {
-    async fn next(&self) -> Result<u64, Error> {
+impl KvIds {
+    pub fn new(kv: async_nats::jetstream::kv::Store) -> Self {
+        Self {
+            kv,
+            last: Mutex::new(None),
+        }
+    }
+
+    /// The counter's value and revision; None when there is no counter (never created,
+    /// or deleted).
+    async fn read(&self) -> Result<Option<(u64, u64)>, Error> {
+        use async_nats::jetstream::kv::Operation;
+        let entry = self
+            .kv
+            .entry(vantage_core::nats::MSM_SEQ_KEY)
+            .await
+            .map_err(|e| Error::Ids(e.to_string()))?;
+        let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
+            return Ok(None);
+        };
+        let value = std::str::from_utf8(&entry.value)
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .ok_or_else(|| {
+                Error::Ids(format!(
+                    "counter {} holds {:?}, not a number",
+                    vantage_core::nats::MSM_SEQ_KEY,
+                    String::from_utf8_lossy(&entry.value)
+                ))
+            })?;
+        Ok(Some((value, entry.revision)))
+    }
+
+    /// One compare-and-set from `known` (value, revision), or from a fresh read: the new
+    /// value and revision if it won, None if someone else wrote first.
+    async fn try_once(&self, known: Option<(u64, u64)>) -> Result<Option<(u64, u64)>, Error> {
+        use async_nats::jetstream::kv::{CreateErrorKind, UpdateErrorKind};
         use vantage_core::nats::MSM_SEQ_KEY;
-        for _ in 0..32 {
-            let entry = self
-                .0
-                .entry(MSM_SEQ_KEY)
+        let known = match known {
+            Some(k) => Some(k),
+            None => self.read().await?,
+        };
+        match known {
+            None => match self
+                .kv
+                .create(MSM_SEQ_KEY, FIRST_MSM_ID.to_string().into())
                 .await
-                .map_err(|e| Error::Ids(e.to_string()))?;
-            let result = match entry.filter(|e| !e.value.is_empty()) {
-                None => self
-                    .0
-                    .create(MSM_SEQ_KEY, FIRST_MSM_ID.to_string().into())
+            {
+                Ok(revision) => Ok(Some((FIRST_MSM_ID, revision))),
+                Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
+                Err(e) => Err(Error::Ids(e.to_string())),
+            },
+            Some((current, revision)) => {
+                let next = current
+                    .checked_add(1)
+                    .ok_or_else(|| Error::Ids("the counter is at u64::MAX".into()))?;
+                match self
+                    .kv
+                    .update(MSM_SEQ_KEY, next.to_string().into(), revision)
                     .await
-                    .map(|_| FIRST_MSM_ID)
-                    .map_err(|e| e.to_string()),
-                Some(e) => {
-                    let current: u64 = std::str::from_utf8(&e.value)
-                        .ok()
-                        .and_then(|s| s.parse().ok())
-                        .ok_or_else(|| Error::Ids("counter value is not a number".into()))?;
-                    let next = current + 1;
-                    self.0
-                        .update(MSM_SEQ_KEY, next.to_string().into(), e.revision)
-                        .await
-                        .map(|_| next)
-                        .map_err(|e| e.to_string())
+                {
+                    Ok(revision) => Ok(Some((next, revision))),
+                    Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
+                    Err(e) => Err(Error::Ids(e.to_string())),
                 }
-            };
-            match result {
-                Ok(id) => return Ok(id),
-                Err(conflict) => tracing::debug!(%conflict, "measurement id race; retrying"),
             }
         }
-        Err(Error::Ids("too many concurrent allocations".into()))
+    }
+}
+
+/// A random pause before retrying a lost compare-and-set: up to 0.2 ms doubled per
+/// conflict, at most 12.8 ms, so competing writers spread out.
+fn conflict_pause(conflicts: u32) -> Duration {
+    use std::hash::BuildHasher;
+    let ceiling_us = 200u64 << conflicts.clamp(1, 7).saturating_sub(1);
+    let random = std::collections::hash_map::RandomState::new().hash_one(conflicts);
+    Duration::from_micros(random % ceiling_us.max(1))
+}
+
+impl IdAllocator for KvIds {
+    async fn next(&self) -> Result<u64, Error> {
+        let mut last = self.last.lock().await;
+        let start = std::time::Instant::now();
+        let mut conflicts = 0u32;
+        loop {
+            match self.try_once(last.take()).await? {
+                Some((id, revision)) => {
+                    *last = Some((id, revision));
+                    return Ok(id);
+                }
+                None => {
+                    conflicts += 1;
+                    if start.elapsed() >= ID_ALLOCATION_TIMEOUT {
+                        return Err(Error::Ids(format!(
+                            "lost the compare-and-set {conflicts} times in {ID_ALLOCATION_TIMEOUT:?}; \
+                             is another operator allocating?"
+                        )));
+                    }
+                    tracing::debug!(conflicts, "measurement id race; retrying");
+                    tokio::time::sleep(conflict_pause(conflicts)).await;
+                }
+            }
+        }
     }
 }
 
@@ -304,15 +401,27 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
     let now = k8s_openapi::jiff::Timestamp::now();
     let ns = msm.namespace().unwrap_or_default();
     let limits = Limits::for_namespace(&ctx.policies.state(), &ns);
+    // Admission is decided once per generation (`plan::desired_status`): a measurement
+    // admitted at this generation needs no usage, which costs a pass over every
+    // measurement of its namespace.
+    let admitted_before = current.observed_generation == msm.metadata.generation
+        && crate::limits::is_admitted_state(current.state);
     let mut status = {
         // Usage, decision and ledger under one lock: two measurements reconciled at
-        // once cannot both take the namespace's last slot.
+        // once cannot both take the namespace's last slot. The store is read under it
+        // too, so it holds every measurement the ledger has admitted.
         let mut ledger = ctx.ledger.0.lock().unwrap_or_else(|e| e.into_inner());
-        let usage = if limits.is_unlimited() {
+        let usage = if limits.is_unlimited() || admitted_before {
             Default::default()
         } else {
+            let in_namespace: Vec<Arc<Measurement>> = ctx
+                .measurements
+                .state()
+                .into_iter()
+                .filter(|m| m.metadata.namespace.as_deref() == Some(ns.as_str()))
+                .collect();
             namespace_usage(
-                &ctx.measurements.state(),
+                &in_namespace,
                 &ledger,
                 &ns,
                 Some(&msm.name_any()),

@@ -12,10 +12,10 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use vantage_core::nats::{parse_probe_key, Delivery, Session};
 use vantage_crd::conditions::{self, reason};
 use vantage_crd::{Probe, ProbeStatus};
@@ -273,8 +273,8 @@ mod tests {
         assert_eq!(up.controller.as_deref(), Some("ctl-0"));
         assert_eq!(up.connected_since.as_deref(), Some("2023-11-14T22:13:20Z"));
         assert_eq!(up.firmware, Some(5020));
-        let delivered = conditions::get(&up.conditions, conditions::SCHEDULE_DELIVERED)
-            .expect("condition");
+        let delivered =
+            conditions::get(&up.conditions, conditions::SCHEDULE_DELIVERED).expect("condition");
         assert_eq!(
             (delivered.status.as_str(), delivered.reason.as_str()),
             ("True", reason::DELIVERED)
@@ -286,8 +286,8 @@ mod tests {
             ..s.clone()
         };
         let failed = probe_status(Some(&up), Some(&failing), "2026-01-01T00:00:30Z");
-        let c = conditions::get(&failed.conditions, conditions::SCHEDULE_DELIVERED)
-            .expect("condition");
+        let c =
+            conditions::get(&failed.conditions, conditions::SCHEDULE_DELIVERED).expect("condition");
         assert_eq!(
             (c.status.as_str(), c.reason.as_str()),
             ("False", reason::DELIVERY_FAILING)
@@ -296,8 +296,8 @@ mod tests {
         assert_eq!(c.last_transition_time.0.to_string(), "2026-01-01T00:00:30Z");
         let down = probe_status(Some(&up), None, "2026-01-01T00:01:00Z");
         assert!(!down.connected);
-        let c = conditions::get(&down.conditions, conditions::SCHEDULE_DELIVERED)
-            .expect("condition");
+        let c =
+            conditions::get(&down.conditions, conditions::SCHEDULE_DELIVERED).expect("condition");
         assert_eq!(c.reason, reason::DISCONNECTED);
         assert_eq!(down.last_seen.as_deref(), Some("2026-01-01T00:01:00Z"));
         assert_eq!(

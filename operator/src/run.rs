@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::runtime::{reflector, watcher, Controller, WatchStreamExt};
+use kube::runtime::{controller, reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use vantage_crd::{Measurement, Probe, TenantPolicy};
@@ -14,7 +14,9 @@ use vantage_platform::obs::{self, Health};
 use vantage_platform::store::{Store, StoreError};
 
 use crate::limits::{policy_status_loop, Ledger};
-use crate::measurement::{error_policy, reconcile, Ctx, Events, KvIds, Metrics};
+use crate::measurement::{
+    error_policy, reconcile, Ctx, Events, KvIds, Metrics, RECONCILE_CONCURRENCY,
+};
 use crate::probes::{status_writer, Sessions};
 use crate::schedules::{KvSchedules, Syncer};
 use crate::stats::ResultStats;
@@ -41,6 +43,13 @@ pub enum RunError {
         "cannot reach the Kubernetes API: {0}; check KUBECONFIG or the in-cluster service account"
     )]
     Kube(#[source] kube::Error),
+}
+
+/// The Measurement Controller as the operator runs it: every Measurement watched, at most
+/// [`RECONCILE_CONCURRENCY`] reconciles at once. `bench_operator` builds it here too.
+pub fn measurement_controller(client: Client) -> Controller<Measurement> {
+    Controller::new(Api::<Measurement>::all(client), watcher::Config::default())
+        .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
 }
 
 pub async fn run(cfg: Config) -> Result<(), RunError> {
@@ -106,10 +115,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     let sessions = Sessions::default();
     let stats = ResultStats::default();
-    let controller = Controller::new(
-        Api::<Measurement>::all(client.clone()),
-        watcher::Config::default(),
-    );
+    let controller = measurement_controller(client.clone());
     let ctx = Arc::new(Ctx {
         client: client.clone(),
         probes: probes.clone(),
@@ -120,7 +126,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         candidates: Default::default(),
         sessions: sessions.clone(),
         stats: stats.clone(),
-        ids: KvIds(bus.meta.clone()),
+        ids: KvIds::new(bus.meta.clone()),
         schedules: tokio::sync::Mutex::new(Syncer::default()),
         publisher: KvSchedules(bus.schedules.clone()),
         sync_requested: tokio::sync::Notify::new(),
