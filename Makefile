@@ -6,7 +6,7 @@ STACK := bash e2e/stack/stack.sh
 export VANTAGE_VENV := $(VENV)
 export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
 
-.PHONY: all setup build crds charts check-generated lint unit e2e test demo geo-eval stack-up stack-down stack-status clean
+.PHONY: all setup build crds charts check-generated lint unit e2e test demo geo-eval stack-up stack-down stack-status clean deb
 
 all: build
 
@@ -53,6 +53,12 @@ demo: setup build
 ## 100 targets, anchors + on-demand pings as IPmap; prints per engine and the reducer (docs/GEOLOCATION.md)
 geo-eval:
 	cargo run -q --release -p vantage-engines --example geo_eval -- --netns $(GEO_EVAL_ARGS)
+
+## deb: the probe's Debian package with cargo-deb (installed at the pinned version if missing):
+## release-probe profile, glibc linked statically (docs/PROBE.md), into target/debian/
+deb:
+	@cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3.8.0' || cargo install cargo-deb --version 3.8.0 --locked
+	RUSTFLAGS="-C target-feature=+crt-static" cargo deb -p vantage-probe --target "$$(rustc -vV | sed -n 's/^host: //p')" --output target/debian/
 
 stack-up:
 	$(STACK) up

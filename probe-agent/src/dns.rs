@@ -283,7 +283,9 @@ impl SocketDns {
                 .map_err(|e| format!("recvfrom: {e}"))?;
             // Answers with another id are not ours; keep waiting.
             if n >= 2 && buf[..2] == query[..2] {
+                // Keep the answer, not the 64 KiB it was read into.
                 buf.truncate(n);
+                buf.shrink_to_fit();
                 return Ok((src, buf));
             }
         }

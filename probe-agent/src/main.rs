@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use tracing_subscriber::filter::Targets;
 use vantage_probe::agent::{self, AgentConfig};
 use vantage_probe::identity;
 use vantage_probe::outbox::DEFAULT_MAX_BUFFER;
@@ -84,16 +85,20 @@ fn main() -> anyhow::Result<()> {
             max_buffer,
             max_concurrent,
         } => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_default_env()
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+            use tracing_subscriber::layer::SubscriberExt;
+            use tracing_subscriber::util::SubscriberInitExt;
+            tracing_subscriber::registry()
+                .with(
+                    tracing_subscriber::fmt::layer()
+                        .with_writer(std::io::stderr)
+                        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())),
                 )
-                .with_writer(std::io::stderr)
-                .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+                .with(log_filter(std::env::var("RUST_LOG").ok().as_deref()))
                 .init();
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
+            // One thread: the agent waits on sockets and timers, never on the CPU, and a
+            // single-threaded runtime saves the worker threads' stacks and malloc arenas
+            // (docs/BENCHMARKS.md, "Agent size and idle memory").
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .context("starting the tokio runtime")?;
@@ -116,6 +121,16 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// `RUST_LOG` as `target=level` directives and a bare default level (`info`,
+/// `vantage_probe=debug,russh=warn`); unset, empty or unreadable: `info`. The agent does
+/// not link `EnvFilter` (a regex engine for span and field filters it never needed).
+fn log_filter(spec: Option<&str>) -> Targets {
+    spec.map(str::trim)
+        .filter(|s| !s.is_empty())
+        .and_then(|s| s.parse::<Targets>().ok())
+        .unwrap_or_else(|| Targets::new().with_default(tracing::Level::INFO))
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -135,5 +150,27 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::log_filter;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_directives() {
+        let f = log_filter(None);
+        assert!(f.would_enable("vantage_probe::ssh", &Level::INFO));
+        assert!(!f.would_enable("vantage_probe::ssh", &Level::DEBUG));
+        let f = log_filter(Some("warn,vantage_probe::scheduler=debug"));
+        assert!(f.would_enable("vantage_probe::scheduler", &Level::DEBUG));
+        assert!(!f.would_enable("vantage_probe::ssh", &Level::INFO));
+        assert!(f.would_enable("russh::client", &Level::WARN));
+        for unreadable in ["", " ", "vantage_probe=loud"] {
+            let f = log_filter(Some(unreadable));
+            assert!(f.would_enable("x", &Level::INFO), "{unreadable:?}");
+            assert!(!f.would_enable("x", &Level::DEBUG), "{unreadable:?}");
+        }
     }
 }
