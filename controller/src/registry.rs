@@ -643,20 +643,10 @@ mod tests {
     }
 
     fn probe(name: &str, id: u32, key: &russh::keys::PrivateKey) -> Probe {
+        let line = crate::keys::public_line(key.public_key());
         let mut p = Probe::new(
             name,
-            vantage_crd::ProbeSpec {
-                id,
-                public_key: format!("{} a comment", crate::keys::public_line(key.public_key())),
-                enabled: true,
-                country_code: Some("NL".into()),
-                location: None,
-                asn_v4: None,
-                asn_v6: None,
-                prefix_v4: None,
-                prefix_v6: None,
-                tags: Vec::new(),
-            },
+            vantage_crd::ProbeSpec::new(id, format!("{line} a comment")),
         );
         p.metadata.resource_version = Some("1".into());
         p

@@ -217,18 +217,7 @@ impl World {
             let key = probes::probe_key(cfg.seed, id);
             let mut probe = Probe::new(
                 &format!("fleet-{id}"),
-                CrdProbeSpec {
-                    id,
-                    public_key: vantage_controller::keys::public_line(key.public_key()),
-                    enabled: true,
-                    country_code: None,
-                    location: None,
-                    asn_v4: None,
-                    asn_v6: None,
-                    prefix_v4: None,
-                    prefix_v6: None,
-                    tags: Vec::new(),
-                },
+                CrdProbeSpec::new(id, vantage_controller::keys::public_line(key.public_key())),
             );
             probe.metadata.resource_version = Some("1".into());
             writer.apply_watcher_event(&watcher::Event::Apply(probe));

@@ -58,6 +58,24 @@ fn default_true() -> bool {
     true
 }
 
+impl ProbeSpec {
+    /// An enabled probe known only by its id and key: no location, network or tags.
+    pub fn new(id: u32, public_key: impl Into<String>) -> Self {
+        Self {
+            id,
+            public_key: public_key.into(),
+            enabled: true,
+            country_code: None,
+            location: None,
+            asn_v4: None,
+            asn_v6: None,
+            prefix_v4: None,
+            prefix_v6: None,
+            tags: Vec::new(),
+        }
+    }
+}
+
 /// WGS 84 coordinates.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, JsonSchema)]
 pub struct Location {
