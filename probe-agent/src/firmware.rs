@@ -43,11 +43,14 @@ impl Firmware {
             let mut words = s.split_whitespace();
             Some((words.next()?.parse::<u32>().ok()?, words.next()?.to_owned()))
         });
-        let running = std::fs::read(&exe)
-            .map(|b| vantage_firmware::digest(&b))
-            .ok();
-        let version = match (recorded, running) {
-            (Some((v, d)), Some(r)) if d == r => v,
+        // Hashed in pieces, and only when an install was recorded: reading the whole
+        // executable at once made the agent's start-up peak twice its idle size.
+        let version = match recorded {
+            Some((v, d))
+                if vantage_firmware::digest_file(&exe).is_ok_and(|running| running == d) =>
+            {
+                v
+            }
             _ => PROBE_FW,
         };
         Self {
@@ -165,11 +168,19 @@ mod tests {
         assert_eq!(std::fs::read(&exe).expect("exe"), bundle);
         // After a restart, the installed executable reports the installed version.
         let after = Firmware::load(
-            exe,
+            exe.clone(),
             dir.path().join("probe.key.fw"),
             vec![signer.public_key().clone()],
         );
         assert_eq!(after.version(), PROBE_FW + 1);
+        // An executable that is not the recorded install runs the built-in version.
+        std::fs::write(&exe, b"replaced by hand").expect("exe");
+        let replaced = Firmware::load(
+            exe,
+            dir.path().join("probe.key.fw"),
+            vec![signer.public_key().clone()],
+        );
+        assert_eq!(replaced.version(), PROBE_FW);
     }
 
     #[test]
