@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 use vantage_fleet::probes;
-use vantage_fleet::world::{ping_task, vantage_bin, World, WorldConfig};
+use vantage_fleet::world::{ping_task, vantage_bin, ControllerProc, World, WorldConfig};
 
 const PROBES: u32 = 1_500;
 
@@ -24,6 +24,18 @@ fn stack_nats() -> Option<String> {
             eprintln!("SKIPPED full_sessions: NATS_URL is not set; `make stack-up && source /tmp/vantage-stack/env` first");
             None
         }
+    }
+}
+
+/// The controller's published results once they reach `want`, or after 60 s.
+async fn published(ctl: &ControllerProc, want: u32) -> f64 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let results = ctl.metric("vantage_controller_results_total").await;
+        if results >= f64::from(want) || std::time::Instant::now() > deadline {
+            return results;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -79,6 +91,14 @@ async fn fifteen_hundred_full_sessions_each_receive_their_schedule_changes() {
         ctl.metric("vantage_controller_schedule_feed_up").await,
     );
 
+    // Every probe's first one-off finishes (a change would cancel a ping still running)
+    // and its result comes up the local forward.
+    let results = published(ctl, PROBES).await;
+    assert!(
+        results >= f64::from(PROBES),
+        "{results} results published for {PROBES} probes (one one-off each)"
+    );
+
     // A change of every probe's schedule while all sessions are live.
     world
         .put_schedules(ids(), |_| vec![ping_task(changed, 0, true)])
@@ -122,19 +142,10 @@ async fn fifteen_hundred_full_sessions_each_receive_their_schedule_changes() {
         ctl.metric("vantage_controller_connected_probes").await,
         f64::from(PROBES)
     );
-    // Results came up the local forward: one per probe for each one-off.
-    let want = 2.0 * f64::from(PROBES);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    let mut results = 0.0;
-    while std::time::Instant::now() < deadline {
-        results = ctl.metric("vantage_controller_results_total").await;
-        if results >= want {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // The change's results came up the local forward too.
+    let results = published(ctl, 2 * PROBES).await;
     assert!(
-        results >= want,
+        results >= 2.0 * f64::from(PROBES),
         "{results} results published for {PROBES} probes (two one-offs each)"
     );
 
