@@ -820,7 +820,7 @@ async fn send_schedules<S: ResultSink>(
     channel: Channel<Msg>,
 ) {
     let probe = delivery.probe;
-    let mut sub: Subscription = shared.feed.subscribe(probe, delivery.conn);
+    let mut sub: Subscription = shared.feed.subscribe(probe);
     let mut feed_up = shared.feed.state();
     let mut backoff = Backoff::default();
     let current = loop {

@@ -114,6 +114,7 @@ type Slots = HashMap<u32, (u64, watch::Sender<Option<Update>>)>;
 pub struct ScheduleFeed {
     kv: kv::Store,
     slots: RwLock<Slots>,
+    next_slot: std::sync::atomic::AtomicU64,
     up: watch::Sender<bool>,
     metrics: FeedMetrics,
 }
@@ -122,7 +123,7 @@ pub struct ScheduleFeed {
 pub struct Subscription {
     feed: Arc<ScheduleFeed>,
     probe: u32,
-    conn: u64,
+    slot: u64,
     rx: watch::Receiver<Option<Update>>,
 }
 
@@ -139,7 +140,7 @@ impl Drop for Subscription {
     fn drop(&mut self) {
         if let Ok(mut slots) = self.feed.slots.write() {
             // A reconnect may already have replaced this slot with the new session's.
-            if slots.get(&self.probe).is_some_and(|(c, _)| *c == self.conn) {
+            if slots.get(&self.probe).is_some_and(|(s, _)| *s == self.slot) {
                 slots.remove(&self.probe);
                 self.feed.metrics.subscribers.dec();
             }
@@ -153,6 +154,7 @@ impl ScheduleFeed {
         Arc::new(Self {
             kv,
             slots: RwLock::new(HashMap::new()),
+            next_slot: std::sync::atomic::AtomicU64::new(1),
             up,
             metrics,
         })
@@ -163,19 +165,22 @@ impl ScheduleFeed {
         self.up.subscribe()
     }
 
-    /// Take `probe`'s slot for the session numbered `conn` (a newer session of the same
-    /// probe replaces an older one's slot).
-    pub fn subscribe(self: &Arc<Self>, probe: u32, conn: u64) -> Subscription {
+    /// Take `probe`'s slot (a newer subscription of the same probe, from a new session,
+    /// replaces an older one's, which then ends).
+    pub fn subscribe(self: &Arc<Self>, probe: u32) -> Subscription {
         let (tx, rx) = watch::channel(None);
+        let slot = self
+            .next_slot
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         if let Ok(mut slots) = self.slots.write() {
-            if slots.insert(probe, (conn, tx)).is_none() {
+            if slots.insert(probe, (slot, tx)).is_none() {
                 self.metrics.subscribers.inc();
             }
         }
         Subscription {
             feed: self.clone(),
             probe,
-            conn,
+            slot,
             rx,
         }
     }
