@@ -152,6 +152,17 @@ impl NatsServer {
         format!("nats://127.0.0.1:{}", self.port)
     }
 
+    /// Kill the server (SIGKILL): the outage a test asks for.
+    pub fn kill(&mut self) {
+        self.proc.kill();
+    }
+
+    /// Start it again on the same port and JetStream store.
+    pub fn restart(&mut self) -> Result<(), KitError> {
+        self.proc.kill();
+        self.spawn()
+    }
+
     fn spawn(&mut self) -> Result<(), KitError> {
         let log = self.dir.path().join("nats.log");
         let child = Command::new(&self.bin)
