@@ -34,7 +34,7 @@ use vantage_core::WIRE_VERSION;
 use vantage_platform::bus::{now_ms, Bus};
 
 use crate::by_reason::ByReason;
-use crate::feed::{Backoff, FeedMetrics, ScheduleFeed, Subscription, Update};
+use crate::feed::{backoff, FeedMetrics, ScheduleFeed, Subscription, Update};
 use crate::keys::{fingerprint, parse_public};
 use crate::spool::Spool;
 
@@ -822,7 +822,7 @@ async fn send_schedules<S: ResultSink>(
     let probe = delivery.probe;
     let mut sub: Subscription = shared.feed.subscribe(probe);
     let mut feed_up = shared.feed.state();
-    let mut backoff = Backoff::default();
+    let mut backoff = backoff();
     let current = loop {
         match Box::pin(shared.feed.current(probe)).await {
             Ok(update) => break update,
@@ -843,11 +843,10 @@ async fn send_schedules<S: ResultSink>(
             }
         }
     };
-    let mut sent_revision = 0;
     if send(&shared, probe, &channel, &current).await.is_err() {
         return;
     }
-    sent_revision = sent_revision.max(current.revision);
+    let mut sent_revision = current.revision;
     loop {
         let state = if *feed_up.borrow_and_update() {
             Delivery::Delivered

@@ -30,6 +30,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
+use vantage_core::backoff::Backoff;
 use vantage_core::nats::{parse_probe_key, probe_key, ScheduleDoc};
 
 /// The longest wait between two attempts to restart the feed or to read a schedule.
@@ -232,7 +233,7 @@ impl ScheduleFeed {
     /// the sessions report it on their Probe's `ScheduleDelivered` condition.
     pub async fn run(self: Arc<Self>, start: u64) {
         let mut next = start;
-        let mut backoff = Backoff::default();
+        let mut backoff = backoff();
         loop {
             match self.kv.watch_all_from_revision(next).await {
                 Ok(mut watch) => {
@@ -270,7 +271,7 @@ impl ScheduleFeed {
     /// Call before accepting sessions, so that no session can read a revision the feed
     /// would then skip.
     pub async fn start(self: &Arc<Self>) {
-        let mut backoff = Backoff::default();
+        let mut backoff = backoff();
         let start = loop {
             match self.next_revision().await {
                 Ok(n) => break n,
@@ -285,47 +286,14 @@ impl ScheduleFeed {
     }
 }
 
-/// Exponential backoff with full jitter, from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`].
-#[derive(Debug)]
-pub struct Backoff {
-    ceiling: Duration,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Self {
-            ceiling: FIRST_BACKOFF,
-        }
-    }
-}
-
-impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
-        let ceiling = self.ceiling;
-        self.ceiling = (self.ceiling * 2).min(MAX_BACKOFF);
-        let millis = u64::try_from(ceiling.as_millis()).unwrap_or(u64::MAX);
-        Duration::from_millis(rand::random_range(millis / 4..=millis))
-    }
-
-    pub fn reset(&mut self) {
-        self.ceiling = FIRST_BACKOFF;
-    }
+/// The feed's backoff: from [`FIRST_BACKOFF`] up to [`MAX_BACKOFF`], full jitter.
+pub fn backoff() -> Backoff {
+    Backoff::new(FIRST_BACKOFF, MAX_BACKOFF)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn backoff_grows_to_its_cap_and_resets() {
-        let mut b = Backoff::default();
-        let delays: Vec<Duration> = (0..12).map(|_| b.next_delay()).collect();
-        assert!(delays[0] <= FIRST_BACKOFF);
-        assert!(delays.iter().all(|d| *d <= MAX_BACKOFF));
-        assert!(delays[11] >= MAX_BACKOFF / 4, "{delays:?}");
-        b.reset();
-        assert!(b.next_delay() <= FIRST_BACKOFF);
-    }
 
     #[test]
     fn deleted_or_unreadable_values_are_the_empty_schedule() {

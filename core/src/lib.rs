@@ -9,6 +9,7 @@
 //! This crate depends on serde only (plus schemars, so that the CRDs can embed these
 //! types): no tokio, no kube, no I/O.
 
+pub mod backoff;
 pub mod definition;
 pub mod frame;
 pub mod nats;

@@ -23,13 +23,7 @@ use vantage_crd::{Probe, ProbeSpec as CrdProbeSpec};
 use vantage_platform::bus::{Bus, Retention};
 
 use crate::probes::{self, Event};
-
-/// A free loopback port.
-pub fn free_port() -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .port())
-}
+use vantage_testkit::free_port;
 
 /// One `vantage controller` process.
 pub struct ControllerProc {

@@ -10,13 +10,13 @@ use russh::keys::PrivateKey;
 use tokio::sync::watch;
 
 use crate::anchor::Anchor;
-use crate::backoff::Backoff;
 use crate::firmware::Firmware;
 use crate::measure::Measurements;
 use crate::outbox::{Outbox, DEFAULT_MAX_BUFFER};
 use crate::scheduler::{Measure, Scheduler, DEFAULT_MAX_CONCURRENT};
 use crate::ssh::{self, SessionContext, SessionEnd};
 use crate::{identity, ProbeError};
+use vantage_core::backoff::Backoff;
 
 /// A session that lasted this long resets the backoff.
 const STABLE_SESSION: Duration = Duration::from_secs(60);

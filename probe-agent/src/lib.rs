@@ -21,7 +21,6 @@
 
 pub mod agent;
 pub mod anchor;
-pub mod backoff;
 pub mod commands;
 pub mod common;
 pub mod dns;

@@ -1,5 +1,6 @@
 //! Exponential backoff with full jitter (AWS architecture blog style):
-//! the n-th delay is uniform in `[0, min(cap, base * 2^n)]`.
+//! the n-th delay is uniform in `[0, min(cap, base * 2^n)]`. The probe's reconnects
+//! and the controller's schedule feed both use it.
 
 use std::time::Duration;
 
