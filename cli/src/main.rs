@@ -110,8 +110,9 @@ enum Command {
     /// Print the NATS server `authorization` block: one user per vantage role, with
     /// subject permissions as narrow as the role (passwords from `$VANTAGE_NATS_<ROLE>`).
     NatsAuth,
-    /// The registration SSH server probes dial first.
-    Registry {
+    /// The registration SSH server probes dial first. (`registry` is a deprecated alias.)
+    #[command(alias = "registry")]
+    Registration {
         #[command(flatten)]
         ssh: SshArgs,
         #[command(flatten)]
@@ -295,6 +296,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     vantage_platform::obs::init_tracing();
+    if std::env::args().nth(1).as_deref() == Some("registry") {
+        tracing::warn!(
+            "`vantage registry` is deprecated and will be removed: run `vantage registration`"
+        );
+    }
     // With more than one rustls backend compiled in, rustls cannot choose: choose ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().command {
@@ -326,13 +332,13 @@ async fn main() -> anyhow::Result<()> {
                 )
             );
         }
-        Command::Registry {
+        Command::Registration {
             ssh,
             nats,
             metrics_addr,
             firmware_dir,
         } => {
-            vantage_controller::run::registry(
+            vantage_controller::run::registration(
                 vantage_controller::run::Common {
                     listen: ssh.listen,
                     host_key: ssh.host_key,

@@ -20,11 +20,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use async_nats::jetstream::consumer::{pull, AckPolicy};
 use futures::StreamExt;
+use vantage_collector::typed::TypedRows;
 use vantage_collector::{Config, Metrics, Sink};
 use vantage_core::nats as names;
 use vantage_platform::bus::{Bus, Retention};
 use vantage_platform::store::{ResultRow, Store, StoreError};
-use vantage_platform::typed::TypedRows;
 use vantage_testkit::{ClickHouseServer, NatsServer};
 
 const IN_FLIGHT: usize = 512;
@@ -184,7 +184,7 @@ impl Sink for Timed {
     }
 
     async fn insert_typed(&self, rows: &TypedRows) -> Result<(), StoreError> {
-        self.store.insert_typed(rows).await
+        rows.insert(&self.store).await
     }
 }
 

@@ -45,8 +45,14 @@ pub enum ArchiveError {
     Queue(#[from] std::io::Error),
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("archive object {path} is damaged: {message}")]
-    Damaged { path: String, message: String },
+    #[error("archive object {path} is damaged: {source}")]
+    Damaged {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("archive object {path} is damaged: no line {line}")]
+    MissingLine { path: String, line: u32 },
 }
 
 /// The S3 client: credentials from `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (and the
@@ -241,9 +247,9 @@ impl Archive {
         let mut raw = Vec::new();
         zstd::stream::read::Decoder::new(&bytes[..])
             .and_then(|mut d| d.read_to_end(&mut raw))
-            .map_err(|e| ArchiveError::Damaged {
+            .map_err(|source| ArchiveError::Damaged {
                 path: key.to_owned(),
-                message: e.to_string(),
+                source,
             })?;
         Ok(raw
             .split(|b| *b == b'\n')
@@ -263,9 +269,9 @@ impl Archive {
         let line = usize::try_from(row.linenum)
             .ok()
             .and_then(|n| lines.into_iter().nth(n))
-            .ok_or_else(|| ArchiveError::Damaged {
+            .ok_or_else(|| ArchiveError::MissingLine {
                 path: row.s3path.clone(),
-                message: format!("no line {}", row.linenum),
+                line: row.linenum,
             })?;
         Ok(Some(line))
     }

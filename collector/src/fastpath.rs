@@ -367,7 +367,8 @@ mod tests {
     use super::*;
 
     fn fp() -> Fingerprints {
-        Fingerprints::parse(include_str!("../data/fingerprints.yaml")).expect("fingerprints")
+        Fingerprints::parse(include_str!("../tests/fixtures/fingerprints.yaml"))
+            .expect("test fingerprints")
     }
 
     fn fixture(name: &str) -> Value {
@@ -388,7 +389,7 @@ mod tests {
         assert_eq!(row.measurement_start_time, 1_795_300_265);
         assert_eq!(row.reason, "");
         let scores: Value = serde_json::from_str(&row.scores).expect("json");
-        assert_eq!(scores["fingerprints_version"], "2026-11-21.1");
+        assert_eq!(scores["fingerprints_version"], "test-1");
     }
 
     #[test]
@@ -453,16 +454,66 @@ mod tests {
 
     #[test]
     fn scoring_is_deterministic() {
+        // A fresh scorer over the same measurements gives these rows, field for field,
+        // every time: nothing depends on the clock, the host or hash order.
         let f = fp();
-        let names = ["clean", "http_blockpage", "dns_sinkhole", "failed"];
-        let run = || {
+        let expected = [
+            (
+                "clean",
+                "20261121223106.000001_IT_web_connectivity_0123456789abcdef",
+                ("example.org", 1_795_300_265, (0, 0, 0), ""),
+                json!({"accuracy": 1.0, "blocking_general": 0.0, "confirmed": false,
+                       "fingerprints_version": "test-1", "reasons": []}),
+            ),
+            (
+                "http_blockpage",
+                "20261121223106.000002_TR_web_connectivity_1123456789abcdef",
+                (
+                    "blocked.example",
+                    1_795_300_266,
+                    (1, 1, 0),
+                    "http-blockpage",
+                ),
+                json!({"accuracy": 1.0, "blocking_general": 1.0, "confirmed": true,
+                       "fingerprints_version": "test-1",
+                       "reasons": ["blockpage:vantage_test_blockpage"]}),
+            ),
+            (
+                "dns_sinkhole",
+                "20261121223106.000003_IR_web_connectivity_2123456789abcdef",
+                ("news.example", 1_795_300_266, (1, 1, 0), "dns"),
+                json!({"accuracy": 1.0, "blocking_general": 1.0, "confirmed": true,
+                       "fingerprints_version": "test-1",
+                       "reasons": ["dns.blockpage_ip:vantage_test_sinkhole", "dns.inconsistent_with_control"]}),
+            ),
+            (
+                "failed",
+                "20261121223106.000004_DE_dnscheck_3123456789abcdef",
+                ("dns.example", 1_795_300_267, (0, 0, 1), ""),
+                json!({"accuracy": 0.0, "blocking_general": 0.0, "confirmed": false,
+                       "fingerprints_version": "test-1",
+                       "reasons": ["failure:generic_timeout_error"]}),
+            ),
+        ];
+        for round in 0..2 {
             let mut s = Scorer::default();
-            names
-                .iter()
-                .map(|n| s.next(&fixture(n), &f))
-                .collect::<Vec<_>>()
-        };
-        assert_eq!(run(), run());
+            for (name, uid, (domain, start, flags, blocking), scores) in &expected {
+                let row = s.next(&fixture(name), &f);
+                let at = format!("round {round}, {name}");
+                assert_eq!(row.measurement_uid, *uid, "{at}");
+                assert_eq!(row.domain, *domain, "{at}");
+                assert_eq!(row.measurement_start_time, *start, "{at}");
+                assert_eq!(
+                    (row.anomaly, row.confirmed, row.msm_failure),
+                    *flags,
+                    "{at}"
+                );
+                assert_eq!(row.blocking_type, *blocking, "{at}");
+                assert_eq!(row.scores, scores.to_string(), "{at}");
+                let first = scores["reasons"][0].as_str().unwrap_or("");
+                assert_eq!(row.reason, first, "{at}");
+            }
+        }
     }
 
     #[test]

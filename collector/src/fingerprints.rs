@@ -57,8 +57,29 @@ pub enum FingerprintError {
         #[source]
         source: std::io::Error,
     },
-    #[error("fingerprints {path} are not valid: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("fingerprints {path} are not valid: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ParseError,
+    },
+}
+
+/// Why a text is not a fingerprint set.
+#[derive(Debug, thiserror::Error)]
+pub enum ParseError {
+    #[error("not UTF-8: {source}")]
+    Utf8 {
+        #[source]
+        source: std::str::Utf8Error,
+    },
+    #[error("{source}")]
+    Yaml {
+        #[source]
+        source: serde_yaml::Error,
+    },
+    #[error("`version` is empty")]
+    EmptyVersion,
 }
 
 impl HttpFingerprint {
@@ -86,10 +107,11 @@ impl HttpFingerprint {
 }
 
 impl Fingerprints {
-    pub fn parse(yaml: &str) -> Result<Self, String> {
-        let fp: Fingerprints = serde_yaml::from_str(yaml).map_err(|e| e.to_string())?;
+    pub fn parse(yaml: &str) -> Result<Self, ParseError> {
+        let fp: Fingerprints =
+            serde_yaml::from_str(yaml).map_err(|source| ParseError::Yaml { source })?;
         if fp.version.trim().is_empty() {
-            return Err("`version` is empty".into());
+            return Err(ParseError::EmptyVersion);
         }
         Ok(fp)
     }
@@ -99,9 +121,9 @@ impl Fingerprints {
             path: path.to_owned(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| FingerprintError::Parse {
+        Self::parse(&text).map_err(|source| FingerprintError::Parse {
             path: path.to_owned(),
-            message,
+            source,
         })
     }
 
@@ -164,7 +186,7 @@ impl FingerprintSet {
             }
             last = Some(now.clone());
             match std::str::from_utf8(&now)
-                .map_err(|e| e.to_string())
+                .map_err(|source| ParseError::Utf8 { source })
                 .and_then(Fingerprints::parse)
             {
                 Ok(fp) if fp == *self.get() => {}
@@ -190,6 +212,18 @@ mod tests {
         let fp = Fingerprints::parse(include_str!("../data/fingerprints.yaml")).expect("parses");
         assert!(!fp.version.is_empty());
         assert!(!fp.http.is_empty() && !fp.dns.is_empty());
+        // Test fingerprints live in tests/fixtures/fingerprints.yaml, never here.
+        let names = fp
+            .http
+            .iter()
+            .map(|f| &f.name)
+            .chain(fp.dns.iter().map(|f| &f.name));
+        for name in names {
+            assert!(
+                !name.starts_with("vantage_test"),
+                "{name} is a test fingerprint"
+            );
+        }
     }
 
     #[test]
@@ -213,8 +247,14 @@ mod tests {
             cc: None,
         };
         assert!(!empty.matches(Some("x"), &h));
-        assert!(Fingerprints::parse("version: ''").is_err());
-        assert!(Fingerprints::parse("version: 1\nbogus: 2").is_err());
+        assert!(matches!(
+            Fingerprints::parse("version: ''"),
+            Err(ParseError::EmptyVersion)
+        ));
+        assert!(matches!(
+            Fingerprints::parse("version: 1\nbogus: 2"),
+            Err(ParseError::Yaml { .. })
+        ));
     }
 
     #[tokio::test]

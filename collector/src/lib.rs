@@ -5,7 +5,8 @@
 //! message is acked only after the INSERT holding its row succeeded; while ClickHouse
 //! fails, the batch is retried with backoff and nothing new is fetched (backpressure: at
 //! most one batch is in memory). A message that is not a result is acked and counted,
-//! since no retry can make it readable.
+//! since no retry can make it readable. Each batch also fills the per-type tables
+//! ([`typed`]).
 //!
 //! The crate also holds the OONI-style half of the pipeline ([`intake`]): the submission
 //! API for software probes, the disk queue, the fastpath, the S3 archive and
@@ -17,6 +18,7 @@ pub mod fingerprints;
 pub mod intake;
 pub mod queue;
 pub mod reprocess;
+pub mod typed;
 pub mod uid;
 
 pub use intake::{serve_intake, start_intake, IntakeConfig, Limits};
@@ -33,7 +35,8 @@ use prometheus_client::registry::Registry;
 use vantage_core::nats as names;
 use vantage_platform::store::unix_now;
 use vantage_platform::store::{ResultRow, Store, StoreError};
-use vantage_platform::typed::TypedRows;
+
+use crate::typed::TypedRows;
 
 /// Where rows go. The ClickHouse implementation is [`vantage_platform::store::Store`].
 pub trait Sink: Send + Sync {
@@ -57,7 +60,7 @@ impl Sink for Store {
     }
 
     async fn insert_typed(&self, rows: &TypedRows) -> Result<(), StoreError> {
-        Store::insert_typed(self, rows).await
+        rows.insert(self).await
     }
 }
 
@@ -72,14 +75,24 @@ pub fn typed_rows(rows: &[ResultRow]) -> TypedRows {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CollectorError {
-    #[error("cannot open the {stream} stream's consumer {durable}: {message}; has the operator (or `vantage collector`) declared the stream?")]
+    #[error("cannot open the {stream} stream's consumer {durable}: {source}; has the operator (or `vantage collector`) declared the stream?")]
     Consumer {
         stream: String,
         durable: String,
-        message: String,
+        /// Reading the stream or creating the consumer failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
     },
-    #[error("cannot fetch from JetStream: {0}")]
-    Fetch(String),
+    #[error("cannot fetch from JetStream: {source}")]
+    Fetch {
+        #[source]
+        source: async_nats::jetstream::consumer::pull::BatchError,
+    },
+    #[error("cannot fetch from JetStream: fetcher stopped: {source}")]
+    Fetcher {
+        #[source]
+        source: tokio::task::JoinError,
+    },
 }
 
 #[derive(Clone, Default)]
@@ -153,15 +166,16 @@ pub async fn run<S: Sink>(
     cfg: Config,
     metrics: Metrics,
 ) -> Result<(), CollectorError> {
-    let consumer_err = |message: String| CollectorError::Consumer {
-        stream: names::RESULTS_STREAM.into(),
-        durable: names::COLLECTOR_DURABLE.into(),
-        message,
-    };
+    let consumer_err =
+        |source: Box<dyn std::error::Error + Send + Sync>| CollectorError::Consumer {
+            stream: names::RESULTS_STREAM.into(),
+            durable: names::COLLECTOR_DURABLE.into(),
+            source,
+        };
     let stream = js
         .get_stream(names::RESULTS_STREAM)
         .await
-        .map_err(|e| consumer_err(e.to_string()))?;
+        .map_err(|e| consumer_err(Box::new(e)))?;
     // Create or update: the operator declares the consumer; the collector's own batch
     // size and ack wait apply to it.
     let consumer: async_nats::jetstream::consumer::Consumer<pull::Config> = stream
@@ -173,7 +187,7 @@ pub async fn run<S: Sink>(
             ..Default::default()
         })
         .await
-        .map_err(|e| consumer_err(e.to_string()))?;
+        .map_err(|e| consumer_err(Box::new(e)))?;
     tracing::info!(ack_wait = ?cfg.ack_wait, max_batch = cfg.max_batch, max_wait = ?cfg.max_wait, "collector consuming");
     // Two stages: the fetcher pulls and parses the next batch while the writer INSERTs
     // the current one. The channel holds one batch, so at most three are in memory.
@@ -195,7 +209,7 @@ pub async fn run<S: Sink>(
     }
     match fetcher.await {
         Ok(r) => r,
-        Err(e) => Err(CollectorError::Fetch(format!("fetcher stopped: {e}"))),
+        Err(source) => Err(CollectorError::Fetcher { source }),
     }
 }
 
@@ -218,7 +232,7 @@ async fn fetch(
         .expires(cfg.max_wait)
         .messages()
         .await
-        .map_err(|e| CollectorError::Fetch(e.to_string()))?;
+        .map_err(|source| CollectorError::Fetch { source })?;
     let mut messages = Vec::with_capacity(cfg.max_batch);
     while let Some(next) = batch.next().await {
         match next {

@@ -57,8 +57,9 @@ async fn create_bucket(endpoint: &str, bucket: &str) {
     assert!(r.status().is_success(), "create bucket: {}", r.status());
 }
 
+/// The test fingerprints (they match the blockpage and sinkhole these tests submit).
 fn fingerprints() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fingerprints.yaml")
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fingerprints.yaml")
 }
 
 struct Setup {

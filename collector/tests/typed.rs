@@ -12,7 +12,7 @@ use vantage_platform::bus::{Bus, Retention};
 use vantage_platform::store::Store;
 use vantage_testkit::{ClickHouseServer, NatsServer};
 
-const SAMPLES: &str = include_str!("../../platform/tests/fixtures/ripe-atlas-result-samples.json");
+const SAMPLES: &str = include_str!("fixtures/ripe-atlas-result-samples.json");
 
 fn results() -> Vec<Value> {
     let all: Value = serde_json::from_str(SAMPLES).expect("samples");

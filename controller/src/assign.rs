@@ -64,6 +64,7 @@ pub fn choose(probe: &ProbeInfo, controllers: &[Heartbeat], now_ms: i64) -> Opti
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vantage_core::WIRE_VERSION;
 
     fn hb(
         name: &str,
@@ -74,7 +75,7 @@ mod tests {
         at_ms: i64,
     ) -> Heartbeat {
         Heartbeat {
-            v: 1,
+            v: WIRE_VERSION,
             controller: name.into(),
             ssh_addr: format!("{name}:443"),
             host_key: String::new(),

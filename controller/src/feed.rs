@@ -222,8 +222,8 @@ impl ScheduleFeed {
     }
 
     /// The bucket's next revision: where a fresh feed starts.
-    async fn next_revision(&self) -> Result<u64, String> {
-        let status = self.kv.status().await.map_err(|e| e.to_string())?;
+    async fn next_revision(&self) -> Result<u64, async_nats::jetstream::kv::StatusError> {
+        let status = self.kv.status().await?;
         Ok(status.info.state.last_sequence + 1)
     }
 

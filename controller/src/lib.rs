@@ -1,6 +1,6 @@
 //! vantage-controller: the SSH side of the probe plane.
 //!
-//! * [`registry`] — the registration server: knows probes by their `Probe` resources,
+//! * [`registration`] — the registration server: knows probes by their `Probe` resources,
 //!   picks a controller ([`assign`]), and tells the probe where to go.
 //! * [`controller`] — the probe controller: holds one long SSH session per probe, pushes
 //!   schedules down the probe's remote forward, and publishes results that come up the
@@ -12,6 +12,6 @@ pub mod by_reason;
 pub mod controller;
 pub mod feed;
 pub mod keys;
-pub mod registry;
+pub mod registration;
 pub mod run;
 pub mod spool;

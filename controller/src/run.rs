@@ -10,14 +10,15 @@ use prometheus_client::registry::Registry;
 use std::sync::Arc;
 
 use vantage_core::nats::{FirmwareTarget, FIRMWARE_KEY};
+use vantage_core::WIRE_VERSION;
 use vantage_crd::{Probe, ProbeFirmware};
 use vantage_platform::bus::{Bus, BusError};
 use vantage_platform::obs::{self, Health};
 
 use crate::controller::{ControllerMetrics, ControllerServer, Identity, JetStreamResults};
 use crate::keys::{load_or_create_host_key, KeyError};
-use crate::registry::{
-    Heartbeats, KubeDirectory, KubeReleases, KvAssignments, RegistryMetrics, RegistryServer,
+use crate::registration::{
+    Heartbeats, KubeDirectory, KubeReleases, KvAssignments, RegistrationMetrics, RegistrationServer,
     Releases,
 };
 
@@ -93,7 +94,7 @@ async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
 }
 
 /// Run the registration server; firmware bundles are files in `firmware_dir`.
-pub async fn registry(common: Common, firmware_dir: PathBuf) -> Result<(), RunError> {
+pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), RunError> {
     let host_key = load_or_create_host_key(&common.host_key)?;
     // The operator declares the layout; registration only binds to it.
     let bus = Bus::attach(&common.nats_url, "vantage-registry").await?;
@@ -115,7 +116,7 @@ pub async fn registry(common: Common, firmware_dir: PathBuf) -> Result<(), RunEr
         async move {
             match r {
                 Ok(probe) if !probe.spec.enabled => {
-                    crate::registry::revoke(&assignments, probe.spec.id).await
+                    crate::registration::revoke(&assignments, probe.spec.id).await
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "probe watch error"),
@@ -133,14 +134,14 @@ pub async fn registry(common: Common, firmware_dir: PathBuf) -> Result<(), RunEr
     ));
 
     let mut registry = Registry::with_prefix("vantage_registry");
-    let metrics = RegistryMetrics::default();
+    let metrics = RegistrationMetrics::default();
     metrics.register(&mut registry);
     let health = Health::default();
     spawn_obs(common.metrics_addr, registry, health.clone());
     let listener = listen(common.listen).await?;
     tracing::info!(listen = %common.listen, host_key = %crate::keys::public_line(host_key.public_key()), "registration server listening");
     health.set_ready(true);
-    RegistryServer::new(
+    RegistrationServer::new(
         KubeDirectory::new(probes),
         KvAssignments(bus.assignments.clone()),
         heartbeats,
@@ -183,7 +184,7 @@ fn follow_firmware(
                 return;
             };
             let target = FirmwareTarget {
-                v: 1,
+                v: WIRE_VERSION,
                 version: newest.version,
                 forced: newest.forced,
                 percentage: newest.percentage,

@@ -25,8 +25,16 @@ pub enum SpoolError {
     },
     #[error("spool is full ({0} bytes); the result is dropped")]
     Full(u64),
-    #[error("sink unavailable: {0}")]
-    Sink(String),
+    #[error("cannot encode the result for the spool: {source}")]
+    Encode {
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("sink unavailable: {source}")]
+    Sink {
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 pub struct Spool {
@@ -67,7 +75,7 @@ impl Spool {
     /// Append one result.
     pub async fn push(&self, raw: &Value) -> Result<(), SpoolError> {
         let mut bytes = self.bytes.lock().await;
-        let mut line = serde_json::to_vec(raw).map_err(|e| SpoolError::Sink(e.to_string()))?;
+        let mut line = serde_json::to_vec(raw).map_err(|source| SpoolError::Encode { source })?;
         line.push(b'\n');
         if *bytes + line.len() as u64 > self.max_bytes {
             return Err(SpoolError::Full(*bytes));
@@ -112,7 +120,9 @@ impl Spool {
                     .map_err(self.io())?;
                 *bytes = rest.len() as u64;
                 return if i == 0 {
-                    Err(SpoolError::Sink(e))
+                    Err(SpoolError::Sink {
+                        source: Box::new(e),
+                    })
                 } else {
                     Ok(i)
                 };
@@ -138,9 +148,10 @@ mod tests {
         got: StdMutex<Vec<String>>,
     }
     impl ResultSink for Flaky {
-        async fn publish(&self, env: &Envelope) -> Result<(), String> {
+        type Error = std::io::Error;
+        async fn publish(&self, env: &Envelope) -> Result<(), std::io::Error> {
             if self.down.load(Ordering::SeqCst) {
-                return Err("nats down".into());
+                return Err(std::io::Error::other("nats down"));
             }
             self.got
                 .lock()
@@ -164,7 +175,10 @@ mod tests {
                 spool.push(&result(id)).await.expect("push");
             }
             sink.down.store(true, Ordering::SeqCst);
-            assert!(spool.flush(&sink).await.is_err());
+            assert!(matches!(
+                spool.flush(&sink).await,
+                Err(SpoolError::Sink { .. })
+            ));
             assert!(
                 !spool.is_empty().await,
                 "nothing lost while the sink is down"

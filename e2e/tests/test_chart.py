@@ -307,15 +307,15 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
     ns_role = one(docs, 'Role', 'vantage-operator')
     assert ns_role['metadata']['namespace'] == 'vantage'
     # the operator renders the default pool's workloads, in its own namespace only: exactly
-    # the verbs of operator/src/pool.rs (get the StatefulSet, server-side apply = create +
-    # patch, watch what the pool owns, delete per-pod Services), no update, no pods
+    # the verbs of operator/src/pool/apply.rs (get the StatefulSet, server-side apply = create +
+    # patch, watch what the pool owns, delete per-pod Services and swept registration objects), no update, no pods
     assert grants(ns_role) == {
         'vantage.dev/controllerpools': {'get', 'list', 'watch'},
         'vantage.dev/geolocationengines': {'get', 'list', 'watch'},
         'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
         'apps/statefulsets': {'get', 'list', 'watch', 'create', 'patch'},
-        'apps/deployments': {'list', 'watch', 'create', 'patch'},
+        'apps/deployments': {'list', 'watch', 'create', 'patch', 'delete'},
         '/services': {'list', 'watch', 'create', 'patch', 'delete'},
     }
     # with static controllers the operator manages no workloads

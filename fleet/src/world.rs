@@ -1,5 +1,5 @@
 //! The server side of the fleet: real `vantage controller` processes, a registration
-//! server (the production `RegistryServer`, in this process, with its Probe directory
+//! server (the production `RegistrationServer`, in this process, with its Probe directory
 //! filled as its reflector would be), NATS KV for assignments and schedules, and the
 //! readings a benchmark reports (`/proc` counters, `/metrics`, nats-server's monitor).
 
@@ -13,8 +13,8 @@ use anyhow::{bail, Context};
 use futures::StreamExt;
 use kube::runtime::{reflector, watcher};
 use tokio::sync::mpsc;
-use vantage_controller::registry::{
-    Heartbeats, KubeDirectory, KvAssignments, NoReleases, RegistryMetrics, RegistryServer,
+use vantage_controller::registration::{
+    Heartbeats, KubeDirectory, KvAssignments, NoReleases, RegistrationMetrics, RegistrationServer,
 };
 use vantage_core::definition::{PingOptions, Task, TaskKind};
 use vantage_core::nats::{probe_key, ScheduleDoc};
@@ -204,7 +204,7 @@ impl World {
             wait_listening(c.ssh_port, Duration::from_secs(60)).await?;
         }
 
-        // The registration server, as `vantage registry` runs it, with its Probe
+        // The registration server, as `vantage registration` runs it, with its Probe
         // directory filled as the reflector over Probe resources fills it.
         let (store, mut writer) = reflector::store::<Probe>();
         for id in cfg.first_id..cfg.first_id + cfg.probes {
@@ -242,12 +242,12 @@ impl World {
                 }
             }
         });
-        let server = RegistryServer::new(
+        let server = RegistrationServer::new(
             KubeDirectory::new(store),
             KvAssignments(bus.assignments.clone()),
             heartbeats.clone(),
             Arc::new(NoReleases),
-            RegistryMetrics::default(),
+            RegistrationMetrics::default(),
         );
         tokio::spawn(async move {
             if let Err(e) = server.serve(listener, host_key).await {

@@ -11,7 +11,8 @@
 //!
 //! What is not: the Kubernetes API. The kmock stand-in cannot hold this load, so the API
 //! is a fake on a tower-test channel that keeps the objects, answers lists, finalizer
-//! patches (JSON Patch with its `test`), status patches (merge) and event writes at once,
+//! patches (JSON Patch with its `test`), status applies (server-side apply by one field
+//! manager: the status sent is the status) and event writes at once,
 //! and answers the Controller's watch with every event after the requested
 //! resourceVersion (each answer ends the watch, and the watcher watches again from the
 //! last resourceVersion, as after an API server's watch timeout). Probes (all
@@ -48,9 +49,10 @@ use tokio::sync::mpsc;
 use tower_test::mock;
 use vantage_core::nats::{ScheduleDoc, Session};
 use vantage_crd::{Probe, TenantPolicy};
+use vantage_operator::events::Events;
 use vantage_operator::limits::Ledger;
 use vantage_operator::measurement::{
-    error_policy, reconcile, Ctx, Events, KvIds, Metrics, FIRST_MSM_ID, RECONCILE_CONCURRENCY,
+    error_policy, reconcile, Ctx, KvIds, Metrics, FIRST_MSM_ID, RECONCILE_CONCURRENCY,
 };
 use vantage_operator::probes::Sessions;
 use vantage_operator::schedules::{desired, KvSchedules, PublishError, SchedulePublisher, Syncer};
@@ -281,26 +283,6 @@ fn status_error(code: StatusCode, reason: &str, message: String) -> Value {
            "message": message, "reason": reason, "code": code.as_u16()})
 }
 
-/// RFC 7386 JSON merge patch.
-fn merge(target: &mut Value, patch: &Value) {
-    let Value::Object(patch) = patch else {
-        *target = patch.clone();
-        return;
-    };
-    if !target.is_object() {
-        *target = json!({});
-    }
-    if let Value::Object(t) = target {
-        for (k, v) in patch {
-            if v.is_null() {
-                t.remove(k);
-            } else {
-                merge(t.entry(k.clone()).or_insert(Value::Null), v);
-            }
-        }
-    }
-}
-
 /// The JSON Patch operations kube's finalizer helper sends: `test`, `add` (to a path or
 /// appended with `-`) and `remove`, on `/metadata/finalizers`.
 fn json_patch(obj: &mut Value, ops: &[Value]) -> Result<(), String> {
@@ -391,6 +373,10 @@ impl FakeApi {
         let method = req.method().clone();
         let path = req.uri().path().to_owned();
         let query = req.uri().query().unwrap_or("").to_owned();
+        let is_apply = req
+            .headers()
+            .get(http::header::CONTENT_TYPE)
+            .is_some_and(|v| v == "application/apply-patch+yaml");
         let bytes = req.into_body().collect_bytes().await.unwrap_or_default();
         let body: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
         let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
@@ -444,8 +430,14 @@ impl FakeApi {
                         if let Ok(mut last) = calls.last_status_patch.lock() {
                             *last = Some(Instant::now());
                         }
-                        merge(&mut obj["status"], &body["status"]);
-                        Ok(())
+                        // The operator is the status' only field manager: what it
+                        // applies is the whole status.
+                        if is_apply && query.contains("force=true") {
+                            obj["status"] = body["status"].clone();
+                            Ok(())
+                        } else {
+                            Err("status is written by server-side apply with force".into())
+                        }
                     }
                     [] => {
                         calls.finalizer_patches.fetch_add(1, Ordering::Relaxed);

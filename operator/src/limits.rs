@@ -15,11 +15,8 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
-use kube::runtime::reflector::Store;
-use kube::{Api, Client, ResourceExt};
+use kube::ResourceExt;
 use vantage_core::definition::{Source, SourceKind, Task};
 use vantage_crd::conditions::{self, reason};
 use vantage_crd::{
@@ -393,53 +390,6 @@ pub fn policy_status(
         },
         observed_generation: generation,
         conditions: conds,
-    }
-}
-
-/// Write changed TenantPolicy statuses every `period`, forever.
-pub async fn policy_status_loop(
-    client: Client,
-    policies: Store<TenantPolicy>,
-    measurements: Store<Measurement>,
-    ledger: Arc<Ledger>,
-    period: Duration,
-) {
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tick.tick().await;
-        let all = policies.state();
-        if all.is_empty() {
-            continue;
-        }
-        let msms = measurements.state();
-        let decisions = ledger.0.lock().map(|l| l.clone()).unwrap_or_default();
-        let now = k8s_openapi::jiff::Timestamp::now();
-        for p in &all {
-            let want = policy_status(
-                p,
-                &all,
-                &msms,
-                &decisions,
-                now.as_second(),
-                k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
-            );
-            if p.status.as_ref() == Some(&want) {
-                continue;
-            }
-            let api: Api<TenantPolicy> =
-                Api::namespaced(client.clone(), &p.namespace().unwrap_or_default());
-            let patch = serde_json::json!({ "status": want });
-            if let Err(e) = api
-                .patch_status(
-                    &p.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
-                tracing::warn!(policy = %p.name_any(), error = %e, "cannot write TenantPolicy status");
-            }
-        }
     }
 }
 

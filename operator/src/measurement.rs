@@ -4,39 +4,93 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use kube::api::{Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event as KubeEvent, EventType, Recorder};
-use kube::runtime::finalizer::{finalizer, Event};
+use kube::runtime::finalizer::{finalizer, Event as FinalizerEvent};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use tokio::sync::{Mutex, Notify};
 use vantage_crd::conditions::{self, READY};
-use vantage_crd::{Measurement, MeasurementState, MeasurementStatus, Probe, TenantPolicy};
+use vantage_crd::{
+    apply_status, Measurement, MeasurementState, MeasurementStatus, Probe, StatusError,
+    TenantPolicy,
+};
 
+use crate::events::{Event, Events};
 use crate::limits::{namespace_usage, Ledger, Limits};
 use crate::plan::{desired_status, Snapshot};
 use crate::probes::Sessions;
 use crate::schedules::{desired, PublishError, SchedulePublisher, Syncer};
 use crate::selection::Candidate;
 use crate::stats::ResultStats;
+use crate::FIELD_MANAGER;
 
 /// Finalizer that makes deletion stop the measurement on every probe first.
 pub const FINALIZER: &str = "vantage.dev/stop-on-probes";
-const FIELD_MANAGER: &str = "vantage-operator";
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("Kubernetes API call failed: {0}")]
-    Kube(#[source] kube::Error),
     #[error("finalizer step failed: {0}")]
     Finalizer(#[source] Box<kube::runtime::finalizer::Error<Error>>),
     #[error(transparent)]
+    Status(#[from] StatusError),
+    #[error(transparent)]
     Publish(#[from] PublishError),
     #[error("cannot allocate a measurement id from NATS KV: {0}")]
-    Ids(String),
+    Ids(#[source] IdError),
+}
+
+impl Error {
+    /// The `kind` label of `reconcile_failures`.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Finalizer(_) => "finalizer",
+            Self::Status(StatusError::Apply { .. }) => "kube",
+            Self::Status(StatusError::Encode { .. }) => "encode",
+            Self::Publish(_) => "nats",
+            Self::Ids(_) => "ids",
+        }
+    }
+}
+
+/// Why no measurement id was allocated.
+#[derive(Debug, thiserror::Error)]
+pub enum IdError {
+    #[error("cannot read the counter {key}: {source}")]
+    Read {
+        key: &'static str,
+        #[source]
+        source: async_nats::jetstream::kv::EntryError,
+    },
+    #[error("cannot create the counter {key}: {source}")]
+    Create {
+        key: &'static str,
+        #[source]
+        source: async_nats::jetstream::kv::CreateError,
+    },
+    #[error("cannot advance the counter {key}: {source}")]
+    Update {
+        key: &'static str,
+        #[source]
+        source: async_nats::jetstream::kv::UpdateError,
+    },
+    #[error(
+        "the counter {key} holds {value:?}, not a number; put the last id handed out there \
+         (`nats kv put vantage-meta {key} <id>`)"
+    )]
+    NotANumber { key: &'static str, value: String },
+    #[error("the counter {key} is at u64::MAX: no id is left")]
+    Exhausted { key: &'static str },
+    #[error(
+        "lost the compare-and-set on {key} {conflicts} times in {timeout:?}; is another \
+         operator allocating?"
+    )]
+    Contended {
+        key: &'static str,
+        conflicts: u32,
+        timeout: Duration,
+    },
 }
 
 /// Allocates measurement ids (RIPE Atlas `msm_id`), unique in the installation.
@@ -91,11 +145,12 @@ impl KvIds {
     /// or deleted).
     async fn read(&self) -> Result<Option<(u64, u64)>, Error> {
         use async_nats::jetstream::kv::Operation;
+        let key = vantage_core::nats::MSM_SEQ_KEY;
         let entry = self
             .kv
-            .entry(vantage_core::nats::MSM_SEQ_KEY)
+            .entry(key)
             .await
-            .map_err(|e| Error::Ids(e.to_string()))?;
+            .map_err(|source| Error::Ids(IdError::Read { key, source }))?;
         let Some(entry) = entry.filter(|e| e.operation == Operation::Put) else {
             return Ok(None);
         };
@@ -103,11 +158,10 @@ impl KvIds {
             .ok()
             .and_then(|s| s.trim().parse().ok())
             .ok_or_else(|| {
-                Error::Ids(format!(
-                    "counter {} holds {:?}, not a number",
-                    vantage_core::nats::MSM_SEQ_KEY,
-                    String::from_utf8_lossy(&entry.value)
-                ))
+                Error::Ids(IdError::NotANumber {
+                    key,
+                    value: String::from_utf8_lossy(&entry.value).into_owned(),
+                })
             })?;
         Ok(Some((value, entry.revision)))
     }
@@ -129,12 +183,15 @@ impl KvIds {
             {
                 Ok(revision) => Ok(Some((FIRST_MSM_ID, revision))),
                 Err(e) if e.kind() == CreateErrorKind::AlreadyExists => Ok(None),
-                Err(e) => Err(Error::Ids(e.to_string())),
+                Err(source) => Err(Error::Ids(IdError::Create {
+                    key: MSM_SEQ_KEY,
+                    source,
+                })),
             },
             Some((current, revision)) => {
                 let next = current
                     .checked_add(1)
-                    .ok_or_else(|| Error::Ids("the counter is at u64::MAX".into()))?;
+                    .ok_or(Error::Ids(IdError::Exhausted { key: MSM_SEQ_KEY }))?;
                 match self
                     .kv
                     .update(MSM_SEQ_KEY, next.to_string().into(), revision)
@@ -142,7 +199,10 @@ impl KvIds {
                 {
                     Ok(revision) => Ok(Some((next, revision))),
                     Err(e) if e.kind() == UpdateErrorKind::WrongLastRevision => Ok(None),
-                    Err(e) => Err(Error::Ids(e.to_string())),
+                    Err(source) => Err(Error::Ids(IdError::Update {
+                        key: MSM_SEQ_KEY,
+                        source,
+                    })),
                 }
             }
         }
@@ -172,10 +232,11 @@ impl IdAllocator for KvIds {
                 None => {
                     conflicts += 1;
                     if start.elapsed() >= ID_ALLOCATION_TIMEOUT {
-                        return Err(Error::Ids(format!(
-                            "lost the compare-and-set {conflicts} times in {ID_ALLOCATION_TIMEOUT:?}; \
-                             is another operator allocating?"
-                        )));
+                        return Err(Error::Ids(IdError::Contended {
+                            key: vantage_core::nats::MSM_SEQ_KEY,
+                            conflicts,
+                            timeout: ID_ALLOCATION_TIMEOUT,
+                        }));
                     }
                     tracing::debug!(conflicts, "measurement id race; retrying");
                     tokio::time::sleep(conflict_pause(conflicts)).await;
@@ -193,78 +254,24 @@ pub struct Metrics {
     pub schedules_published: Counter,
 }
 
-/// One event about a Measurement, as [`Events::Memory`] keeps it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Emitted {
-    pub namespace: String,
-    pub name: String,
-    pub warning: bool,
-    /// The Ready condition's reason: `Ongoing`, `Limited`, `InvalidSpec`, ...
-    pub reason: String,
-    pub note: String,
-}
-
-/// Where Measurement events go: the Kubernetes API (events.k8s.io), memory (tests and
-/// benchmarks), or nowhere.
-#[derive(Clone)]
-pub enum Events {
-    Kube(Recorder),
-    Memory(Arc<std::sync::Mutex<Vec<Emitted>>>),
-    Off,
-}
-
-impl Events {
-    /// Events through the API, reported as `vantage-operator`.
-    pub fn kube(client: Client) -> Self {
-        Self::Kube(Recorder::new(client, FIELD_MANAGER.into()))
-    }
-
-    /// One event per state change: Normal for Scheduled/Ongoing/Stopped, Warning for
-    /// Failed, NoSuitableProbes and Limited. A failure to publish is logged, not fatal.
-    async fn state_changed(&self, msm: &Measurement, status: &MeasurementStatus) {
-        let Some(ready) = conditions::get(&status.conditions, READY) else {
-            return;
-        };
-        let warning = matches!(
-            status.state,
-            Some(
-                MeasurementState::Failed
-                    | MeasurementState::NoSuitableProbes
-                    | MeasurementState::Limited
-            )
-        );
-        match self {
-            Self::Off => {}
-            Self::Memory(list) => {
-                if let Ok(mut list) = list.lock() {
-                    list.push(Emitted {
-                        namespace: msm.namespace().unwrap_or_default(),
-                        name: msm.name_any(),
-                        warning,
-                        reason: ready.reason.clone(),
-                        note: ready.message.clone(),
-                    });
-                }
-            }
-            Self::Kube(recorder) => {
-                use kube::Resource;
-                let event = KubeEvent {
-                    type_: if warning {
-                        EventType::Warning
-                    } else {
-                        EventType::Normal
-                    },
-                    reason: ready.reason.clone(),
-                    note: Some(ready.message.chars().take(1000).collect()),
-                    action: "Reconcile".into(),
-                    secondary: None,
-                };
-                if let Err(e) = recorder.publish(&event, &msm.object_ref(&())).await {
-                    tracing::warn!(measurement = %msm.name_any(), error = %e, "cannot publish event");
-                }
-            }
-        }
-    }
+/// The Event of a state change (pure): the Ready condition's reason and message;
+/// Normal for Scheduled/Ongoing/Stopped, Warning for Failed, NoSuitableProbes and
+/// Limited. None without a Ready condition.
+pub fn state_event(status: &MeasurementStatus) -> Option<Event> {
+    let ready = conditions::get(&status.conditions, READY)?;
+    let warning = matches!(
+        status.state,
+        Some(
+            MeasurementState::Failed
+                | MeasurementState::NoSuitableProbes
+                | MeasurementState::Limited
+        )
+    );
+    Some(Event::new(
+        warning,
+        ready.reason.clone(),
+        ready.message.clone(),
+    ))
 }
 
 /// How stale the selection candidates may be (probe specs and sessions).
@@ -371,8 +378,8 @@ pub async fn reconcile<I: IdAllocator, P: SchedulePublisher>(
     let api: Api<Measurement> = Api::namespaced(ctx.client.clone(), &ns);
     finalizer(&api, FINALIZER, msm, |event| async {
         match event {
-            Event::Apply(m) => apply(&api, &m, &ctx).await,
-            Event::Cleanup(m) => cleanup(&m, &ctx).await,
+            FinalizerEvent::Apply(m) => apply(&api, &m, &ctx).await,
+            FinalizerEvent::Cleanup(m) => cleanup(&m, &ctx).await,
         }
     })
     .await
@@ -454,7 +461,7 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
         status.id = Some(ctx.ids.next().await?);
     }
     if status != current {
-        patch_status(api, &msm.name_any(), &status).await?;
+        apply_status(api, &msm.name_any(), FIELD_MANAGER, &status).await?;
         tracing::info!(
             measurement = %format!("{}/{}", msm.namespace().unwrap_or_default(), msm.name_any()),
             id = ?status.id,
@@ -464,7 +471,8 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
             "measurement status updated"
         );
         if status.state != current.state {
-            ctx.events.state_changed(msm, &status).await;
+            let events: Vec<Event> = state_event(&status).into_iter().collect();
+            ctx.events.publish(msm, &events).await;
         }
     }
     ctx.sync_requested.notify_one();
@@ -488,27 +496,6 @@ async fn cleanup<I: IdAllocator, P: SchedulePublisher>(
     Ok(Action::await_change())
 }
 
-async fn patch_status(
-    api: &Api<Measurement>,
-    name: &str,
-    status: &MeasurementStatus,
-) -> Result<(), Error> {
-    let mut status_json = serde_json::to_value(status).unwrap_or_default();
-    // A merge patch keeps fields it does not mention: clear `limitedBy` explicitly.
-    if status.limited_by.is_none() {
-        status_json["limitedBy"] = serde_json::Value::Null;
-    }
-    let patch = serde_json::json!({ "status": status_json });
-    api.patch_status(
-        name,
-        &PatchParams::apply(FIELD_MANAGER),
-        &Patch::Merge(&patch),
-    )
-    .await
-    .map(|_| ())
-    .map_err(Error::Kube)
-}
-
 /// Every failure here is transient (an invalid spec is reported in status, never as an
 /// error): count it and retry soon.
 pub fn error_policy<I: IdAllocator, P: SchedulePublisher>(
@@ -516,16 +503,65 @@ pub fn error_policy<I: IdAllocator, P: SchedulePublisher>(
     error: &Error,
     ctx: Arc<Ctx<I, P>>,
 ) -> Action {
-    let kind = match error {
-        Error::Kube(_) => "kube",
-        Error::Finalizer(_) => "finalizer",
-        Error::Publish(_) => "nats",
-        Error::Ids(_) => "ids",
-    };
     ctx.metrics
         .failures
-        .get_or_create(&vec![("kind".to_owned(), kind.to_owned())])
+        .get_or_create(&vec![("kind".to_owned(), error.metric_label().to_owned())])
         .inc();
     tracing::warn!(measurement = %msm.name_any(), %error, "reconcile failed; retrying in 5s");
     Action::requeue(Duration::from_secs(5))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(state: MeasurementState, reason: &str, message: &str) -> MeasurementStatus {
+        let mut s = MeasurementStatus {
+            state: Some(state),
+            ..Default::default()
+        };
+        let now = k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            k8s_openapi::jiff::Timestamp::from_second(1_700_000_000).expect("time"),
+        );
+        conditions::set(&mut s.conditions, READY, true, reason, message, None, now);
+        s
+    }
+
+    #[test]
+    fn state_events_carry_the_ready_condition_and_warn_on_trouble() {
+        let ev = state_event(&status(
+            MeasurementState::Ongoing,
+            "Ongoing",
+            "running on 1 probes",
+        ));
+        assert_eq!(
+            ev,
+            Some(Event::new(false, "Ongoing", "running on 1 probes"))
+        );
+        for state in [
+            MeasurementState::Failed,
+            MeasurementState::NoSuitableProbes,
+            MeasurementState::Limited,
+        ] {
+            let ev = state_event(&status(state, "X", "y")).expect("event");
+            assert!(ev.warning, "{state:?}");
+        }
+        assert_eq!(state_event(&MeasurementStatus::default()), None, "no Ready");
+    }
+
+    #[test]
+    fn metric_labels_name_the_failing_dependency() {
+        let contended = Error::Ids(IdError::Contended {
+            key: "msm-seq",
+            conflicts: 3,
+            timeout: ID_ALLOCATION_TIMEOUT,
+        });
+        assert_eq!(contended.metric_label(), "ids");
+        let encode = Error::Status(StatusError::Encode {
+            kind: "Measurement".into(),
+            name: "m".into(),
+            source: serde_json::from_str::<u8>("x").expect_err("not json"),
+        });
+        assert_eq!(encode.metric_label(), "encode");
+    }
 }

@@ -2,8 +2,8 @@
 //!
 //! Controllers write `vantage-sessions/probe.<id>` when a probe connects and delete it
 //! when it goes. The operator keeps the set in memory (selection reads it) and writes
-//! Probe status in batches: one pass per second, one patch per changed probe, at most
-//! [`MAX_STATUS_WRITES_PER_SECOND`] patches a second. A probe that flaps within a
+//! Probe status in batches, by server-side apply: one pass per second, one apply per
+//! changed probe, at most [`MAX_STATUS_WRITES_PER_SECOND`] a second. A probe that flaps within a
 //! second costs one write; when 10k probes connect at once, their statuses follow over
 //! 10000 / 50 = 200 s while selection (which reads the in-memory set) sees them at once.
 
@@ -13,12 +13,13 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::{Api, Client, ResourceExt};
 use vantage_core::nats::{parse_probe_key, Delivery, Session};
 use vantage_crd::conditions::{self, reason};
-use vantage_crd::{Probe, ProbeStatus};
+use vantage_crd::{apply_status, Probe, ProbeStatus};
+
+use crate::FIELD_MANAGER;
 
 /// The most Probe status patches the operator sends per second.
 pub const MAX_STATUS_WRITES_PER_SECOND: usize = 50;
@@ -224,15 +225,7 @@ pub async fn status_writer(
                 sessions.get(probe.spec.id).as_ref(),
                 &now,
             );
-            let patch = serde_json::json!({ "status": status });
-            if let Err(e) = api
-                .patch_status(
-                    &probe.name_any(),
-                    &PatchParams::default(),
-                    &Patch::Merge(&patch),
-                )
-                .await
-            {
+            if let Err(e) = apply_status(&api, &probe.name_any(), FIELD_MANAGER, &status).await {
                 tracing::warn!(probe = probe.spec.id, error = %e, "cannot write probe status");
             }
         }

@@ -13,10 +13,10 @@ use vantage_platform::bus::{Bus, BusError, Retention};
 use vantage_platform::obs::{self, Health};
 use vantage_platform::store::{Store, StoreError};
 
-use crate::limits::{policy_status_loop, Ledger};
-use crate::measurement::{
-    error_policy, reconcile, Ctx, Events, KvIds, Metrics, RECONCILE_CONCURRENCY,
-};
+use crate::events::Events;
+use crate::limits::Ledger;
+use crate::measurement::{error_policy, reconcile, Ctx, KvIds, Metrics, RECONCILE_CONCURRENCY};
+use crate::policy_status::policy_status_loop;
 use crate::probes::{status_writer, Sessions};
 use crate::schedules::{KvSchedules, Syncer};
 use crate::stats::ResultStats;

@@ -17,13 +17,14 @@ use tower_test::mock;
 use vantage_core::nats::Session;
 use vantage_crd::pool_conditions::{self as pc, reason};
 use vantage_crd::ControllerPool;
+use vantage_operator::events::Events;
 use vantage_operator::pool::render::{self, Names};
 use vantage_operator::pool::scale::{decide, Policy};
 use vantage_operator::pool::{
-    event_reason, events, reconcile, step, DrainSignal, PoolCtx, PoolError, PoolEvents,
-    PoolMetrics, FIELD_MANAGER,
+    event_reason, events, reconcile, step, DrainSignal, PoolCtx, PoolError, PoolMetrics,
 };
 use vantage_operator::probes::Sessions;
+use vantage_operator::FIELD_MANAGER;
 
 fn pools() -> Vec<ControllerPool> {
     serde_yaml::from_str(include_str!("fixtures/pool/valid.yaml")).expect("fixture")
@@ -521,7 +522,7 @@ fn ctx(client: Client, sessions: Sessions) -> (Arc<PoolCtx<DrainRecorder>>, Drai
             sessions,
             drain: drains.clone(),
             metrics: PoolMetrics::default(),
-            events: PoolEvents::kube(client),
+            events: Events::kube(client),
         }),
         drains,
     )
@@ -582,14 +583,9 @@ async fn expect_event(
     out
 }
 
-/// Serve one server-side apply and check it; answers the object back.
-async fn expect_apply(
-    handle: &mut std::pin::Pin<&mut mock::Handle<Request<Body>, Response<Body>>>,
-    path: &str,
-) -> Value {
-    let (req, send) = handle.next_request().await.expect("a request");
+/// Assert that `req` is a server-side apply as the operator, forcing ownership.
+fn assert_apply(req: &Request<Body>) {
     assert_eq!(req.method(), Method::PATCH, "{}", req.uri());
-    assert_eq!(req.uri().path(), path);
     let q = req.uri().query().unwrap_or_default().to_owned();
     assert!(q.contains(&format!("fieldManager={FIELD_MANAGER}")), "{q}");
     assert!(q.contains("force=true"), "{q}");
@@ -597,6 +593,42 @@ async fn expect_apply(
         req.headers()["content-type"],
         "application/apply-patch+yaml"
     );
+}
+
+/// Serve one status write of pool `minimal`: a server-side apply of `apiVersion`, `kind`
+/// and `status` only. Returns the body; answers with the pool.
+async fn expect_status_apply(
+    handle: &mut std::pin::Pin<&mut mock::Handle<Request<Body>, Response<Body>>>,
+) -> Value {
+    let (req, send) = handle.next_request().await.expect("a status write");
+    assert_eq!(
+        req.uri().path(),
+        format!("/apis/vantage.dev/v1alpha1{NS}/controllerpools/minimal/status")
+    );
+    assert_apply(&req);
+    let patch = body_json(req).await;
+    assert_eq!(
+        (&patch["apiVersion"], &patch["kind"]),
+        (&json!("vantage.dev/v1alpha1"), &json!("ControllerPool")),
+        "{patch}"
+    );
+    assert!(patch.get("spec").is_none(), "only the status: {patch}");
+    respond(
+        send,
+        200,
+        &serde_json::to_value(pool("minimal")).expect("obj"),
+    );
+    patch
+}
+
+/// Serve one server-side apply and check it; answers the object back.
+async fn expect_apply(
+    handle: &mut std::pin::Pin<&mut mock::Handle<Request<Body>, Response<Body>>>,
+    path: &str,
+) -> Value {
+    let (req, send) = handle.next_request().await.expect("a request");
+    assert_eq!(req.uri().path(), path);
+    assert_apply(&req);
     let obj = body_json(req).await;
     respond(send, 200, &obj);
     obj
@@ -679,13 +711,7 @@ async fn new_pool_renders_its_workloads_and_status() {
         );
         respond(send, 200, &svc("minimal-controller-5"));
         // Status last.
-        let (req, send) = handle.next_request().await.expect("a request");
-        assert_eq!(req.method(), Method::PATCH);
-        assert_eq!(
-            req.uri().path(),
-            format!("/apis/vantage.dev/v1alpha1{NS}/controllerpools/minimal/status")
-        );
-        let patch = body_json(req).await;
+        let patch = expect_status_apply(&mut handle).await;
         let st = &patch["status"];
         assert_eq!(
             (&st["replicas"], &st["connectedProbes"], &st["capacity"]),
@@ -703,11 +729,6 @@ async fn new_pool_renders_its_workloads_and_status() {
         assert_eq!(cond(pc::READY)["status"], "True");
         assert_eq!(cond(pc::SCALING)["reason"], reason::SCALING_UP);
         assert_eq!(cond(pc::DRAINING)["status"], "False");
-        respond(
-            send,
-            200,
-            &serde_json::to_value(pool("minimal")).expect("obj"),
-        );
         // Then the Event: scaling up from nothing to 2.
         let (ty, why, note) = expect_event(&mut handle).await;
         assert_eq!(
@@ -780,19 +801,9 @@ async fn scale_down_signals_the_drain_and_keeps_replicas() {
             200,
             &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []}),
         );
-        let (req, send) = handle.next_request().await.expect("a request");
-        assert!(req
-            .uri()
-            .path()
-            .ends_with("/controllerpools/minimal/status"));
-        let patch = body_json(req).await;
+        let patch = expect_status_apply(&mut handle).await;
         assert_eq!(patch["status"]["draining"], json!(["minimal-controller-1"]));
         assert!(patch["status"]["drainingSince"].is_string());
-        respond(
-            send,
-            200,
-            &serde_json::to_value(pool("minimal")).expect("obj"),
-        );
         // The drain starts (replicas are not lowered yet: no scaling Event).
         let (ty, why, note) = expect_event(&mut handle).await;
         assert_eq!(
@@ -828,15 +839,8 @@ async fn invalid_pool_gets_invalid_spec_and_nothing_is_rendered() {
     p.spec.service_type = "ExternalName".into();
     let server = tokio::spawn(async move {
         let mut handle = pin!(handle);
-        let (req, send) = handle.next_request().await.expect("a request");
-        assert!(
-            req.uri()
-                .path()
-                .ends_with("/controllerpools/minimal/status"),
-            "only the status is written: {}",
-            req.uri()
-        );
-        let patch = body_json(req).await;
+        // Only the status is written.
+        let patch = expect_status_apply(&mut handle).await;
         let ready = &patch["status"]["conditions"][0];
         assert_eq!(
             (&ready["type"], &ready["status"], &ready["reason"]),
@@ -850,11 +854,6 @@ async fn invalid_pool_gets_invalid_spec_and_nothing_is_rendered() {
             .as_str()
             .expect("message")
             .starts_with("spec.service_type:"));
-        respond(
-            send,
-            200,
-            &serde_json::to_value(pool("minimal")).expect("obj"),
-        );
         let (ty, why, note) = expect_event(&mut handle).await;
         assert_eq!(
             (ty.as_str(), why.as_str()),
@@ -881,6 +880,9 @@ fn events_of_a_drain_and_of_scaling() {
             .map(|e| (e.reason, e.warning))
             .collect::<Vec<_>>()
     };
+    let want = |v: &[(&str, bool)]| -> Vec<(String, bool)> {
+        v.iter().map(|(r, w)| ((*r).to_owned(), *w)).collect()
+    };
     let t0 = 1_700_000_000_000;
     // 3 controllers, load for 1 after the stabilization window: drain ordinal 1 and 2
     let start = with_status(
@@ -890,7 +892,7 @@ fn events_of_a_drain_and_of_scaling() {
     let c = [("minimal-controller-0", 10), ("minimal-controller-2", 4)];
     assert_eq!(
         reasons(&start, 3, &c, t0),
-        vec![(event_reason::DRAIN_STARTED, false)]
+        want(&[(event_reason::DRAIN_STARTED, false)])
     );
     // still draining, same set: nothing new
     let draining = with_status(
@@ -903,18 +905,18 @@ fn events_of_a_drain_and_of_scaling() {
     // the probes left: drain finished, scaled down
     assert_eq!(
         reasons(&draining, 3, &c[..1], t0 + 2000),
-        vec![
+        want(&[
             (event_reason::DRAIN_FINISHED, false),
             (event_reason::SCALING_DOWN, false)
-        ]
+        ])
     );
     // the timeout passed with probes left: a Warning, scaled down anyway
     assert_eq!(
         reasons(&draining, 3, &c, t0 + 121_000),
-        vec![
+        want(&[
             (event_reason::DRAIN_TIMED_OUT, true),
             (event_reason::SCALING_DOWN, false)
-        ]
+        ])
     );
     // the load came back: the drain is called off (finished), no scaling
     let busy = [
@@ -930,4 +932,111 @@ fn events_of_a_drain_and_of_scaling() {
     // steady: no Event at all
     let steady = with_status(pool("minimal"), json!({"replicas": 1}));
     assert_eq!(reasons(&steady, 1, &c[..1], t0), vec![]);
+}
+
+/// The query of `req` with the characters of label selectors decoded.
+fn query(req: &Request<Body>) -> String {
+    req.uri()
+        .query()
+        .unwrap_or_default()
+        .replace("%2F", "/")
+        .replace("%3D", "=")
+        .replace("%2C", ",")
+}
+
+#[tokio::test]
+async fn disabling_the_registry_sweeps_its_objects_by_label() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let (ctx, _) = ctx(Client::new(service, "default"), Sessions::default());
+    let mut p = pool("minimal");
+    p.spec.registry = Some(vantage_crd::RegistrySpec {
+        enabled: Some(false),
+        ..Default::default()
+    });
+    let server = tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        let (req, send) = handle.next_request().await.expect("a request");
+        assert_eq!(req.method(), Method::GET);
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                    "metadata": {"name": "minimal-controller", "namespace": "vantage"},
+                    "spec": {"replicas": 1, "selector": {}, "serviceName": "x", "template": {}}}),
+        );
+        // The controllers only: no registration object is applied.
+        for path in [
+            format!("/apis/apps/v1{NS}/statefulsets/minimal-controller"),
+            format!("/api/v1{NS}/services/minimal-controller-headless"),
+            format!("/api/v1{NS}/services/minimal-controller-0"),
+        ] {
+            expect_apply(&mut handle, &path).await;
+        }
+        let (req, send) = handle.next_request().await.expect("per-pod list");
+        assert!(
+            query(&req).contains("vantage.dev/per-pod-service=true"),
+            "{}",
+            query(&req)
+        );
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []}),
+        );
+        let selector = "labelSelector=vantage.dev/controller-pool=minimal,app.kubernetes.io/component=registry";
+        // The registration Deployment left from when the registry was enabled goes ...
+        let (req, send) = handle.next_request().await.expect("deployment list");
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), format!("/apis/apps/v1{NS}/deployments"));
+        assert!(query(&req).contains(selector), "{}", query(&req));
+        let obj = |api: &str, kind: &str, n: &str| json!({"apiVersion": api, "kind": kind, "metadata": {"name": n, "namespace": "vantage"}});
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {},
+                    "items": [obj("apps/v1", "Deployment", "minimal-registry")]}),
+        );
+        let (req, send) = handle.next_request().await.expect("deployment delete");
+        assert_eq!(req.method(), Method::DELETE);
+        assert_eq!(
+            req.uri().path(),
+            format!("/apis/apps/v1{NS}/deployments/minimal-registry")
+        );
+        respond(send, 200, &obj("apps/v1", "Deployment", "minimal-registry"));
+        // ... and so do its Services (one already gone is not an error).
+        let (req, send) = handle.next_request().await.expect("service list");
+        assert_eq!(req.method(), Method::GET);
+        assert_eq!(req.uri().path(), format!("/api/v1{NS}/services"));
+        assert!(query(&req).contains(selector), "{}", query(&req));
+        respond(
+            send,
+            200,
+            &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {},
+                    "items": [obj("v1", "Service", "minimal-registry"),
+                              obj("v1", "Service", "minimal-registry-metrics")]}),
+        );
+        let (req, send) = handle.next_request().await.expect("service delete");
+        assert_eq!(req.method(), Method::DELETE);
+        assert_eq!(
+            req.uri().path(),
+            format!("/api/v1{NS}/services/minimal-registry")
+        );
+        respond(send, 200, &obj("v1", "Service", "minimal-registry"));
+        let (req, send) = handle.next_request().await.expect("service delete");
+        assert_eq!(req.method(), Method::DELETE);
+        assert_eq!(
+            req.uri().path(),
+            format!("/api/v1{NS}/services/minimal-registry-metrics")
+        );
+        respond(send, 404, &not_found());
+        // Then status.
+        let patch = expect_status_apply(&mut handle).await;
+        assert_eq!(patch["status"]["replicas"], 1);
+    });
+    reconcile(Arc::new(p), ctx.clone())
+        .await
+        .expect("reconcile");
+    // Without the client, a request the server still waits for fails the test.
+    drop(ctx);
+    server.await.expect("server");
 }

@@ -13,13 +13,13 @@ use serde_json::{json, Value};
 use tower_test::mock;
 use vantage_core::nats::{ScheduleDoc, Session};
 use vantage_crd::{Measurement, Probe, TenantPolicy};
+use vantage_operator::events::{Emitted, Events};
 use vantage_operator::limits::Ledger;
-use vantage_operator::measurement::{
-    reconcile, Ctx, Emitted, Error, Events, IdAllocator, Metrics, FINALIZER,
-};
+use vantage_operator::measurement::{reconcile, Ctx, Error, IdAllocator, Metrics, FINALIZER};
 use vantage_operator::probes::Sessions;
 use vantage_operator::schedules::{PublishError, SchedulePublisher, Syncer};
 use vantage_operator::stats::ResultStats;
+use vantage_operator::FIELD_MANAGER;
 
 struct Counter(AtomicU64);
 impl IdAllocator for Counter {
@@ -116,6 +116,26 @@ fn respond(send: mock::SendResponse<Response<Body>>, obj: &Value) {
 
 const PATH: &str = "/apis/vantage.dev/v1alpha1/namespaces/default/measurements/ping-nl";
 
+/// Assert that `req` writes status by server-side apply: an apply patch, as the
+/// operator's field manager, forcing ownership; and that its body names the type.
+fn assert_status_apply(req: &Request<Body>) {
+    assert_eq!(req.method(), Method::PATCH);
+    assert!(req.uri().path().ends_with("/status"), "{}", req.uri());
+    assert_eq!(
+        req.headers()["content-type"],
+        "application/apply-patch+yaml",
+        "status is written by server-side apply"
+    );
+    let q = req.uri().query().unwrap_or_default();
+    assert!(q.contains(&format!("fieldManager={FIELD_MANAGER}")), "{q}");
+    assert!(q.contains("force=true"), "{q}");
+}
+
+fn assert_names_measurement(patch: &Value) {
+    assert_eq!(patch["apiVersion"], "vantage.dev/v1alpha1", "{patch}");
+    assert_eq!(patch["kind"], "Measurement", "{patch}");
+}
+
 #[tokio::test]
 async fn new_measurement_gets_the_finalizer_first() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
@@ -159,15 +179,14 @@ async fn valid_measurement_gets_id_probes_and_ongoing_status() {
             "{}",
             req.uri()
         );
-        assert_eq!(
-            req.headers()["content-type"],
-            "application/merge-patch+json"
-        );
+        assert_status_apply(&req);
         let patch = body_json(req).await;
+        assert_names_measurement(&patch);
         let status = &patch["status"];
         assert_eq!(status["id"], 1_000_001);
         assert_eq!(status["state"], "Ongoing");
         assert_eq!(status["probes"], json!([1001]));
+        assert!(status.get("limitedBy").is_none(), "not limited: {status}");
         let ready = status["conditions"]
             .as_array()
             .expect("conditions")
@@ -197,6 +216,7 @@ async fn invalid_measurement_gets_invalid_condition_and_no_id() {
     let server = tokio::spawn(async move {
         let mut handle = pin!(handle);
         let (req, send) = handle.next_request().await.expect("a request");
+        assert_status_apply(&req);
         assert!(
             req.uri()
                 .path()
@@ -311,6 +331,9 @@ fn echo_server(
         let mut seen = Vec::new();
         while let Some((req, send)) = handle.next_request().await {
             let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            if path.ends_with("/status") {
+                assert_status_apply(&req);
+            }
             let body = body_json(req).await;
             let mut obj = serde_json::to_value(measurement(name)).expect("obj");
             if let Some(status) = body.get("status") {
@@ -363,9 +386,16 @@ async fn over_limit_measurement_is_limited_then_runs_when_the_policy_allows_it()
     {
         let events = w.events.lock().expect("lock");
         assert_eq!(events.len(), 1, "{events:?}");
-        assert!(events[0].warning);
-        assert_eq!(events[0].reason, "Limited");
-        assert!(events[0].note.starts_with("max_probes_per_measurement"));
+        assert_eq!(
+            (events[0].namespace.as_str(), events[0].name.as_str()),
+            ("default", "ping-nl")
+        );
+        assert!(events[0].event.warning);
+        assert_eq!(events[0].event.reason, "Limited");
+        assert!(events[0]
+            .event
+            .note
+            .starts_with("max_probes_per_measurement"));
     }
 
     // The admin raises the limit: the next reconcile admits it.
@@ -409,24 +439,21 @@ async fn over_limit_measurement_is_limited_then_runs_when_the_policy_allows_it()
     assert_eq!(second["state"], "Ongoing");
     assert_eq!(second["id"], 1_000_001);
     assert_eq!(second["probes"], json!([1001]));
-    assert_eq!(
-        second["limitedBy"],
-        Value::Null,
-        "a merge patch must clear limitedBy explicitly: {second}"
-    );
+    assert_names_measurement(&seen[1].2);
     assert!(
-        second
-            .as_object()
-            .is_some_and(|o| o.contains_key("limitedBy")),
-        "{second}"
+        second.get("limitedBy").is_none(),
+        "server-side apply removes limitedBy when the operator stops sending it: {second}"
     );
     assert_eq!(condition(second, "Limited")["status"], "False");
     let events = w.events.lock().expect("lock");
     assert_eq!(
-        events.iter().map(|e| e.reason.as_str()).collect::<Vec<_>>(),
+        events
+            .iter()
+            .map(|e| e.event.reason.as_str())
+            .collect::<Vec<_>>(),
         ["Limited", "Ongoing"]
     );
-    assert!(!events[1].warning);
+    assert!(!events[1].event.warning);
 }
 
 #[tokio::test]
@@ -549,7 +576,7 @@ async fn an_unreadable_measurement_gets_invalid_naming_the_field() {
     );
     let events = w.events.lock().expect("lock");
     assert_eq!(
-        (events[0].reason.as_str(), events[0].warning),
+        (events[0].event.reason.as_str(), events[0].event.warning),
         ("InvalidSpec", true)
     );
 }

@@ -21,8 +21,13 @@ pub enum BusError {
         #[source]
         source: async_nats::jetstream::context::CreateStreamError,
     },
-    #[error("cannot declare the JetStream consumer {name}: {message}")]
-    Consumer { name: String, message: String },
+    #[error("cannot declare the JetStream consumer {name}: {source}")]
+    Consumer {
+        name: String,
+        /// Reading the stream or creating the consumer failed.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     #[error("cannot declare KV bucket {name}: {source}; is JetStream enabled on the server?")]
     Bucket {
         name: String,
@@ -195,14 +200,14 @@ async fn bind(
 /// The collector's durable pull consumer on `RESULTS` (kept if it exists).
 async fn declare_collector_consumer(js: &jetstream::Context) -> Result<(), BusError> {
     use jetstream::consumer::{pull, AckPolicy};
-    let err = |e: String| BusError::Consumer {
+    let err = |source: Box<dyn std::error::Error + Send + Sync>| BusError::Consumer {
         name: names::COLLECTOR_DURABLE.to_owned(),
-        message: e,
+        source,
     };
     let stream = js
         .get_stream(names::RESULTS_STREAM)
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(Box::new(e)))?;
     stream
         .get_or_create_consumer(
             names::COLLECTOR_DURABLE,
@@ -215,7 +220,7 @@ async fn declare_collector_consumer(js: &jetstream::Context) -> Result<(), BusEr
             },
         )
         .await
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| err(Box::new(e)))?;
     Ok(())
 }
 

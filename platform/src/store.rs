@@ -1,4 +1,5 @@
-//! ClickHouse: versioned schema migrations and the `results` table.
+//! ClickHouse: the client, the `results` row and the other rows the server components
+//! write and read. The schema itself is in [`migrations`].
 //!
 //! The schema is written for ClickHouse 18.16 (what Debian ships) and works unchanged on
 //! modern servers; `docs/CLICKHOUSE.md` lists what a modern server would let us add.
@@ -6,6 +7,8 @@
 use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use vantage_core::result::Envelope;
+
+pub mod migrations;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -15,232 +18,9 @@ pub enum StoreError {
         #[source]
         source: clickhouse::error::Error,
     },
-    #[error("database name {0:?} is not a plain identifier; use letters, digits and _")]
-    BadDatabase(String),
+    #[error("database name {name:?} is not a plain identifier; use letters, digits and _")]
+    BadDatabase { name: String },
 }
-
-/// One schema step. Statements use `{db}` for the database name and must be idempotent.
-pub struct Migration {
-    pub version: u32,
-    pub name: &'static str,
-    pub statements: &'static [&'static str],
-}
-
-/// Every migration, in order. Append; never edit a released one.
-pub const MIGRATIONS: &[Migration] = &[
-    Migration {
-        version: 1,
-        name: "results",
-        statements: &[
-            // One row per result: the RIPE Atlas common fields, typed ping columns, and the
-            // raw JSON. ReplacingMergeTree collapses rows with the same sorting key, which
-            // ends with result_id: a result delivered twice is stored once (read with FINAL).
-            "CREATE TABLE IF NOT EXISTS {db}.results (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            type String,
-            timestamp DateTime,
-            af UInt8,
-            fw UInt32,
-            from_addr String,
-            src_addr String,
-            dst_addr String,
-            dst_name String,
-            sent UInt32,
-            rcvd UInt32,
-            rtt_min Float64,
-            rtt_avg Float64,
-            rtt_max Float64,
-            raw String,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id)",
-        ],
-    },
-    Migration {
-        version: 2,
-        name: "fastpath",
-        statements: &[
-            // OONI's fastpath: one scored row per measurement submitted to the intake API.
-            // OONI orders by (measurement_start_time, report_id, input); measurement_uid is
-            // appended so that two measurements of one report with the same input and start
-            // second stay two rows. No version column: a re-scored row (reprocess) replaces
-            // the old one, and the table's content is a pure function of the archive.
-            "CREATE TABLE IF NOT EXISTS {db}.fastpath (
-            measurement_uid String,
-            report_id String,
-            input String,
-            probe_cc String,
-            probe_asn UInt32,
-            test_name String,
-            test_start_time DateTime,
-            measurement_start_time DateTime,
-            scores String,
-            anomaly UInt8,
-            confirmed UInt8,
-            msm_failure UInt8,
-            domain String,
-            software_name String,
-            software_version String,
-            blocking_type String,
-            reason String
-        ) ENGINE = ReplacingMergeTree
-        PARTITION BY toYYYYMM(measurement_start_time)
-        ORDER BY (measurement_start_time, report_id, input, measurement_uid)",
-        ],
-    },
-    Migration {
-        version: 3,
-        name: "jsonl",
-        statements: &[
-            // OONI's archive index: where each measurement lives in the S3 archive
-            // (`raw/YYYYMMDD/HH/CC/testname/<file>.jsonl.zst`, line `linenum`, 0-based).
-            "CREATE TABLE IF NOT EXISTS {db}.jsonl (
-            report_id String,
-            input String,
-            s3path String,
-            linenum UInt32,
-            measurement_uid String
-        ) ENGINE = ReplacingMergeTree
-        ORDER BY (report_id, input, measurement_uid)",
-        ],
-    },
-    Migration {
-        version: 4,
-        name: "typed",
-        statements: &[
-            // Per-type tables (platform/src/typed.rs), deduplicated like `results`.
-            "CREATE TABLE IF NOT EXISTS {db}.ping_results (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            timestamp DateTime,
-            af UInt8,
-            dst_addr String,
-            sent UInt32,
-            rcvd UInt32,
-            loss Float64,
-            rtts Array(Float64),
-            rtt_min Float64,
-            rtt_avg Float64,
-            rtt_max Float64,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id)",
-            "CREATE TABLE IF NOT EXISTS {db}.traceroute_hops (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            timestamp DateTime,
-            af UInt8,
-            dst_addr String,
-            kind String,
-            hop UInt8,
-            responders Array(String),
-            rtts Array(Float64),
-            timeouts UInt32,
-            err String,
-            mtu UInt32,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id, hop)",
-            "CREATE TABLE IF NOT EXISTS {db}.dns_results (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            timestamp DateTime,
-            af UInt8,
-            dst_addr String,
-            rcode String,
-            rt Float64,
-            ancount UInt32,
-            answers Array(String),
-            error String,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id, dst_addr)",
-            "CREATE TABLE IF NOT EXISTS {db}.http_results (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            timestamp DateTime,
-            af UInt8,
-            dst_addr String,
-            uri String,
-            method String,
-            status UInt32,
-            rt Float64,
-            ttc Float64,
-            ttfb Float64,
-            hsize UInt32,
-            bsize UInt32,
-            error String,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id, dst_addr, rt)",
-            "CREATE TABLE IF NOT EXISTS {db}.sslcert_results (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            timestamp DateTime,
-            af UInt8,
-            dst_addr String,
-            ver String,
-            rt Float64,
-            ttc Float64,
-            chain_length UInt32,
-            subject String,
-            issuer String,
-            not_before DateTime,
-            not_after DateTime,
-            valid_at_measurement UInt8,
-            error String,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id)",
-            "CREATE TABLE IF NOT EXISTS {db}.ntp_results (
-            result_id String,
-            msm_id UInt64,
-            prb_id UInt32,
-            timestamp DateTime,
-            af UInt8,
-            dst_addr String,
-            stratum UInt32,
-            packets UInt32,
-            replies UInt32,
-            offset_avg Float64,
-            rtt_avg Float64,
-            rtt_min Float64,
-            error String,
-            inserted_at DateTime
-        ) ENGINE = ReplacingMergeTree(inserted_at)
-        PARTITION BY toYYYYMM(timestamp)
-        ORDER BY (msm_id, prb_id, timestamp, result_id)",
-        ],
-    },
-    Migration {
-        version: 5,
-        name: "probes",
-        statements: &[
-            // Probe metadata for joins (RTT by country): the operator writes a row per
-            // Probe resource when it changes; the newest row of a probe wins.
-            "CREATE TABLE IF NOT EXISTS {db}.probes (
-            prb_id UInt32,
-            country_code String,
-            asn_v4 UInt32,
-            updated_at DateTime
-        ) ENGINE = ReplacingMergeTree(updated_at)
-        ORDER BY prb_id",
-        ],
-    },
-];
 
 /// Now, as a ClickHouse `DateTime` (Unix seconds).
 pub fn unix_now() -> u32 {
@@ -315,7 +95,7 @@ fn minus_one() -> f64 {
 }
 
 /// A number, also written as a string (old RIPE Atlas firmware: `"sent": "3"`).
-pub(crate) fn loose_number(v: &serde_json::Value) -> Option<f64> {
+pub fn loose_number(v: &serde_json::Value) -> Option<f64> {
     match v {
         serde_json::Value::Number(n) => n.as_f64(),
         serde_json::Value::String(s) => s.trim().parse().ok(),
@@ -324,7 +104,7 @@ pub(crate) fn loose_number(v: &serde_json::Value) -> Option<f64> {
 }
 
 /// A whole number that fits a `u32`, also written as a string.
-pub(crate) fn loose_count(v: &serde_json::Value) -> Option<u32> {
+pub fn loose_count(v: &serde_json::Value) -> Option<u32> {
     loose_number(v)
         .filter(|n| n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(n))
         .map(|n| n as u32)
@@ -481,7 +261,9 @@ impl Store {
     /// A store on `url` (HTTP interface) using database `db`.
     pub fn new(url: &str, db: &str) -> Result<Self, StoreError> {
         if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            return Err(StoreError::BadDatabase(db.to_owned()));
+            return Err(StoreError::BadDatabase {
+                name: db.to_owned(),
+            });
         }
         let client = clickhouse::Client::default()
             .with_url(url)
@@ -512,47 +294,6 @@ impl Store {
         self.client.query(sql).execute().await.map_err(self.err())
     }
 
-    /// Apply every migration newer than the recorded version; return the version now in force.
-    pub async fn migrate(&self) -> Result<u32, StoreError> {
-        let db = &self.db;
-        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
-            .await?;
-        self.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime) \
-             ENGINE = MergeTree ORDER BY version"
-        ))
-        .await?;
-        let current = self.schema_version().await?;
-        for m in MIGRATIONS.iter().filter(|m| m.version > current) {
-            for statement in m.statements {
-                self.execute(&statement.replace("{db}", db)).await?;
-            }
-            self.execute(&format!(
-                "INSERT INTO {db}.schema_migrations (version, name, applied_at) VALUES ({}, '{}', now())",
-                m.version, m.name
-            ))
-            .await?;
-            tracing::info!(
-                version = m.version,
-                name = m.name,
-                "applied ClickHouse migration"
-            );
-        }
-        self.schema_version().await
-    }
-
-    /// The newest applied migration (0 when none).
-    pub async fn schema_version(&self) -> Result<u32, StoreError> {
-        self.client
-            .query(&format!(
-                "SELECT toUInt32(max(version)) FROM {}.schema_migrations",
-                self.db
-            ))
-            .fetch_one::<u32>()
-            .await
-            .map_err(self.err())
-    }
-
     /// Insert a batch of results in one INSERT.
     pub async fn insert_results(&self, rows: &[ResultRow]) -> Result<(), StoreError> {
         if rows.is_empty() {
@@ -570,7 +311,7 @@ impl Store {
     }
 
     /// Insert rows into `table` in one INSERT.
-    async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
+    pub async fn insert_rows<T>(&self, table: &str, rows: &[T]) -> Result<(), StoreError>
     where
         T: Row + Serialize + for<'a> clickhouse::RowOwned,
     {
@@ -586,16 +327,6 @@ impl Store {
             insert.write(row).await.map_err(self.err())?;
         }
         insert.end().await.map_err(self.err())
-    }
-
-    /// Insert the typed per-type rows of a batch (one INSERT per table that has rows).
-    pub async fn insert_typed(&self, rows: &crate::typed::TypedRows) -> Result<(), StoreError> {
-        self.insert_rows("ping_results", &rows.ping).await?;
-        self.insert_rows("traceroute_hops", &rows.hops).await?;
-        self.insert_rows("dns_results", &rows.dns).await?;
-        self.insert_rows("http_results", &rows.http).await?;
-        self.insert_rows("sslcert_results", &rows.cert).await?;
-        self.insert_rows("ntp_results", &rows.ntp).await
     }
 
     /// Upsert probe metadata (the newest `updated_at` of a probe wins).

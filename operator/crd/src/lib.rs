@@ -3,6 +3,7 @@
 //! Spec fields use the RIPE Atlas vocabulary and spelling (`start_time`, `packets`,
 //! `asn_v4`, ...) so that definitions copy between vantage and RIPE Atlas; status
 //! fields use Kubernetes spelling (`observedGeneration`, `lastTransitionTime`).
+//! [`status::apply_status`] writes any of their statuses by server-side apply.
 
 // `printcolumn(name = .., type_ = ..)` repeats argument names across columns, which
 // clippy mistakes for duplicated attributes.
@@ -14,6 +15,7 @@ mod geolocation_engine;
 mod measurement;
 mod probe;
 mod probe_firmware;
+pub mod status;
 mod tenant_policy;
 
 pub use controller_pool::{
@@ -27,6 +29,7 @@ pub use measurement::{
 };
 pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
 pub use probe_firmware::{ProbeFirmware, ProbeFirmwareSpec, ProbeFirmwareStatus};
+pub use status::{apply_status, StatusError};
 pub use tenant_policy::{TenantPolicy, TenantPolicySpec, TenantPolicyStatus, TenantUsage};
 
 /// API group of every vantage resource.

@@ -25,6 +25,10 @@ pub const REGISTRY_METRICS_PORT: u16 = 9091;
 pub const POOL_LABEL: &str = "vantage.dev/controller-pool";
 /// Label of the per-pod Services, so that the operator can prune them on scale-down.
 pub const PER_POD_LABEL: &str = "vantage.dev/per-pod-service";
+/// The component label: `controller` or [`REGISTRY_COMPONENT`].
+pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
+/// The component label's value on the registration objects.
+pub const REGISTRY_COMPONENT: &str = "registry";
 /// Label the StatefulSet controller puts on each pod.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 
@@ -202,7 +206,7 @@ fn selector(pool: &ControllerPool, component: &str) -> BTreeMap<String, String> 
         .unwrap_or_else(|| "vantage".into());
     BTreeMap::from([
         ("app.kubernetes.io/name".into(), name),
-        ("app.kubernetes.io/component".into(), component.into()),
+        (COMPONENT_LABEL.into(), component.into()),
         (POOL_LABEL.into(), pool.name_any()),
     ])
 }
@@ -479,8 +483,8 @@ fn render_registry(
 ) -> Vec<Value> {
     let spec = &pool.spec;
     let name = pool.name_any();
-    let l = labels(pool, "registry");
-    let sel = selector(pool, "registry");
+    let l = labels(pool, REGISTRY_COMPONENT);
+    let sel = selector(pool, REGISTRY_COMPONENT);
     let (pod_sc, container_sc) = security_contexts();
     let (liveness, readiness) = health_probes();
     let mut pod = serde_json::Map::new();

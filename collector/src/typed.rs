@@ -21,7 +21,7 @@ use clickhouse::Row;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::store::ResultRow;
+use vantage_platform::store::{ResultRow, Store, StoreError};
 
 /// The common keys every typed row starts with. The row types spell them out again:
 /// ClickHouse's RowBinary needs flat structs (serde's `flatten` goes through a map).
@@ -173,12 +173,13 @@ pub struct TypedRows {
 
 /// A number, also when written as a string (old firmware).
 fn num(v: Option<&Value>) -> Option<f64> {
-    v.and_then(crate::store::loose_number)
+    v.and_then(vantage_platform::store::loose_number)
 }
 
 /// A count, or 0 when the field holds something else.
 fn count(v: Option<&Value>) -> u32 {
-    v.and_then(crate::store::loose_count).unwrap_or(0)
+    v.and_then(vantage_platform::store::loose_count)
+        .unwrap_or(0)
 }
 
 fn text(v: Option<&Value>) -> String {
@@ -217,6 +218,16 @@ impl TypedRows {
             && self.http.is_empty()
             && self.cert.is_empty()
             && self.ntp.is_empty()
+    }
+
+    /// Insert every table's rows (one INSERT per table that has rows).
+    pub async fn insert(&self, store: &Store) -> Result<(), StoreError> {
+        store.insert_rows("ping_results", &self.ping).await?;
+        store.insert_rows("traceroute_hops", &self.hops).await?;
+        store.insert_rows("dns_results", &self.dns).await?;
+        store.insert_rows("http_results", &self.http).await?;
+        store.insert_rows("sslcert_results", &self.cert).await?;
+        store.insert_rows("ntp_results", &self.ntp).await
     }
 
     /// Add the typed rows of one result from its `results` row (`raw` is parsed here).
@@ -576,12 +587,31 @@ mod tests {
 
     #[test]
     fn every_real_ripe_sample_gives_typed_rows() {
-        for kind in ["ping", "traceroute", "dns", "http", "sslcert"] {
+        for kind in ["ping", "traceroute", "dns", "sslcert"] {
             for raw in samples(kind) {
                 let t = typed(&raw);
-                assert!(!t.is_empty() || kind == "http", "{kind}: {raw}");
+                assert!(!t.is_empty(), "{kind}: {raw}");
             }
         }
+        // HTTP: one row per request, i.e. per entry of the `result` array. The oldest
+        // firmware wrote `result` (or `src_addr`) as one line of text; those samples have
+        // no requests to read and give no row.
+        let (mut requests, mut text_only) = (0, 0);
+        for raw in samples("http") {
+            let t = typed(&raw);
+            match raw["result"].as_array() {
+                Some(list) => {
+                    assert!(!list.is_empty(), "{raw}");
+                    assert_eq!(t.http.len(), list.len(), "{raw}");
+                    requests += 1;
+                }
+                None => {
+                    assert!(t.is_empty(), "{raw}");
+                    text_only += 1;
+                }
+            }
+        }
+        assert_eq!((requests, text_only), (14, 3));
     }
 
     #[test]

@@ -133,19 +133,38 @@ pub trait Assignments: Send + Sync + 'static {
     fn record(
         &self,
         a: &Assignment,
-    ) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    ) -> impl std::future::Future<Output = Result<(), RecordError>> + Send;
+}
+
+/// Why an assignment could not be recorded.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    #[error("cannot encode the assignment of probe {probe}: {source}")]
+    Encode {
+        probe: u32,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("cannot write the assignment of probe {probe} to NATS KV: {source}; is NATS up and the assignments bucket declared?")]
+    Put {
+        probe: u32,
+        #[source]
+        source: async_nats::jetstream::kv::PutError,
+    },
 }
 
 pub struct KvAssignments(pub async_nats::jetstream::kv::Store);
 
 impl Assignments for KvAssignments {
-    async fn record(&self, a: &Assignment) -> Result<(), String> {
-        let bytes = serde_json::to_vec(a).map_err(|e| e.to_string())?;
+    async fn record(&self, a: &Assignment) -> Result<(), RecordError> {
+        let probe = a.probe_id;
+        let bytes =
+            serde_json::to_vec(a).map_err(|source| RecordError::Encode { probe, source })?;
         self.0
-            .put(probe_key(a.probe_id), bytes.into())
+            .put(probe_key(probe), bytes.into())
             .await
             .map(|_| ())
-            .map_err(|e| e.to_string())
+            .map_err(|source| RecordError::Put { probe, source })
     }
 }
 
@@ -217,13 +236,13 @@ impl Heartbeats {
 
 /// Counters of the registration server.
 #[derive(Clone, Default)]
-pub struct RegistryMetrics {
+pub struct RegistrationMetrics {
     pub registrations: Counter,
     /// Refused logins and requests, by reason.
     pub refused: ByReason,
 }
 
-impl RegistryMetrics {
+impl RegistrationMetrics {
     pub fn register(&self, registry: &mut Registry) {
         registry.register(
             "registrations",
@@ -253,7 +272,7 @@ struct Shared<D, A> {
     assignments: A,
     heartbeats: Heartbeats,
     releases: Arc<dyn Releases>,
-    metrics: RegistryMetrics,
+    metrics: RegistrationMetrics,
 }
 
 /// A firmware release the registration server can offer and serve.
@@ -312,17 +331,17 @@ impl Releases for KubeReleases {
 pub const MAX_BUNDLE_BYTES: u64 = 64 << 20;
 
 /// The registration SSH server.
-pub struct RegistryServer<D, A> {
+pub struct RegistrationServer<D, A> {
     shared: Arc<Shared<D, A>>,
 }
 
-impl<D: Directory, A: Assignments> RegistryServer<D, A> {
+impl<D: Directory, A: Assignments> RegistrationServer<D, A> {
     pub fn new(
         directory: D,
         assignments: A,
         heartbeats: Heartbeats,
         releases: Arc<dyn Releases>,
-        metrics: RegistryMetrics,
+        metrics: RegistrationMetrics,
     ) -> Self {
         Self {
             shared: Arc::new(Shared {
@@ -354,11 +373,11 @@ impl<D: Directory, A: Assignments> RegistryServer<D, A> {
     }
 }
 
-impl<D: Directory, A: Assignments> russh::server::Server for RegistryServer<D, A> {
-    type Handler = RegistryHandler<D, A>;
+impl<D: Directory, A: Assignments> russh::server::Server for RegistrationServer<D, A> {
+    type Handler = RegistrationHandler<D, A>;
 
     fn new_client(&mut self, peer: Option<SocketAddr>) -> Self::Handler {
-        RegistryHandler {
+        RegistrationHandler {
             shared: self.shared.clone(),
             peer,
             probe: None,
@@ -366,13 +385,13 @@ impl<D: Directory, A: Assignments> russh::server::Server for RegistryServer<D, A
     }
 }
 
-pub struct RegistryHandler<D, A> {
+pub struct RegistrationHandler<D, A> {
     shared: Arc<Shared<D, A>>,
     peer: Option<SocketAddr>,
     probe: Option<(ProbeInfo, PublicKey)>,
 }
 
-impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
+impl<D: Directory, A: Assignments> RegistrationHandler<D, A> {
     /// `FETCH <version>`: stream the bundle of the newest release, if that is its version.
     fn fetch(
         &self,
@@ -503,7 +522,7 @@ impl<D: Directory, A: Assignments> RegistryHandler<D, A> {
     }
 }
 
-impl<D: Directory, A: Assignments> russh::server::Handler for RegistryHandler<D, A> {
+impl<D: Directory, A: Assignments> russh::server::Handler for RegistrationHandler<D, A> {
     type Error = russh::Error;
 
     async fn auth_publickey(
@@ -630,7 +649,7 @@ mod tests {
 
     fn beat(name: &str, connected: u32) -> Heartbeat {
         Heartbeat {
-            v: 1,
+            v: WIRE_VERSION,
             controller: name.into(),
             ssh_addr: format!("{name}:443"),
             host_key: String::new(),

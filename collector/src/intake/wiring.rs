@@ -1,0 +1,303 @@
+//! Wiring: starts the intake process (migrations, disk queue, fastpath worker, archive
+//! uploader, fingerprint reloader, metrics endpoint, submission API) and holds the
+//! handles of the running intake.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::registry::Registry;
+use serde_json::Value;
+use tokio::sync::{mpsc, Mutex};
+use vantage_platform::store::{Store, StoreError};
+
+use super::http::{router, Inner, Limits, Order};
+use super::metrics::IntakeMetrics;
+use super::worker::{fastpath_worker, Queued};
+use crate::archive::{open_s3, Archive, ArchiveError, S3Config, UploadSummary};
+use crate::fingerprints::{FingerprintError, FingerprintSet, Fingerprints};
+use crate::queue::Queue;
+
+/// Everything the intake needs.
+#[derive(Clone, Debug)]
+pub struct IntakeConfig {
+    /// Where the submission API listens (`127.0.0.1:0` picks a port).
+    pub listen: SocketAddr,
+    /// Where `/metrics` and `/healthz` listen; `None` serves none.
+    pub metrics_addr: Option<SocketAddr>,
+    pub queue_dir: PathBuf,
+    pub fingerprints: PathBuf,
+    pub fingerprints_reload: Duration,
+    pub clickhouse_url: String,
+    pub clickhouse_db: String,
+    pub s3: S3Config,
+    /// How often the uploader archives the queue (OONI: hourly).
+    pub upload_interval: Duration,
+    pub limits: Limits,
+    /// Fastpath rows per INSERT at most, and how long a batch waits to fill.
+    pub fastpath_batch: usize,
+    pub fastpath_wait: Duration,
+}
+
+impl IntakeConfig {
+    /// Defaults for everything but the addresses, paths and backends.
+    pub fn new(
+        queue_dir: PathBuf,
+        fingerprints: PathBuf,
+        clickhouse_url: &str,
+        clickhouse_db: &str,
+        s3: S3Config,
+    ) -> Self {
+        Self {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            metrics_addr: None,
+            queue_dir,
+            fingerprints,
+            fingerprints_reload: Duration::from_secs(30),
+            clickhouse_url: clickhouse_url.to_owned(),
+            clickhouse_db: clickhouse_db.to_owned(),
+            s3,
+            upload_interval: Duration::from_secs(3600),
+            limits: Limits::default(),
+            fastpath_batch: 1_000,
+            fastpath_wait: Duration::from_millis(200),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("disk queue {path}: {source}")]
+    Queue {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Fingerprints(#[from] FingerprintError),
+    #[error("the submission API stopped: server returned")]
+    Returned,
+    #[error("the submission API stopped: {source}")]
+    Serve {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the submission API stopped: {source}")]
+    Task {
+        #[source]
+        source: tokio::task::JoinError,
+    },
+}
+
+/// A running intake (for tests and embedding): its address and handles.
+pub struct Intake {
+    pub addr: SocketAddr,
+    pub metrics: IntakeMetrics,
+    pub queue: Queue,
+    pub archive: Archive,
+    pub fingerprints: FingerprintSet,
+    upload_lock: Arc<Mutex<()>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Intake {
+    /// Run one upload round now (it does not overlap the periodic one).
+    pub async fn upload_now(&self) -> Result<UploadSummary, ArchiveError> {
+        upload_round(&self.upload_lock, &self.archive, &self.queue, &self.metrics).await
+    }
+
+    /// Wait until the server stops (it does not on its own).
+    pub async fn wait(mut self) -> Result<(), IntakeError> {
+        let r = (&mut self.server).await;
+        self.stop();
+        match r {
+            Ok(Ok(())) => Err(IntakeError::Returned),
+            Ok(Err(source)) => Err(IntakeError::Serve { source }),
+            Err(source) => Err(IntakeError::Task { source }),
+        }
+    }
+
+    /// Stop every task.
+    pub fn stop(&self) {
+        self.server.abort();
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+impl Drop for Intake {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+async fn upload_round(
+    lock: &Mutex<()>,
+    archive: &Archive,
+    queue: &Queue,
+    metrics: &IntakeMetrics,
+) -> Result<UploadSummary, ArchiveError> {
+    let _guard = lock.lock().await;
+    match archive.upload_once(queue).await {
+        Ok(s) => {
+            metrics.archived_objects.inc_by(s.objects as u64);
+            metrics.archived_measurements.inc_by(s.measurements as u64);
+            Ok(s)
+        }
+        Err(e) => {
+            metrics.upload_failures.inc();
+            Err(e)
+        }
+    }
+}
+
+/// Start the intake: migrate, open the queue, start the fastpath, uploader, fingerprint
+/// reloader and metrics, and serve the API. Measurements still queued from an earlier
+/// run are scored again first (the fastpath table replaces rows by key).
+pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
+    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
+    let version = store.migrate().await?;
+    tracing::info!(version, "ClickHouse schema is current");
+    let queue = Queue::open(&cfg.queue_dir)
+        .await
+        .map_err(|source| IntakeError::Queue {
+            path: cfg.queue_dir.clone(),
+            source,
+        })?;
+    let fingerprints = FingerprintSet::new(Fingerprints::load(&cfg.fingerprints)?);
+    let s3 = open_s3(&cfg.s3)?;
+    let archive = Archive {
+        s3,
+        bucket: cfg.s3.bucket.clone(),
+        store: store.clone(),
+    };
+    let metrics = IntakeMetrics::default();
+    let mut tasks = Vec::new();
+
+    let (tx, rx) = mpsc::channel::<Queued>(cfg.fastpath_batch.max(1) * 4);
+    tasks.push(tokio::spawn(fastpath_worker(
+        rx,
+        fingerprints.clone(),
+        store.clone(),
+        cfg.fastpath_batch.max(1),
+        cfg.fastpath_wait,
+        metrics.clone(),
+    )));
+    // Replay what an earlier run queued but did not archive, in uid order.
+    let leftover = queue.list().await.map_err(|source| IntakeError::Queue {
+        path: cfg.queue_dir.clone(),
+        source,
+    })?;
+    if !leftover.is_empty() {
+        tracing::info!(
+            measurements = leftover.len(),
+            "scoring measurements left in the queue"
+        );
+    }
+    let mut order = Order::default();
+    for uid in leftover {
+        let item = match queue.get(&uid).await {
+            Ok(Some(line)) => serde_json::from_slice::<Value>(&line).ok(),
+            _ => None,
+        };
+        let _ = tx.send((order.next_seq, item)).await;
+        order.next_seq += 1;
+    }
+    let order = std::sync::Mutex::new(order);
+
+    let m = metrics.clone();
+    tasks.push(tokio::spawn(fingerprints.clone().watch(
+        cfg.fingerprints.clone(),
+        cfg.fingerprints_reload,
+        move |_| {
+            m.fingerprint_reloads.inc();
+        },
+    )));
+
+    let upload_lock = Arc::new(Mutex::new(()));
+    {
+        let (lock, archive, queue, metrics) = (
+            upload_lock.clone(),
+            archive.clone(),
+            queue.clone(),
+            metrics.clone(),
+        );
+        let every = cfg.upload_interval;
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = upload_round(&lock, &archive, &queue, &metrics).await {
+                    tracing::warn!(error = %e, "upload failed; the files stay queued for the next round");
+                }
+            }
+        }));
+    }
+
+    let health = vantage_platform::obs::Health::default();
+    if let Some(addr) = cfg.metrics_addr {
+        let mut registry = Registry::with_prefix("vantage_intake");
+        metrics.register(&mut registry);
+        let h = health.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = vantage_platform::obs::serve(addr, registry, h).await {
+                tracing::error!(error = %e, "metrics endpoint failed");
+            }
+        }));
+    }
+
+    let inner = Inner {
+        queue: queue.clone(),
+        limits: cfg.limits,
+        order,
+        fastpath: tx,
+        archive: archive.clone(),
+        metrics: metrics.clone(),
+    };
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .map_err(|source| IntakeError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let addr = listener
+        .local_addr()
+        .map_err(|source| IntakeError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
+    let app = router(inner);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    health.set_ready(true);
+    tracing::info!(%addr, queue = %cfg.queue_dir.display(), bucket = %cfg.s3.bucket, "intake serving");
+    Ok(Intake {
+        addr,
+        metrics,
+        queue,
+        archive,
+        fingerprints,
+        upload_lock,
+        tasks,
+        server,
+    })
+}
+
+/// Run the intake until it fails: submission API, disk queue, fastpath, uploader, and
+/// `/metrics` + `/healthz`.
+pub async fn serve_intake(cfg: IntakeConfig) -> Result<(), IntakeError> {
+    start_intake(cfg).await?.wait().await
+}
