@@ -52,7 +52,7 @@ demo: setup build
 ## geo-eval: geolocation accuracy on a simulated world in network namespaces (root): 800 probes,
 ## 100 targets, anchors + on-demand pings as IPmap; prints per engine and the reducer (docs/GEOLOCATION.md)
 geo-eval:
-	cargo run -q --release -p vantage-engines --example geo_eval -- --netns $(GEO_EVAL_ARGS)
+	cargo run -q --release -p vantage-geo-eval --example geo_eval -- --netns $(GEO_EVAL_ARGS)
 
 ## deb: the probe's Debian package with cargo-deb (installed at the pinned version if missing):
 ## release-probe profile, glibc linked statically (docs/PROBE.md), into target/debian/

@@ -61,10 +61,14 @@ pub enum Error {
     Tls(#[from] tls::TlsError),
     #[error("cannot reach the Kubernetes API: {0}; set KUBECONFIG or run in a pod with a service account")]
     Kube(#[source] kube::Error),
-    #[error("cannot connect to NATS at {url}: {message}; check --nats-url")]
-    Nats { url: String, message: String },
-    #[error("database name {0:?} is not a plain identifier; use letters, digits and _")]
-    BadDatabase(String),
+    #[error("cannot connect to NATS at {url}: {source}; check --nats-url")]
+    Nats {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    #[error("database name {name:?} is not a plain identifier; use letters, digits and _ (--clickhouse-db, CLICKHOUSE_DB)")]
+    BadDatabase { name: String },
     #[error("the API server stopped: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -73,7 +77,7 @@ pub enum Error {
 pub async fn serve(config: Config) -> Result<(), Error> {
     let db = &config.clickhouse_db;
     if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(Error::BadDatabase(db.clone()));
+        return Err(Error::BadDatabase { name: db.clone() });
     }
     let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_api");
     let metrics = Metrics::default();
@@ -88,9 +92,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                 .name("vantage-api")
                 .connect(url.as_str())
                 .await
-                .map_err(|e| Error::Nats {
+                .map_err(|source| Error::Nats {
                     url: url.clone(),
-                    message: e.to_string(),
+                    source,
                 })?;
             Some(Arc::new(live::NatsLive(nc)))
         }

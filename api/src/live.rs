@@ -10,7 +10,9 @@ use futures::StreamExt;
 #[derive(Debug, thiserror::Error)]
 pub enum LiveError {
     #[error("NATS subscription failed: {0}; check that NATS is reachable")]
-    Subscribe(String),
+    Subscribe(#[source] async_nats::SubscribeError),
+    #[error("NATS subscription failed: {0}; check that NATS is reachable")]
+    Flush(#[source] async_nats::client::FlushError),
 }
 
 /// A source of live results.
@@ -39,12 +41,9 @@ impl Live for NatsLive {
                 .0
                 .subscribe(subject(msm_id))
                 .await
-                .map_err(|e| LiveError::Subscribe(e.to_string()))?;
+                .map_err(LiveError::Subscribe)?;
             // The SUB reaches the server before the client learns the stream is open.
-            self.0
-                .flush()
-                .await
-                .map_err(|e| LiveError::Subscribe(e.to_string()))?;
+            self.0.flush().await.map_err(LiveError::Flush)?;
             Ok(sub.map(|m| m.payload).boxed())
         })
     }

@@ -1,6 +1,6 @@
 //! OONI-style search over the `fastpath` table: `GET /api/v1/measurements` and
 //! `GET /api/v1/aggregation`, with OONI's parameters and response shapes. Pure SQL
-//! builders and row shaping; the handlers live in `routes`.
+//! builders and row shaping; the handlers live in `routes::ooni`.
 
 use std::collections::BTreeMap;
 

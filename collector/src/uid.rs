@@ -138,7 +138,7 @@ impl UidClock {
 
 /// A new report id, OONI style: `{yyyymmddTHHMMSSZ}_{test_name}_{cc}_{asn}_n1_{16 random}`.
 pub fn new_report_id(now: DateTime<Utc>, test_name: &str, cc: &str, asn: u32) -> String {
-    use rand::Rng;
+    use rand::RngExt;
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let mut rng = rand::rng();
     let random: String = (0..16)

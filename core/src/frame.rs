@@ -18,7 +18,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::definition::Task;
+use crate::task::Task;
 
 /// The command a probe runs on a registration server: `INIT` or `INIT fw=<version>`.
 pub const REGISTER_COMMAND: &str = "INIT";
@@ -166,12 +166,12 @@ pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, serde_json::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::definition::{PingOptions, TaskKind};
+    use crate::task::{PingOptions, TaskKind};
 
     #[test]
     fn frames_round_trip() {
         let down = Down::Schedule {
-            v: 1,
+            v: crate::WIRE_VERSION,
             revision: 3,
             tasks: vec![Task {
                 msm_id: 1,

@@ -1,10 +1,10 @@
 //! The HTTP API, shaped like RIPE IPmap's (`/api/v1/locate/{ip}/`, `/worlds/...`,
-//! `POST /crowdsource/{ip}`). Errors are JSON `{"error": <reason>, "message": <text>}`.
+//! `POST /crowdsource/{ip}`): the axum handlers over the locate service
+//! ([`crate::locate`]). Errors are JSON `{"error": <reason>, "message": <text>}`.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -12,20 +12,16 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures::StreamExt;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::cache::{now_ms, AnswerStore};
-use crate::engine::crowd::{unix_now, Crowdsourced, Report};
+use crate::engine::crowd::{unix_now, Report};
 use crate::geo;
-use crate::reducer::{Contribution, Located, Locator};
+use crate::reducer::{Contribution, Located};
 use crate::world::City;
 
-/// Cached answers at most.
-const CACHE_CAPACITY: usize = 200_000;
+/// The locate service the handlers serve.
+pub use crate::locate::Api;
 
 /// A 4xx/5xx answer with a reason.
 #[derive(Debug)]
@@ -154,329 +150,83 @@ pub struct Location {
     pub contributions: BTreeMap<String, Contribution>,
 }
 
-struct Metrics {
-    locates: Counter,
-    cache_hits: Counter,
-    engine_errors: Counter,
-    bad_requests: Counter,
-    crowd_reports: Counter,
-    store_hits: Counter,
-    store_errors: Counter,
-    locate_seconds: Histogram,
+fn location(api: &Api, s: &crate::reducer::Scored) -> Option<Location> {
+    let c = api.locator().world.city(s.city_id)?;
+    Some(Location {
+        id: c.id,
+        city_name: c.name.clone(),
+        state_ansi_code: c.admin1.clone(),
+        country_code_alpha2: c.country.clone(),
+        latitude: c.latitude,
+        longitude: c.longitude,
+        score: s.score,
+        contributions: s.contributions.clone(),
+    })
 }
 
-/// The API's state.
-pub struct Api {
-    locator: Locator,
-    crowd: Option<Arc<Crowdsourced>>,
-    cache: Mutex<HashMap<String, (Instant, Arc<Located>)>>,
-    store: Option<Arc<dyn AnswerStore>>,
-    /// Answers being written to the store in the background.
-    writes: Mutex<tokio::task::JoinSet<()>>,
-    /// Room for background writes; when it is full a locate writes before it answers
-    /// (backpressure instead of an unbounded queue).
-    write_room: Arc<tokio::sync::Semaphore>,
-    cache_max_age: Duration,
-    max_batch: usize,
-    metrics: Metrics,
+fn locations(api: &Api, located: &Located) -> Vec<Location> {
+    located
+        .scored
+        .iter()
+        .filter_map(|s| location(api, s))
+        .collect()
 }
 
-/// Answer-store writes in flight at most.
-const MAX_PENDING_WRITES: usize = 256;
+fn answer(api: &Api, located: &Located) -> Value {
+    json!({
+        "ip": located.ip,
+        "anycast": located.anycast,
+        "locations": locations(api, located),
+    })
+}
 
-impl Api {
-    pub fn new(
-        locator: Locator,
-        crowd: Option<Arc<Crowdsourced>>,
-        cache_max_age: Duration,
-        max_batch: usize,
-        registry: &mut Registry,
-    ) -> Self {
-        let metrics = Metrics {
-            locates: Counter::default(),
-            cache_hits: Counter::default(),
-            engine_errors: Counter::default(),
-            bad_requests: Counter::default(),
-            crowd_reports: Counter::default(),
-            store_hits: Counter::default(),
-            store_errors: Counter::default(),
-            locate_seconds: Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
-        };
-        registry.register(
-            "locates",
-            "Addresses located (cached or not)",
-            metrics.locates.clone(),
-        );
-        registry.register(
-            "cache_hits",
-            "Locates answered from the cache",
-            metrics.cache_hits.clone(),
-        );
-        registry.register(
-            "engine_errors",
-            "Engine runs that failed or timed out",
-            metrics.engine_errors.clone(),
-        );
-        registry.register(
-            "bad_requests",
-            "Requests refused with a 4xx",
-            metrics.bad_requests.clone(),
-        );
-        registry.register(
-            "crowd_reports",
-            "Crowdsourced reports accepted",
-            metrics.crowd_reports.clone(),
-        );
-        registry.register(
-            "store_hits",
-            "Locates answered from the answer store (ClickHouse)",
-            metrics.store_hits.clone(),
-        );
-        registry.register(
-            "store_errors",
-            "Answer store reads or writes that failed",
-            metrics.store_errors.clone(),
-        );
-        registry.register(
-            "locate_seconds",
-            "Time to locate one address (uncached)",
-            metrics.locate_seconds.clone(),
-        );
-        Self {
-            locator,
-            crowd,
-            cache: Mutex::new(HashMap::new()),
-            store: None,
-            writes: Mutex::new(tokio::task::JoinSet::new()),
-            write_room: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
-            cache_max_age,
-            max_batch,
-            metrics,
-        }
-    }
-
-    /// Keep answers in `store` too (ClickHouse), behind the in-memory cache.
-    pub fn with_answer_store(mut self, store: Arc<dyn AnswerStore>) -> Self {
-        self.store = Some(store);
-        self
-    }
-
-    pub fn locator(&self) -> &Locator {
-        &self.locator
-    }
-
-    /// Drop the in-memory answers (the engine set changed; stored answers are keyed by
-    /// the set's fingerprint and so are not served for the new set).
-    pub fn clear_memory_cache(&self) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.clear();
-        }
-    }
-
-    /// The cache key of an answer, without the address: the engine set's fingerprint
-    /// and the `?engines=` filter.
-    pub fn cache_key(&self, only: Option<&HashSet<String>>) -> String {
-        let filter = match only {
-            Some(set) => {
-                let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
-                names.sort_unstable();
-                names.join(",")
-            }
-            None => String::new(),
-        };
-        format!("{}|{filter}", self.locator.fingerprint())
-    }
-
-    /// Locate with the answer cache: memory, then the answer store, then the engines.
-    pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Arc<Located> {
-        self.metrics.locates.inc();
-        let key = self.cache_key(only);
-        let mem_key = format!("{ip}|{key}");
-        if let Ok(cache) = self.cache.lock() {
-            if let Some((at, answer)) = cache.get(&mem_key) {
-                if at.elapsed() < self.cache_max_age {
-                    self.metrics.cache_hits.inc();
-                    return answer.clone();
-                }
-            }
-        }
-        if let Some(store) = &self.store {
-            match store.get(ip, &key).await {
-                Ok(Some(cached)) => {
-                    let age = Duration::from_millis(now_ms().saturating_sub(cached.answered_ms));
-                    if age < self.cache_max_age {
-                        self.metrics.cache_hits.inc();
-                        self.metrics.store_hits.inc();
-                        let answer = Arc::new(cached.located);
-                        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                        self.remember(mem_key, at, answer.clone());
-                        return answer;
-                    }
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    self.metrics.store_errors.inc();
-                    tracing::warn!(%ip, error = %e, "answer store read failed; locating afresh");
-                }
-            }
-        }
-        let start = Instant::now();
-        let answer = Arc::new(self.locator.locate(ip, only).await);
-        self.metrics
-            .locate_seconds
-            .observe(start.elapsed().as_secs_f64());
-        let failed = answer.partials.iter().filter(|p| p.error.is_some()).count();
-        self.metrics.engine_errors.inc_by(failed as u64);
-        // Answers with a failed engine are not kept: the next ask tries again.
-        if failed == 0 {
-            self.remember(mem_key, Instant::now(), answer.clone());
-            if let Some(store) = &self.store {
-                self.store_answer(store.clone(), key, answer.clone()).await;
-            }
-        }
-        answer
-    }
-
-    /// Write an answer to the store in the background (one ClickHouse INSERT is ~40 ms,
-    /// which a locate need not wait for); inline when [`MAX_PENDING_WRITES`] are in
-    /// flight.
-    async fn store_answer(&self, store: Arc<dyn AnswerStore>, key: String, answer: Arc<Located>) {
-        let errors = self.metrics.store_errors.clone();
-        let write = async move {
-            if let Err(e) = store.put(&key, &answer, now_ms()).await {
-                errors.inc();
-                tracing::warn!(ip = %answer.ip, error = %e, "answer store write failed");
-            }
-        };
-        match self.write_room.clone().try_acquire_owned() {
-            Ok(permit) => {
-                if let Ok(mut writes) = self.writes.lock() {
-                    while writes.try_join_next().is_some() {}
-                    writes.spawn(async move {
-                        write.await;
-                        drop(permit);
-                    });
-                    return;
-                }
-                write.await;
-            }
-            Err(_) => write.await,
-        }
-    }
-
-    /// Wait for the background answer-store writes started so far.
-    pub async fn flush(&self) {
-        let mut pending = match self.writes.lock() {
-            Ok(mut writes) => std::mem::take(&mut *writes),
-            Err(_) => return,
-        };
-        while pending.join_next().await.is_some() {}
-    }
-
-    fn remember(&self, key: String, at: Instant, answer: Arc<Located>) {
-        if let Ok(mut cache) = self.cache.lock() {
-            if cache.len() >= CACHE_CAPACITY {
-                let max_age = self.cache_max_age;
-                cache.retain(|_, (at, _)| at.elapsed() < max_age);
-                if cache.len() >= CACHE_CAPACITY {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (at, answer));
-        }
-    }
-
-    async fn forget(&self, ip: IpAddr) {
-        let prefix = format!("{ip}|");
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|k, _| !k.starts_with(&prefix));
-        }
-        if let Some(store) = &self.store {
-            if let Err(e) = store.forget(ip, now_ms()).await {
-                self.metrics.store_errors.inc();
-                tracing::warn!(%ip, error = %e, "answer store: forgetting failed");
-            }
-        }
-    }
-
-    fn location(&self, s: &crate::reducer::Scored) -> Option<Location> {
-        let c = self.locator.world.city(s.city_id)?;
-        Some(Location {
-            id: c.id,
-            city_name: c.name.clone(),
-            state_ansi_code: c.admin1.clone(),
-            country_code_alpha2: c.country.clone(),
-            latitude: c.latitude,
-            longitude: c.longitude,
-            score: s.score,
-            contributions: s.contributions.clone(),
-        })
-    }
-
-    fn locations(&self, located: &Located) -> Vec<Location> {
-        located
-            .scored
-            .iter()
-            .filter_map(|s| self.location(s))
-            .collect()
-    }
-
-    fn answer(&self, located: &Located) -> Value {
-        json!({
-            "ip": located.ip,
-            "anycast": located.anycast,
-            "locations": self.locations(located),
-        })
-    }
-
-    /// The `?engines=` filter: known names only.
-    fn engine_filter(&self, q: &LocateQuery) -> Result<Option<HashSet<String>>, ApiError> {
-        let Some(list) = q.engines.as_deref() else {
-            return Ok(None);
-        };
-        let known = self.locator.engine_names();
-        let mut set = HashSet::new();
-        for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if !known.iter().any(|k| k == name) {
-                return Err(ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    "unknown_engine",
-                    format!(
-                        "no engine {:?}; known: {}",
-                        truncate(name, 60),
-                        known.join(", ")
-                    ),
-                ));
-            }
-            set.insert(name.to_owned());
-        }
-        if set.is_empty() {
+/// The `?engines=` filter: known names only.
+fn engine_filter(api: &Api, q: &LocateQuery) -> Result<Option<HashSet<String>>, ApiError> {
+    let Some(list) = q.engines.as_deref() else {
+        return Ok(None);
+    };
+    let known = api.locator().engine_names();
+    let mut set = HashSet::new();
+    for name in list.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        if !known.iter().any(|k| k == name) {
             return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "unknown_engine",
-                "engines= names no engine",
+                format!(
+                    "no engine {:?}; known: {}",
+                    truncate(name, 60),
+                    known.join(", ")
+                ),
             ));
         }
-        Ok(Some(set))
+        set.insert(name.to_owned());
     }
+    if set.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "unknown_engine",
+            "engines= names no engine",
+        ));
+    }
+    Ok(Some(set))
+}
 
-    /// One locate request: a public address and a valid `engines=` filter, or a refusal.
-    async fn locate_request(
-        &self,
-        ip: &str,
-        q: &LocateQuery,
-    ) -> Result<(IpAddr, Arc<Located>), ApiError> {
-        let ip = public_ip(ip).map_err(|e| self.refuse(e))?;
-        let only = self.engine_filter(q).map_err(|e| self.refuse(e))?;
-        Ok((ip, self.locate(ip, only.as_ref()).await))
-    }
+/// One locate request: a public address and a valid `engines=` filter, or a refusal.
+async fn locate_request(
+    api: &Api,
+    ip: &str,
+    q: &LocateQuery,
+) -> Result<(IpAddr, Arc<Located>), ApiError> {
+    let ip = public_ip(ip).map_err(|e| refuse(api, e))?;
+    let only = engine_filter(api, q).map_err(|e| refuse(api, e))?;
+    Ok((ip, api.locate(ip, only.as_ref()).await))
+}
 
-    fn refuse(&self, e: ApiError) -> ApiError {
-        if e.status.is_client_error() {
-            self.metrics.bad_requests.inc();
-        }
-        e
+fn refuse(api: &Api, e: ApiError) -> ApiError {
+    if e.status.is_client_error() {
+        api.count_bad_request();
     }
+    e
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -530,8 +280,8 @@ async fn locate(
     Path(ip): Path<String>,
     Query(q): Query<LocateQuery>,
 ) -> ApiResult {
-    let (_, located) = api.locate_request(&ip, &q).await?;
-    Ok(Json(api.answer(&located)))
+    let (_, located) = locate_request(&api, &ip, &q).await?;
+    Ok(Json(answer(&api, &located)))
 }
 
 async fn best(
@@ -539,8 +289,8 @@ async fn best(
     Path(ip): Path<String>,
     Query(q): Query<LocateQuery>,
 ) -> ApiResult {
-    let (ip, located) = api.locate_request(&ip, &q).await?;
-    let best = located.scored.first().and_then(|s| api.location(s));
+    let (ip, located) = locate_request(&api, &ip, &q).await?;
+    let best = located.scored.first().and_then(|s| location(&api, s));
     Ok(Json(
         json!({"ip": ip, "anycast": located.anycast, "location": best}),
     ))
@@ -551,7 +301,7 @@ fn partial_json(api: &Api, p: &crate::reducer::Partial) -> Value {
         .candidates
         .iter()
         .filter_map(|c| {
-            let city = api.locator.world.city(c.city_id)?;
+            let city = api.locator().world.city(c.city_id)?;
             Some(json!({
                 "id": city.id,
                 "cityName": city.name,
@@ -571,7 +321,7 @@ async fn partials(
     Path(ip): Path<String>,
     Query(q): Query<LocateQuery>,
 ) -> ApiResult {
-    let (ip, located) = api.locate_request(&ip, &q).await?;
+    let (ip, located) = locate_request(&api, &ip, &q).await?;
     let parts: Vec<Value> = located
         .partials
         .iter()
@@ -588,19 +338,22 @@ async fn partial(
         engines: Some(engine),
         resources: None,
     };
-    let (ip, located) = api.locate_request(&ip, &q).await?;
+    let (ip, located) = locate_request(&api, &ip, &q).await?;
     let part = located.partials.first().map(|p| partial_json(&api, p));
     Ok(Json(json!({"ip": ip, "partial": part})))
 }
 
 async fn locate_all(State(api): State<Arc<Api>>, Query(q): Query<LocateQuery>) -> ApiResult {
-    let only = api.engine_filter(&q).map_err(|e| api.refuse(e))?;
+    let only = engine_filter(&api, &q).map_err(|e| refuse(&api, e))?;
     let Some(resources) = q.resources.as_deref() else {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_resources",
-            "give the addresses as resources=192.0.2.1,2001:db8::1",
-        )));
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_resources",
+                "give the addresses as resources=192.0.2.1,2001:db8::1",
+            ),
+        ));
     };
     let list: Vec<&str> = resources
         .split(',')
@@ -608,22 +361,28 @@ async fn locate_all(State(api): State<Arc<Api>>, Query(q): Query<LocateQuery>) -
         .filter(|r| !r.is_empty())
         .collect();
     if list.is_empty() {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_resources",
-            "resources= is empty",
-        )));
-    }
-    if list.len() > api.max_batch {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "batch_too_large",
-            format!(
-                "{} addresses asked for; one batch takes at most {}",
-                list.len(),
-                api.max_batch
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_resources",
+                "resources= is empty",
             ),
-        )));
+        ));
+    }
+    if list.len() > api.max_batch() {
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "batch_too_large",
+                format!(
+                    "{} addresses asked for; one batch takes at most {}",
+                    list.len(),
+                    api.max_batch()
+                ),
+            ),
+        ));
     }
     let mut results = serde_json::Map::new();
     let mut errors = serde_json::Map::new();
@@ -644,7 +403,7 @@ async fn locate_all(State(api): State<Arc<Api>>, Query(q): Query<LocateQuery>) -
         .collect()
         .await;
     for located in answers {
-        results.insert(located.ip.to_string(), api.answer(&located));
+        results.insert(located.ip.to_string(), answer(&api, &located));
     }
     Ok(Json(json!({"results": results, "errors": errors})))
 }
@@ -656,46 +415,58 @@ fn city_json(c: &City) -> Value {
 async fn worlds(State(api): State<Arc<Api>>, Query(q): Query<WorldsQuery>) -> ApiResult {
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 1000 {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_limit",
-            "limit must be 1..=1000",
-        )));
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_limit",
+                "limit must be 1..=1000",
+            ),
+        ));
     }
     if q.search.as_deref().is_none_or(|s| s.trim().is_empty())
         && q.country.as_deref().is_none_or(|s| s.trim().is_empty())
     {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "missing_query",
-            "give search= (a city name or its start) and/or country= (ISO 3166 alpha-2)",
-        )));
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "missing_query",
+                "give search= (a city name or its start) and/or country= (ISO 3166 alpha-2)",
+            ),
+        ));
     }
     let hits = api
-        .locator
+        .locator()
         .world
         .search(q.search.as_deref(), q.country.as_deref(), limit);
     let cities: Vec<Value> = hits.into_iter().map(city_json).collect();
     Ok(Json(
-        json!({"cities": cities, "dataset": api.locator.world.version()}),
+        json!({"cities": cities, "dataset": api.locator().world.version()}),
     ))
 }
 
 async fn world_city(State(api): State<Arc<Api>>, Path(id): Path<String>) -> ApiResult {
     let id: u32 = id.parse().map_err(|_| {
-        api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_id",
-            "a city id is a GeoNames id (a number)",
-        ))
+        refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_id",
+                "a city id is a GeoNames id (a number)",
+            ),
+        )
     })?;
-    match api.locator.world.city(id) {
+    match api.locator().world.city(id) {
         Some(c) => Ok(Json(city_json(c))),
-        None => Err(api.refuse(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "unknown_city",
-            format!("no city with GeoNames id {id}"),
-        ))),
+        None => Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_city",
+                format!("no city with GeoNames id {id}"),
+            ),
+        )),
     }
 }
 
@@ -709,13 +480,16 @@ async fn reverse(
         .zip(lon.parse::<f64>().ok())
         .filter(|(a, o)| geo::valid_coordinates(*a, *o));
     let Some((lat, lon)) = coords else {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_coordinates",
-            "latitude must be in -90..=90 and longitude in -180..=180, as decimal degrees",
-        )));
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_coordinates",
+                "latitude must be in -90..=90 and longitude in -180..=180, as decimal degrees",
+            ),
+        ));
     };
-    match api.locator.world.nearest(lat, lon) {
+    match api.locator().world.nearest(lat, lon) {
         Some((c, d)) => Ok(Json(json!({"city": c, "distanceKm": d}))),
         None => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -739,20 +513,22 @@ async fn crowdsource(
     headers: HeaderMap,
     body: Result<Json<CrowdBody>, axum::extract::rejection::JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    let ip = public_ip(&ip).map_err(|e| api.refuse(e))?;
+    let ip = public_ip(&ip).map_err(|e| refuse(&api, e))?;
     let Json(body) = body.map_err(|e| {
-        api.refuse(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "invalid_body",
-            e.body_text(),
-        ))
+        refuse(
+            &api,
+            ApiError::new(StatusCode::BAD_REQUEST, "invalid_body", e.body_text()),
+        )
     })?;
-    let Some(crowd) = api.crowd.clone() else {
-        return Err(api.refuse(ApiError::new(
-            StatusCode::NOT_FOUND,
-            "engine_disabled",
-            "the crowdsourced engine is not configured",
-        )));
+    let Some(crowd) = api.crowd() else {
+        return Err(refuse(
+            &api,
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "engine_disabled",
+                "the crowdsourced engine is not configured",
+            ),
+        ));
     };
     let user = body
         .user
@@ -766,23 +542,23 @@ async fn crowdsource(
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty() && u.len() <= 128);
     let Some(user) = user else {
-        return Err(api.refuse(ApiError::new(
+        return Err(refuse(&api, ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_user",
             "say who reports: \"user\" in the body or the X-Vantage-User header (at most 128 bytes)",
         )));
     };
-    let world = &api.locator.world;
+    let world = &api.locator().world;
     let city = match (body.id, body.latitude, body.longitude) {
         (Some(id), None, None) => world.city(id).ok_or_else(|| {
-            api.refuse(ApiError::new(StatusCode::BAD_REQUEST, "unknown_city", format!("no city with GeoNames id {id}")))
+            refuse(&api, ApiError::new(StatusCode::BAD_REQUEST, "unknown_city", format!("no city with GeoNames id {id}")))
         })?,
         (None, Some(lat), Some(lon)) if geo::valid_coordinates(lat, lon) => world
             .nearest(lat, lon)
             .map(|(c, _)| c)
             .ok_or_else(|| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "empty_world", "the world dataset is empty"))?,
         _ => {
-            return Err(api.refuse(ApiError::new(
+            return Err(refuse(&api, ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_location",
                 "give either {\"id\": <GeoNames id>} or {\"latitude\": <-90..90>, \"longitude\": <-180..180>}",
@@ -801,15 +577,13 @@ async fn crowdsource(
         longitude: lon,
         reported_at: unix_now(),
     };
-    crowd.report(report).await.map_err(|e| {
+    api.accept_report(&crowd, ip, report).await.map_err(|e| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "store_unavailable",
             e.to_string(),
         )
     })?;
-    api.metrics.crowd_reports.inc();
-    api.forget(ip).await;
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"ip": ip, "accepted": true, "city": city})),

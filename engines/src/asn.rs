@@ -55,10 +55,13 @@ impl PrefixTable {
                 continue;
             }
             let bad = |why: &str| {
-                Error::Dataset(format!(
-                    "ASN table line {}: {why}: {line:?}; expected `prefix/len<TAB>asn` (pyasn) or `address<TAB>len<TAB>asn` (CAIDA prefix2as)",
+                Error::Dataset {
+                data: "ASN table",
+                problem: format!(
+                    "line {}: {why}: {line:?}; expected `prefix/len<TAB>asn` (pyasn) or `address<TAB>len<TAB>asn` (CAIDA prefix2as)",
                     n + 1
-                ))
+                ),
+            }
             };
             let fields: Vec<&str> = line.split_whitespace().collect();
             let (addr, len, asn) = match fields.as_slice() {
@@ -93,8 +96,11 @@ impl PrefixTable {
     }
 
     pub fn load(path: &Path) -> Result<Self, Error> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
-            Error::Dataset(format!("cannot read the ASN table {}: {e}", path.display()))
+        let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+            data: "ASN table",
+            path: path.to_owned(),
+            fix: "pass a pyasn or CAIDA prefix2as dump",
+            source,
         })?;
         Self::parse(&text)
     }

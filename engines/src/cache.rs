@@ -92,14 +92,18 @@ impl ClickHouseAnswers {
                 .query(&sql)
                 .execute()
                 .await
-                .map_err(|e| Error::Store(format!("creating {db}.geo_answers: {e}")))?;
+                .map_err(|source| Error::Store {
+                    what: format!("creating {db}.geo_answers"),
+                    source,
+                })?;
         }
         Ok(())
     }
 
     async fn insert(&self, row: AnswerRow) -> Result<(), Error> {
-        let fail = |e: clickhouse::error::Error| {
-            Error::Store(format!("writing {}.geo_answers: {e}", self.db))
+        let fail = |source: clickhouse::error::Error| Error::Store {
+            what: format!("writing {}.geo_answers", self.db),
+            source,
         };
         let client = self.client.clone().with_database(&self.db);
         let mut insert = client
@@ -126,8 +130,10 @@ fn pick(rows: Vec<AnswerRow>, key: &str) -> Result<Option<Cached>, Error> {
     else {
         return Ok(None);
     };
-    let located: Located = serde_json::from_str(&row.answer)
-        .map_err(|e| Error::Store(format!("a cached answer does not parse: {e}")))?;
+    let located: Located = serde_json::from_str(&row.answer).map_err(|source| Error::Json {
+        what: "store: a cached answer does not parse".into(),
+        source,
+    })?;
     Ok(Some(Cached {
         answered_ms: row.answered_ms,
         located,
@@ -150,7 +156,10 @@ impl AnswerStore for ClickHouseAnswers {
                 .bind(FORGET_KEY)
                 .fetch_all::<AnswerRow>()
                 .await
-                .map_err(|e| Error::Store(format!("reading {}.geo_answers: {e}", self.db)))?;
+                .map_err(|source| Error::Store {
+                    what: format!("reading {}.geo_answers", self.db),
+                    source,
+                })?;
             pick(rows, key)
         }
         .boxed()
@@ -163,8 +172,10 @@ impl AnswerStore for ClickHouseAnswers {
         answered_ms: u64,
     ) -> BoxFuture<'a, Result<(), Error>> {
         async move {
-            let text = serde_json::to_string(answer)
-                .map_err(|e| Error::Store(format!("encoding an answer: {e}")))?;
+            let text = serde_json::to_string(answer).map_err(|source| Error::Json {
+                what: "store: encoding an answer".into(),
+                source,
+            })?;
             self.insert(AnswerRow {
                 ip: answer.ip.to_string(),
                 key: key.to_owned(),

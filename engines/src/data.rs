@@ -62,7 +62,12 @@ impl<T> DataFiles<T> {
         Self {
             what,
             paths: Vec::new(),
-            load: |_| Err(Error::Dataset("fixed data has no files".into())),
+            load: |_| {
+                Err(Error::Dataset {
+                    data: "fixed data",
+                    problem: "it has no files to read again; build it with DataFiles::open to reload from files".into(),
+                })
+            },
             current: RwLock::new(Arc::new(value)),
             stamps: Mutex::new((Vec::new(), Vec::new())),
         }

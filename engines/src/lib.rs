@@ -1,14 +1,16 @@
 //! Geolocation as RIPE IPmap does it: one world dataset ([`world`]), isolated engines
 //! scoring candidate cities 1..=10 ([`engine`]), a reducer summing weighted scores
-//! ([`reducer`]) and an HTTP API ([`api`]). See `docs/GEOLOCATION.md`.
+//! ([`reducer`]), the locate service and its answer cache ([`locate`], [`cache`]) and
+//! an HTTP API over it ([`api`]). See `docs/GEOLOCATION.md`. The accuracy harness is
+//! the unpublished crate `vantage-geo-eval` (`geo-eval/`).
 
 pub mod api;
 pub mod asn;
 pub mod cache;
 pub mod data;
 pub mod engine;
-pub mod eval;
 pub mod geo;
+pub mod locate;
 pub mod reducer;
 pub mod registry;
 pub mod resources;
@@ -19,22 +21,101 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use api::{router, Api};
+pub use api::router;
 pub use engine::{Candidate, Engine};
+pub use locate::Api;
 pub use reducer::{EngineConfig, Locator};
 pub use world::World;
+
+/// A boxed underlying error (a transport's, a measurer's).
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// What went wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("world dataset: {0}")]
-    Dataset(String),
-    #[error("configuration: {0}")]
-    Config(String),
-    #[error("{0}")]
-    Engine(String),
-    #[error("store: {0}")]
-    Store(String),
+    /// A data file (worlds, RIR statistics, ASN table) that cannot be read.
+    #[error("cannot read the {data} {}: {source}; {fix}", path.display())]
+    ReadFile {
+        data: &'static str,
+        path: PathBuf,
+        fix: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The worlds file is not gzip.
+    #[error("world dataset: cannot gunzip the worlds file: {source}; give a gzip TSV built by engines/data/build_worlds.py")]
+    Gunzip {
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file whose content is wrong: `problem` says where and what is expected.
+    #[error("{data}: {problem}")]
+    Dataset { data: &'static str, problem: String },
+    /// JSON that does not parse or cannot be written.
+    #[error("{what}: {source}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A setting that cannot work: `problem` says which and how to fix it.
+    #[error("configuration: {problem}")]
+    Config { problem: String },
+    /// A ClickHouse read or write that failed.
+    #[error("store: {what}: {source}")]
+    Store {
+        what: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
+    /// A Kubernetes API call that failed.
+    #[error("{what}: {source}")]
+    Kube {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
+    /// A DNS lookup, or the resolver's configuration, that failed.
+    #[error("{what}: {source}")]
+    Dns {
+        what: String,
+        #[source]
+        source: hickory_resolver::ResolveError,
+    },
+    /// NATS cannot be reached.
+    #[error("cannot connect to NATS at {url}: {source}; check --nats-url, or run without it (external engines on NATS subjects then stay unavailable)")]
+    Nats {
+        url: String,
+        #[source]
+        source: async_nats::ConnectError,
+    },
+    /// An external engine that failed: `reason` is the metric label (transport,
+    /// timeout, status, too_large, malformed), `at` where it answers.
+    #[error("external engine {engine} {at}: {problem}")]
+    External {
+        engine: String,
+        at: String,
+        reason: &'static str,
+        problem: String,
+        #[source]
+        source: Option<BoxError>,
+    },
+    /// A one-off measurement that ended without results (no underlying error).
+    #[error("single-radius: measurement {name} {problem}")]
+    Measurement { name: String, problem: String },
+    /// An on-demand measurer (single-radius) that could not measure.
+    #[error("measuring {ip}: {source}")]
+    Measure {
+        ip: std::net::IpAddr,
+        #[source]
+        source: BoxError,
+    },
+    /// A lock a thread panicked while holding: the process is in a bad state.
+    #[error("{what} lock poisoned: a thread panicked while holding it; restart vantage engines")]
+    Poisoned { what: &'static str },
+    /// One error handed to several waiters (a shared reading, the embedded world).
+    #[error(transparent)]
+    Shared(Arc<Error>),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -47,9 +128,11 @@ pub enum Error {
 
 pub(crate) fn check_db_name(db: &str) -> Result<(), Error> {
     if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(Error::Config(format!(
-            "database name {db:?} is not a plain identifier; use letters, digits and _"
-        )));
+        return Err(Error::Config {
+            problem: format!(
+                "database name {db:?} is not a plain identifier; use letters, digits and _"
+            ),
+        });
     }
     Ok(())
 }
@@ -257,9 +340,9 @@ impl Engines {
             ),
             (_, None, Some(subject)) => {
                 let Some(client) = &self.nats else {
-                    return Err(Error::Config(format!(
+                    return Err(Error::Config { problem: format!(
                         "engine {name}: answers on NATS subject {subject:?}, but vantage engines runs without NATS; start it with --nats-url"
-                    )));
+                    ) });
                 };
                 Arc::new(engine::external::NatsEngine::new(
                     name,
@@ -282,16 +365,16 @@ impl Engines {
             )),
             ("reverse-dns", None, None) => self.rdns.clone(),
             ("crowdsourced", None, None) => self.crowd.clone(),
-            ("registry", None, None) => self.registry.clone().ok_or_else(|| {
-                Error::Config(
-                    "engine registry: no registry files; start vantage engines with --registry-file=<delegated-<rir>-extended-latest> (one per RIR)".into(),
-                )
+            ("registry", None, None) => self.registry.clone().ok_or_else(|| Error::Config {
+                problem: "engine registry: no registry files; start vantage engines with --registry-file=<delegated-<rir>-extended-latest> (one per RIR)".into(),
             })?,
             (other, None, None) => {
-                return Err(Error::Config(format!(
-                "engine {other:?} is not built in ({}) and has no http_endpoint or nats_subject",
-                reducer::BUILTINS.join(", ")
-            )))
+                return Err(Error::Config {
+                    problem: format!(
+                        "engine {other:?} is not built in ({}) and has no http_endpoint or nats_subject",
+                        reducer::BUILTINS.join(", ")
+                    ),
+                })
             }
         })
     }
@@ -312,9 +395,14 @@ impl Engines {
 pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Error> {
     use engine::latency::{ClickHouseRtts, RttSource, StaticRtts};
     let world = match &config.worlds_path {
-        Some(path) => Arc::new(World::from_gzip(&std::fs::read(path).map_err(|e| {
-            Error::Dataset(format!("cannot read {}: {e}", path.display()))
-        })?)?),
+        Some(path) => Arc::new(World::from_gzip(&std::fs::read(path).map_err(
+            |source| Error::ReadFile {
+                data: "worlds file",
+                path: path.clone(),
+                fix: "check Config::worlds_path, or leave it unset to use the embedded dataset",
+                source,
+            },
+        )?)?),
         None => World::embedded()?,
     };
     let rtts: Arc<dyn RttSource> = match &config.clickhouse {
@@ -360,11 +448,12 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
         engines = engines.with_registry(Arc::new(data));
     }
     if let Some(url) = &config.nats_url {
-        let client = async_nats::connect(url).await.map_err(|e| {
-            Error::Config(format!(
-                "cannot connect to NATS at {url}: {e}; check --nats-url, or run without it (external engines on NATS subjects then stay unavailable)"
-            ))
-        })?;
+        let client = async_nats::connect(url)
+            .await
+            .map_err(|source| Error::Nats {
+                url: url.clone(),
+                source,
+            })?;
         engines = engines.with_nats(client);
     }
     Ok((world, engines))
@@ -392,10 +481,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let (world, mut engines) = build_engines(&config).await?;
     engines.external_metrics().register(&mut registry);
     let kube_client = match &config.kube_namespace {
-        Some(_) => Some(kube::Client::try_default().await.map_err(|e| {
-            Error::Config(format!(
-                "cannot reach the Kubernetes API: {e}; check KUBECONFIG or the service account, or run with --no-kube (all built-in engines)"
-            ))
+        Some(_) => Some(kube::Client::try_default().await.map_err(|source| Error::Kube {
+            what: "cannot reach the Kubernetes API (check KUBECONFIG or the service account, or run with --no-kube: all built-in engines)".into(),
+            source,
         })?),
         None => None,
     };
@@ -512,6 +600,39 @@ pub async fn serve(config: Config) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn errors_keep_their_underlying_error_as_source() {
+        use std::error::Error as _;
+        let Err(gunzip) = World::from_gzip(b"not gzip") else {
+            panic!("not gzip parsed as a world");
+        };
+        assert!(matches!(gunzip, Error::Gunzip { .. }), "{gunzip:?}");
+        let source = gunzip.source().expect("io error as source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        assert!(gunzip.to_string().contains("build_worlds.py"), "{gunzip}");
+
+        let missing = asn::PrefixTable::load(std::path::Path::new("/nonexistent/asn.tsv"))
+            .expect_err("missing file");
+        let io = missing
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("io error as source");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(
+            missing.to_string().contains("/nonexistent/asn.tsv"),
+            "{missing}"
+        );
+
+        // A shared error shows and chains as the one it wraps.
+        let text = missing.to_string();
+        let shared = Error::Shared(Arc::new(missing));
+        assert_eq!(shared.to_string(), text);
+        assert!(shared
+            .source()
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .is_some());
+    }
 
     #[test]
     fn without_registry_files_the_static_set_has_no_registry_engine() {

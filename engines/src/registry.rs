@@ -66,11 +66,11 @@ impl Delegations {
         let mut d = Delegations::default();
         for path in paths {
             let path = path.as_ref();
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                Error::Dataset(format!(
-                    "cannot read the registry file {}: {e}; pass RIR statistics files (delegated-<rir>-extended-latest)",
-                    path.display()
-                ))
+            let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
+                data: "registry file",
+                path: path.to_owned(),
+                fix: "pass RIR statistics files (delegated-<rir>-extended-latest)",
+                source,
             })?;
             d.add(&text, &path.display().to_string())?;
         }
@@ -94,10 +94,13 @@ impl Delegations {
                 continue;
             }
             let bad = |why: &str| {
-                Error::Dataset(format!(
+                Error::Dataset {
+                data: "RIR statistics",
+                problem: format!(
                     "{source} line {}: {why}: {line:?}; expected `registry|CC|ipv4|first address|count|date|allocated` (RIR statistics format)",
                     n + 1
-                ))
+                ),
+            }
             };
             let cc = country_code(f[1]).ok_or_else(|| bad("the country is not two letters"))?;
             match f[2] {

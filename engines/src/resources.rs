@@ -6,22 +6,22 @@
 //! `spec.engine: external` with `spec.http_endpoint` or `spec.nats_subject`, joining the
 //! reducer under the resource's name. Two resources naming the same engine: the first by
 //! name wins, the other is `Invalid`.
+//!
+//! Conditions are written by server-side apply as [`FIELD_MANAGER`].
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use futures::StreamExt;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
-use kube::api::{Patch, PatchParams};
 use kube::runtime::reflector::Store;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
-use serde_json::json;
 use vantage_crd::conditions;
-use vantage_crd::GeolocationEngine;
 use vantage_crd::GeolocationEngineSpec;
+use vantage_crd::{apply_status, GeolocationEngine, GeolocationEngineStatus, StatusError};
 
 use crate::reducer::{EngineConfig, BUILTINS};
 use crate::{Engines, Error};
@@ -39,21 +39,59 @@ pub mod reason {
     pub const UNAVAILABLE: &str = "Unavailable";
 }
 
+/// The field manager of the GeolocationEngine status writes.
+pub const FIELD_MANAGER: &str = "vantage-engines";
+
+/// A spec that cannot work: the field and what is wrong with it. A validation finding,
+/// with no underlying error.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct InvalidSpec {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> InvalidSpec {
+    InvalidSpec {
+        field,
+        message: message.into(),
+    }
+}
+
 /// What became of one resource.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum Verdict {
-    Enabled { weight: f64 },
+    Enabled {
+        weight: f64,
+    },
     Disabled,
-    Invalid(String),
-    Unavailable(String),
+    Invalid(InvalidSpec),
+    /// The spec is valid but the engine cannot be built in this process.
+    Unavailable(Arc<Error>),
+}
+
+/// Equal verdicts give equal conditions: `Unavailable` compares by its message.
+impl PartialEq for Verdict {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Self::Enabled { weight: a }, Self::Enabled { weight: b }) => a == b,
+            (Self::Disabled, Self::Disabled) => true,
+            (Self::Invalid(a), Self::Invalid(b)) => a == b,
+            (Self::Unavailable(a), Self::Unavailable(b)) => a.to_string() == b.to_string(),
+            _ => false,
+        }
+    }
 }
 
 /// The engine configuration a resource asks for, or why it cannot be one (naming the field).
-pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineConfig, String> {
+pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineConfig, InvalidSpec> {
     if !spec.weight.is_finite() || spec.weight < 0.0 {
-        return Err(format!(
-            "spec.weight: {} is not a finite number ≥ 0; the reducer multiplies scores by it",
-            spec.weight
+        return Err(invalid(
+            "spec.weight",
+            format!(
+                "{} is not a finite number ≥ 0; the reducer multiplies scores by it",
+                spec.weight
+            ),
         ));
     }
     let engine = spec.engine.trim();
@@ -62,28 +100,35 @@ pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineCon
         cfg.name = name.to_owned();
         match (&spec.http_endpoint, &spec.nats_subject) {
             (Some(_), Some(_)) => {
-                return Err(
-                    "spec.http_endpoint and spec.nats_subject: give one of them, not both".into(),
-                )
+                return Err(invalid(
+                    "spec.http_endpoint and spec.nats_subject",
+                    "give one of them, not both",
+                ))
             }
             (None, None) => {
-                return Err(
-                    "spec.http_endpoint or spec.nats_subject: an external engine needs one (http://host:port/path, or a NATS subject)"
-                        .into(),
-                )
+                return Err(invalid(
+                    "spec.http_endpoint or spec.nats_subject",
+                    "an external engine needs one (http://host:port/path, or a NATS subject)",
+                ))
             }
             (Some(url), None) => {
                 if !url.starts_with("http://") || url.parse::<hyper::Uri>().is_err() {
-                    return Err(format!(
-                        "spec.http_endpoint: {url:?} is not an http:// URL (put TLS termination next to the engine)"
+                    return Err(invalid(
+                        "spec.http_endpoint",
+                        format!(
+                            "{url:?} is not an http:// URL (put TLS termination next to the engine)"
+                        ),
                     ));
                 }
                 cfg.http_endpoint = Some(url.clone());
             }
             (None, Some(subject)) => {
                 if !crate::engine::external::valid_subject(subject) {
-                    return Err(format!(
-                        "spec.nats_subject: {subject:?} is not a plain NATS subject (dot-separated printable tokens, no wildcards)"
+                    return Err(invalid(
+                        "spec.nats_subject",
+                        format!(
+                            "{subject:?} is not a plain NATS subject (dot-separated printable tokens, no wildcards)"
+                        ),
                     ));
                 }
                 cfg.nats_subject = Some(subject.clone());
@@ -92,14 +137,18 @@ pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineCon
         return Ok(cfg);
     }
     if !BUILTINS.contains(&engine) {
-        return Err(format!(
-            "spec.engine: unknown engine {engine:?}; use one of {} or external",
-            BUILTINS.join(", ")
+        return Err(invalid(
+            "spec.engine",
+            format!(
+                "unknown engine {engine:?}; use one of {} or external",
+                BUILTINS.join(", ")
+            ),
         ));
     }
     if spec.http_endpoint.is_some() || spec.nats_subject.is_some() {
-        return Err(format!(
-            "spec.http_endpoint/spec.nats_subject: only for engine external, not the built-in {engine:?}"
+        return Err(invalid(
+            "spec.http_endpoint/spec.nats_subject",
+            format!("only for engine external, not the built-in {engine:?}"),
         ));
     }
     Ok(cfg)
@@ -123,9 +172,12 @@ pub fn plan(resources: &[(String, GeolocationEngineSpec)]) -> Plan {
             Err(why) => Verdict::Invalid(why),
             Ok(cfg) => {
                 if let Some(first) = owner.get(&cfg.name) {
-                    Verdict::Invalid(format!(
-                        "spec.engine: engine {:?} is already configured by GeolocationEngine {first:?}",
-                        cfg.name
+                    Verdict::Invalid(invalid(
+                        "spec.engine",
+                        format!(
+                            "engine {:?} is already configured by GeolocationEngine {first:?}",
+                            cfg.name
+                        ),
                     ))
                 } else {
                     owner.insert(cfg.name.clone(), name.clone());
@@ -165,8 +217,8 @@ pub fn conditions_for(
             "spec.enabled is false: not in the reducer (?engines= still runs it)".to_owned(),
             false,
         ),
-        Verdict::Invalid(why) => (false, reason::INVALID_SPEC, why.clone(), true),
-        Verdict::Unavailable(why) => (false, reason::UNAVAILABLE, why.clone(), false),
+        Verdict::Invalid(why) => (false, reason::INVALID_SPEC, why.to_string(), true),
+        Verdict::Unavailable(why) => (false, reason::UNAVAILABLE, why.to_string(), false),
     };
     let mut changed = conditions::set(
         &mut cs,
@@ -201,19 +253,18 @@ pub fn conditions_for(
     changed.then_some(cs)
 }
 
-/// Patch the conditions of one resource.
+/// Write the conditions of one resource by server-side apply.
 pub async fn write_status(
     api: &Api<GeolocationEngine>,
     name: &str,
     conditions: &[Condition],
-) -> Result<(), kube::Error> {
-    api.patch_status(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"status": {"conditions": conditions}})),
-    )
-    .await
-    .map(|_| ())
+) -> Result<(), StatusError> {
+    let status = GeolocationEngineStatus {
+        conditions: conditions.to_vec(),
+    };
+    apply_status(api, name, FIELD_MANAGER, &status)
+        .await
+        .map(|_| ())
 }
 
 fn now() -> Time {
@@ -260,12 +311,12 @@ pub async fn sync(
     let mut plan = plan(&resources);
     // Build every engine: one that cannot be built is left out and said so.
     let mut built = Vec::new();
-    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
+    let mut unavailable: BTreeMap<String, Arc<Error>> = BTreeMap::new();
     for cfg in &plan.configs {
         match engines.build(cfg) {
             Ok(engine) => built.push((engine, cfg.clone())),
             Err(e) => {
-                unavailable.insert(cfg.name.clone(), e.to_string());
+                unavailable.insert(cfg.name.clone(), Arc::new(e));
             }
         }
     }
@@ -352,9 +403,9 @@ pub async fn follow(
             }
         }
     }
-    Err(Error::Config(format!(
-        "the watch on GeolocationEngine resources in {namespace} ended"
-    )))
+    Err(Error::Config {
+        problem: format!("the watch on GeolocationEngine resources in {namespace} ended"),
+    })
 }
 
 /// What the engines need of a `Probe`: where it is, its networks, whether it can measure.
@@ -460,7 +511,7 @@ mod tests {
             ("engine: latency\nweight: -1", "spec.weight"),
         ] {
             let err = config_from("x", &spec(yaml)).expect_err(yaml);
-            assert!(err.starts_with(field), "{yaml}: {err}");
+            assert!(err.to_string().starts_with(field), "{yaml}: {err}");
         }
     }
 
@@ -489,13 +540,11 @@ mod tests {
         assert_eq!(p.verdicts["rdns-a"], Verdict::Enabled { weight: 3.0 });
         assert_eq!(p.verdicts["cbg"], Verdict::Disabled);
         assert!(
-            matches!(&p.verdicts["rdns-b"], Verdict::Invalid(m) if m.contains("rdns-a")),
+            matches!(&p.verdicts["rdns-b"], Verdict::Invalid(m) if m.message.contains("rdns-a")),
             "{:?}",
             p.verdicts["rdns-b"]
         );
-        assert!(
-            matches!(&p.verdicts["bogus"], Verdict::Invalid(m) if m.starts_with("spec.engine"))
-        );
+        assert!(matches!(&p.verdicts["bogus"], Verdict::Invalid(m) if m.field == "spec.engine"));
     }
 
     fn at(s: i64) -> Time {
@@ -512,7 +561,7 @@ mod tests {
             ("True", reason::ENABLED)
         );
         assert_eq!(conditions_for(&cs, &v, Some(1), at(20)), None, "no change");
-        let bad = Verdict::Invalid("spec.engine: unknown".into());
+        let bad = Verdict::Invalid(invalid("spec.engine", "unknown"));
         let cs2 = conditions_for(&cs, &bad, Some(2), at(30)).expect("changed");
         let invalid = conditions::get(&cs2, conditions::INVALID).expect("invalid");
         assert_eq!(invalid.status, "True");

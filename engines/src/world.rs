@@ -73,15 +73,15 @@ pub fn normalise(name: &str) -> String {
 impl World {
     /// The embedded dataset, parsed once per process.
     pub fn embedded() -> Result<Arc<World>, Error> {
-        static WORLD: OnceLock<Result<Arc<World>, String>> = OnceLock::new();
+        static WORLD: OnceLock<Result<Arc<World>, Arc<Error>>> = OnceLock::new();
         WORLD
             .get_or_init(|| {
                 World::from_gzip(EMBEDDED_WORLDS)
                     .map(Arc::new)
-                    .map_err(|e| e.to_string())
+                    .map_err(Arc::new)
             })
             .clone()
-            .map_err(Error::Dataset)
+            .map_err(Error::Shared)
     }
 
     /// Parse a gzip TSV file.
@@ -89,7 +89,7 @@ impl World {
         let mut text = String::with_capacity(bytes.len() * 4);
         flate2::read::GzDecoder::new(bytes)
             .read_to_string(&mut text)
-            .map_err(|e| Error::Dataset(format!("cannot gunzip the worlds file: {e}")))?;
+            .map_err(|source| Error::Gunzip { source })?;
         World::from_tsv(&text)
     }
 
@@ -99,21 +99,33 @@ impl World {
         let header = lines.next().unwrap_or_default();
         let mut head = header.split('\t');
         if head.next() != Some("#vantage-worlds") {
-            return Err(Error::Dataset(
-                "the worlds file does not start with #vantage-worlds".into(),
-            ));
+            return Err(Error::Dataset {
+                data: "world dataset",
+                problem: "the worlds file does not start with #vantage-worlds; build it with engines/data/build_worlds.py".into(),
+            });
         }
         let version = head.next().unwrap_or_default();
         if version != "v1" {
-            return Err(Error::Dataset(format!(
-                "worlds file version {version:?} is not supported (want v1); rebuild it with engines/data/build_worlds.py"
-            )));
+            return Err(Error::Dataset {
+                data: "world dataset",
+                problem: format!(
+                    "worlds file version {version:?} is not supported (want v1); rebuild it with engines/data/build_worlds.py"
+                ),
+            });
         }
         let version = header.trim_start_matches('#').replace('\t', " ");
         let mut cities = Vec::new();
         let mut raw_airports = Vec::new();
         for (n, line) in lines.enumerate() {
-            let bad = || Error::Dataset(format!("worlds file line {}: malformed record", n + 2));
+            let bad = || {
+                Error::Dataset {
+                data: "world dataset",
+                problem: format!(
+                    "worlds file line {}: malformed record; rebuild it with engines/data/build_worlds.py",
+                    n + 2
+                ),
+            }
+            };
             let f: Vec<&str> = line.split('\t').collect();
             match f.first().copied() {
                 Some("C") if f.len() == 10 => {

@@ -1,6 +1,7 @@
 //! The engine set from GeolocationEngine resources, with the Kubernetes API mocked
 //! (tower-test): the locator runs exactly the enabled engines with their weights, and
-//! every resource gets its conditions (Invalid names the field).
+//! every resource gets its conditions (Invalid names the field), written by server-side
+//! apply.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -19,7 +20,7 @@ use vantage_crd::GeolocationEngine;
 use vantage_engines::engine::crowd::{CrowdPolicy, Crowdsourced, MemoryCrowdStore};
 use vantage_engines::engine::latency::{ProbeRtt, StaticRtts};
 use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
-use vantage_engines::resources::{sync, Metrics};
+use vantage_engines::resources::{sync, Metrics, FIELD_MANAGER};
 use vantage_engines::{Api, Engines, Locator, World};
 
 const FIXTURES: &str = r#"
@@ -99,8 +100,16 @@ async fn enabled_resources_become_the_engine_set_and_get_conditions() {
         let mut handle = pin!(handle);
         let mut patched: HashMap<String, Value> = HashMap::new();
         for _ in 0..5 {
-            let (req, send) = handle.next_request().await.expect("a status patch");
+            let (req, send) = handle.next_request().await.expect("a status write");
             assert_eq!(req.method(), Method::PATCH);
+            assert_eq!(
+                req.headers()["content-type"],
+                "application/apply-patch+yaml",
+                "status is written by server-side apply"
+            );
+            let q = req.uri().query().unwrap_or_default().to_owned();
+            assert!(q.contains(&format!("fieldManager={FIELD_MANAGER}")), "{q}");
+            assert!(q.contains("force=true"), "{q}");
             let path = req.uri().path().to_owned();
             let name = path
                 .strip_prefix("/apis/vantage.dev/v1alpha1/namespaces/geo/geolocationengines/")
@@ -109,6 +118,11 @@ async fn enabled_resources_become_the_engine_set_and_get_conditions() {
                 .to_owned();
             let bytes = req.into_body().collect_bytes().await.expect("body");
             let patch: Value = serde_json::from_slice(&bytes).expect("json");
+            assert_eq!(
+                (&patch["apiVersion"], &patch["kind"]),
+                (&json!("vantage.dev/v1alpha1"), &json!("GeolocationEngine")),
+                "{patch}"
+            );
             let obj = json!({"apiVersion": "vantage.dev/v1alpha1", "kind": "GeolocationEngine",
                 "metadata": {"name": name, "namespace": "geo"},
                 "spec": {"engine": "latency"}, "status": patch["status"].clone()});

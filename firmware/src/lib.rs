@@ -9,7 +9,7 @@
 //! Anyone can check a release with stock OpenSSH:
 //! `printf 'vantage-firmware v1\nversion 6000\ndigest sha256:…\n' | ssh-keygen -Y verify -f allowed_signers -I vantage -n vantage-firmware -s sig`.
 
-use russh::keys::ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
+use russh::keys::ssh_key::{self, HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 use sha2::{Digest, Sha256};
 
 /// SSHSIG namespace of firmware signatures.
@@ -21,12 +21,14 @@ pub enum FirmwareError {
     Tampered { expected: String, actual: String },
     #[error("release carries no signature; refusing unsigned firmware")]
     Unsigned,
-    #[error("signature is not an SSHSIG PEM block: {0}")]
-    BadSignatureFormat(String),
+    #[error("signature is not an SSHSIG PEM block: {0}; sign the release with `vantage-sign` or `ssh-keygen -Y sign -n vantage-firmware`")]
+    BadSignatureFormat(#[source] ssh_key::Error),
     #[error("no trusted firmware key verifies this release (version {version}); refusing it")]
     Untrusted { version: u32 },
     #[error("signing failed: {0}")]
-    Sign(String),
+    Sign(#[source] ssh_key::Error),
+    #[error("cannot generate an ed25519 signing key: {0}")]
+    GenerateKey(#[source] ssh_key::Error),
 }
 
 /// `sha256:<hex>` of a bundle.
@@ -65,10 +67,8 @@ pub fn sign(
     let d = digest(bundle);
     let sig = key
         .sign(NAMESPACE, HashAlg::Sha512, manifest(version, &d).as_bytes())
-        .map_err(|e| FirmwareError::Sign(e.to_string()))?;
-    let pem = sig
-        .to_pem(LineEnding::LF)
-        .map_err(|e| FirmwareError::Sign(e.to_string()))?;
+        .map_err(FirmwareError::Sign)?;
+    let pem = sig.to_pem(LineEnding::LF).map_err(FirmwareError::Sign)?;
     Ok((d, pem))
 }
 
@@ -91,8 +91,7 @@ pub fn verify(
     if signature.trim().is_empty() {
         return Err(FirmwareError::Unsigned);
     }
-    let sig = SshSig::from_pem(signature.trim())
-        .map_err(|e| FirmwareError::BadSignatureFormat(e.to_string()))?;
+    let sig = SshSig::from_pem(signature.trim()).map_err(FirmwareError::BadSignatureFormat)?;
     let text = manifest(version, expected_digest);
     if trusted
         .iter()
@@ -115,7 +114,7 @@ pub fn in_rollout(probe_id: u32, version: u32, percentage: Option<u8>) -> bool {
 /// A new ed25519 signing key.
 pub fn generate_key() -> Result<PrivateKey, FirmwareError> {
     PrivateKey::random(&mut rand::rng(), russh::keys::ssh_key::Algorithm::Ed25519)
-        .map_err(|e| FirmwareError::Sign(e.to_string()))
+        .map_err(FirmwareError::GenerateKey)
 }
 
 #[cfg(test)]

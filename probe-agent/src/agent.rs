@@ -14,7 +14,7 @@ use crate::firmware::Firmware;
 use crate::measure::Measurements;
 use crate::outbox::{Outbox, DEFAULT_MAX_BUFFER};
 use crate::scheduler::{Measure, Scheduler, DEFAULT_MAX_CONCURRENT};
-use crate::ssh::{self, SessionContext, SessionEnd};
+use crate::ssh::{self, CloseReason, SessionContext, SessionEnd};
 use crate::{identity, ProbeError};
 use vantage_core::backoff::Backoff;
 
@@ -141,7 +141,7 @@ pub async fn run_loop<M: Measure>(
                 tracing::warn!(addr = %server.addr, error = %e, "registration failed");
                 // Try the next registration server next time.
                 next_server = next_server.wrapping_add(1);
-                Ok(SessionEnd::Closed("not registered".into()))
+                Ok(SessionEnd::Closed(CloseReason::NotRegistered))
             }
         };
         match outcome {

@@ -37,6 +37,29 @@ pub struct RegistrationServer {
     pub host_key: PublicKey,
 }
 
+/// What is wrong in a trust anchor file: which entry, and why.
+#[derive(Debug, thiserror::Error)]
+pub enum AnchorError {
+    #[error("{0}")]
+    Yaml(#[source] serde_yaml::Error),
+    #[error("registration: list at least one server")]
+    NoRegistration,
+    #[error("registration[{index}].addr is empty")]
+    EmptyAddr { index: usize },
+    #[error("registration[{index}].host_key is not an OpenSSH public key: {source}")]
+    HostKey {
+        index: usize,
+        #[source]
+        source: russh::keys::ssh_key::Error,
+    },
+    #[error("firmware_keys[{index}] is not an OpenSSH public key: {source}")]
+    FirmwareKey {
+        index: usize,
+        #[source]
+        source: russh::keys::ssh_key::Error,
+    },
+}
+
 /// A parsed trust anchor: at least one registration server.
 #[derive(Clone, Debug)]
 pub struct Anchor {
@@ -51,17 +74,17 @@ impl Anchor {
             path: path.display().to_string(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ProbeError::Anchor {
+        Self::parse(&text).map_err(|source| ProbeError::Anchor {
             path: path.display().to_string(),
-            message,
+            source,
         })
     }
 
     /// Parse the YAML text; the error says which entry is wrong.
-    pub fn parse(text: &str) -> Result<Self, String> {
-        let file: AnchorFile = serde_yaml::from_str(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<Self, AnchorError> {
+        let file: AnchorFile = serde_yaml::from_str(text).map_err(AnchorError::Yaml)?;
         if file.registration.is_empty() {
-            return Err("registration: list at least one server".into());
+            return Err(AnchorError::NoRegistration);
         }
         let registration = file
             .registration
@@ -69,27 +92,25 @@ impl Anchor {
             .enumerate()
             .map(|(i, e)| {
                 if e.addr.trim().is_empty() {
-                    return Err(format!("registration[{i}].addr is empty"));
+                    return Err(AnchorError::EmptyAddr { index: i });
                 }
-                let host_key = PublicKey::from_openssh(e.host_key.trim()).map_err(|err| {
-                    format!("registration[{i}].host_key is not an OpenSSH public key: {err}")
-                })?;
+                let host_key = PublicKey::from_openssh(e.host_key.trim())
+                    .map_err(|source| AnchorError::HostKey { index: i, source })?;
                 Ok(RegistrationServer {
                     addr: e.addr.trim().to_owned(),
                     host_key,
                 })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, AnchorError>>()?;
         let firmware_keys = file
             .firmware_keys
             .iter()
             .enumerate()
             .map(|(i, k)| {
-                PublicKey::from_openssh(k.trim()).map_err(|err| {
-                    format!("firmware_keys[{i}] is not an OpenSSH public key: {err}")
-                })
+                PublicKey::from_openssh(k.trim())
+                    .map_err(|source| AnchorError::FirmwareKey { index: i, source })
             })
-            .collect::<Result<Vec<_>, String>>()?;
+            .collect::<Result<Vec<_>, AnchorError>>()?;
         Ok(Self {
             registration,
             firmware_keys,
@@ -116,7 +137,17 @@ mod tests {
 
         let bad = Anchor::parse("registration:\n  - addr: x:1\n    host_key: nope\n")
             .expect_err("bad key");
-        assert!(bad.contains("registration[0].host_key"), "{bad}");
-        assert!(Anchor::parse("registration: []\n").is_err());
+        assert!(
+            matches!(bad, AnchorError::HostKey { index: 0, .. }),
+            "{bad}"
+        );
+        assert!(
+            bad.to_string().contains("registration[0].host_key"),
+            "{bad}"
+        );
+        assert!(matches!(
+            Anchor::parse("registration: []\n"),
+            Err(AnchorError::NoRegistration)
+        ));
     }
 }

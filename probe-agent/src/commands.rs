@@ -45,7 +45,7 @@ mod tests {
 
     fn schedule(revision: u64) -> Down {
         Down::Schedule {
-            v: 1,
+            v: vantage_core::WIRE_VERSION,
             revision,
             tasks: vec![],
         }

@@ -1,6 +1,8 @@
 //! What every measurement type shares: the RIPE Atlas common fields, millisecond
-//! rounding, resolution of the target on the probe.
+//! rounding, resolution of the target on the probe, and [`SocketError`], the failed
+//! socket call that a result reports.
 
+use std::borrow::Cow;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -9,6 +11,31 @@ use vantage_core::definition::Task;
 use vantage_core::result::PROBE_FW;
 
 use crate::ping::RunContext;
+
+/// A socket call of a measurement that failed: the call, and the OS error. Its text
+/// (`connect: Connection refused`) is what the RIPE Atlas result carries.
+#[derive(Debug, thiserror::Error)]
+#[error("{call}: {source}")]
+pub struct SocketError {
+    /// The call as results name it, e.g. `connect`, `sendto failed`, `setsockopt TTL 3`.
+    pub call: Cow<'static, str>,
+    #[source]
+    pub source: std::io::Error,
+}
+
+impl SocketError {
+    pub fn new(call: impl Into<Cow<'static, str>>, source: std::io::Error) -> Self {
+        Self {
+            call: call.into(),
+            source,
+        }
+    }
+}
+
+/// For `map_err`: the [`SocketError`] of `call`.
+pub fn socket_error(call: &'static str) -> impl FnOnce(std::io::Error) -> SocketError {
+    move |source| SocketError::new(call, source)
+}
 
 /// The RIPE Atlas common fields of a result of `kind` for `task`: `result_id` (UUID v7),
 /// `fw`, `lts`, `msm_id`, `prb_id`, `timestamp`, `type`, `af`, `dst_name`.

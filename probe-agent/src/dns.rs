@@ -15,22 +15,49 @@ use serde_json::{json, Map, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use vantage_core::definition::{DnsOptions, Task};
 
-use crate::common::{self, ms};
+use crate::common::{self, ms, socket_error, SocketError};
 use crate::ping::RunContext;
 
 /// Largest answer read over TCP.
 const MAX_ANSWER: usize = 65_535;
 
 /// Why an exchange produced no answer.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ExchangeError {
+    #[error("timed out")]
     Timeout,
     /// Socket trouble, e.g. `connect: Connection refused`.
-    Socket(String),
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    /// The query could not be built from the task.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+    /// Over TCP a query has a 16-bit length.
+    #[error("query of {len} bytes is too long for DNS over TCP (at most 65535)")]
+    QueryTooLong { len: usize },
+}
+
+/// Why a task's query could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("bad query_argument {argument:?}: {source}")]
+    Name {
+        argument: String,
+        #[source]
+        source: hickory_proto::ProtoError,
+    },
+    #[error("bad query_type {query_type:?}: {source}")]
+    Type {
+        query_type: String,
+        #[source]
+        source: hickory_proto::ProtoError,
+    },
+    #[error("could not encode the query: {0}")]
+    Encode(#[source] hickory_proto::ProtoError),
 }
 
 /// One query and its answer (or its absence).
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct Exchange {
     pub src_addr: Option<IpAddr>,
     /// The answer's wire bytes and the time it took.
@@ -49,12 +76,16 @@ pub trait DnsTransport: Send + Sync + 'static {
 }
 
 /// Build the query message.
-pub fn build_query(opts: &DnsOptions, id: u16) -> Result<Vec<u8>, String> {
-    let mut name = Name::from_ascii(&opts.query_argument)
-        .map_err(|e| format!("bad query_argument {:?}: {e}", opts.query_argument))?;
+pub fn build_query(opts: &DnsOptions, id: u16) -> Result<Vec<u8>, QueryError> {
+    let mut name = Name::from_ascii(&opts.query_argument).map_err(|source| QueryError::Name {
+        argument: opts.query_argument.clone(),
+        source,
+    })?;
     name.set_fqdn(true);
-    let rtype = RecordType::from_str(&opts.query_type)
-        .map_err(|e| format!("bad query_type {:?}: {e}", opts.query_type))?;
+    let rtype = RecordType::from_str(&opts.query_type).map_err(|source| QueryError::Type {
+        query_type: opts.query_type.clone(),
+        source,
+    })?;
     let class = if opts.query_class == "CHAOS" {
         DNSClass::CH
     } else {
@@ -79,8 +110,7 @@ pub fn build_query(opts: &DnsOptions, id: u16) -> Result<Vec<u8>, String> {
         }
         m.set_edns(edns);
     }
-    m.to_vec()
-        .map_err(|e| format!("could not encode the query: {e}"))
+    m.to_vec().map_err(QueryError::Encode)
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -124,8 +154,8 @@ pub fn answer_fields(
                 json!({"timeout": timeout.as_millis() as u64}),
             );
         }
-        Err(ExchangeError::Socket(e)) => {
-            out.insert("error".into(), json!({"socket": e}));
+        Err(e) => {
+            out.insert("error".into(), json!({"socket": e.to_string()}));
         }
     }
     out
@@ -171,13 +201,13 @@ async fn ask<T: DnsTransport>(
                     Vec::new(),
                     Exchange {
                         src_addr: None,
-                        outcome: Err(ExchangeError::Socket(e)),
+                        outcome: Err(ExchangeError::Query(e)),
                     },
                 )
             }
         };
         let ex = transport.exchange(server, tcp, &query, timeout).await;
-        let retry = ex.outcome == Err(ExchangeError::Timeout);
+        let retry = matches!(ex.outcome, Err(ExchangeError::Timeout));
         last = Some((query, ex));
         if !retry {
             break;
@@ -238,7 +268,7 @@ pub async fn run_dns<T: DnsTransport>(
     let dst = match crate::ping::resolve(&task.target, task.af).await {
         Ok(ip) => ip,
         Err(e) => {
-            m.insert("error".into(), json!({"getaddrinfo": e}));
+            m.insert("error".into(), json!({"getaddrinfo": e.to_string()}));
             return Value::Object(m);
         }
     };
@@ -261,26 +291,29 @@ pub struct SocketDns {
 }
 
 impl SocketDns {
-    async fn udp(server: SocketAddr, query: &[u8]) -> Result<(Option<IpAddr>, Vec<u8>), String> {
+    async fn udp(
+        server: SocketAddr,
+        query: &[u8],
+    ) -> Result<(Option<IpAddr>, Vec<u8>), ExchangeError> {
         let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().map_err(|_| "bad bind".to_owned())?
+            SocketAddr::from(([0, 0, 0, 0], 0))
         } else {
-            "[::]:0".parse().map_err(|_| "bad bind".to_owned())?
+            SocketAddr::from(([0u16; 8], 0))
         };
         let sock = tokio::net::UdpSocket::bind(bind)
             .await
-            .map_err(|e| format!("socket: {e}"))?;
+            .map_err(socket_error("socket"))?;
         sock.connect(server)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(socket_error("connect"))?;
         let src = sock.local_addr().ok().map(|a| a.ip());
-        sock.send(query).await.map_err(|e| format!("sendto: {e}"))?;
+        sock.send(query).await.map_err(socket_error("sendto"))?;
         let mut buf = vec![0u8; 65_535];
         loop {
             let n = sock
                 .recv(&mut buf)
                 .await
-                .map_err(|e| format!("recvfrom: {e}"))?;
+                .map_err(socket_error("recvfrom"))?;
             // Answers with another id are not ours; keep waiting.
             if n >= 2 && buf[..2] == query[..2] {
                 // Keep the answer, not the 64 KiB it was read into.
@@ -291,22 +324,22 @@ impl SocketDns {
         }
     }
 
-    async fn tcp(server: SocketAddr, query: &[u8]) -> Result<(Option<IpAddr>, Vec<u8>), String> {
+    async fn tcp(
+        server: SocketAddr,
+        query: &[u8],
+    ) -> Result<(Option<IpAddr>, Vec<u8>), ExchangeError> {
         let mut s = tokio::net::TcpStream::connect(server)
             .await
-            .map_err(|e| format!("connect: {e}"))?;
+            .map_err(socket_error("connect"))?;
         let src = s.local_addr().ok().map(|a| a.ip());
-        let len = u16::try_from(query.len()).map_err(|_| "query too long".to_owned())?;
+        let len = u16::try_from(query.len())
+            .map_err(|_| ExchangeError::QueryTooLong { len: query.len() })?;
         let mut framed = len.to_be_bytes().to_vec();
         framed.extend_from_slice(query);
-        s.write_all(&framed)
-            .await
-            .map_err(|e| format!("write: {e}"))?;
-        let n = s.read_u16().await.map_err(|e| format!("read: {e}"))? as usize;
+        s.write_all(&framed).await.map_err(socket_error("write"))?;
+        let n = s.read_u16().await.map_err(socket_error("read"))? as usize;
         let mut buf = vec![0u8; n.min(MAX_ANSWER)];
-        s.read_exact(&mut buf)
-            .await
-            .map_err(|e| format!("read: {e}"))?;
+        s.read_exact(&mut buf).await.map_err(socket_error("read"))?;
         Ok((src, buf))
     }
 }
@@ -338,7 +371,7 @@ impl DnsTransport for SocketDns {
             },
             Ok(Err(e)) => Exchange {
                 src_addr: crate::ping::source_addr(server.ip()).await,
-                outcome: Err(ExchangeError::Socket(e)),
+                outcome: Err(e),
             },
             Err(_) => Exchange {
                 src_addr: crate::ping::source_addr(server.ip()).await,

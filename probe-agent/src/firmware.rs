@@ -86,9 +86,7 @@ impl Firmware {
     /// Check the bundle and install it in place of the running executable.
     pub fn install(&self, offer: &FirmwareOffer, bundle: &[u8]) -> Result<(), ProbeError> {
         if self.trusted.is_empty() {
-            return Err(ProbeError::Firmware(
-                "the trust anchor lists no firmware_keys; refusing all firmware".into(),
-            ));
+            return Err(ProbeError::NoFirmwareKeys);
         }
         vantage_firmware::verify(
             bundle,
@@ -97,7 +95,7 @@ impl Firmware {
             &offer.signature,
             &self.trusted,
         )
-        .map_err(|e| ProbeError::Firmware(e.to_string()))?;
+        .map_err(ProbeError::Firmware)?;
         let staged = self.exe.with_extension("new");
         std::fs::write(&staged, bundle).map_err(io(&staged))?;
         std::fs::set_permissions(&staged, std::fs::Permissions::from_mode(0o755))

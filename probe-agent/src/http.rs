@@ -15,8 +15,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use vantage_core::definition::{HttpOptions, Task};
 
-use crate::common::{self, ms};
+use crate::common::{self, ms, SocketError};
 use crate::ping::RunContext;
+use crate::tls::BadServerName;
 
 /// Whole-request limit.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -55,11 +56,38 @@ pub struct HttpResponse {
 }
 
 /// What an attempt gave.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct HttpOutcome {
     pub src_addr: Option<IpAddr>,
     pub ttc: Option<Duration>,
-    pub result: Result<HttpResponse, String>,
+    pub result: Result<HttpResponse, HttpError>,
+}
+
+/// Why there is no response; its text is the result's `err`.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// The TCP connect failed (`connect: ...`).
+    #[error(transparent)]
+    Connect(#[from] SocketError),
+    #[error("connect: timeout")]
+    ConnectTimeout,
+    #[error(transparent)]
+    TlsConfig(#[from] rustls::Error),
+    #[error(transparent)]
+    ServerName(#[from] BadServerName),
+    #[error("TLS handshake failed: {0}")]
+    TlsHandshake(#[source] std::io::Error),
+    /// The HTTP/1 connection could not be set up.
+    #[error("connect: {0}")]
+    Handshake(#[source] hyper::Error),
+    #[error("bad request: {0}")]
+    Request(#[source] hyper::http::Error),
+    #[error("reading the response header: {0}")]
+    ResponseHeader(#[source] hyper::Error),
+    #[error("reading the body: {0}")]
+    Body(#[source] hyper::Error),
+    #[error("timeout: no complete response within {secs} s")]
+    Timeout { secs: u64 },
 }
 
 /// Makes one HTTP request.
@@ -139,7 +167,7 @@ pub fn result_entry(opts: &HttpOptions, dst: IpAddr, o: &HttpOutcome, started_un
             }
         }
         Err(err) => {
-            e.insert("err".into(), json!(err));
+            e.insert("err".into(), json!(err.to_string()));
             if opts.timing_verbosity >= 1 {
                 if let Some(ttc) = o.ttc {
                     e.insert("ttc".into(), json!(ms(ttc)));
@@ -163,6 +191,7 @@ pub async fn run_http<C: HttpClient>(
     let dst = match crate::ping::resolve(&task.target, task.af).await {
         Ok(ip) => ip,
         Err(e) => {
+            let e = e.to_string();
             m.insert("dnserr".into(), json!(e));
             m.insert(
                 "result".into(),
@@ -205,7 +234,7 @@ async fn exchange<S>(
     io: S,
     req: &HttpRequest,
     started: tokio::time::Instant,
-) -> Result<HttpResponse, String>
+) -> Result<HttpResponse, HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -213,7 +242,7 @@ where
         .max_buf_size(MAX_HEADER_BUF)
         .handshake::<_, Empty<Bytes>>(TokioIo::new(io))
         .await
-        .map_err(|e| format!("connect: {e}"))?;
+        .map_err(HttpError::Handshake)?;
     let _conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
     }));
@@ -235,11 +264,11 @@ where
         .header(hyper::header::USER_AGENT, "vantage-probe")
         .header(hyper::header::CONNECTION, "close")
         .body(Empty::<Bytes>::new())
-        .map_err(|e| format!("bad request: {e}"))?;
+        .map_err(HttpError::Request)?;
     let resp = sender
         .send_request(request)
         .await
-        .map_err(|e| format!("reading the response header: {e}"))?;
+        .map_err(HttpError::ResponseHeader)?;
     let ttfb = started.elapsed();
     let ver = match resp.version() {
         hyper::Version::HTTP_10 => "1.0",
@@ -263,7 +292,7 @@ where
     let mut bsize = 0usize;
     let mut reads = Vec::new();
     while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| format!("reading the body: {e}"))?;
+        let frame = frame.map_err(HttpError::Body)?;
         if let Some(data) = frame.data_ref() {
             reads.push((bsize, started.elapsed()));
             bsize += data.len();
@@ -295,17 +324,17 @@ impl HttpClient for HyperClient {
         let mut out = HttpOutcome {
             src_addr: None,
             ttc: None,
-            result: Err("timeout".into()),
+            result: Err(HttpError::ConnectTimeout),
         };
         let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(req.dst)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 out.src_addr = crate::ping::source_addr(req.dst.ip()).await;
-                out.result = Err(format!("connect: {e}"));
+                out.result = Err(SocketError::new("connect", e).into());
                 return out;
             }
             Err(_) => {
-                out.result = Err("connect: timeout".into());
+                out.result = Err(HttpError::ConnectTimeout);
                 return out;
             }
         };
@@ -313,13 +342,12 @@ impl HttpClient for HyperClient {
         out.src_addr = tcp.local_addr().ok().map(|a| a.ip());
         let work = async {
             if req.https {
-                let config =
-                    crate::tls::measurement_config(&[b"http/1.1"]).map_err(|e| e.to_string())?;
+                let config = crate::tls::measurement_config(&[b"http/1.1"])?;
                 let name = crate::tls::server_name(&req.host)?;
                 let tls = tokio_rustls::TlsConnector::from(config)
                     .connect(name, tcp)
                     .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                    .map_err(HttpError::TlsHandshake)?;
                 exchange(tls, req, started).await
             } else {
                 exchange(tcp, req, started).await
@@ -327,10 +355,9 @@ impl HttpClient for HyperClient {
         };
         out.result = match tokio::time::timeout_at(deadline, work).await {
             Ok(r) => r,
-            Err(_) => Err(format!(
-                "timeout: no complete response within {} s",
-                timeout.as_secs()
-            )),
+            Err(_) => Err(HttpError::Timeout {
+                secs: timeout.as_secs(),
+            }),
         };
         out
     }
@@ -397,7 +424,11 @@ mod tests {
         let err = HttpOutcome {
             src_addr: None,
             ttc: None,
-            result: Err("connect: Connection refused".into()),
+            result: Err(SocketError::new(
+                "connect",
+                std::io::Error::new(std::io::ErrorKind::ConnectionRefused, "Connection refused"),
+            )
+            .into()),
         };
         let e = result_entry(&o, "127.0.0.1".parse().expect("ip"), &err, 1.0e9);
         assert_eq!(e["err"], "connect: Connection refused");

@@ -56,8 +56,12 @@ pub enum ProbeError {
     Key(#[from] russh::keys::Error),
     #[error("key encoding error: {0}")]
     KeyEncoding(#[from] russh::keys::ssh_key::Error),
-    #[error("trust anchor {path}: {message}")]
-    Anchor { path: String, message: String },
+    #[error("trust anchor {path}: {source}")]
+    Anchor {
+        path: String,
+        #[source]
+        source: anchor::AnchorError,
+    },
     #[error("SSH error: {0}")]
     Ssh(#[from] russh::Error),
     #[error(
@@ -79,10 +83,13 @@ pub enum ProbeError {
     Json(#[from] serde_json::Error),
     #[error("timed out: {0}")]
     Timeout(&'static str),
-    #[error("session ended: {0}")]
-    Disconnected(String),
+    #[error(
+        "firmware refused: the trust anchor lists no firmware_keys; refusing all firmware \
+         (add the release signing key to firmware_keys to accept updates)"
+    )]
+    NoFirmwareKeys,
     #[error("firmware refused: {0}")]
-    Firmware(String),
+    Firmware(#[source] vantage_firmware::FirmwareError),
 }
 
 /// Wall-clock unix seconds.

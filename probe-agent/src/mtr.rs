@@ -157,7 +157,7 @@ pub async fn run_mtr<P: TraceProber>(
         })
         .collect();
     if let Some((ttl, e)) = error {
-        result.push(json!({"hop": ttl, "error": e}));
+        result.push(json!({"hop": ttl, "error": e.to_string()}));
     }
     m.insert("result".into(), Value::Array(result));
     m.insert("endtime".into(), json!(crate::unix_now() as i64));

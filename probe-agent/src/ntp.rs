@@ -9,7 +9,7 @@ use std::time::Duration;
 use serde_json::{json, Map, Value};
 use vantage_core::definition::{NtpOptions, Task};
 
-use crate::common;
+use crate::common::{self, SocketError};
 use crate::ping::RunContext;
 
 /// Seconds from 1900 (NTP era 0) to 1970.
@@ -26,11 +26,24 @@ pub struct NtpExchange {
 }
 
 /// What became of one request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum NtpOutcome {
     Reply(NtpExchange),
     Timeout,
-    Error(String),
+    Error(SocketError),
+}
+
+/// Why a reply is not a usable answer to our request.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SampleError {
+    #[error("reply of {len} bytes is too short")]
+    TooShort { len: usize },
+    #[error("reply has mode {mode}, not server")]
+    NotServer { mode: u8 },
+    #[error("reply's origin timestamp is not our request's")]
+    NotOurs,
+    #[error("kiss-o'-death {code}")]
+    KissOfDeath { code: String },
 }
 
 /// Sends one SNTP request and waits for the answer to it.
@@ -108,24 +121,24 @@ pub fn header_fields(reply: &[u8]) -> Map<String, Value> {
     m
 }
 
-/// One `result[]` entry from an exchange; an error string when the reply is not a
-/// usable answer to our request.
-pub fn sample(ex: &NtpExchange) -> Result<Value, String> {
+/// One `result[]` entry from an exchange; why not when the reply is not a usable
+/// answer to our request.
+pub fn sample(ex: &NtpExchange) -> Result<Value, SampleError> {
     let r = &ex.reply;
     if r.len() < 48 {
-        return Err(format!("reply of {} bytes is too short", r.len()));
+        return Err(SampleError::TooShort { len: r.len() });
     }
     let mode = r[0] & 7;
     if mode != 4 && mode != 5 {
-        return Err(format!("reply has mode {mode}, not server"));
+        return Err(SampleError::NotServer { mode });
     }
     let origin = ex.t1 + NTP_UNIX_OFFSET;
     if to_ntp(origin) != r[24..32] {
-        return Err("reply's origin timestamp is not our request's".into());
+        return Err(SampleError::NotOurs);
     }
     if r[1] == 0 {
         let code: String = r[12..16].iter().map(|b| char::from(*b)).collect();
-        return Err(format!("kiss-o'-death {code}"));
+        return Err(SampleError::KissOfDeath { code });
     }
     let t1 = from_ntp(&r[24..32]);
     let t2 = from_ntp(&r[32..40]);
@@ -153,7 +166,7 @@ pub async fn run_ntp<T: NtpTransport>(
     m.insert("proto".into(), json!("UDP"));
     let dst = match crate::ping::resolve(&task.target, task.af).await {
         Ok(ip) => ip,
-        Err(e) => return common::dnserr_result(task, ctx, "ntp", &e),
+        Err(e) => return common::dnserr_result(task, ctx, "ntp", &e.to_string()),
     };
     m.insert("dst_addr".into(), json!(dst.to_string()));
     common::set_source(&mut m, crate::ping::source_addr(dst).await);
@@ -169,10 +182,10 @@ pub async fn run_ntp<T: NtpTransport>(
                     }
                     results.push(v);
                 }
-                Err(e) => results.push(json!({"x": "*", "err": e})),
+                Err(e) => results.push(json!({"x": "*", "err": e.to_string()})),
             },
             NtpOutcome::Timeout => results.push(json!({"x": "*"})),
-            NtpOutcome::Error(e) => results.push(json!({"x": "*", "err": e})),
+            NtpOutcome::Error(e) => results.push(json!({"x": "*", "err": e.to_string()})),
         }
     }
     if let Some(h) = header {
@@ -198,15 +211,15 @@ impl NtpTransport for UdpNtp {
         };
         let sock = match tokio::net::UdpSocket::bind(bind).await {
             Ok(s) => s,
-            Err(e) => return NtpOutcome::Error(format!("socket: {e}")),
+            Err(e) => return NtpOutcome::Error(SocketError::new("socket", e)),
         };
         if let Err(e) = sock.connect(dst).await {
-            return NtpOutcome::Error(format!("connect: {e}"));
+            return NtpOutcome::Error(SocketError::new("connect", e));
         }
         let t1 = crate::unix_now();
         let req = request(t1);
         if let Err(e) = sock.send(&req).await {
-            return NtpOutcome::Error(format!("sendto: {e}"));
+            return NtpOutcome::Error(SocketError::new("sendto", e));
         }
         let wait = async {
             let mut buf = [0u8; 512];
@@ -217,7 +230,7 @@ impl NtpTransport for UdpNtp {
                         return Ok((buf[..n].to_vec(), crate::unix_now()))
                     }
                     Ok(_) => continue,
-                    Err(e) => return Err(format!("recvfrom: {e}")),
+                    Err(e) => return Err(SocketError::new("recvfrom", e)),
                 }
             }
         };

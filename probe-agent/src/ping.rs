@@ -13,10 +13,11 @@ use tokio::sync::OnceCell;
 use vantage_core::definition::{PingOptions, Task, TaskKind};
 use vantage_core::result::{PingReply, PingResult, PROBE_FW};
 
+use crate::common::SocketError;
 use crate::scheduler::Measure;
 
 /// What became of one echo request.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum EchoOutcome {
     Reply {
         rtt: Duration,
@@ -24,7 +25,16 @@ pub enum EchoOutcome {
     },
     Timeout,
     /// Could not send, e.g. `sendto failed: Network is unreachable`.
-    Error(String),
+    Error(EchoError),
+}
+
+/// Why an echo request could not be sent or its reply not read.
+#[derive(Debug, thiserror::Error)]
+pub enum EchoError {
+    #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
+    Ping(#[from] SurgeError),
 }
 
 /// Sends one ICMP echo request and waits for its reply.
@@ -63,7 +73,7 @@ impl Pinger for SurgePinger {
     async fn echo(&self, addr: IpAddr, _seq: u16, size: u32, timeout: Duration) -> EchoOutcome {
         let client = match self.client(addr).await {
             Ok(c) => c,
-            Err(e) => return EchoOutcome::Error(format!("socket failed: {e}")),
+            Err(e) => return EchoOutcome::Error(SocketError::new("socket failed", e).into()),
         };
         let mut pinger = client.pinger(addr, PingIdentifier(rand::random())).await;
         pinger.timeout(timeout);
@@ -79,29 +89,55 @@ impl Pinger for SurgePinger {
                 ttl: Some(p.get_max_hop_limit()),
             },
             Err(SurgeError::Timeout { .. }) => EchoOutcome::Timeout,
-            Err(SurgeError::IOError(e)) => EchoOutcome::Error(format!("sendto failed: {e}")),
-            Err(e) => EchoOutcome::Error(e.to_string()),
+            Err(SurgeError::IOError(e)) => {
+                EchoOutcome::Error(SocketError::new("sendto failed", e).into())
+            }
+            Err(e) => EchoOutcome::Error(e.into()),
         }
     }
 }
 
+/// Why a target has no address to measure; its text is the result's `dnserr`.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("{target} is not an IPv{af} address")]
+    WrongFamily { target: String, af: u8 },
+    #[error("name resolution failed for {target}: {source}")]
+    Lookup {
+        target: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("name resolution failed for {target}: no IPv{af} address")]
+    NoAddress { target: String, af: u8 },
+}
+
 /// Resolve `target` to an address of family `af` (4 or 6).
-pub async fn resolve(target: &str, af: u8) -> Result<IpAddr, String> {
+pub async fn resolve(target: &str, af: u8) -> Result<IpAddr, ResolveError> {
     let want_v6 = af == 6;
     if let Ok(ip) = target.parse::<IpAddr>() {
         return if ip.is_ipv6() == want_v6 {
             Ok(ip)
         } else {
-            Err(format!("{target} is not an IPv{af} address"))
+            Err(ResolveError::WrongFamily {
+                target: target.to_owned(),
+                af,
+            })
         };
     }
     let addrs = tokio::net::lookup_host((target, 0))
         .await
-        .map_err(|e| format!("name resolution failed for {target}: {e}"))?;
+        .map_err(|source| ResolveError::Lookup {
+            target: target.to_owned(),
+            source,
+        })?;
     addrs
         .map(|sa| sa.ip())
         .find(|ip| ip.is_ipv6() == want_v6)
-        .ok_or_else(|| format!("name resolution failed for {target}: no IPv{af} address"))
+        .ok_or_else(|| ResolveError::NoAddress {
+            target: target.to_owned(),
+            af,
+        })
 }
 
 /// The local address the kernel would use to reach `dst` (UDP `connect`, nothing sent).
@@ -162,7 +198,9 @@ pub async fn run_ping<P: Pinger>(
         Ok(ip) => ip,
         Err(error) => {
             tracing::info!(msm_id = task.msm_id, %error, "ping target did not resolve");
-            result.result.push(PingReply::Error { error });
+            result.result.push(PingReply::Error {
+                error: error.to_string(),
+            });
             result.summarise();
             return result;
         }
@@ -183,7 +221,9 @@ pub async fn run_ping<P: Pinger>(
                 ttl,
             },
             EchoOutcome::Timeout => PingReply::timeout(),
-            EchoOutcome::Error(error) => PingReply::Error { error },
+            EchoOutcome::Error(e) => PingReply::Error {
+                error: e.to_string(),
+            },
         };
         result.result.push(reply);
         if i + 1 < opts.packets {
@@ -299,7 +339,16 @@ mod tests {
                 rtt: Duration::from_micros(3_000),
                 ttl: Some(64),
             },
-            EchoOutcome::Error("sendto failed: Network is unreachable".into()),
+            EchoOutcome::Error(
+                SocketError::new(
+                    "sendto failed",
+                    std::io::Error::new(
+                        std::io::ErrorKind::NetworkUnreachable,
+                        "Network is unreachable",
+                    ),
+                )
+                .into(),
+            ),
         ]);
         let (task, opts) = task("127.0.0.1", 4, 4, false);
         let started = tokio::time::Instant::now();
@@ -382,14 +431,17 @@ mod tests {
     #[tokio::test]
     async fn resolves_localhost_by_family() {
         assert_eq!(
-            resolve("127.0.0.1", 4).await,
-            Ok(IpAddr::from([127, 0, 0, 1]))
+            resolve("127.0.0.1", 4).await.expect("v4 literal"),
+            IpAddr::from([127, 0, 0, 1])
         );
         assert_eq!(
-            resolve("::1", 6).await,
-            Ok(IpAddr::from(Ipv6Addr::LOCALHOST))
+            resolve("::1", 6).await.expect("v6 literal"),
+            IpAddr::from(Ipv6Addr::LOCALHOST)
         );
-        assert!(resolve("::1", 4).await.is_err());
+        assert!(matches!(
+            resolve("::1", 4).await,
+            Err(ResolveError::WrongFamily { af: 4, .. })
+        ));
         assert!(resolve("localhost", 4)
             .await
             .expect("localhost")

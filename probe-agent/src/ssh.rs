@@ -46,7 +46,7 @@ pub struct ProbeHandler {
     expected: PublicKey,
     forwarded: Option<mpsc::Sender<Channel<Msg>>>,
     command_port: u32,
-    closed: Option<mpsc::UnboundedSender<String>>,
+    closed: Option<mpsc::UnboundedSender<CloseReason>>,
 }
 
 impl ProbeHandler {
@@ -127,18 +127,18 @@ impl client::Handler for ProbeHandler {
         &mut self,
         reason: client::DisconnectReason<ProbeError>,
     ) -> Result<(), ProbeError> {
-        let text = match &reason {
-            client::DisconnectReason::ReceivedDisconnect(info) => {
-                format!(
-                    "server disconnected ({:?}): {}",
-                    info.reason_code, info.message
-                )
-            }
-            client::DisconnectReason::Error(e) => e.to_string(),
+        let closed = match &reason {
+            client::DisconnectReason::ReceivedDisconnect(info) => CloseReason::ServerDisconnected {
+                code: format!("{:?}", info.reason_code),
+                message: info.message.clone(),
+            },
+            client::DisconnectReason::Error(e) => CloseReason::Failed {
+                error: e.to_string(),
+            },
         };
-        tracing::debug!(addr = %self.addr, reason = %text, "SSH session ended");
+        tracing::debug!(addr = %self.addr, reason = %closed, "SSH session ended");
         if let Some(tx) = &self.closed {
-            let _ = tx.send(text);
+            let _ = tx.send(closed);
         }
         match reason {
             client::DisconnectReason::ReceivedDisconnect(_) => Ok(()),
@@ -297,7 +297,28 @@ pub enum SessionEnd {
     /// Asked to stop.
     Shutdown,
     /// The controller or the network ended it.
-    Closed(String),
+    Closed(CloseReason),
+}
+
+/// Why a controller session closed (logged; the agent reconnects in every case).
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum CloseReason {
+    /// The server sent an SSH disconnect.
+    #[error("server disconnected ({code}): {message}")]
+    ServerDisconnected { code: String, message: String },
+    /// The connection failed. The error itself goes back to russh, which owns it; this
+    /// is its text.
+    #[error("{error}")]
+    Failed { error: String },
+    /// The connection ended without a reason.
+    #[error("SSH session closed")]
+    SessionClosed,
+    /// The controller closed the intake channel.
+    #[error("intake channel closed")]
+    IntakeClosed,
+    /// Registration failed (its error is logged where it happens).
+    #[error("not registered")]
+    NotRegistered,
 }
 
 /// What a controller session needs from the agent.
@@ -427,10 +448,10 @@ pub async fn run_session<M: Measure>(
                 }
             }
             reason = closed_rx.recv() => {
-                break Ok(SessionEnd::Closed(reason.unwrap_or_else(|| "SSH session closed".into())));
+                break Ok(SessionEnd::Closed(reason.unwrap_or(CloseReason::SessionClosed)));
             }
             msg = intake_rx.wait() => match msg {
-                None | Some(ChannelMsg::Close) => break Ok(SessionEnd::Closed("intake channel closed".into())),
+                None | Some(ChannelMsg::Close) => break Ok(SessionEnd::Closed(CloseReason::IntakeClosed)),
                 Some(other) => tracing::trace!(?other, "intake channel message ignored"),
             },
             Some(channel) = fwd_rx.recv() => {
@@ -470,7 +491,7 @@ mod tests {
 
     fn reply_json() -> String {
         serde_json::to_string(&RegistrationReply {
-            v: 1,
+            v: WIRE_VERSION,
             probe_id: 1001,
             controller: "ctl-0".into(),
             controller_addr: "127.0.0.1:2222".into(),

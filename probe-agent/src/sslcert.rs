@@ -11,8 +11,9 @@ use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use vantage_core::definition::{SslcertOptions, Task};
 
-use crate::common::{self, ms};
+use crate::common::{self, ms, SocketError};
 use crate::ping::RunContext;
+use crate::tls::BadServerName;
 
 /// A finished handshake.
 #[derive(Clone, Debug, PartialEq)]
@@ -26,15 +27,33 @@ pub struct TlsSession {
 }
 
 /// Why there is no session.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum TlsFailure {
     /// The server sent a fatal alert with this description code.
     Alert(u8),
-    Error(String),
+    Error(TlsError),
+}
+
+/// A handshake that failed without an alert; its text is the result's `error`.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// The TCP connect failed (`connect: ...`).
+    #[error(transparent)]
+    Connect(#[from] SocketError),
+    #[error("connect: timeout")]
+    ConnectTimeout,
+    #[error(transparent)]
+    Config(#[from] rustls::Error),
+    #[error(transparent)]
+    ServerName(#[from] BadServerName),
+    #[error("TLS handshake failed: {0}")]
+    Handshake(#[source] std::io::Error),
+    #[error("timeout: no TLS handshake within {secs} s")]
+    HandshakeTimeout { secs: u64 },
 }
 
 /// What a handshake attempt gave.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub struct TlsOutcome {
     pub src_addr: Option<IpAddr>,
     /// TCP connect time, when it connected.
@@ -105,7 +124,7 @@ pub fn build_result(
             m.insert("alert".into(), json!({"level": 2, "decription": code}));
         }
         Err(TlsFailure::Error(e)) => {
-            m.insert("error".into(), json!(e));
+            m.insert("error".into(), json!(e.to_string()));
         }
     }
     Value::Object(m)
@@ -121,6 +140,7 @@ pub async fn run_sslcert<P: TlsProber>(
     let dst = match crate::ping::resolve(&task.target, task.af).await {
         Ok(ip) => ip,
         Err(e) => {
+            let e = e.to_string();
             let mut m = common::header(task, ctx, "sslcert");
             m.insert("dst_port".into(), json!(opts.port.to_string()));
             m.insert("dnserr".into(), json!(e));
@@ -154,17 +174,17 @@ impl TlsProber for RustlsProber {
         let mut out = TlsOutcome {
             src_addr: None,
             ttc: None,
-            result: Err(TlsFailure::Error("timeout".into())),
+            result: Err(TlsFailure::Error(TlsError::ConnectTimeout)),
         };
         let tcp = match tokio::time::timeout_at(deadline, TcpStream::connect(dst)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
                 out.src_addr = crate::ping::source_addr(dst.ip()).await;
-                out.result = Err(TlsFailure::Error(format!("connect: {e}")));
+                out.result = Err(TlsFailure::Error(SocketError::new("connect", e).into()));
                 return out;
             }
             Err(_) => {
-                out.result = Err(TlsFailure::Error("connect: timeout".into()));
+                out.result = Err(TlsFailure::Error(TlsError::ConnectTimeout));
                 return out;
             }
         };
@@ -173,14 +193,14 @@ impl TlsProber for RustlsProber {
         let config = match crate::tls::measurement_config(&[]) {
             Ok(c) => c,
             Err(e) => {
-                out.result = Err(TlsFailure::Error(e.to_string()));
+                out.result = Err(TlsFailure::Error(e.into()));
                 return out;
             }
         };
         let name = match crate::tls::server_name(&sni.unwrap_or_else(|| dst.ip().to_string())) {
             Ok(n) => n,
             Err(e) => {
-                out.result = Err(TlsFailure::Error(e));
+                out.result = Err(TlsFailure::Error(e.into()));
                 return out;
             }
         };
@@ -207,14 +227,13 @@ impl TlsProber for RustlsProber {
                     });
                 out.result = Err(match alert {
                     Some(code) => TlsFailure::Alert(code),
-                    None => TlsFailure::Error(format!("TLS handshake failed: {e}")),
+                    None => TlsFailure::Error(TlsError::Handshake(e)),
                 });
             }
             Err(_) => {
-                out.result = Err(TlsFailure::Error(format!(
-                    "timeout: no TLS handshake within {} s",
-                    timeout.as_secs()
-                )));
+                out.result = Err(TlsFailure::Error(TlsError::HandshakeTimeout {
+                    secs: timeout.as_secs(),
+                }));
             }
         }
         out
@@ -302,7 +321,16 @@ mod tests {
         let err = TlsOutcome {
             src_addr: None,
             ttc: None,
-            result: Err(TlsFailure::Error("connect: Connection refused".into())),
+            result: Err(TlsFailure::Error(
+                SocketError::new(
+                    "connect",
+                    std::io::Error::new(
+                        std::io::ErrorKind::ConnectionRefused,
+                        "Connection refused",
+                    ),
+                )
+                .into(),
+            )),
         };
         let v = build_result(&t, RunContext { prb_id: 4 }, &o, dst, &err);
         assert_eq!(v["error"], "connect: Connection refused");
@@ -325,7 +353,7 @@ mod tests {
             .await;
         assert!(o.ttc.is_some());
         match o.result {
-            Err(TlsFailure::Error(e)) => assert!(e.contains("timeout"), "{e}"),
+            Err(TlsFailure::Error(e)) => assert!(e.to_string().contains("timeout"), "{e}"),
             other => panic!("{other:?}"),
         }
     }

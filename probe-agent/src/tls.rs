@@ -71,9 +71,21 @@ pub fn measurement_config(alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, rustls::E
     Ok(Arc::new(config))
 }
 
+/// A host that is neither a DNS name nor an IP address.
+#[derive(Debug, thiserror::Error)]
+#[error("bad server name {host:?}: {source}")]
+pub struct BadServerName {
+    pub host: String,
+    #[source]
+    pub source: rustls::pki_types::InvalidDnsNameError,
+}
+
 /// The server name to send: a DNS name (SNI) or an IP address (no SNI).
-pub fn server_name(host: &str) -> Result<ServerName<'static>, String> {
-    ServerName::try_from(host.to_owned()).map_err(|e| format!("bad server name {host:?}: {e}"))
+pub fn server_name(host: &str) -> Result<ServerName<'static>, BadServerName> {
+    ServerName::try_from(host.to_owned()).map_err(|source| BadServerName {
+        host: host.to_owned(),
+        source,
+    })
 }
 
 /// `1.2` / `1.3` as RIPE Atlas writes `ver`.

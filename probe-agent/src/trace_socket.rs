@@ -27,6 +27,7 @@ use socket2::{Domain, Protocol, SockRef, Socket, Type};
 use tokio::time::Instant;
 use vantage_core::definition::TraceProtocol;
 
+use crate::common::{socket_error, SocketError};
 use crate::ping::{EchoOutcome, Pinger, SurgePinger};
 use crate::traceroute::{
     echo_request, match_v4, match_v6, ProbeReply, ProbeSpec, ReplyKind, TraceProber,
@@ -50,27 +51,27 @@ fn raw_icmp(v6: bool) -> std::io::Result<tokio::net::UdpSocket> {
 }
 
 /// Set the TTL (IPv4) or unicast hop limit (IPv6) of a socket.
-fn set_hops(sock: SockRef<'_>, v6: bool, ttl: u8) -> Result<(), String> {
+fn set_hops(sock: SockRef<'_>, v6: bool, ttl: u8) -> Result<(), SocketError> {
     let r = if v6 {
         sock.set_unicast_hops_v6(u32::from(ttl))
     } else {
         sock.set_ttl_v4(u32::from(ttl))
     };
-    r.map_err(|e| format!("setsockopt TTL {ttl}: {e}"))
+    r.map_err(|e| SocketError::new(format!("setsockopt TTL {ttl}"), e))
 }
 
 /// `dont_fragment`: send at the requested size with DF set (IPv6: never fragment at
 /// the source), whatever path MTU the kernel has cached. Without it, IPv4 probes go
 /// with DF clear, so that routers fragment them as RIPE Atlas probes' do (Linux would
 /// otherwise set DF by default, for its own path MTU discovery).
-fn set_fragmentation(sock: impl AsFd, v6: bool, dont_fragment: bool) -> Result<(), String> {
+fn set_fragmentation(sock: impl AsFd, v6: bool, dont_fragment: bool) -> Result<(), SocketError> {
     let r = match (v6, dont_fragment) {
         (true, true) => sockopt::set_ipv6_mtu_discover(sock, Ipv6PathMtuDiscovery::PROBE),
         (true, false) => Ok(()),
         (false, true) => sockopt::set_ip_mtu_discover(sock, Ipv4PathMtuDiscovery::PROBE),
         (false, false) => sockopt::set_ip_mtu_discover(sock, Ipv4PathMtuDiscovery::DONT),
     };
-    r.map_err(|e| format!("setsockopt MTU_DISCOVER: {e}"))
+    r.map_err(|e| SocketError::new("setsockopt MTU_DISCOVER", e.into()))
 }
 
 /// When a probe left: the monotonic clock for timeouts and fallbacks, the wall clock to
@@ -188,8 +189,8 @@ async fn wait_icmp(
 ) -> ProbeReply {
     let mut buf = [0u8; 1500];
     loop {
-        if icmp.readable().await.is_err() {
-            return ProbeReply::Error("poll failed on the ICMP socket".into());
+        if let Err(e) = icmp.readable().await {
+            return ProbeReply::Error(SocketError::new("poll failed on the ICMP socket", e));
         }
         let (n, peer, stamp) = match icmp.try_io(tokio::io::Interest::READABLE, || {
             recv_stamped(icmp, &mut buf)
@@ -197,7 +198,9 @@ async fn wait_icmp(
             Ok((n, Some(peer), stamp)) => (n, peer, stamp),
             Ok((_, None, _)) => continue,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
-            Err(e) => return ProbeReply::Error(format!("recvmsg failed on the ICMP socket: {e}")),
+            Err(e) => {
+                return ProbeReply::Error(SocketError::new("recvmsg failed on the ICMP socket", e))
+            }
         };
         let rtt = sent.rtt(stamp);
         let found = match (spec.dst, peer) {
@@ -246,7 +249,7 @@ impl RawProber {
         &self,
         icmp: &tokio::net::UdpSocket,
         spec: &ProbeSpec,
-    ) -> Result<ProbeReply, String> {
+    ) -> Result<ProbeReply, SocketError> {
         let v6 = spec.dst.is_ipv6();
         set_hops(SockRef::from(icmp), v6, spec.ttl)?;
         set_fragmentation(icmp, v6, spec.dont_fragment)?;
@@ -254,7 +257,7 @@ impl RawProber {
         let mut sent = Sent::now();
         icmp.send_to(&pkt, SocketAddr::new(spec.dst, 0))
             .await
-            .map_err(|e| format!("sendto failed: {e}"))?;
+            .map_err(socket_error("sendto failed"))?;
         sent.transmitted(tx_stamp(icmp.as_raw_fd()).await);
         Ok(answer(icmp, spec, 0, sent).await)
     }
@@ -263,23 +266,19 @@ impl RawProber {
         &self,
         icmp: &tokio::net::UdpSocket,
         spec: &ProbeSpec,
-    ) -> Result<ProbeReply, String> {
+    ) -> Result<ProbeReply, SocketError> {
         let v6 = spec.dst.is_ipv6();
         let any = unspecified(v6);
         let sock = match std::net::UdpSocket::bind((any, spec.src_port)) {
             Ok(s) => s,
-            Err(_) => std::net::UdpSocket::bind((any, 0)).map_err(|e| format!("bind: {e}"))?,
+            Err(_) => std::net::UdpSocket::bind((any, 0)).map_err(socket_error("bind"))?,
         };
-        sock.set_nonblocking(true)
-            .map_err(|e| format!("socket: {e}"))?;
+        sock.set_nonblocking(true).map_err(socket_error("socket"))?;
         set_hops(SockRef::from(&sock), v6, spec.ttl)?;
         set_fragmentation(&sock, v6, spec.dont_fragment)?;
         enable_tx_stamps(&sock);
-        let sock = tokio::net::UdpSocket::from_std(sock).map_err(|e| format!("socket: {e}"))?;
-        let src_port = sock
-            .local_addr()
-            .map_err(|e| format!("socket: {e}"))?
-            .port();
+        let sock = tokio::net::UdpSocket::from_std(sock).map_err(socket_error("socket"))?;
+        let src_port = sock.local_addr().map_err(socket_error("socket"))?.port();
         let mut payload = vec![0u8; spec.size as usize];
         if payload.len() >= 2 {
             payload[..2].copy_from_slice(&spec.seq.to_be_bytes());
@@ -287,7 +286,7 @@ impl RawProber {
         let mut sent = Sent::now();
         sock.send_to(&payload, SocketAddr::new(spec.dst, spec.dst_port))
             .await
-            .map_err(|e| format!("sendto failed: {e}"))?;
+            .map_err(socket_error("sendto failed"))?;
         sent.transmitted(tx_stamp(sock.as_raw_fd()).await);
         Ok(answer(icmp, spec, src_port, sent).await)
     }
@@ -296,7 +295,7 @@ impl RawProber {
         &self,
         icmp: &tokio::net::UdpSocket,
         spec: &ProbeSpec,
-    ) -> Result<ProbeReply, String> {
+    ) -> Result<ProbeReply, SocketError> {
         let v6 = spec.dst.is_ipv6();
         let target = SocketAddr::new(spec.dst, spec.dst_port);
         let s = Socket::new(
@@ -304,19 +303,18 @@ impl RawProber {
             Type::STREAM,
             Some(Protocol::TCP),
         )
-        .map_err(|e| format!("socket: {e}"))?;
+        .map_err(socket_error("socket"))?;
         set_hops(SockRef::from(&s), v6, spec.ttl)?;
         set_fragmentation(&s, v6, spec.dont_fragment)?;
         s.set_reuse_address(true)
-            .map_err(|e| format!("setsockopt: {e}"))?;
+            .map_err(socket_error("setsockopt"))?;
         let any = SocketAddr::new(unspecified(v6), 0);
         if s.bind(&SocketAddr::new(any.ip(), spec.src_port).into())
             .is_err()
         {
-            s.bind(&any.into()).map_err(|e| format!("bind: {e}"))?;
+            s.bind(&any.into()).map_err(socket_error("bind"))?;
         }
-        s.set_nonblocking(true)
-            .map_err(|e| format!("socket: {e}"))?;
+        s.set_nonblocking(true).map_err(socket_error("socket"))?;
         let src_port = s
             .local_addr()
             .ok()
@@ -345,7 +343,7 @@ impl RawProber {
                         wait_icmp(icmp, spec, src_port, sent),
                     )
                     .await
-                    .unwrap_or_else(|_| ProbeReply::Error(format!("connect: {e}"))),
+                    .unwrap_or_else(|_| ProbeReply::Error(SocketError::new("connect", e))),
                 },
                 r = wait_icmp(icmp, spec, src_port, sent) => r,
             }
@@ -354,8 +352,8 @@ impl RawProber {
         Ok(outcome.unwrap_or(ProbeReply::Timeout))
     }
 
-    async fn probe_any(&self, spec: &ProbeSpec) -> Result<ProbeReply, String> {
-        let icmp = raw_icmp(spec.dst.is_ipv6()).map_err(|e| format!("raw ICMP socket: {e}"))?;
+    async fn probe_any(&self, spec: &ProbeSpec) -> Result<ProbeReply, SocketError> {
+        let icmp = raw_icmp(spec.dst.is_ipv6()).map_err(socket_error("raw ICMP socket"))?;
         match spec.protocol {
             TraceProtocol::Icmp => self.icmp_probe(&icmp, spec).await,
             TraceProtocol::Udp => self.udp_probe(&icmp, spec).await,
@@ -414,7 +412,7 @@ impl Pinger for RawPinger {
             } => EchoOutcome::Reply { rtt, ttl },
             // An ICMP error from a router (unreachable, too big): no echo reply.
             ProbeReply::Reply { .. } | ProbeReply::Timeout => EchoOutcome::Timeout,
-            ProbeReply::Error(e) => EchoOutcome::Error(e),
+            ProbeReply::Error(e) => EchoOutcome::Error(e.into()),
         }
     }
 }

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use vantage_core::definition::{Task, TraceProtocol, TracerouteOptions};
 
-use crate::common::{self, ms};
+use crate::common::{self, ms, SocketError};
 use crate::ping::RunContext;
 
 /// Hops in a row without any reply after which the run gives up.
@@ -55,7 +55,7 @@ pub enum ReplyKind {
 }
 
 /// The outcome of one probe.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Debug)]
 pub enum ProbeReply {
     Reply {
         from: IpAddr,
@@ -70,7 +70,7 @@ pub enum ProbeReply {
     },
     Timeout,
     /// The probe could not be sent.
-    Error(String),
+    Error(SocketError),
 }
 
 /// Sends one probe and waits for its answer.
@@ -116,7 +116,7 @@ pub fn packet_entry(reply: &ProbeReply) -> Value {
             e
         }
         ProbeReply::Timeout => json!({"x": "*"}),
-        ProbeReply::Error(e) => json!({"x": "*", "error": e}),
+        ProbeReply::Error(e) => json!({"x": "*", "error": e.to_string()}),
     }
 }
 
@@ -175,6 +175,7 @@ pub async fn resolve_into(task: &Task, m: &mut serde_json::Map<String, Value>) -
             Some(ip)
         }
         Err(e) => {
+            let e = e.to_string();
             m.insert("dnserr".into(), json!(e));
             m.insert("result".into(), json!([{"error": e}]));
             m.insert("endtime".into(), json!(crate::unix_now() as i64));
@@ -218,7 +219,7 @@ pub async fn run_traceroute<P: TraceProber>(
                     }
                 }
                 ProbeReply::Error(e) => {
-                    send_error = Some(e.clone());
+                    send_error = Some(e.to_string());
                     break;
                 }
                 ProbeReply::Timeout => {}
@@ -538,7 +539,13 @@ mod tests {
         struct Broken;
         impl TraceProber for Broken {
             async fn probe(&self, _: &ProbeSpec) -> ProbeReply {
-                ProbeReply::Error("sendto failed: Network is unreachable".into())
+                ProbeReply::Error(SocketError::new(
+                    "sendto failed",
+                    std::io::Error::new(
+                        std::io::ErrorKind::NetworkUnreachable,
+                        "Network is unreachable",
+                    ),
+                ))
             }
         }
         let v = run_traceroute(&Broken, &t, &o, RunContext { prb_id: 5 }).await;

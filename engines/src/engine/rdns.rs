@@ -38,8 +38,11 @@ pub struct HickoryPtr(hickory_resolver::TokioResolver);
 
 impl HickoryPtr {
     pub fn from_system() -> Result<Self, Error> {
-        let builder = hickory_resolver::TokioResolver::builder_tokio()
-            .map_err(|e| Error::Config(format!("cannot read the system DNS configuration: {e}")))?;
+        let builder =
+            hickory_resolver::TokioResolver::builder_tokio().map_err(|source| Error::Dns {
+                what: "cannot read the system DNS configuration (check /etc/resolv.conf)".into(),
+                source,
+            })?;
         Ok(Self(builder.build()))
     }
 }
@@ -53,7 +56,10 @@ impl PtrResolver for HickoryPtr {
                     .map(|n| n.to_string().trim_end_matches('.').to_owned())
                     .collect()),
                 Err(e) if e.is_no_records_found() => Ok(Vec::new()),
-                Err(e) => Err(Error::Engine(format!("PTR lookup of {ip} failed: {e}"))),
+                Err(source) => Err(Error::Dns {
+                    what: format!("PTR lookup of {ip} failed"),
+                    source,
+                }),
             }
         }
         .boxed()
@@ -107,7 +113,10 @@ impl Rules {
     }
 
     pub fn from_json(text: &str) -> Result<Rules, Error> {
-        serde_json::from_str(text).map_err(|e| Error::Dataset(format!("geohint rules: {e}")))
+        serde_json::from_str(text).map_err(|source| Error::Json {
+            what: "geohint rules".into(),
+            source,
+        })
     }
 }
 

@@ -1,6 +1,6 @@
-//! Accuracy of the geolocation engines on a simulated world (see `vantage_engines::eval`).
+//! Accuracy of the geolocation engines on a simulated world (see `vantage_geo_eval`).
 //!
-//!     cargo run --release -p vantage-engines --example geo_eval -- [--netns] [--near=KM] [--seed=N]
+//!     cargo run --release -p vantage-geo-eval --example geo_eval -- [--netns] [--near=KM] [--seed=N]
 //!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [--packets=N]
 //!         [--registry=SHARE|off] [probes] [targets] [noise_ms]
 //!
@@ -14,11 +14,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use vantage_engines::engine::rdns::Rules;
-use vantage_engines::eval::netns::{NetnsMeasurer, NetnsOptions, NetnsWorld};
-use vantage_engines::eval::{
+use vantage_engines::World;
+use vantage_geo_eval::netns::{NetnsMeasurer, NetnsOptions, NetnsWorld};
+use vantage_geo_eval::{
     evaluate, evaluate_active, place, simulate, spread_probes, ActivePlan, Measuring, SimConfig,
 };
-use vantage_engines::World;
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {

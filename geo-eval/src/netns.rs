@@ -27,9 +27,9 @@ use futures::FutureExt;
 use serde_json::json;
 
 use super::{Case, Placement, SimConfig};
-use crate::engine::active::Measurer;
-use crate::engine::latency::ProbeRtt;
-use crate::Error;
+use vantage_engines::engine::active::Measurer;
+use vantage_engines::engine::latency::ProbeRtt;
+use vantage_engines::Error;
 
 /// Left of the calibrated round trip, so that subtracting it keeps RTTs at or above
 /// the ground truth when the calibration met a slower moment than later pings.
@@ -707,8 +707,14 @@ impl Measurer for NetnsMeasurer {
                 })
             })
             .await
-            .map_err(|e| Error::Engine(format!("pinging {ip}: {e}")))?;
-            done.map_err(|e| Error::Engine(e.to_string()))
+            .map_err(|e| Error::Measure {
+                ip,
+                source: e.into(),
+            })?;
+            done.map_err(|e| Error::Measure {
+                ip,
+                source: e.into(),
+            })
         }
         .boxed()
     }

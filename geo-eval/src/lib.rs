@@ -1,10 +1,11 @@
-//! Accuracy of the engines on a simulated world: probes in real cities, targets in
-//! other cities, RTT = great-circle distance × detour / (⅔ c) + noise.
+//! Accuracy harness for the geolocation engines (`vantage-engines`), not shipped: a
+//! simulated world of probes in real cities, targets in other cities, RTT =
+//! great-circle distance × detour / (⅔ c) + noise.
 //!
 //! One model, two ways to get the RTTs:
 //! * [`simulate`] computes them in process (fast, any size);
 //! * [`netns`] builds the world out of network namespaces and has the probes really
-//!   ping the targets (`make geo-eval`, `engines/tests/netns_world.rs`).
+//!   ping the targets (`make geo-eval`, `geo-eval/tests/netns_world.rs`).
 //!
 //! Either way the RTTs (and PTR names) feed the real engines through a [`Locator`]
 //! (single-radius, latency/CBG, anycast, reverse-DNS, weights 1), and [`evaluate`]
@@ -23,15 +24,15 @@ use serde::Serialize;
 use futures::future::BoxFuture;
 use futures::{FutureExt, StreamExt};
 
-use crate::engine::active::{ActiveRtts, Measurer, ProbeDirectory, ProbeInfo};
-use crate::engine::latency::{Latency, ProbeRtt, RttSource, SharedRtts, StaticRtts};
-use crate::engine::rdns::{ReverseDns, Rules, StaticPtr};
-use crate::engine::registry::Registry;
-use crate::engine::Engine;
-use crate::reducer::{EngineConfig, Located, Locator};
-use crate::registry::Delegations;
-use crate::world::{City, World};
-use crate::{geo, Error};
+use vantage_engines::engine::active::{ActiveRtts, Measurer, ProbeDirectory, ProbeInfo};
+use vantage_engines::engine::latency::{Latency, ProbeRtt, RttSource, SharedRtts, StaticRtts};
+use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
+use vantage_engines::engine::registry::Registry;
+use vantage_engines::engine::Engine;
+use vantage_engines::reducer::{EngineConfig, Located, Locator};
+use vantage_engines::registry::Delegations;
+use vantage_engines::world::{City, World};
+use vantage_engines::{geo, Error};
 
 /// The engines evaluated, in report order; the reducer comes last.
 pub const ENGINES: &[&str] = &[
@@ -118,7 +119,7 @@ impl Default for SimConfig {
             detour: (1.0, 1.3),
             noise_ms: 0.5,
             jitter_ms: 0.2,
-            packets: crate::engine::active::GEO_PING_PACKETS,
+            packets: vantage_engines::engine::active::GEO_PING_PACKETS,
             ptr_share: 0.5,
             registry_accuracy: Some(0.95),
             anycast: true,
@@ -167,7 +168,10 @@ impl Placement {
         self.targets
             .iter()
             .position(|t| t.ip == ip)
-            .ok_or_else(|| Error::Engine(format!("{ip} is not a target of the world")))
+            .ok_or_else(|| Error::Measure {
+                ip,
+                source: format!("{ip} is not a target of the simulated world").into(),
+            })
     }
 
     /// The indices of these probe ids (unknown ids are left out).
@@ -799,7 +803,7 @@ impl Measurer for SimMeasurer {
             let mut rng = self
                 .rng
                 .lock()
-                .map_err(|_| Error::Engine("simulator lock poisoned".into()))?;
+                .map_err(|_| Error::Poisoned { what: "simulator" })?;
             Ok(pl
                 .probe_indices(probes)
                 .into_iter()

@@ -8,12 +8,29 @@
 //! message naming the field, instead of making the whole object unreadable.
 //!
 //! [`Definition::validate`] turns it into a typed [`Task`], which is what travels
-//! to probes.
+//! to probes. It checks the fields every type shares here, then the type's own options
+//! (`kinds`), with the field checks of `fields`. Probe sources (`probes[]`) are in
+//! `source`.
+
+mod fields;
+mod kinds;
+mod source;
 
 use std::net::IpAddr;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+
+pub use crate::task::{
+    DnsOptions, HttpOptions, NtpOptions, PingOptions, SslcertOptions, Task, TaskKind,
+    TraceProtocol, TracerouteOptions,
+};
+pub use fields::is_host;
+pub use kinds::{DNS_QUERY_CLASSES, DNS_QUERY_TYPES, HTTP_METHODS};
+pub use source::{ProbeSource, Source, SourceKind, TagFilter, AREAS};
+
+use fields::ranged;
+use kinds::{MTR_DEFAULTS, TRACEROUTE_DEFAULTS};
 
 /// The measurement types vantage knows: the six RIPE Atlas types, and `mtr` (hop
 /// statistics over several rounds, as Globalping offers it).
@@ -135,64 +152,6 @@ pub struct Definition {
     pub hostname: Option<String>,
 }
 
-/// Where probes come from (RIPE Atlas `probes[]` entry).
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
-pub struct ProbeSource {
-    /// Source kind: area, country, asn, prefix, probes or msm.
-    #[serde(rename = "type")]
-    pub kind: String,
-    /// The value for the kind: an area name (WW, West, North-Central, South-Central,
-    /// North-East, South-East), an ISO country code, an AS number, a prefix, a
-    /// comma-separated list of probe ids, or a measurement id.
-    pub value: String,
-    /// How many probes to take from this source.
-    pub requested: i64,
-    /// Tag filters.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tags: Option<TagFilter>,
-}
-
-/// `tags: {include: [...], exclude: [...]}`.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
-pub struct TagFilter {
-    /// A probe must carry every one of these tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub include: Vec<String>,
-    /// A probe must carry none of these tags.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub exclude: Vec<String>,
-}
-
-/// RIPE Atlas areas.
-pub const AREAS: &[&str] = &[
-    "WW",
-    "West",
-    "North-Central",
-    "South-Central",
-    "North-East",
-    "South-East",
-];
-
-/// A typed, validated probe source.
-#[derive(Clone, Debug, PartialEq)]
-pub enum SourceKind {
-    Area(String),
-    Country(String),
-    Asn(u32),
-    Prefix(ipnet::IpNet),
-    Probes(Vec<u32>),
-    Msm(u64),
-}
-
-/// A validated probe source.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Source {
-    pub kind: SourceKind,
-    pub requested: u32,
-    pub include: Vec<String>,
-    pub exclude: Vec<String>,
-}
-
 /// What is wrong with a definition: the field, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {message}")]
@@ -212,208 +171,6 @@ impl InvalidField {
     }
 }
 
-/// A validated ping.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct PingOptions {
-    pub packets: u32,
-    pub size: u32,
-    pub packet_interval_ms: u32,
-}
-
-/// Transport of a traceroute.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TraceProtocol {
-    #[serde(rename = "ICMP")]
-    Icmp,
-    #[serde(rename = "UDP")]
-    Udp,
-    #[serde(rename = "TCP")]
-    Tcp,
-}
-
-impl TraceProtocol {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            TraceProtocol::Icmp => "ICMP",
-            TraceProtocol::Udp => "UDP",
-            TraceProtocol::Tcp => "TCP",
-        }
-    }
-}
-
-/// A validated traceroute.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct TracerouteOptions {
-    pub protocol: TraceProtocol,
-    /// 0: classic (the flow changes per packet); 1-64: Paris (one flow per run).
-    pub paris: u32,
-    pub first_hop: u32,
-    pub max_hops: u32,
-    /// Packets per hop.
-    pub packets: u32,
-    pub size: u32,
-    /// Destination port (UDP, TCP).
-    pub port: u16,
-    pub dont_fragment: bool,
-    pub response_timeout_ms: u32,
-}
-
-/// A validated DNS query.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct DnsOptions {
-    /// `UDP` or `TCP`.
-    pub protocol: String,
-    /// `IN` or `CHAOS`.
-    pub query_class: String,
-    /// Upper-case type mnemonic, e.g. `AAAA`.
-    pub query_type: String,
-    pub query_argument: String,
-    pub use_probe_resolver: bool,
-    pub set_rd_bit: bool,
-    pub set_do_bit: bool,
-    pub set_cd_bit: bool,
-    pub set_nsid_bit: bool,
-    pub udp_payload_size: u32,
-    pub retry: u32,
-    pub timeout_ms: u32,
-}
-
-/// A validated HTTP request.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct HttpOptions {
-    pub method: String,
-    pub path: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub query_string: Option<String>,
-    pub port: u16,
-    /// `1.0` or `1.1`.
-    pub version: String,
-    pub header_bytes: u32,
-    pub timing_verbosity: u32,
-    pub https: bool,
-}
-
-/// A validated TLS certificate fetch.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct SslcertOptions {
-    pub port: u16,
-    /// SNI name; none: the target when it is a name.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub hostname: Option<String>,
-}
-
-/// A validated NTP measurement.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct NtpOptions {
-    pub packets: u32,
-    pub timeout_ms: u32,
-}
-
-/// The typed, per-type part of a task.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(tag = "type", rename_all = "lowercase")]
-pub enum TaskKind {
-    Ping(PingOptions),
-    Traceroute(TracerouteOptions),
-    Dns(DnsOptions),
-    Http(HttpOptions),
-    Sslcert(SslcertOptions),
-    Ntp(NtpOptions),
-    /// mtr: traceroute rounds summarised per hop. `packets` is the number of rounds.
-    Mtr(TracerouteOptions),
-}
-
-impl TaskKind {
-    pub fn type_name(&self) -> &'static str {
-        match self {
-            TaskKind::Ping(_) => "ping",
-            TaskKind::Traceroute(_) => "traceroute",
-            TaskKind::Dns(_) => "dns",
-            TaskKind::Http(_) => "http",
-            TaskKind::Sslcert(_) => "sslcert",
-            TaskKind::Ntp(_) => "ntp",
-            TaskKind::Mtr(_) => "mtr",
-        }
-    }
-}
-
-/// DNS query types a probe sends (RIPE Atlas accepts these names).
-pub const DNS_QUERY_TYPES: &[&str] = &[
-    "A",
-    "AAAA",
-    "ANY",
-    "CAA",
-    "CDNSKEY",
-    "CDS",
-    "CNAME",
-    "DNSKEY",
-    "DS",
-    "HINFO",
-    "HTTPS",
-    "MX",
-    "NAPTR",
-    "NS",
-    "NSEC",
-    "NSEC3",
-    "NSEC3PARAM",
-    "PTR",
-    "RRSIG",
-    "SOA",
-    "SPF",
-    "SRV",
-    "SSHFP",
-    "SVCB",
-    "TLSA",
-    "TXT",
-];
-/// DNS query classes a probe sends.
-pub const DNS_QUERY_CLASSES: &[&str] = &["IN", "CHAOS"];
-/// HTTP methods a probe sends.
-pub const HTTP_METHODS: &[&str] = &["GET", "HEAD", "POST"];
-
-fn one_of(
-    field: &str,
-    value: Option<&str>,
-    default: &str,
-    allowed: &[&str],
-) -> Result<String, InvalidField> {
-    let v = value.map(str::trim).unwrap_or(default).to_ascii_uppercase();
-    if allowed.contains(&v.as_str()) {
-        Ok(v)
-    } else {
-        Err(InvalidField::new(
-            format!("spec.{field}"),
-            format!("unknown {field} {v:?}; use one of {}", allowed.join(", ")),
-        ))
-    }
-}
-
-/// A validated measurement as a probe runs it: one entry of a probe's schedule.
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct Task {
-    /// Measurement id (RIPE Atlas `msm_id`).
-    pub msm_id: u64,
-    /// 4 or 6.
-    pub af: u8,
-    /// Host name or address.
-    pub target: String,
-    /// Seconds between runs (ignored for one-offs).
-    pub interval: u32,
-    /// Seconds of uniform jitter per run.
-    pub spread: u32,
-    /// Unix seconds; none = now.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub start_time: Option<i64>,
-    /// Unix seconds; none = until stopped.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub stop_time: Option<i64>,
-    /// Run once, as soon as received.
-    #[serde(default)]
-    pub is_oneoff: bool,
-    #[serde(flatten)]
-    pub kind: TaskKind,
-}
-
 /// Timing options that live beside the definition (RIPE Atlas top-level fields).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Timing {
@@ -422,120 +179,56 @@ pub struct Timing {
     pub is_oneoff: bool,
 }
 
-fn ranged(
-    field: &str,
-    value: Option<i64>,
-    default: i64,
-    min: i64,
-    max: i64,
-) -> Result<u32, InvalidField> {
-    let v = value.unwrap_or(default);
-    if v < min || v > max {
-        return Err(InvalidField::new(
-            format!("spec.{field}"),
-            format!("{v} is out of range; use a value from {min} to {max} (default {default})"),
-        ));
-    }
-    u32::try_from(v)
-        .map_err(|_| InvalidField::new(format!("spec.{field}"), format!("{v} does not fit")))
-}
-
-fn port(field: &str, value: Option<i64>, default: u16) -> Result<u16, InvalidField> {
-    let v = ranged(field, value, i64::from(default), 1, 65_535)?;
-    u16::try_from(v)
-        .map_err(|_| InvalidField::new(format!("spec.{field}"), format!("{v} does not fit")))
-}
-
-/// Is `s` a plausible host: an IP address, or a DNS name of valid labels.
-pub fn is_host(s: &str) -> bool {
-    if s.parse::<IpAddr>().is_ok() {
-        return true;
-    }
-    let name = s.strip_suffix('.').unwrap_or(s);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        })
-        // A name of only digits and dots is a malformed address, not a host name.
-        && !name.chars().all(|c| c.is_ascii_digit() || c == '.')
-}
-
-/// Defaults of the traceroute-like types.
-struct TraceDefaults {
-    protocol: &'static str,
-    max_hops: i64,
-    response_timeout: i64,
-}
-
-/// RIPE Atlas traceroute defaults.
-const TRACEROUTE_DEFAULTS: TraceDefaults = TraceDefaults {
-    protocol: "UDP",
-    max_hops: 32,
-    response_timeout: 4000,
-};
-
-/// mtr defaults (Globalping: ICMP, 3 packets a hop; mtr(8): 30 hops).
-const MTR_DEFAULTS: TraceDefaults = TraceDefaults {
-    protocol: "ICMP",
-    max_hops: 30,
-    response_timeout: 1000,
-};
-
 impl Definition {
-    /// The options of a traceroute or an mtr measurement.
-    fn trace_options(&self, defaults: &TraceDefaults) -> Result<TracerouteOptions, InvalidField> {
-        let protocol = match one_of(
-            "protocol",
-            self.protocol.as_deref(),
-            defaults.protocol,
-            &["ICMP", "UDP", "TCP"],
-        )?
-        .as_str()
-        {
-            "ICMP" => TraceProtocol::Icmp,
-            "TCP" => TraceProtocol::Tcp,
-            _ => TraceProtocol::Udp,
-        };
-        let first_hop = ranged("first_hop", self.first_hop, 1, 1, 255)?;
-        let max_hops = ranged("max_hops", self.max_hops, defaults.max_hops, 1, 255)?;
-        if first_hop > max_hops {
-            return Err(InvalidField::new(
-                "spec.first_hop",
-                format!("first_hop {first_hop} is above max_hops {max_hops}; lower it"),
-            ));
-        }
-        let default_port = if protocol == TraceProtocol::Tcp {
-            80
-        } else {
-            33434
-        };
-        Ok(TracerouteOptions {
-            protocol,
-            paris: ranged("paris", self.paris, 16, 0, 64)?,
-            first_hop,
-            max_hops,
-            packets: ranged("packets", self.packets, 3, 1, 16)?,
-            size: ranged("size", self.size, 48, 0, 2048)?,
-            port: port("port", self.port, default_port)?,
-            dont_fragment: self.dont_fragment.unwrap_or(false),
-            response_timeout_ms: ranged(
-                "response_timeout",
-                self.response_timeout,
-                defaults.response_timeout,
-                10,
-                60_000,
-            )?,
-        })
-    }
-
     /// Validate the definition and build the task a probe runs. `msm_id` is the id the
     /// measurement was given. Every error names the field and says how to fix it.
     pub fn validate(&self, msm_id: u64, timing: Timing) -> Result<Task, InvalidField> {
+        let kind = self.executable_kind()?;
+        let af = self.address_family()?;
+        let use_probe_resolver = kind == "dns" && self.use_probe_resolver.unwrap_or(false);
+        let target = self.checked_target(kind, af, use_probe_resolver)?;
+        let (interval, spread) = self.interval_and_spread()?;
+        if let (Some(start), Some(stop)) = (timing.start_time, timing.stop_time) {
+            if stop <= start {
+                return Err(InvalidField::new(
+                    "spec.stop_time",
+                    format!(
+                        "stop_time {stop} is not after start_time {start}; set it later or drop it"
+                    ),
+                ));
+            }
+        }
+        let task_kind = match kind {
+            "ping" => TaskKind::Ping(self.ping_options()?),
+            "traceroute" => TaskKind::Traceroute(self.trace_options(&TRACEROUTE_DEFAULTS)?),
+            "mtr" => TaskKind::Mtr(self.trace_options(&MTR_DEFAULTS)?),
+            "dns" => TaskKind::Dns(self.dns_options(use_probe_resolver)?),
+            "http" => TaskKind::Http(self.http_options()?),
+            "sslcert" => TaskKind::Sslcert(self.sslcert_options()?),
+            "ntp" => TaskKind::Ntp(self.ntp_options()?),
+            // Unreachable: EXECUTABLE_TYPES was checked above.
+            other => {
+                return Err(InvalidField::new(
+                    "spec.type",
+                    format!("type {other:?} is not executable"),
+                ))
+            }
+        };
+        Ok(Task {
+            msm_id,
+            af,
+            target,
+            interval,
+            spread,
+            start_time: timing.start_time,
+            stop_time: timing.stop_time,
+            is_oneoff: timing.is_oneoff,
+            kind: task_kind,
+        })
+    }
+
+    /// `type`: known, and executed by vantage probes.
+    fn executable_kind(&self) -> Result<&str, InvalidField> {
         let kind = self.kind.as_str();
         if !KNOWN_TYPES.contains(&kind) {
             return Err(InvalidField::new(
@@ -555,19 +248,26 @@ impl Definition {
                 ),
             ));
         }
-        let af = match self.af.unwrap_or(4) {
-            4 => 4,
-            6 => 6,
-            other => {
-                return Err(InvalidField::new(
-                    "spec.af",
-                    format!("{other} is not an address family; use 4 or 6"),
-                ))
-            }
-        };
-        let target_optional = kind == "dns" && self.use_probe_resolver.unwrap_or(false);
+        Ok(kind)
+    }
+
+    /// `af`: 4 (default) or 6.
+    fn address_family(&self) -> Result<u8, InvalidField> {
+        match self.af.unwrap_or(4) {
+            4 => Ok(4),
+            6 => Ok(6),
+            other => Err(InvalidField::new(
+                "spec.af",
+                format!("{other} is not an address family; use 4 or 6"),
+            )),
+        }
+    }
+
+    /// `target`: a host name or an address of family `af`; empty only when `optional`
+    /// (a dns measurement on the probe's resolvers).
+    fn checked_target(&self, kind: &str, af: u8, optional: bool) -> Result<String, InvalidField> {
         let target = match self.target.as_deref().map(str::trim) {
-            None | Some("") if target_optional => String::new(),
+            None | Some("") if optional => String::new(),
             None | Some("") => {
                 return Err(InvalidField::new(
                     "spec.target",
@@ -593,6 +293,12 @@ impl Definition {
                 ));
             }
         }
+        Ok(target)
+    }
+
+    /// `interval` (60 s to a week, default 240) and `spread` (up to the interval, which
+    /// is its default).
+    fn interval_and_spread(&self) -> Result<(u32, u32), InvalidField> {
         let interval = ranged("interval", self.interval, 240, 60, 86_400 * 7)?;
         let spread = ranged(
             "spread",
@@ -601,230 +307,7 @@ impl Definition {
             0,
             i64::from(interval),
         )?;
-        if let (Some(start), Some(stop)) = (timing.start_time, timing.stop_time) {
-            if stop <= start {
-                return Err(InvalidField::new(
-                    "spec.stop_time",
-                    format!(
-                        "stop_time {stop} is not after start_time {start}; set it later or drop it"
-                    ),
-                ));
-            }
-        }
-        let task_kind = match kind {
-            "ping" => TaskKind::Ping(PingOptions {
-                packets: ranged("packets", self.packets, 3, 1, 16)?,
-                size: ranged("size", self.size, 48, 0, 2048)?,
-                packet_interval_ms: ranged(
-                    "packet_interval",
-                    self.packet_interval,
-                    1000,
-                    2,
-                    300_000,
-                )?,
-            }),
-            "traceroute" => TaskKind::Traceroute(self.trace_options(&TRACEROUTE_DEFAULTS)?),
-            "mtr" => TaskKind::Mtr(self.trace_options(&MTR_DEFAULTS)?),
-            "dns" => {
-                let query_argument =
-                    match self.query_argument.as_deref().map(str::trim) {
-                        None | Some("") => return Err(InvalidField::new(
-                            "spec.query_argument",
-                            "missing; a dns measurement needs the name to query (e.g. ripe.net)",
-                        )),
-                        Some(q) if q != "." && !is_host(q) => {
-                            return Err(InvalidField::new(
-                                "spec.query_argument",
-                                format!("{q:?} is not a domain name or an IP address"),
-                            ))
-                        }
-                        Some(q) => q.to_owned(),
-                    };
-                TaskKind::Dns(DnsOptions {
-                    protocol: one_of("protocol", self.protocol.as_deref(), "UDP", &["UDP", "TCP"])?,
-                    query_class: one_of(
-                        "query_class",
-                        self.query_class.as_deref(),
-                        "IN",
-                        DNS_QUERY_CLASSES,
-                    )?,
-                    query_type: one_of(
-                        "query_type",
-                        self.query_type.as_deref(),
-                        "A",
-                        DNS_QUERY_TYPES,
-                    )?,
-                    query_argument,
-                    use_probe_resolver: target_optional,
-                    set_rd_bit: self.set_rd_bit.unwrap_or(false),
-                    set_do_bit: self.set_do_bit.unwrap_or(false),
-                    set_cd_bit: self.set_cd_bit.unwrap_or(false),
-                    set_nsid_bit: self.set_nsid_bit.unwrap_or(false),
-                    udp_payload_size: ranged(
-                        "udp_payload_size",
-                        self.udp_payload_size,
-                        512,
-                        512,
-                        4096,
-                    )?,
-                    retry: ranged("retry", self.retry, 0, 0, 10)?,
-                    timeout_ms: ranged("timeout", self.timeout, 5000, 100, 60_000)?,
-                })
-            }
-            "http" => {
-                let https = self.https.unwrap_or(false);
-                let path = self.path.clone().unwrap_or_else(|| "/".to_owned());
-                if !path.starts_with('/')
-                    || path.chars().any(|c| c.is_whitespace() || c.is_control())
-                {
-                    return Err(InvalidField::new(
-                        "spec.path",
-                        format!(
-                            "{path:?} is not a URL path; it must start with / and hold no spaces"
-                        ),
-                    ));
-                }
-                let query_string = self.query_string.clone().filter(|q| !q.is_empty());
-                if let Some(q) = &query_string {
-                    if q.chars()
-                        .any(|c| c.is_whitespace() || c.is_control() || c == '#')
-                    {
-                        return Err(InvalidField::new(
-                            "spec.query_string",
-                            format!("{q:?} is not a URL query string"),
-                        ));
-                    }
-                }
-                TaskKind::Http(HttpOptions {
-                    method: one_of("method", self.method.as_deref(), "GET", HTTP_METHODS)?,
-                    path,
-                    query_string,
-                    port: port("port", self.port, if https { 443 } else { 80 })?,
-                    version: match self.version.as_deref().map(str::trim).unwrap_or("1.1") {
-                        "1.0" => "1.0".to_owned(),
-                        "1.1" => "1.1".to_owned(),
-                        other => {
-                            return Err(InvalidField::new(
-                                "spec.version",
-                                format!("HTTP version {other:?} is not supported; use 1.0 or 1.1"),
-                            ))
-                        }
-                    },
-                    header_bytes: ranged("header_bytes", self.header_bytes, 0, 0, 2048)?,
-                    timing_verbosity: ranged("timing_verbosity", self.timing_verbosity, 0, 0, 2)?,
-                    https,
-                })
-            }
-            "sslcert" => {
-                let hostname = self
-                    .hostname
-                    .as_deref()
-                    .map(str::trim)
-                    .filter(|h| !h.is_empty());
-                if let Some(h) = hostname {
-                    if !is_host(h) {
-                        return Err(InvalidField::new(
-                            "spec.hostname",
-                            format!("{h:?} is not a host name"),
-                        ));
-                    }
-                }
-                TaskKind::Sslcert(SslcertOptions {
-                    port: port("port", self.port, 443)?,
-                    hostname: hostname.map(str::to_owned),
-                })
-            }
-            "ntp" => TaskKind::Ntp(NtpOptions {
-                packets: ranged("packets", self.packets, 3, 1, 16)?,
-                timeout_ms: ranged("timeout", self.timeout, 4000, 100, 60_000)?,
-            }),
-            // Unreachable: EXECUTABLE_TYPES was checked above.
-            other => {
-                return Err(InvalidField::new(
-                    "spec.type",
-                    format!("type {other:?} is not executable"),
-                ))
-            }
-        };
-        Ok(Task {
-            msm_id,
-            af,
-            target,
-            interval,
-            spread,
-            start_time: timing.start_time,
-            stop_time: timing.stop_time,
-            is_oneoff: timing.is_oneoff,
-            kind: task_kind,
-        })
-    }
-}
-
-impl ProbeSource {
-    /// Validate one `probes[]` entry; `index` is its position, for the message.
-    pub fn validate(&self, index: usize) -> Result<Source, InvalidField> {
-        let at = |f: &str| format!("spec.probes[{index}].{f}");
-        let requested = u32::try_from(self.requested)
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| {
-                InvalidField::new(
-                    at("requested"),
-                    format!("{} is not a positive count", self.requested),
-                )
-            })?;
-        let value = self.value.trim();
-        let kind = match self.kind.as_str() {
-            "area" => {
-                let area = AREAS
-                    .iter()
-                    .find(|a| a.eq_ignore_ascii_case(value))
-                    .ok_or_else(|| InvalidField::new(at("value"), format!("unknown area {value:?}; use one of {}", AREAS.join(", "))))?;
-                SourceKind::Area((*area).to_owned())
-            }
-            "country" => {
-                if value.len() != 2 || !value.chars().all(|c| c.is_ascii_alphabetic()) {
-                    return Err(InvalidField::new(at("value"), format!("{value:?} is not a two-letter ISO 3166 country code")));
-                }
-                SourceKind::Country(value.to_ascii_uppercase())
-            }
-            "asn" => SourceKind::Asn(
-                value
-                    .trim_start_matches("AS")
-                    .parse()
-                    .map_err(|_| InvalidField::new(at("value"), format!("{value:?} is not an AS number")))?,
-            ),
-            "prefix" => SourceKind::Prefix(
-                value
-                    .parse()
-                    .map_err(|_| InvalidField::new(at("value"), format!("{value:?} is not a prefix such as 192.0.2.0/24")))?,
-            ),
-            "probes" => SourceKind::Probes(
-                value
-                    .split(',')
-                    .map(|p| p.trim().parse::<u32>())
-                    .collect::<Result<_, _>>()
-                    .map_err(|_| InvalidField::new(at("value"), format!("{value:?} is not a comma-separated list of probe ids")))?,
-            ),
-            "msm" => SourceKind::Msm(
-                value
-                    .parse()
-                    .map_err(|_| InvalidField::new(at("value"), format!("{value:?} is not a measurement id")))?,
-            ),
-            other => {
-                return Err(InvalidField::new(
-                    at("type"),
-                    format!("unknown probe source type {other:?}; use area, country, asn, prefix, probes or msm"),
-                ))
-            }
-        };
-        let tags = self.tags.clone().unwrap_or_default();
-        Ok(Source {
-            kind,
-            requested,
-            include: tags.include,
-            exclude: tags.exclude,
-        })
+        Ok((interval, spread))
     }
 }
 
@@ -1232,51 +715,6 @@ mod tests {
                 o.dont_fragment
             ),
             (TraceProtocol::Icmp, 1, 2, 20, 2, 60, true)
-        );
-    }
-
-    #[test]
-    fn probe_sources_validate() {
-        let yaml = r#"
-- {type: area, value: ww, requested: 5}
-- {type: country, value: nl, requested: 2, tags: {include: [system-ipv4-works], exclude: [datacentre]}}
-- {type: asn, value: "AS3333", requested: 1}
-- {type: prefix, value: 193.0.0.0/21, requested: 1}
-- {type: probes, value: "1001, 1002", requested: 2}
-- {type: msm, value: "1000002", requested: 10}
-"#;
-        let sources: Vec<ProbeSource> = serde_yaml::from_str(yaml).expect("yaml");
-        let v: Vec<Source> = sources
-            .iter()
-            .enumerate()
-            .map(|(i, s)| s.validate(i).expect("valid"))
-            .collect();
-        assert_eq!(v[0].kind, SourceKind::Area("WW".into()));
-        assert_eq!(v[1].kind, SourceKind::Country("NL".into()));
-        assert_eq!(v[1].include, vec!["system-ipv4-works".to_string()]);
-        assert_eq!(v[2].kind, SourceKind::Asn(3333));
-        assert_eq!(v[4].kind, SourceKind::Probes(vec![1001, 1002]));
-        assert_eq!(v[5].kind, SourceKind::Msm(1_000_002));
-
-        let bad = ProbeSource {
-            kind: "city".into(),
-            value: "x".into(),
-            requested: 1,
-            tags: None,
-        };
-        assert_eq!(
-            bad.validate(3).expect_err("kind").field,
-            "spec.probes[3].type"
-        );
-        let zero = ProbeSource {
-            kind: "area".into(),
-            value: "WW".into(),
-            requested: 0,
-            tags: None,
-        };
-        assert_eq!(
-            zero.validate(0).expect_err("zero").field,
-            "spec.probes[0].requested"
         );
     }
 

@@ -5,17 +5,18 @@
 //! nearest the hints for on-demand pings, which really go through the namespaces to a
 //! responder that answers after the ground-truth RTT of the path.
 //!
-//! Needs root (ip netns, TUN devices); prints SKIPPED and passes otherwise.
+//! Needs root (ip netns, TUN devices). Without root it prints why it is skipped and
+//! passes, except under `CI=true`, where it fails ([`vantage_testkit::require_root`]).
 
 use std::sync::Arc;
 
 use vantage_engines::engine::rdns::Rules;
-use vantage_engines::eval::netns::{is_root, NetnsMeasurer, NetnsOptions, NetnsWorld};
-use vantage_engines::eval::{
+use vantage_engines::World;
+use vantage_geo_eval::netns::{NetnsMeasurer, NetnsOptions, NetnsWorld};
+use vantage_geo_eval::{
     evaluate_active, place, restrict, simulated_cases, spread_probes, ActivePlan, Measuring,
     SimConfig, SimMeasurer, ANYCAST_IP,
 };
-use vantage_engines::World;
 
 fn small_world() -> SimConfig {
     SimConfig {
@@ -31,8 +32,7 @@ fn small_world() -> SimConfig {
 
 #[tokio::test(flavor = "current_thread")]
 async fn engines_locate_the_targets_of_a_small_namespace_world() {
-    if !is_root() {
-        eprintln!("SKIPPED: the namespace world needs root (ip netns, TUN devices)");
+    if !vantage_testkit::require_root("engines_locate_the_targets_of_a_small_namespace_world") {
         return;
     }
     let world = World::embedded().expect("world");

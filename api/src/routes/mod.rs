@@ -1,0 +1,140 @@
+//! The HTTP routes. One [`table`] lists every route with its documentation: the router
+//! and the OpenAPI document ([`openapi_doc`]) are both built from it, so neither can
+//! miss a route. The handlers are grouped by API family, one module each: `ripe` (RIPE
+//! Atlas API v2), `ooni` (OONI-style search) and `openapi`; `state` holds what they
+//! share ([`AppState`], [`Metrics`], request helpers).
+
+mod ooni;
+mod openapi;
+mod ripe;
+mod state;
+
+use std::sync::Arc;
+
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+pub use openapi::openapi_doc;
+pub use ripe::results_sql;
+pub use state::{AppState, Metrics};
+
+use crate::error::ApiError;
+use ooni::{OONI_AGG, OONI_LIST};
+use ripe::{ID, LATEST_PARAMS, MSM_FILTERS, PROBE_FILTERS, RESULT_PARAMS};
+
+/// A parameter in the OpenAPI document: name, location (`path`/`query`), description.
+pub type ParamDoc = (&'static str, &'static str, &'static str);
+
+/// One route: method, path (axum syntax, which is also OpenAPI's), summary, parameters,
+/// whether the other trailing-slash form is served too (RIPE Atlas clients use both).
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub params: &'static [ParamDoc],
+    pub slash_alias: bool,
+}
+
+/// Every route with its handler.
+pub fn table() -> Vec<(RouteDoc, MethodRouter<Arc<AppState>>)> {
+    let r = |method, path, summary, params, slash_alias| RouteDoc {
+        method,
+        path,
+        summary,
+        params,
+        slash_alias,
+    };
+    vec![
+        (r("get", "/api/v2/measurements/", "List measurements (RIPE Atlas filters and pages)", MSM_FILTERS, true), get(ripe::list_measurements)),
+        (r("post", "/api/v2/measurements/", "Create measurements (RIPE Atlas body; API key: `Authorization: Key <key>` or `?key=`)", &[], true), post(ripe::create_measurements)),
+        (r("get", "/api/v2/measurements/{id}/", "One measurement", &[ID], true), get(ripe::one_measurement)),
+        (r("get", "/api/v2/measurements/{id}/results/", "Results of a measurement, streamed", RESULT_PARAMS, true), get(ripe::results)),
+        (r("get", "/api/v2/measurements/{id}/latest/", "The newest result of each probe", LATEST_PARAMS, true), get(ripe::latest)),
+        (r("get", "/api/v2/measurements/{id}/stream/", "Live results (server-sent events `result`)", &[ID], true), get(ripe::stream)),
+        (r("get", "/api/v2/probes/", "List probes", PROBE_FILTERS, true), get(ripe::list_probes)),
+        (r("get", "/api/v2/probes/{id}/", "One probe", &[("id", "path", "probe id")], true), get(ripe::one_probe)),
+        (r("get", "/api/v1/measurements", "Search fastpath measurements (OONI)", OONI_LIST, false), get(ooni::ooni_measurements)),
+        (r("get", "/api/v1/aggregation", "Count fastpath measurements by axes (OONI)", OONI_AGG, false), get(ooni::ooni_aggregation)),
+        (r("get", "/api/openapi.json", "This document", &[], false), get(openapi::openapi)),
+    ]
+}
+
+/// The router: every route of [`table`], both trailing-slash forms where marked, and a
+/// RIPE-style 404 for anything else.
+pub fn router(state: Arc<AppState>) -> Router {
+    let mut router = Router::new();
+    for (doc, handler) in table() {
+        router = router.route(doc.path, handler.clone());
+        if doc.slash_alias {
+            let alias = doc.path.trim_end_matches('/');
+            router = router.route(alias, handler);
+        }
+    }
+    let metrics = state.metrics.clone();
+    router
+        .fallback(|uri: axum::http::Uri| async move {
+            ApiError::not_found(format!(
+                "no route for {}; see /api/openapi.json",
+                uri.path()
+            ))
+        })
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| {
+                let metrics = metrics.clone();
+                async move {
+                    let route = route_label(req.uri().path());
+                    let method = req.method().to_string();
+                    let resp = next.run(req).await;
+                    metrics
+                        .requests
+                        .get_or_create(&vec![
+                            ("method".to_owned(), method),
+                            ("route".to_owned(), route),
+                            ("code".to_owned(), resp.status().as_u16().to_string()),
+                        ])
+                        .inc();
+                    resp
+                }
+            },
+        ))
+        .with_state(state)
+}
+
+/// The route a path belongs to, with ids folded (bounded label values).
+fn route_label(path: &str) -> String {
+    let folded: Vec<&str> = path
+        .trim_end_matches('/')
+        .split('/')
+        .map(|seg| {
+            if !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()) {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect();
+    let label = folded.join("/");
+    if table()
+        .iter()
+        .any(|(d, _)| d.path.trim_end_matches('/') == label)
+    {
+        label
+    } else {
+        "other".to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_labels_are_bounded() {
+        assert_eq!(
+            route_label("/api/v2/measurements/123/results"),
+            "/api/v2/measurements/{id}/results"
+        );
+        assert_eq!(route_label("/api/v2/measurements/"), "/api/v2/measurements");
+        assert_eq!(route_label("/wp-admin/123"), "other");
+    }
+}

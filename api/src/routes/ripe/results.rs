@@ -1,0 +1,262 @@
+//! Results of a measurement: downloads streamed from ClickHouse (`results/`,
+//! `latest/`, as a JSON array or one result per line) and live results from NATS as
+//! server-sent events (`stream/`).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures::{StreamExt, TryStreamExt};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::state::{params, parse_id, AppState, Params, St};
+use crate::routes::ParamDoc;
+use crate::rows::json_array;
+
+use super::ID;
+
+pub(crate) const RESULT_PARAMS: &[ParamDoc] = &[
+    ID,
+    ("start", "query", "Unix seconds: results at or after"),
+    ("stop", "query", "Unix seconds: results at or before"),
+    ("probe_ids", "query", "comma-separated probe ids"),
+    (
+        "format",
+        "query",
+        "json (an array, default) or txt (one result per line)",
+    ),
+];
+pub(crate) const LATEST_PARAMS: &[ParamDoc] = &[
+    ID,
+    ("probe_ids", "query", "comma-separated probe ids"),
+    ("lookback_days", "query", "only results of the last N days"),
+    ("format", "query", "json (default) or txt"),
+];
+/// `format`: json (array) or txt (lines).
+fn want_lines(params: &BTreeMap<String, String>) -> Result<bool, ApiError> {
+    match params.get("format").map(|f| f.trim().to_ascii_lowercase()) {
+        None => Ok(false),
+        Some(f) if f == "json" => Ok(false),
+        Some(f) if f == "txt" => Ok(true),
+        Some(f) => Err(ApiError::param(
+            "format",
+            format!("{f:?} is not supported; use json or txt"),
+        )),
+    }
+}
+
+fn probe_ids(params: &BTreeMap<String, String>) -> Result<Option<Vec<u32>>, ApiError> {
+    params
+        .get("probe_ids")
+        .map(|v| {
+            v.split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| {
+                    s.trim().parse::<u32>().map_err(|_| {
+                        ApiError::param("probe_ids", format!("{s:?} is not a probe id"))
+                    })
+                })
+                .collect()
+        })
+        .transpose()
+}
+
+fn unix_param(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u32>, ApiError> {
+    params
+        .get(name)
+        .map(|v| {
+            v.trim()
+                .parse::<u32>()
+                .map_err(|_| ApiError::param(name, format!("{v:?} is not a Unix time in seconds")))
+        })
+        .transpose()
+}
+
+fn only(params: &BTreeMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match params.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::param(
+            k,
+            format!("unknown parameter; use {}", allowed.join(", ")),
+        )),
+        None => Ok(()),
+    }
+}
+
+/// SQL for a results download (`TabSeparatedRaw`: one raw JSON result per line).
+pub fn results_sql(
+    db: &str,
+    id: u64,
+    start: Option<u32>,
+    stop: Option<u32>,
+    probes: Option<&[u32]>,
+) -> String {
+    let mut sql = format!("SELECT raw FROM {db}.results FINAL WHERE msm_id = {id}");
+    if let Some(s) = start {
+        sql.push_str(&format!(" AND timestamp >= toDateTime({s})"));
+    }
+    if let Some(s) = stop {
+        sql.push_str(&format!(" AND timestamp <= toDateTime({s})"));
+    }
+    if let Some(p) = probes {
+        let list: Vec<String> = p.iter().map(u32::to_string).collect();
+        sql.push_str(&format!(" AND prb_id IN ({})", list.join(",")));
+    }
+    sql
+}
+
+/// Stream `sql`'s lines as a JSON array (or as they are). The first chunk is awaited
+/// before answering, so a failing query is a 503 rather than a broken 200. No rows for
+/// a measurement that no resource describes is a 404, as on RIPE Atlas (the results of
+/// a deleted measurement stay readable).
+pub(crate) async fn stream_lines(
+    state: &AppState,
+    msm_id: u64,
+    sql: String,
+    lines: bool,
+) -> Result<Response, ApiError> {
+    let mut rows = state.rows.stream(sql, "TabSeparatedRaw");
+    let first = match rows.next().await {
+        Some(Ok(b)) => Some(b),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "results query failed");
+            return Err(ApiError::unavailable(format!(
+                "results are unavailable: {e}"
+            )));
+        }
+        None if state.catalog.measurement_by_id(msm_id).is_none() => {
+            return Err(ApiError::not_found(format!(
+                "measurement {msm_id} does not exist"
+            )));
+        }
+        None => None,
+    };
+    let rest = futures::stream::iter(first.map(Ok)).chain(rows).boxed();
+    let counter = state.metrics.result_bytes.clone();
+    let body = if lines { rest } else { json_array(rest) }
+        .inspect_ok(move |b| {
+            counter.inc_by(b.len() as u64);
+        })
+        .map_err(|e| {
+            tracing::warn!(error = %e, "results stream broke off");
+            std::io::Error::other(e.to_string())
+        });
+    let content_type = if lines {
+        "application/x-ndjson"
+    } else {
+        "application/json"
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+pub(crate) async fn results(
+    State(state): St,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let id = parse_id("measurement", &id)?;
+    let params = params(q)?;
+    only(&params, &["start", "stop", "probe_ids", "format", "key"])?;
+    let (start, stop) = (unix_param(&params, "start")?, unix_param(&params, "stop")?);
+    if let (Some(a), Some(b)) = (start, stop) {
+        if b < a {
+            return Err(ApiError::param("stop", format!("{b} is before start {a}")));
+        }
+    }
+    let probes = probe_ids(&params)?;
+    let sql = results_sql(state.rows.database(), id, start, stop, probes.as_deref());
+    stream_lines(&state, id, sql, want_lines(&params)?).await
+}
+
+pub(crate) async fn latest(
+    State(state): St,
+    Path(id): Path<String>,
+    q: Params,
+) -> Result<Response, ApiError> {
+    let id = parse_id("measurement", &id)?;
+    let params = params(q)?;
+    only(
+        &params,
+        &["probe_ids", "lookback_days", "format", "key", "versions"],
+    )?;
+    let mut sql = format!(
+        "SELECT argMax(raw, timestamp) FROM {}.results FINAL WHERE msm_id = {id}",
+        state.rows.database()
+    );
+    if let Some(p) = probe_ids(&params)? {
+        let list: Vec<String> = p.iter().map(u32::to_string).collect();
+        sql.push_str(&format!(" AND prb_id IN ({})", list.join(",")));
+    }
+    if let Some(d) = params.get("lookback_days") {
+        let days: u32 = d
+            .trim()
+            .parse()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| {
+                ApiError::param(
+                    "lookback_days",
+                    format!("{d:?} is not a number of days from 1 to 3650"),
+                )
+            })?;
+        sql.push_str(&format!(
+            " AND timestamp >= now() - {}",
+            u64::from(days) * 86_400
+        ));
+    }
+    sql.push_str(" GROUP BY prb_id ORDER BY prb_id");
+    stream_lines(&state, id, sql, want_lines(&params)?).await
+}
+
+pub(crate) async fn stream(State(state): St, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let id = parse_id("measurement", &id)?;
+    let Some(live) = state.live.clone() else {
+        return Err(ApiError::unavailable(
+            "live results are off: the API runs without NATS (--nats-url)",
+        ));
+    };
+    let results = live
+        .subscribe(id)
+        .await
+        .map_err(|e| ApiError::unavailable(e.to_string()))?;
+    let opened = futures::stream::once(async move {
+        Ok::<_, Infallible>(
+            Event::default()
+                .event("metadata")
+                .data(json!({"msm_id": id, "subscribed": true}).to_string()),
+        )
+    });
+    let events = results.map(|payload| {
+        Ok(Event::default()
+            .event("result")
+            .data(String::from_utf8_lossy(&payload)))
+    });
+    Ok(Sse::new(opened.chain(events))
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn results_sql_filters() {
+        assert_eq!(
+            results_sql("db", 7, None, None, None),
+            "SELECT raw FROM db.results FINAL WHERE msm_id = 7"
+        );
+        assert_eq!(
+            results_sql("db", 7, Some(10), Some(20), Some(&[1, 2])),
+            "SELECT raw FROM db.results FINAL WHERE msm_id = 7 AND timestamp >= toDateTime(10) AND timestamp <= toDateTime(20) AND prb_id IN (1,2)"
+        );
+    }
+}

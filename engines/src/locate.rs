@@ -1,0 +1,295 @@
+//! The locate service: the [`Locator`] behind an answer cache (memory, then the
+//! answer store), with the API's metrics. The HTTP handlers are in [`crate::api`].
+
+use std::collections::{HashMap, HashSet};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use crate::cache::{now_ms, AnswerStore};
+use crate::engine::crowd::{Crowdsourced, Report};
+use crate::reducer::{Located, Locator};
+use crate::Error;
+
+/// Cached answers at most.
+const CACHE_CAPACITY: usize = 200_000;
+
+/// The API's metrics (`vantage_engines_*`).
+struct Metrics {
+    locates: Counter,
+    cache_hits: Counter,
+    engine_errors: Counter,
+    bad_requests: Counter,
+    crowd_reports: Counter,
+    store_hits: Counter,
+    store_errors: Counter,
+    locate_seconds: Histogram,
+}
+
+/// The API's state: the locate service and its answer cache.
+pub struct Api {
+    locator: Locator,
+    crowd: Option<Arc<Crowdsourced>>,
+    cache: Mutex<HashMap<String, (Instant, Arc<Located>)>>,
+    store: Option<Arc<dyn AnswerStore>>,
+    /// Answers being written to the store in the background.
+    writes: Mutex<tokio::task::JoinSet<()>>,
+    /// Room for background writes; when it is full a locate writes before it answers
+    /// (backpressure instead of an unbounded queue).
+    write_room: Arc<tokio::sync::Semaphore>,
+    cache_max_age: Duration,
+    max_batch: usize,
+    metrics: Metrics,
+}
+
+/// Answer-store writes in flight at most.
+const MAX_PENDING_WRITES: usize = 256;
+
+impl Api {
+    pub fn new(
+        locator: Locator,
+        crowd: Option<Arc<Crowdsourced>>,
+        cache_max_age: Duration,
+        max_batch: usize,
+        registry: &mut Registry,
+    ) -> Self {
+        let metrics = Metrics {
+            locates: Counter::default(),
+            cache_hits: Counter::default(),
+            engine_errors: Counter::default(),
+            bad_requests: Counter::default(),
+            crowd_reports: Counter::default(),
+            store_hits: Counter::default(),
+            store_errors: Counter::default(),
+            locate_seconds: Histogram::new([0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0]),
+        };
+        registry.register(
+            "locates",
+            "Addresses located (cached or not)",
+            metrics.locates.clone(),
+        );
+        registry.register(
+            "cache_hits",
+            "Locates answered from the cache",
+            metrics.cache_hits.clone(),
+        );
+        registry.register(
+            "engine_errors",
+            "Engine runs that failed or timed out",
+            metrics.engine_errors.clone(),
+        );
+        registry.register(
+            "bad_requests",
+            "Requests refused with a 4xx",
+            metrics.bad_requests.clone(),
+        );
+        registry.register(
+            "crowd_reports",
+            "Crowdsourced reports accepted",
+            metrics.crowd_reports.clone(),
+        );
+        registry.register(
+            "store_hits",
+            "Locates answered from the answer store (ClickHouse)",
+            metrics.store_hits.clone(),
+        );
+        registry.register(
+            "store_errors",
+            "Answer store reads or writes that failed",
+            metrics.store_errors.clone(),
+        );
+        registry.register(
+            "locate_seconds",
+            "Time to locate one address (uncached)",
+            metrics.locate_seconds.clone(),
+        );
+        Self {
+            locator,
+            crowd,
+            cache: Mutex::new(HashMap::new()),
+            store: None,
+            writes: Mutex::new(tokio::task::JoinSet::new()),
+            write_room: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
+            cache_max_age,
+            max_batch,
+            metrics,
+        }
+    }
+
+    /// Keep answers in `store` too (ClickHouse), behind the in-memory cache.
+    pub fn with_answer_store(mut self, store: Arc<dyn AnswerStore>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub fn locator(&self) -> &Locator {
+        &self.locator
+    }
+
+    /// Drop the in-memory answers (the engine set changed; stored answers are keyed by
+    /// the set's fingerprint and so are not served for the new set).
+    pub fn clear_memory_cache(&self) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.clear();
+        }
+    }
+
+    /// The cache key of an answer, without the address: the engine set's fingerprint
+    /// and the `?engines=` filter.
+    pub fn cache_key(&self, only: Option<&HashSet<String>>) -> String {
+        let filter = match only {
+            Some(set) => {
+                let mut names: Vec<&str> = set.iter().map(String::as_str).collect();
+                names.sort_unstable();
+                names.join(",")
+            }
+            None => String::new(),
+        };
+        format!("{}|{filter}", self.locator.fingerprint())
+    }
+
+    /// Locate with the answer cache: memory, then the answer store, then the engines.
+    pub async fn locate(&self, ip: IpAddr, only: Option<&HashSet<String>>) -> Arc<Located> {
+        self.metrics.locates.inc();
+        let key = self.cache_key(only);
+        let mem_key = format!("{ip}|{key}");
+        if let Ok(cache) = self.cache.lock() {
+            if let Some((at, answer)) = cache.get(&mem_key) {
+                if at.elapsed() < self.cache_max_age {
+                    self.metrics.cache_hits.inc();
+                    return answer.clone();
+                }
+            }
+        }
+        if let Some(store) = &self.store {
+            match store.get(ip, &key).await {
+                Ok(Some(cached)) => {
+                    let age = Duration::from_millis(now_ms().saturating_sub(cached.answered_ms));
+                    if age < self.cache_max_age {
+                        self.metrics.cache_hits.inc();
+                        self.metrics.store_hits.inc();
+                        let answer = Arc::new(cached.located);
+                        let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
+                        self.remember(mem_key, at, answer.clone());
+                        return answer;
+                    }
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    self.metrics.store_errors.inc();
+                    tracing::warn!(%ip, error = %e, "answer store read failed; locating afresh");
+                }
+            }
+        }
+        let start = Instant::now();
+        let answer = Arc::new(self.locator.locate(ip, only).await);
+        self.metrics
+            .locate_seconds
+            .observe(start.elapsed().as_secs_f64());
+        let failed = answer.partials.iter().filter(|p| p.error.is_some()).count();
+        self.metrics.engine_errors.inc_by(failed as u64);
+        // Answers with a failed engine are not kept: the next ask tries again.
+        if failed == 0 {
+            self.remember(mem_key, Instant::now(), answer.clone());
+            if let Some(store) = &self.store {
+                self.store_answer(store.clone(), key, answer.clone()).await;
+            }
+        }
+        answer
+    }
+
+    /// Write an answer to the store in the background (one ClickHouse INSERT is ~40 ms,
+    /// which a locate need not wait for); inline when [`MAX_PENDING_WRITES`] are in
+    /// flight.
+    async fn store_answer(&self, store: Arc<dyn AnswerStore>, key: String, answer: Arc<Located>) {
+        let errors = self.metrics.store_errors.clone();
+        let write = async move {
+            if let Err(e) = store.put(&key, &answer, now_ms()).await {
+                errors.inc();
+                tracing::warn!(ip = %answer.ip, error = %e, "answer store write failed");
+            }
+        };
+        match self.write_room.clone().try_acquire_owned() {
+            Ok(permit) => {
+                if let Ok(mut writes) = self.writes.lock() {
+                    while writes.try_join_next().is_some() {}
+                    writes.spawn(async move {
+                        write.await;
+                        drop(permit);
+                    });
+                    return;
+                }
+                write.await;
+            }
+            Err(_) => write.await,
+        }
+    }
+
+    /// Wait for the background answer-store writes started so far.
+    pub async fn flush(&self) {
+        let mut pending = match self.writes.lock() {
+            Ok(mut writes) => std::mem::take(&mut *writes),
+            Err(_) => return,
+        };
+        while pending.join_next().await.is_some() {}
+    }
+
+    fn remember(&self, key: String, at: Instant, answer: Arc<Located>) {
+        if let Ok(mut cache) = self.cache.lock() {
+            if cache.len() >= CACHE_CAPACITY {
+                let max_age = self.cache_max_age;
+                cache.retain(|_, (at, _)| at.elapsed() < max_age);
+                if cache.len() >= CACHE_CAPACITY {
+                    cache.clear();
+                }
+            }
+            cache.insert(key, (at, answer));
+        }
+    }
+
+    async fn forget(&self, ip: IpAddr) {
+        let prefix = format!("{ip}|");
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|k, _| !k.starts_with(&prefix));
+        }
+        if let Some(store) = &self.store {
+            if let Err(e) = store.forget(ip, now_ms()).await {
+                self.metrics.store_errors.inc();
+                tracing::warn!(%ip, error = %e, "answer store: forgetting failed");
+            }
+        }
+    }
+
+    /// The crowdsourced engine, when it is configured.
+    pub fn crowd(&self) -> Option<Arc<Crowdsourced>> {
+        self.crowd.clone()
+    }
+
+    /// The most addresses one batch may ask for.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Store a crowdsourced report and drop the cached answers for its address, so that
+    /// the next locate sees it.
+    pub async fn accept_report(
+        &self,
+        crowd: &Crowdsourced,
+        ip: IpAddr,
+        report: Report,
+    ) -> Result<(), Error> {
+        crowd.report(report).await?;
+        self.metrics.crowd_reports.inc();
+        self.forget(ip).await;
+        Ok(())
+    }
+
+    /// Count a refused request (4xx).
+    pub(crate) fn count_bad_request(&self) {
+        self.metrics.bad_requests.inc();
+    }
+}
