@@ -18,8 +18,8 @@ use vantage_platform::obs::{self, Health};
 use crate::controller::{ControllerMetrics, ControllerServer, Identity, JetStreamResults};
 use crate::keys::{load_or_create_host_key, KeyError};
 use crate::registration::{
-    Heartbeats, KubeDirectory, KubeReleases, KvAssignments, RegistrationMetrics, RegistrationServer,
-    Releases,
+    Heartbeats, KubeDirectory, KubeReleases, KvAssignments, RegistrationMetrics,
+    RegistrationServer, Releases,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -97,7 +97,7 @@ async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
 pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), RunError> {
     let host_key = load_or_create_host_key(&common.host_key)?;
     // The operator declares the layout; registration only binds to it.
-    let bus = Bus::attach(&common.nats_url, "vantage-registry").await?;
+    let bus = Bus::attach(&common.nats_url, "vantage-registration").await?;
     let client = Client::try_default().await.map_err(RunError::Kube)?;
     let (probes, writer) = reflector::store::<Probe>();
     // A disabled probe loses its assignment; its controller then closes the session.
@@ -133,7 +133,7 @@ pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), R
         firmware_dir,
     ));
 
-    let mut registry = Registry::with_prefix("vantage_registry");
+    let mut registry = Registry::with_prefix("vantage_registration");
     let metrics = RegistrationMetrics::default();
     metrics.register(&mut registry);
     let health = Health::default();

@@ -7,7 +7,7 @@
 //! | role | publishes | subscribes | JetStream API |
 //! |---|---|---|---|
 //! | operator | `$KV.vantage-schedules.>`, `$KV.vantage-meta.msm-seq`, `$KV.vantage-meta.drain.>` | its inbox | declares `RESULTS`, the KV buckets and the `collector` consumer; watches `vantage-sessions` |
-//! | registry | `$KV.vantage-assignments.>`, `$KV.vantage-meta.firmware` | `vantage.heartbeat.*`, its inbox | reads those keys |
+//! | registration | `$KV.vantage-assignments.>`, `$KV.vantage-meta.firmware` | `vantage.heartbeat.*`, its inbox | reads those keys |
 //! | controller | `vantage.results.>`, `vantage.heartbeat.*`, `$KV.vantage-sessions.>` | its inbox | watches assignments, schedules, `meta/firmware`, `meta/drain.*` |
 //! | collector | acks of `RESULTS/collector` | its inbox | pulls from (and may update) the `collector` consumer |
 //! | engines | requests on `vantage.engines.>` | its inbox | none |
@@ -28,7 +28,7 @@ pub const ENGINE_SUBJECTS: &str = "vantage.engines.>";
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Role {
     Operator,
-    Registry,
+    Registration,
     Controller,
     Collector,
     Engines,
@@ -38,7 +38,7 @@ pub enum Role {
 impl Role {
     pub const ALL: [Role; 6] = [
         Role::Operator,
-        Role::Registry,
+        Role::Registration,
         Role::Controller,
         Role::Collector,
         Role::Engines,
@@ -49,7 +49,7 @@ impl Role {
     pub fn name(self) -> &'static str {
         match self {
             Role::Operator => "operator",
-            Role::Registry => "registry",
+            Role::Registration => "registration",
             Role::Controller => "controller",
             Role::Collector => "collector",
             Role::Engines => "engines",
@@ -158,7 +158,7 @@ pub fn permissions(role: Role) -> Permissions {
             p.kv_write(names::META_BUCKET, &format!("{}>", names::DRAIN_KEY_PREFIX));
             p.kv_watch(names::SESSIONS_BUCKET, ">");
         }
-        Role::Registry => {
+        Role::Registration => {
             p.kv_write(names::ASSIGNMENTS_BUCKET, ">");
             p.kv_write(names::META_BUCKET, names::FIRMWARE_KEY);
             p.subscribe(names::HEARTBEAT_WILDCARD);

@@ -56,7 +56,7 @@ fn start() -> Server {
     cmd.arg("-c").arg(&conf);
     for role in [
         "operator",
-        "registry",
+        "registration",
         "controller",
         "collector",
         "engines",
@@ -280,7 +280,7 @@ async fn each_role_can_do_its_job_and_nothing_else() {
     refused_publish(&col_raw, &col_errors, "vantage.results.ping.1000001").await;
 
     // Registration hears heartbeats; it may not write sessions.
-    let (reg_raw, reg_errors) = raw(&server, "registry").await;
+    let (reg_raw, reg_errors) = raw(&server, "registration").await;
     let mut hb = reg_raw
         .subscribe("vantage.heartbeat.*")
         .await

@@ -190,16 +190,20 @@ fn defaults_match_the_chart() {
         Some("None")
     );
     // Registration.
-    let dep: Deployment = round_trip(&r.registry[0]);
-    assert_eq!(dep.metadata.name.as_deref(), Some("minimal-registry"));
+    let dep: Deployment = round_trip(&r.registration[0]);
+    assert_eq!(dep.metadata.name.as_deref(), Some("minimal-registration"));
     assert_eq!(dep.spec.replicas, Some(2));
     let reg_pod = dep.spec.template.spec.expect("pod");
     assert_eq!(reg_pod.automount_service_account_token, Some(true));
     assert_eq!(
         reg_pod.containers[0].args.clone().expect("args")[0],
-        "registry"
+        "registration"
     );
-    assert_eq!(r.registry.len(), 3, "Deployment, Service, metrics Service");
+    assert_eq!(
+        r.registration.len(),
+        3,
+        "Deployment, Service, metrics Service"
+    );
 }
 
 #[test]
@@ -254,13 +258,15 @@ fn non_default_spec_reaches_the_pods() {
     let spec = svc.spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
-    let dep: Deployment = round_trip(&r.registry[0]);
+    let dep: Deployment = round_trip(&r.registration[0]);
     assert_eq!(dep.spec.replicas, Some(3));
-    let reg_svc: Service = round_trip(&r.registry[1]);
+    let reg_svc: Service = round_trip(&r.registration[1]);
     let s = reg_svc.spec.expect("spec");
     assert_eq!(s.type_.as_deref(), Some("ClusterIP"));
     assert_eq!(s.external_traffic_policy, None, "not on a ClusterIP");
-    assert!(render::render(&pool("no-registry"), 1).registry.is_empty());
+    assert!(render::render(&pool("no-registration"), 1)
+        .registration
+        .is_empty());
 }
 
 #[test]
@@ -279,7 +285,10 @@ fn per_role_nats_users_from_the_password_secret() {
             .cloned()
             .expect("env")
     };
-    for (obj, role) in [(&r.statefulset, "controller"), (&r.registry[0], "registry")] {
+    for (obj, role) in [
+        (&r.statefulset, "controller"),
+        (&r.registration[0], "registration"),
+    ] {
         let env = env_of(obj);
         let names: Vec<&str> = env.iter().filter_map(|e| e["name"].as_str()).collect();
         let pw = names
@@ -673,17 +682,17 @@ async fn new_pool_renders_its_workloads_and_status() {
         }
         expect_apply(
             &mut handle,
-            &format!("/apis/apps/v1{NS}/deployments/minimal-registry"),
+            &format!("/apis/apps/v1{NS}/deployments/minimal-registration"),
         )
         .await;
         expect_apply(
             &mut handle,
-            &format!("/api/v1{NS}/services/minimal-registry"),
+            &format!("/api/v1{NS}/services/minimal-registration"),
         )
         .await;
         expect_apply(
             &mut handle,
-            &format!("/api/v1{NS}/services/minimal-registry-metrics"),
+            &format!("/api/v1{NS}/services/minimal-registration-metrics"),
         )
         .await;
         // Pruning: list the per-pod Services of this pool; a stale one goes.
@@ -945,11 +954,11 @@ fn query(req: &Request<Body>) -> String {
 }
 
 #[tokio::test]
-async fn disabling_the_registry_sweeps_its_objects_by_label() {
+async fn disabling_the_registration_sweeps_its_objects_by_label() {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let (ctx, _) = ctx(Client::new(service, "default"), Sessions::default());
     let mut p = pool("minimal");
-    p.spec.registry = Some(vantage_crd::RegistrySpec {
+    p.spec.registration = Some(vantage_crd::RegistrationSpec {
         enabled: Some(false),
         ..Default::default()
     });
@@ -983,8 +992,8 @@ async fn disabling_the_registry_sweeps_its_objects_by_label() {
             200,
             &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {}, "items": []}),
         );
-        let selector = "labelSelector=vantage.dev/controller-pool=minimal,app.kubernetes.io/component=registry";
-        // The registration Deployment left from when the registry was enabled goes ...
+        let selector = "labelSelector=vantage.dev/controller-pool=minimal,app.kubernetes.io/component=registration";
+        // The registration Deployment left from when registration was enabled goes ...
         let (req, send) = handle.next_request().await.expect("deployment list");
         assert_eq!(req.method(), Method::GET);
         assert_eq!(req.uri().path(), format!("/apis/apps/v1{NS}/deployments"));
@@ -994,15 +1003,19 @@ async fn disabling_the_registry_sweeps_its_objects_by_label() {
             send,
             200,
             &json!({"apiVersion": "apps/v1", "kind": "DeploymentList", "metadata": {},
-                    "items": [obj("apps/v1", "Deployment", "minimal-registry")]}),
+                    "items": [obj("apps/v1", "Deployment", "minimal-registration")]}),
         );
         let (req, send) = handle.next_request().await.expect("deployment delete");
         assert_eq!(req.method(), Method::DELETE);
         assert_eq!(
             req.uri().path(),
-            format!("/apis/apps/v1{NS}/deployments/minimal-registry")
+            format!("/apis/apps/v1{NS}/deployments/minimal-registration")
         );
-        respond(send, 200, &obj("apps/v1", "Deployment", "minimal-registry"));
+        respond(
+            send,
+            200,
+            &obj("apps/v1", "Deployment", "minimal-registration"),
+        );
         // ... and so do its Services (one already gone is not an error).
         let (req, send) = handle.next_request().await.expect("service list");
         assert_eq!(req.method(), Method::GET);
@@ -1012,21 +1025,21 @@ async fn disabling_the_registry_sweeps_its_objects_by_label() {
             send,
             200,
             &json!({"apiVersion": "v1", "kind": "ServiceList", "metadata": {},
-                    "items": [obj("v1", "Service", "minimal-registry"),
-                              obj("v1", "Service", "minimal-registry-metrics")]}),
+                    "items": [obj("v1", "Service", "minimal-registration"),
+                              obj("v1", "Service", "minimal-registration-metrics")]}),
         );
         let (req, send) = handle.next_request().await.expect("service delete");
         assert_eq!(req.method(), Method::DELETE);
         assert_eq!(
             req.uri().path(),
-            format!("/api/v1{NS}/services/minimal-registry")
+            format!("/api/v1{NS}/services/minimal-registration")
         );
-        respond(send, 200, &obj("v1", "Service", "minimal-registry"));
+        respond(send, 200, &obj("v1", "Service", "minimal-registration"));
         let (req, send) = handle.next_request().await.expect("service delete");
         assert_eq!(req.method(), Method::DELETE);
         assert_eq!(
             req.uri().path(),
-            format!("/api/v1{NS}/services/minimal-registry-metrics")
+            format!("/api/v1{NS}/services/minimal-registration-metrics")
         );
         respond(send, 404, &not_found());
         // Then status.

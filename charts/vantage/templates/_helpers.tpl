@@ -59,8 +59,8 @@ app.kubernetes.io/component: {{ .component }}
 {{- printf "%s-%s" (include "vantage.fullname" .ctx) .component -}}
 {{- end -}}
 
-{{- define "vantage.registryHostKeySecret" -}}
-{{- default (printf "%s-registry-host-key" (include "vantage.fullname" .)) .Values.registry.hostKey.secretName -}}
+{{- define "vantage.registrationHostKeySecret" -}}
+{{- default (printf "%s-registration-host-key" (include "vantage.fullname" .)) .Values.registration.hostKey.secretName -}}
 {{- end -}}
 
 {{- define "vantage.controllerHostKeysSecret" -}}
@@ -104,7 +104,7 @@ which Kubernetes substitutes into the URL. */}}
 - name: NATS_PASSWORD
   valueFrom:
     secretKeyRef:
-      name: {{ required "nats.auth.enabled needs nats.auth.existingSecret: a Secret with one NATS password per component (keys operator, registry, controller, collector, engines, api)" $auth.existingSecret }}
+      name: {{ required "nats.auth.enabled needs nats.auth.existingSecret: a Secret with one NATS password per component (keys operator, registration, controller, collector, engines, api)" $auth.existingSecret }}
       key: {{ .component }}
 - name: NATS_URL
   value: {{ regexReplaceAll "(^|,)\\s*([a-z]+)://" .ctx.Values.nats.url (printf "${1}${2}://vantage-%s:$(NATS_PASSWORD)@" .component) | quote }}

@@ -10,8 +10,8 @@ use serde::{Deserialize, Serialize};
 ///
 /// The operator renders a StatefulSet `<name>-controller`, a headless Service
 /// `<name>-controller-headless`, one Service per pod `<name>-controller-<i>` and, unless
-/// `registry.enabled` is false, the registration Deployment and Service
-/// `<name>-registry`. Every optional field has the default named in its description.
+/// `registration.enabled` is false, the registration Deployment and Service
+/// `<name>-registration`. Every optional field has the default named in its description.
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
 #[kube(
     group = "vantage.dev",
@@ -142,7 +142,7 @@ pub struct ControllerPoolSpec {
     pub drain_timeout_seconds: Option<u32>,
     /// The registration server rendered with this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub registry: Option<RegistrySpec>,
+    pub registration: Option<RegistrationSpec>,
 }
 
 /// Where NATS is: a URL, or a key of a Secret holding it (when it carries credentials).
@@ -158,15 +158,15 @@ pub struct NatsRef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret_key: Option<String>,
     /// Per-role NATS users (`vantage nats-auth`): a Secret with the passwords, keys
-    /// `controller` and `registry`. The pods connect to `url` as `vantage-controller` /
-    /// `vantage-registry`. Needs `url` (not `secret_name`); URL-safe passwords.
+    /// `controller` and `registration`. The pods connect to `url` as `vantage-controller` /
+    /// `vantage-registration`. Needs `url` (not `secret_name`); URL-safe passwords.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub password_secret: Option<String>,
 }
 
-/// The registration server (`vantage registry`) the pool renders.
+/// The registration server (`vantage registration`) the pool renders.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
-pub struct RegistrySpec {
+pub struct RegistrationSpec {
     /// Render the registration Deployment and Service. Default true.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub enabled: Option<bool>,
@@ -183,11 +183,11 @@ pub struct RegistrySpec {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub service_annotations: BTreeMap<String, String>,
     /// Secret with the registration server's ed25519 host key, under key
-    /// `ssh_host_ed25519_key`. Default `<name>-registry-host-key`.
+    /// `ssh_host_ed25519_key`. Default `<name>-registration-host-key`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_key_secret: Option<String>,
     /// Service account (bound to read Probes and ProbeFirmwares). Default
-    /// `<name>-registry`.
+    /// `<name>-registration`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub service_account: Option<String>,
     /// Resources of the registration container. Default requests cpu 50m, memory

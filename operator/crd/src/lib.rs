@@ -20,7 +20,7 @@ mod tenant_policy;
 
 pub use controller_pool::{
     pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, NatsRef,
-    RegistrySpec,
+    RegistrationSpec,
 };
 pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
 pub use measurement::{

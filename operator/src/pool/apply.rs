@@ -1,6 +1,6 @@
 //! What the ControllerPool reconciler changes in the cluster: server-side apply of the
 //! rendered workloads, deletion of the per-pod Services of removed ordinals, and of the
-//! registration objects once `spec.registry.enabled` is false. Objects are found by the
+//! registration objects once `spec.registration.enabled` is false. Objects are found by the
 //! labels [`super::render`] puts on them.
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
@@ -9,7 +9,9 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
 use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
-use super::render::{self, Names, COMPONENT_LABEL, PER_POD_LABEL, POOL_LABEL, REGISTRY_COMPONENT};
+use super::render::{
+    self, Names, COMPONENT_LABEL, PER_POD_LABEL, POOL_LABEL, REGISTRATION_COMPONENT,
+};
 use super::PoolError;
 use crate::FIELD_MANAGER;
 
@@ -62,14 +64,14 @@ pub async fn prune_per_pod(
 }
 
 /// The label selector of the registration objects of `pool`.
-pub fn registry_selector(pool: &str) -> String {
-    format!("{POOL_LABEL}={pool},{COMPONENT_LABEL}={REGISTRY_COMPONENT}")
+pub fn registration_selector(pool: &str) -> String {
+    format!("{POOL_LABEL}={pool},{COMPONENT_LABEL}={REGISTRATION_COMPONENT}")
 }
 
 /// Delete the registration objects of `pool` (its Deployment and Services, found by
-/// label), left over from when `spec.registry.enabled` was true. Returns how many went.
-pub async fn sweep_registry(client: &Client, ns: &str, pool: &str) -> Result<usize, PoolError> {
-    let lp = ListParams::default().labels(&registry_selector(pool));
+/// label), left over from when `spec.registration.enabled` was true. Returns how many went.
+pub async fn sweep_registration(client: &Client, ns: &str, pool: &str) -> Result<usize, PoolError> {
+    let lp = ListParams::default().labels(&registration_selector(pool));
     let deployments = sweep::<Deployment>(&Api::namespaced(client.clone(), ns), &lp, pool).await?;
     let services = sweep::<Service>(&Api::namespaced(client.clone(), ns), &lp, pool).await?;
     Ok(deployments + services)
@@ -84,7 +86,7 @@ where
         let n = obj.name_any();
         if delete(api, &n).await? {
             deleted += 1;
-            tracing::info!(pool, kind = %K::kind(&()), name = %n, "deleted a registration object: spec.registry.enabled is false");
+            tracing::info!(pool, kind = %K::kind(&()), name = %n, "deleted a registration object: spec.registration.enabled is false");
         }
     }
     Ok(deleted)

@@ -2,16 +2,16 @@
 //! controllers, the headless Service, one Service per pod and the registration
 //! Deployment and Services, as JSON objects for server-side apply.
 //!
-//! The pods match the Helm chart's: the same `vantage controller` / `vantage registry`
+//! The pods match the Helm chart's: the same `vantage controller` / `vantage registration`
 //! arguments, environment, ports, health probes, `restricted` security contexts and
-//! volumes (see `charts/vantage/templates/registry.yaml`).
+//! volumes (see `charts/vantage/templates/registration.yaml`).
 
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::{Resource, ResourceExt};
 use serde_json::{json, Value};
-use vantage_crd::{ControllerPool, ControllerPoolSpec, RegistrySpec};
+use vantage_crd::{ControllerPool, ControllerPoolSpec, RegistrationSpec};
 
 use super::scale::Policy;
 
@@ -20,15 +20,15 @@ pub const DEFAULT_NATS_URL: &str = "nats://nats.nats.svc:4222";
 /// Port the SSH servers listen on in the pod (unprivileged).
 pub const CONTAINER_SSH_PORT: u16 = 2222;
 pub const CONTROLLER_METRICS_PORT: u16 = 9092;
-pub const REGISTRY_METRICS_PORT: u16 = 9091;
+pub const REGISTRATION_METRICS_PORT: u16 = 9091;
 /// Label carrying the pool's name on everything it renders.
 pub const POOL_LABEL: &str = "vantage.dev/controller-pool";
 /// Label of the per-pod Services, so that the operator can prune them on scale-down.
 pub const PER_POD_LABEL: &str = "vantage.dev/per-pod-service";
-/// The component label: `controller` or [`REGISTRY_COMPONENT`].
+/// The component label: `controller` or [`REGISTRATION_COMPONENT`].
 pub const COMPONENT_LABEL: &str = "app.kubernetes.io/component";
 /// The component label's value on the registration objects.
-pub const REGISTRY_COMPONENT: &str = "registry";
+pub const REGISTRATION_COMPONENT: &str = "registration";
 /// Label the StatefulSet controller puts on each pod.
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 
@@ -94,13 +94,13 @@ pub fn validate(spec: &ControllerPoolSpec) -> Result<(), InvalidSpec> {
         }
     }
     if let Some(t) = spec
-        .registry
+        .registration
         .as_ref()
         .and_then(|r| r.service_type.as_deref())
     {
         if !SERVICE_TYPES.contains(&t) {
             return Err(invalid(format!(
-                "spec.registry.service_type: {t:?} is not one of LoadBalancer, NodePort, ClusterIP"
+                "spec.registration.service_type: {t:?} is not one of LoadBalancer, NodePort, ClusterIP"
             )));
         }
     }
@@ -136,7 +136,7 @@ pub fn policy(spec: &ControllerPoolSpec) -> Policy {
 pub struct Names {
     pub statefulset: String,
     pub headless: String,
-    pub registry: String,
+    pub registration: String,
 }
 
 impl Names {
@@ -144,7 +144,7 @@ impl Names {
         Self {
             statefulset: format!("{pool}-controller"),
             headless: format!("{pool}-controller-headless"),
-            registry: format!("{pool}-registry"),
+            registration: format!("{pool}-registration"),
         }
     }
     /// Pod (and controller) name of ordinal `i`; its Service has the same name.
@@ -168,7 +168,7 @@ pub struct Rendered {
     pub headless: Value,
     pub per_pod: Vec<Value>,
     /// Registration Deployment, its Service and its metrics Service (empty when off).
-    pub registry: Vec<Value>,
+    pub registration: Vec<Value>,
 }
 
 impl Rendered {
@@ -177,7 +177,7 @@ impl Rendered {
         std::iter::once(&self.statefulset)
             .chain(std::iter::once(&self.headless))
             .chain(self.per_pod.iter())
-            .chain(self.registry.iter())
+            .chain(self.registration.iter())
     }
 }
 
@@ -257,7 +257,7 @@ pub fn url_with_user(url: &str, user: &str) -> String {
         .join(",")
 }
 
-/// RUST_LOG and NATS_URL of a pod of `role` (`controller`, `registry`); with
+/// RUST_LOG and NATS_URL of a pod of `role` (`controller`, `registration`); with
 /// `nats.password_secret` also NATS_PASSWORD, and the URL names the role's NATS user.
 fn backend_env(spec: &ControllerPoolSpec, role: &str) -> Vec<Value> {
     let nats = spec.nats.clone().unwrap_or_default();
@@ -460,9 +460,9 @@ pub fn render(pool: &ControllerPool, replicas: u32) -> Rendered {
         })
         .collect();
 
-    let reg = spec.registry.clone().unwrap_or_default();
-    let registry = if reg.enabled.unwrap_or(true) {
-        render_registry(pool, &names, &reg, &image, &pull)
+    let reg = spec.registration.clone().unwrap_or_default();
+    let registration = if reg.enabled.unwrap_or(true) {
+        render_registration(pool, &names, &reg, &image, &pull)
     } else {
         Vec::new()
     };
@@ -470,21 +470,21 @@ pub fn render(pool: &ControllerPool, replicas: u32) -> Rendered {
         statefulset,
         headless,
         per_pod,
-        registry,
+        registration,
     }
 }
 
-fn render_registry(
+fn render_registration(
     pool: &ControllerPool,
     names: &Names,
-    reg: &RegistrySpec,
+    reg: &RegistrationSpec,
     image: &str,
     pull: &str,
 ) -> Vec<Value> {
     let spec = &pool.spec;
     let name = pool.name_any();
-    let l = labels(pool, REGISTRY_COMPONENT);
-    let sel = selector(pool, REGISTRY_COMPONENT);
+    let l = labels(pool, REGISTRATION_COMPONENT);
+    let sel = selector(pool, REGISTRATION_COMPONENT);
     let (pod_sc, container_sc) = security_contexts();
     let (liveness, readiness) = health_probes();
     let mut pod = serde_json::Map::new();
@@ -493,7 +493,7 @@ fn render_registry(
         json!(reg
             .service_account
             .clone()
-            .unwrap_or_else(|| format!("{name}-registry"))),
+            .unwrap_or_else(|| format!("{name}-registration"))),
     );
     // The registration server reads Probes and ProbeFirmwares from the API.
     pod.insert("automountServiceAccountToken".into(), json!(true));
@@ -502,19 +502,19 @@ fn render_registry(
     pod.insert(
         "containers".into(),
         json!([{
-            "name": "registry",
+            "name": "registration",
             "image": image,
             "imagePullPolicy": pull,
             "args": [
-                "registry",
+                "registration",
                 format!("--listen=0.0.0.0:{CONTAINER_SSH_PORT}"),
                 "--host-key=/etc/vantage/host-key/ssh_host_ed25519_key",
-                format!("--metrics-addr=0.0.0.0:{REGISTRY_METRICS_PORT}")
+                format!("--metrics-addr=0.0.0.0:{REGISTRATION_METRICS_PORT}")
             ],
-            "env": backend_env(spec, "registry"),
+            "env": backend_env(spec, "registration"),
             "ports": [
                 {"name": "ssh", "containerPort": CONTAINER_SSH_PORT, "protocol": "TCP"},
-                {"name": "metrics", "containerPort": REGISTRY_METRICS_PORT, "protocol": "TCP"}
+                {"name": "metrics", "containerPort": REGISTRATION_METRICS_PORT, "protocol": "TCP"}
             ],
             "livenessProbe": liveness,
             "readinessProbe": readiness,
@@ -527,14 +527,14 @@ fn render_registry(
     pod.insert(
         "volumes".into(),
         json!([{"name": "host-key", "secret": {
-            "secretName": reg.host_key_secret.clone().unwrap_or_else(|| format!("{name}-registry-host-key")),
+            "secretName": reg.host_key_secret.clone().unwrap_or_else(|| format!("{name}-registration-host-key")),
             "defaultMode": 288,
             "items": [{"key": "ssh_host_ed25519_key", "path": "ssh_host_ed25519_key"}]
         }}]),
     );
     let deployment = json!({
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": meta(pool, &names.registry, &l),
+        "metadata": meta(pool, &names.registration, &l),
         "spec": {
             "replicas": reg.replicas.unwrap_or(2),
             "selector": {"matchLabels": sel},
@@ -545,7 +545,7 @@ fn render_registry(
         .service_type
         .clone()
         .unwrap_or_else(|| "LoadBalancer".into());
-    let mut svc_meta = meta(pool, &names.registry, &l);
+    let mut svc_meta = meta(pool, &names.registration, &l);
     if !reg.service_annotations.is_empty() {
         svc_meta["annotations"] = json!(reg.service_annotations);
     }
@@ -565,9 +565,9 @@ fn render_registry(
     ml.insert("vantage.dev/metrics".into(), "true".into());
     let metrics = json!({
         "apiVersion": "v1", "kind": "Service",
-        "metadata": meta(pool, &format!("{}-metrics", names.registry), &ml),
+        "metadata": meta(pool, &format!("{}-metrics", names.registration), &ml),
         "spec": {"type": "ClusterIP", "selector": sel, "ports": [
-            {"name": "metrics", "port": REGISTRY_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]}
+            {"name": "metrics", "port": REGISTRATION_METRICS_PORT, "targetPort": "metrics", "protocol": "TCP"}]}
     });
     vec![deployment, service, metrics]
 }

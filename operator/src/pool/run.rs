@@ -93,8 +93,8 @@ pub async fn reconcile<D: DrainSignal>(
     let rendered = render::render(&pool, s.replicas);
     apply::apply(&ctx.client, &ns, &rendered).await?;
     apply::prune_per_pod(&ctx.client, &ns, &names, &name, s.replicas).await?;
-    if rendered.registry.is_empty() {
-        apply::sweep_registry(&ctx.client, &ns, &name).await?;
+    if rendered.registration.is_empty() {
+        apply::sweep_registration(&ctx.client, &ns, &name).await?;
     }
     if current != Some(s.replicas) {
         let dir = if s.replicas > current.unwrap_or(0) {
