@@ -28,7 +28,7 @@ watchers/reflectors and kubectl in many small ways.  What it fixes, and why:
   merge (``kubectl apply``): a merge patch with ``$``-directives handled
   (``$setElementOrder`` merges lists by key, ``$patch: delete|replace``,
   the rest stripped), server-side apply (``application/apply-patch+yaml``):
-  creates the object when missing, else merges (no field ownership).
+  creates the object when missing (201), else applies with field ownership.
 * ``Status`` error bodies with the real ``reason`` (``NotFound``,
   ``AlreadyExists``, ``Conflict``, ``BadRequest``, ``Expired``...) and
   kubectl-style messages; resourceVersion preconditions give 409 Conflict.
@@ -60,13 +60,29 @@ watchers/reflectors and kubectl in many small ways.  What it fixes, and why:
 * ``/version``, ``/healthz``, ``/readyz``, ``/livez``; a minimal ``/openapi/v3``
   that tells kubectl the server supports ``fieldValidation``.
 
-Limits (on purpose): no schema validation or defaulting, no admission, no
-authn/authz/RBAC (any token works), no controllers (Deployments never get
-ready, no garbage collection by ownerReferences, Services get no IPs), no
-field managers (server-side apply never reports field conflicts), no
-protobuf, no conversion between CRD versions (one stored copy for all).
-Everything is in memory and linear-time; it slows down past a few hundred
-objects of one kind.
+What a real API server refuses or does on its own, done here too (helpers in ``standin/``):
+
+* Custom resources are pruned, defaulted and validated against their CRD's structural
+  schema, CEL ``x-kubernetes-validations`` included (``standin/schema.py``,
+  ``standin/celrules.py``): 422 ``Invalid`` with ``details.causes``; unknown fields are
+  refused with ``fieldValidation=Strict`` (400), warned about otherwise.  CEL rules the
+  library cannot run are listed on stderr (``--check-crds`` at start-up, and at CRD
+  registration) and the writes that need them are refused.
+* Namespaced objects need an existing namespace (404); ``kubectl create namespace`` and
+  ``kubectl create configmap`` send protobuf, decoded by ``standin/protobuf.py``.
+* Server-side apply with ``managedFields`` per manager (``standin/ssa.py``): fields an
+  applier stops sending are removed, conflicts are 409 unless ``force=true``; on
+  ``/status`` too.
+* Background garbage collection through ``ownerReferences`` (uid-matched), Orphan policy.
+* ``PUT`` of a custom resource needs ``metadata.resourceVersion`` (422); ``generation`` is
+  bumped when deletion starts; printer columns evaluate JSONPath filters
+  (``standin/jsonpath.py``).
+
+Limits (on purpose): no authn/authz/RBAC (any token works), no admission webhooks, no
+controllers but the garbage collector (Deployments never get ready, Services get no IPs),
+protobuf only for Namespace and ConfigMap, no conversion between CRD versions (one stored
+copy for all); e2e/README.md lists what the schema, CEL and apply emulation leave out.
+Everything is in memory and linear-time; it slows down past a few hundred objects of one kind.
 """
 from __future__ import annotations
 
@@ -76,7 +92,9 @@ import base64
 import collections
 import copy
 import datetime
+import glob
 import json
+import os
 import random
 import re
 import signal
@@ -84,7 +102,6 @@ import string
 import sys
 import traceback
 import uuid
-from collections.abc import Iterable
 from typing import Any
 
 import aiohttp.web
@@ -92,6 +109,10 @@ import attrs
 import kmock
 import yaml
 from kmock._internal import k8s  # KubernetesError lives here (re-exported as kmock.KubernetesError)
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from standin import errors, jsonpath, protobuf, ssa  # noqa: E402
+from standin.schema import Schema  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # Built-in resources: (group, version, plural, kind, namespaced, shortNames, subresources, categories)
@@ -138,46 +159,30 @@ AGG_V2 = 'application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList'
 AGG_V2BETA1 = 'application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList'
 CRD_KEY = ('apiextensions.k8s.io', 'customresourcedefinitions')
 NS_KEY = ('', 'namespaces')
+DNS_LABEL = re.compile(r'[a-z0-9]([-a-z0-9]*[a-z0-9])?')
 
 
 # -----------------------------------------------------------------------------
-# Errors: kmock's KubernetesError with real reasons and messages.
+# Errors: kmock's KubernetesError with real reasons and messages (standin/errors.py).
 
-def _gr(group: str, plural: str) -> str:
-    return f'{plural}.{group}' if group else plural
-
-
-def err(code: int, reason: str, message: str, **details: Any) -> k8s.KubernetesError:
-    return k8s.KubernetesError(status=code, reason=reason, message=message, details=details or None)
+err, not_found, already_exists, conflict, bad_request, invalid, status_body = (
+    errors.err, errors.not_found, errors.already_exists, errors.conflict, errors.bad_request, errors.invalid,
+    errors.status_body)
+Cause = errors.Cause
 
 
-def not_found(group: str, plural: str, name: str) -> k8s.KubernetesError:
-    return err(404, 'NotFound', f'{_gr(group, plural)} "{name}" not found',
-               name=name, group=group, kind=plural)
-
-
-def already_exists(group: str, plural: str, name: str) -> k8s.KubernetesError:
-    return err(409, 'AlreadyExists', f'{_gr(group, plural)} "{name}" already exists',
-               name=name, group=group, kind=plural)
-
-
-def conflict(group: str, plural: str, name: str, why: str) -> k8s.KubernetesError:
-    return err(409, 'Conflict', f'Operation cannot be fulfilled on {_gr(group, plural)} "{name}": {why}',
-               name=name, group=group, kind=plural)
-
-
-def bad_request(message: str) -> k8s.KubernetesError:
-    return err(400, 'BadRequest', message)
-
-
-def status_body(e: k8s.KubernetesError) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        'kind': 'Status', 'apiVersion': 'v1', 'metadata': {}, 'status': 'Failure',
-        'message': e.message or '', 'reason': e.reason or '', 'code': e.status,
-    }
-    if e.details:
-        body['details'] = e.details
-    return body
+def apply_conflict(e: ssa.ApplyConflict) -> k8s.KubernetesError:
+    """409 of a server-side apply that changes fields another manager owns."""
+    n = len(e.conflicts)
+    managers = sorted({(m, v) for m, v, _ in e.conflicts})
+    if n == 1:
+        m, v, path = e.conflicts[0]
+        message = f'Apply failed with 1 conflict: conflict with "{m}" using {v}: {path}'
+    else:
+        head = ', '.join(f'"{m}" using {v}' for m, v in managers)
+        message = f'Apply failed with {n} conflicts: conflicts with {head}:\n' + '\n'.join(f'- {p}' for _, _, p in e.conflicts)
+    return err(409, 'Conflict', message, causes=[
+        {'reason': 'FieldManagerConflict', 'message': f'conflict with "{m}" using {v}', 'field': p} for m, v, p in e.conflicts])
 
 
 # -----------------------------------------------------------------------------
@@ -204,7 +209,7 @@ def human_age(ts: str | None) -> str:
     return f'{s // 86400}d'
 
 
-def dig(obj: Any, path: Iterable[str]) -> Any:
+def dig(obj: Any, path: list[str]) -> Any:
     for part in path:
         if isinstance(obj, dict):
             obj = obj.get(part)
@@ -214,17 +219,6 @@ def dig(obj: Any, path: Iterable[str]) -> Any:
         else:
             return None
     return obj
-
-
-def jsonpath_simple(obj: Any, expr: str) -> Any:
-    """Evaluate the simple JSONPath of printer columns: ``.status.conditions[0].type``."""
-    expr = expr.strip()
-    if expr.startswith('{') and expr.endswith('}'):
-        expr = expr[1:-1]
-    expr = expr.lstrip('$')
-    parts = [p for p in re.split(r'(?<!\\)\.|\[|\]', expr) if p]
-    parts = [p.replace('\\.', '.').strip('\'"') for p in parts]
-    return dig(obj, parts)
 
 
 _SEL_TERM = re.compile(r'^\s*(!?)\s*([A-Za-z0-9_./-]+)\s*(?:(==|=|!=)\s*(\S*)|\s+(in|notin)\s*\(([^)]*)\))?\s*$')
@@ -522,6 +516,15 @@ class _Watch:
 # -----------------------------------------------------------------------------
 # The stand-in.
 
+@attrs.define
+class Write:
+    """Who writes and how: the field manager, ``fieldValidation``, ``force``; warnings to send back."""
+    manager: str = 'unknown'
+    validation: str = 'Warn'
+    force: bool = False
+    warnings: list[str] = attrs.field(factory=list)
+
+
 @attrs.define(kw_only=True)
 class KubeStandIn(kmock.KubernetesEmulator):
     """kmock's KubernetesEmulator with the semantics kube-rs and kubectl need (see module doc)."""
@@ -540,6 +543,9 @@ class KubeStandIn(kmock.KubernetesEmulator):
     _watches: set[_Watch] = attrs.field(factory=set, init=False)
     _printer_columns: dict[tuple[str, str, str], list[dict[str, Any]]] = attrs.field(factory=dict, init=False)
     _crd_kinds: dict[str, list[kmock.resource]] = attrs.field(factory=dict, init=False)
+    _schemas: dict[kmock.resource, Schema | None] = attrs.field(factory=dict, init=False)  # custom resources
+    _gc_handle: asyncio.TimerHandle | None = attrs.field(default=None, init=False)
+    gc_delay: float = 0.2              # seconds between a deletion and the garbage collector's sweep
 
     def __attrs_post_init__(self) -> None:
         super().__attrs_post_init__()  # kmock's DSL fallbacks stay registered but are bypassed for k8s paths
@@ -639,12 +645,20 @@ class KubeStandIn(kmock.KubernetesEmulator):
         if sub is not None and sub not in info.subresources:
             raise err(404, 'NotFound', 'the server could not find the requested resource')
 
-        if 'protobuf' in (raw.headers.get('Content-Type') or ''):
-            raise err(415, 'UnsupportedMediaType', 'the stand-in speaks JSON only, not protobuf'
-                      ' (kubectl create <built-in> sends protobuf: use kubectl apply -f instead)')
         body = self._body(request)
         params = request.params
         dry = params.get('dryRun', '') == 'All'
+        w = Write(manager=params.get('fieldManager') or (raw.headers.get('User-Agent') or 'unknown').split('/')[0],
+                  validation=params.get('fieldValidation') or 'Warn',
+                  force=params.get('force', '').lower() in ('true', '1'))
+        response = await self._dispatch(raw, method, res, info, namespace, name, sub, body, params, dry, watch, accept, w)
+        for warning in w.warnings:
+            response.headers.add('Warning', '299 - ' + json.dumps(warning))
+        return response
+
+    async def _dispatch(self, raw: aiohttp.web.BaseRequest, method: str, res: kmock.resource, info: kmock.ResourceInfo,
+                        namespace: str | None, name: str | None, sub: str | None, body: Any, params: Any, dry: bool,
+                        watch: bool, accept: str, w: Write) -> aiohttp.web.StreamResponse:
         if method == 'GET' and watch:
             if name is not None:
                 params = dict(params, fieldSelector=','.join(filter(None, [params.get('fieldSelector'), f'metadata.name={name}'])))
@@ -661,16 +675,22 @@ class KubeStandIn(kmock.KubernetesEmulator):
         if method == 'POST' and name is None:
             if not isinstance(body, dict):
                 raise bad_request('the request body must be an object')
-            return self._reply(res, info, self._create((res, info), body, namespace, dry=dry), 201)
+            return self._reply(res, info, self._create((res, info), body, namespace, dry=dry, w=w), 201)
         if method == 'PUT' and name is not None:
-            return self._reply(res, info, self._update(res, info, namespace, name, sub, 'replace', body, dry))
+            return self._reply(res, info, self._update(res, info, namespace, name, sub, 'replace', body, dry, w))
         if method == 'PATCH' and name is not None:
             ctype = (raw.headers.get('Content-Type') or '').split(';')[0].strip().lower()
             kinds = {'application/merge-patch+json': 'merge', 'application/json-patch+json': 'json',
                      'application/strategic-merge-patch+json': 'strategic', 'application/apply-patch+yaml': 'apply'}
             if ctype not in kinds:
                 raise err(415, 'UnsupportedMediaType', f'the body of the request was in an unknown format - accepted media types include: {", ".join(kinds)}')
-            return self._reply(res, info, self._update(res, info, namespace, name, sub, kinds[ctype], body, dry))
+            if kinds[ctype] == 'apply' and not params.get('fieldManager'):
+                raise err(422, 'Invalid', 'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: is required for apply patch',
+                          kind='PatchOptions', group='meta.k8s.io', name='',
+                          causes=[{'reason': 'FieldValueRequired', 'message': 'Required value: is required for apply patch', 'field': 'fieldManager'}])
+            existed = (namespace, name) in self._store[(res.group, res.plural)]
+            obj = self._update(res, info, namespace, name, sub, kinds[ctype], body, dry, w)
+            return self._reply(res, info, obj, 200 if existed else 201)
         if method == 'DELETE' and name is not None:
             return self._reply(res, info, self._delete(res, info, namespace, name, body, dry))
         if method == 'DELETE':
@@ -680,6 +700,13 @@ class KubeStandIn(kmock.KubernetesEmulator):
     def _body(self, request: kmock.Request) -> Any:
         if not request.body:
             return None
+        raw = request._raw_request
+        ctype = (raw.headers.get('Content-Type') or '') if raw is not None else ''
+        if 'protobuf' in ctype:
+            try:
+                return protobuf.decode(request.body)
+            except protobuf.ProtobufError as e:
+                raise err(415, 'UnsupportedMediaType', f'the stand-in decodes only a few kinds from protobuf: {e}')
         try:
             return json.loads(request.body)
         except ValueError:
@@ -713,6 +740,70 @@ class KubeStandIn(kmock.KubernetesEmulator):
         for w in list(self._watches):
             if w.key == key:
                 w.queue.put_nowait((rv, etype, obj, old))
+        if etype == 'DELETED' or obj['metadata'].get('ownerReferences'):
+            self._schedule_gc()
+
+    # ---- garbage collection ----------------------------------------------------
+
+    def _schedule_gc(self) -> None:
+        if self._gc_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # not serving (start-up)
+        self._gc_handle = loop.call_later(self.gc_delay, self._gc_sweep)
+
+    def _resource_of(self, key: tuple[str, str]) -> tuple[kmock.resource, kmock.ResourceInfo] | None:
+        for r in self.resources:
+            if (r.group, r.plural) == key:
+                return r, self.resources[r]
+        return None
+
+    def _gc_sweep(self) -> None:
+        """Background cascading deletion, as kube-controller-manager's garbage collector does it.
+
+        https://kubernetes.io/docs/concepts/architecture/garbage-collection/#owners-dependents:
+        a dependent whose owners (by ``uid``) are all gone is deleted; one that keeps some owners
+        loses the references to the gone ones.
+        """
+        self._gc_handle = None
+        live = {o['metadata'].get('uid') for store in self._store.values() for o in store.values()}
+        for key, store in list(self._store.items()):
+            for (ns, name), o in list(store.items()):
+                refs = o['metadata'].get('ownerReferences') or []
+                dangling = [r for r in refs if isinstance(r, dict) and r.get('uid') not in live]
+                if not dangling or (ns, name) not in store:
+                    continue
+                resinfo = self._resource_of(key)
+                if resinfo is None:
+                    continue
+                res, info = resinfo
+                w = Write(manager='generic-garbage-collector')
+                try:
+                    if len(dangling) == len(refs):
+                        if not o['metadata'].get('deletionTimestamp'):
+                            self._delete(res, info, ns, name, None, False)
+                    else:
+                        solid = [r for r in refs if r not in dangling]
+                        self._update(res, info, ns, name, None, 'json',
+                                     [{'op': 'replace', 'path': '/metadata/ownerReferences', 'value': solid}], False, w)
+                except k8s.KubernetesError as e:
+                    print(f'kube stand-in: garbage collector: {key} {ns}/{name}: {e.message}', file=sys.stderr, flush=True)
+
+    def _orphan(self, uid: str) -> None:
+        """propagationPolicy=Orphan: dependents lose their reference to the deleted owner."""
+        for key, store in list(self._store.items()):
+            for (ns, name), o in list(store.items()):
+                refs = o['metadata'].get('ownerReferences') or []
+                if any(isinstance(r, dict) and r.get('uid') == uid for r in refs):
+                    resinfo = self._resource_of(key)
+                    if resinfo is None:
+                        continue
+                    keep = [r for r in refs if not (isinstance(r, dict) and r.get('uid') == uid)]
+                    self._update(resinfo[0], resinfo[1], ns, name, None, 'json',
+                                 [{'op': 'replace', 'path': '/metadata/ownerReferences', 'value': keep}], False,
+                                 Write(manager='generic-garbage-collector'))
 
     def _get(self, res: kmock.resource, namespace: str | None, name: str) -> dict[str, Any]:
         obj = self._store[(res.group, res.plural)].get((namespace, name))
@@ -721,8 +812,10 @@ class KubeStandIn(kmock.KubernetesEmulator):
         return obj
 
     def _create(self, resinfo: tuple[kmock.resource, kmock.ResourceInfo], body: dict[str, Any],
-                namespace: str | None, *, dry: bool = False, emit: bool = True) -> dict[str, Any]:
+                namespace: str | None, *, dry: bool = False, emit: bool = True, w: Write | None = None,
+                operation: str = 'Update') -> dict[str, Any]:
         res, info = resinfo
+        w = w or Write()
         obj = copy.deepcopy(body)
         meta = obj.setdefault('metadata', {}) or {}
         obj['metadata'] = meta
@@ -735,9 +828,17 @@ class KubeStandIn(kmock.KubernetesEmulator):
             if body_ns not in (None, '', namespace):
                 raise bad_request('the namespace of the provided object does not match the namespace sent on the request')
             meta['namespace'] = namespace
+            if (None, namespace) not in self._store[NS_KEY]:
+                # https://kubernetes.io/docs/concepts/overview/working-with-objects/namespaces/ (NamespaceLifecycle)
+                raise err(404, 'NotFound', f'namespaces "{namespace}" not found', name=namespace, kind='namespaces')
         else:
             namespace = None
             meta.pop('namespace', None)
+        if (res.group, res.plural) == NS_KEY and meta.get('name') and not DNS_LABEL.fullmatch(meta['name']):
+            raise invalid('Namespace', '', meta['name'], [Cause('FieldValueInvalid', 'metadata.name', (
+                f'Invalid value: {json.dumps(meta["name"])}: a lowercase RFC 1123 label must consist of lower case '
+                "alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name', "
+                " or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"))])
         if not meta.get('name'):
             if not meta.get('generateName'):
                 raise err(422, 'Invalid', f'{info.kind}.{res.group} "" is invalid: metadata.name: Required value: name or generateName is required')
@@ -755,6 +856,13 @@ class KubeStandIn(kmock.KubernetesEmulator):
         meta['generation'] = 1
         obj = self._present(res, info, obj)
         self._on_write(res, None, obj)
+        self._admit(res, info, obj, None, w)
+        managed = ssa.Managed(None)
+        # Apply owns what it sent; a create (Update) owns the object as stored, defaults included
+        fields = ssa.field_set(body if operation == 'Apply' else obj, self._root_schema(res), self._scope(info, None))
+        managed._set(w.manager, operation, None, obj['apiVersion'], fields)
+        if managed.dump():
+            meta['managedFields'] = managed.dump()
         if dry:
             meta['resourceVersion'] = str(self._rv)
             return obj
@@ -766,13 +874,23 @@ class KubeStandIn(kmock.KubernetesEmulator):
         return obj
 
     def _update(self, res: kmock.resource, info: kmock.ResourceInfo, namespace: str | None, name: str,
-                sub: str | None, mode: str, body: Any, dry: bool) -> dict[str, Any]:
+                sub: str | None, mode: str, body: Any, dry: bool, w: Write | None = None) -> dict[str, Any]:
         key = (res.group, res.plural)
+        w = w or Write()
         old = self._store[key].get((namespace, name))
         if old is None:
             if mode == 'apply' and sub is None and isinstance(body, dict):
-                return self._create((res, info), body, namespace, dry=dry)  # server-side apply creates
+                # server-side apply creates
+                return self._create((res, info), body, namespace, dry=dry, w=w, operation='Apply')
             raise not_found(res.group, res.plural, name)
+        if mode == 'replace' and res in self._schemas and isinstance(body, dict) \
+                and not (body.get('metadata') or {}).get('resourceVersion'):
+            # https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions: custom
+            # resources have no unconditional update.
+            raise invalid(info.kind, res.group, name, [Cause('FieldValueInvalid', 'metadata.resourceVersion',
+                                                              'Invalid value: 0x0: must be specified for an update')])
+        api_version = f'{res.group}/{res.version}' if res.group else res.version
+        managed = ssa.Managed(old['metadata'].get('managedFields'))
         if mode == 'json':
             candidate = json_patch(old, body)
         elif not isinstance(body, dict):
@@ -781,7 +899,13 @@ class KubeStandIn(kmock.KubernetesEmulator):
             candidate = copy.deepcopy(body)
         elif mode == 'strategic':
             candidate = strategic_merge_patch(old, body)
-        else:  # 'merge' and server-side 'apply' (no field ownership: a merge of the applied config)
+        elif mode == 'apply':
+            try:
+                candidate = ssa.apply(old, body, managed, w.manager, sub, self._root_schema(res), self._scope(info, sub),
+                                      w.force, api_version)
+            except ssa.ApplyConflict as e:
+                raise apply_conflict(e)
+        else:  # 'merge'
             candidate = merge_patch(old, body)
         want_rv = (body.get('metadata') or {}).get('resourceVersion') if isinstance(body, dict) else None
         if want_rv and str(want_rv) != old['metadata']['resourceVersion']:
@@ -816,7 +940,19 @@ class KubeStandIn(kmock.KubernetesEmulator):
                 meta[k] = old['metadata'][k]
             else:
                 meta.pop(k, None)
+        if old['metadata'].get('deletionTimestamp') and \
+                set(meta.get('finalizers') or []) - set(old['metadata'].get('finalizers') or []):
+            raise invalid(info.kind, res.group, name, [Cause('FieldValueForbidden', 'metadata.finalizers',
+                                                              'Forbidden: no new finalizers can be added if the object is being deleted')])
         new = self._present(res, info, new)
+        self._admit(res, info, new, old, w)
+        if mode != 'apply':
+            ssa.update(old, new, managed, w.manager, sub, self._root_schema(res), api_version)
+        dumped = managed.dump()
+        if dumped:
+            meta['managedFields'] = dumped
+        else:
+            meta.pop('managedFields', None)
         if new == old:
             return old  # no-op: no new resourceVersion, no event
         if self._spec_of(new, info) != self._spec_of(old, info):
@@ -835,6 +971,36 @@ class KubeStandIn(kmock.KubernetesEmulator):
         self._emit(key, 'MODIFIED', new, old)
         return new
 
+    def _root_schema(self, res: kmock.resource) -> dict[str, Any] | None:
+        schema = self._schemas.get(res)
+        return schema.root if schema is not None else None
+
+    @staticmethod
+    def _scope(info: kmock.ResourceInfo, sub: str | None) -> Any:
+        """Which top-level fields a write may set: /status only status; the main endpoint not status."""
+        if sub == 'status':
+            return lambda key: key == 'status'
+        if 'status' in info.subresources:
+            return lambda key: key != 'status'
+        return lambda key: True
+
+    def _admit(self, res: kmock.resource, info: kmock.ResourceInfo, new: dict[str, Any], old: dict[str, Any] | None,
+               w: Write) -> None:
+        """Prune, default and validate a custom resource against its CRD schema (mutates ``new``)."""
+        schema = self._schemas.get(res)
+        if schema is None:
+            return
+        unknown = schema.prune(new)
+        if unknown and w.validation == 'Strict':
+            raise bad_request(f'{info.kind} in version "{res.version}" cannot be handled as a {info.kind}: strict decoding error: '
+                              + ', '.join(f'unknown field "{u}"' for u in unknown))
+        if unknown and w.validation != 'Ignore':
+            w.warnings.extend(f'unknown field "{u}"' for u in unknown)
+        schema.default(new)
+        causes = schema.validate(new, old)
+        if causes:
+            raise invalid(info.kind, res.group, new['metadata'].get('name', ''), causes)
+
     @staticmethod
     def _spec_of(obj: dict[str, Any], info: kmock.ResourceInfo) -> dict[str, Any]:
         """What bumps metadata.generation: everything but metadata (and status if a subresource)."""
@@ -852,12 +1018,16 @@ class KubeStandIn(kmock.KubernetesEmulator):
             raise conflict(res.group, res.plural, name, 'the object has been modified; please apply your changes to the latest version and try again')
         if dry:
             return old
+        if isinstance(body, dict) and body.get('propagationPolicy') == 'Orphan':
+            self._orphan(old['metadata']['uid'])
         if old['metadata'].get('finalizers'):
             if old['metadata'].get('deletionTimestamp'):
                 return old  # already terminating
             new = copy.deepcopy(old)
             new['metadata']['deletionTimestamp'] = now_iso()
             new['metadata']['deletionGracePeriodSeconds'] = 0
+            # the API server bumps generation when it sets deletionTimestamp
+            new['metadata']['generation'] = int(old['metadata'].get('generation', 1)) + 1
             new['metadata']['resourceVersion'] = self._next_rv()
             self._store[key][(namespace, name)] = new
             self._emit(key, 'MODIFIED', new, old)
@@ -927,6 +1097,7 @@ class KubeStandIn(kmock.KubernetesEmulator):
             spec = obj['spec']
             for r in self._crd_kinds.pop(obj['metadata']['name'], []):
                 del self.resources[r]
+                self._schemas.pop(r, None)
                 self._printer_columns.pop((r.group, r.version, r.plural), None)
             store = self._store.pop((spec['group'], spec['names']['plural']), {})
             for gone in store.values():  # the API server deletes all custom resources of a CRD
@@ -947,6 +1118,7 @@ class KubeStandIn(kmock.KubernetesEmulator):
         spec, names = crd['spec'], crd['spec']['names']
         for r in self._crd_kinds.pop(crd['metadata']['name'], []):
             del self.resources[r]
+            self._schemas.pop(r, None)
         registered = []
         for v in spec['versions']:
             if v.get('served', True) is False:
@@ -960,6 +1132,11 @@ class KubeStandIn(kmock.KubernetesEmulator):
                 subresources=subs)
             self._printer_columns[(r.group, r.version, r.plural)] = list(
                 v.get('additionalPrinterColumns') or spec.get('additionalPrinterColumns') or [])
+            root = (v.get('schema') or spec.get('validation') or {}).get('openAPIV3Schema')
+            schema = Schema(root, f'CRD {crd["metadata"]["name"]} version {v["name"]}') if isinstance(root, dict) else None
+            if schema is not None:
+                schema.report_unsupported()
+            self._schemas[r] = schema
             registered.append(r)
         self._crd_kinds[crd['metadata']['name']] = registered
 
@@ -1025,7 +1202,7 @@ class KubeStandIn(kmock.KubernetesEmulator):
         for o in items:
             cells = []
             for p, typ in paths:
-                v = jsonpath_simple(o, p)
+                v = jsonpath.cell(o, p)
                 if typ == 'date':
                     v = human_age(v) if v else '<unknown>'
                 cells.append(v)
@@ -1258,6 +1435,25 @@ class KubeStandIn(kmock.KubernetesEmulator):
 # -----------------------------------------------------------------------------
 # Command line.
 
+def check_crd_rules(directory: str) -> None:
+    """List at start-up, on stderr, the CEL rules of the CRDs in ``directory`` the library cannot run."""
+    rules = unsupported = 0
+    for path in sorted(glob.glob(os.path.join(directory, '*.yaml'))):
+        with open(path) as f:
+            for doc in yaml.safe_load_all(f):
+                if not isinstance(doc, dict) or doc.get('kind') != 'CustomResourceDefinition':
+                    continue
+                for v in (doc.get('spec') or {}).get('versions') or []:
+                    root = (v.get('schema') or {}).get('openAPIV3Schema')
+                    if isinstance(root, dict):
+                        schema = Schema(root, f'CRD {doc["metadata"]["name"]} version {v["name"]} ({path})')
+                        rules += sum(len(r) for r in schema.rules.values())
+                        unsupported += len(schema.unsupported)
+                        schema.report_unsupported()
+    print(f'kube stand-in: {rules} CEL rules in {directory}, {unsupported} that the CEL library cannot evaluate'
+          + (' (listed above; writes that need them are refused)' if unsupported else ''), file=sys.stderr, flush=True)
+
+
 async def serve(host: str, port: int, log_requests: bool, ready_file: str | None, event_log_size: int) -> None:
     standin = KubeStandIn(log_requests=log_requests, event_log_size=event_log_size)
     stop = asyncio.Event()
@@ -1281,7 +1477,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument('--ready-file', help='write the bound port here once listening')
     parser.add_argument('--event-log-size', type=int, default=10000,
                         help='events kept for watches resuming by resourceVersion (older: 410 Expired)')
+    parser.add_argument('--check-crds', default=os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'crds'),
+                        help='list at start-up the CEL rules of these CRDs that cannot be evaluated (default: the repo\'s crds/)')
     args = parser.parse_args(argv)
+    if args.check_crds and os.path.isdir(args.check_crds):
+        check_crd_rules(os.path.normpath(args.check_crds))
     asyncio.run(serve(args.host, args.port, args.log_requests, args.ready_file, args.event_log_size))
 
 

@@ -178,25 +178,25 @@ class Cluster:
         """Operator, collector, registration server and `controllers` controllers."""
         vantage = str(BIN / "vantage")
         self.kubectl("apply", "-f", str(ROOT / "crds"))
-        for name in ["operator", "collector", "registry"] + [f"ctl-{i}" for i in range(controllers)]:
+        for name in ["operator", "collector", "registration"] + [f"ctl-{i}" for i in range(controllers)]:
             self.ports[name + "-metrics"] = free_port()
         self.start("operator", [vantage, "operator", "--metrics-addr", f"127.0.0.1:{self.ports['operator-metrics']}"])
         self.start("collector", [vantage, "collector", "--max-wait-ms", "200", "--metrics-addr", f"127.0.0.1:{self.ports['collector-metrics']}"])
         # The registration server's host key goes into the probes' trust anchor.
-        self.registry_port = free_port()
-        self.registry_host_key = self.keygen(self.tmp / "registry_host_key")
+        self.registration_port = free_port()
+        self.registration_host_key = self.keygen(self.tmp / "registration_host_key")
         self.firmware_dir = self.tmp / "firmware"
         self.firmware_dir.mkdir(exist_ok=True)
-        self.start("registry", [vantage, "registry", "--listen", f"127.0.0.1:{self.registry_port}", "--host-key", str(self.tmp / "registry_host_key"),
-                                "--metrics-addr", f"127.0.0.1:{self.ports['registry-metrics']}",
+        self.start("registration", [vantage, "registration", "--listen", f"127.0.0.1:{self.registration_port}", "--host-key", str(self.tmp / "registration_host_key"),
+                                "--metrics-addr", f"127.0.0.1:{self.ports['registration-metrics']}",
                                 "--firmware-dir", str(self.firmware_dir)])
         for i in range(controllers):
             self.ports[f"ctl-{i}"] = free_port()
             self.start_controller(i)
-        for name in ["operator", "collector", "registry"] + [f"ctl-{i}" for i in range(controllers)]:
+        for name in ["operator", "collector", "registration"] + [f"ctl-{i}" for i in range(controllers)]:
             wait_for(f"{name} /healthz", lambda n=name: self._healthy(n), timeout=60)
         self.anchor = self.tmp / "anchor.yaml"
-        self.anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{self.registry_port}\n    host_key: \"{self.registry_host_key}\"\n")
+        self.anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{self.registration_port}\n    host_key: \"{self.registration_host_key}\"\n")
 
     def start_controller(self, i: int) -> subprocess.Popen:
         """Start controller `i` (same name, port, host key and spool on every start)."""
@@ -250,9 +250,9 @@ class Cluster:
 
     def register_with_openssh(self, pid: int, key: Path) -> dict:
         """Run `ssh ... INIT` as RIPE Atlas probes do; return the registration reply."""
-        wait_for("the registry to see the Probe", lambda: self.get("probe", f"probe-{pid}"), timeout=10)
+        wait_for("the registration server to see the Probe", lambda: self.get("probe", f"probe-{pid}"), timeout=10)
         reply = wait_for("registration over OpenSSH", lambda: subprocess.run(
-            ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(self.registry_port), "probe@127.0.0.1", "INIT"],
+            ["ssh", *SSH_OPTS, "-i", str(key), "-p", str(self.registration_port), "probe@127.0.0.1", "INIT"],
             capture_output=True, text=True, timeout=20).stdout.strip(), timeout=30)
         return json.loads(reply)
 
@@ -261,10 +261,14 @@ class Cluster:
 
     # -- kubectl --------------------------------------------------------------------
     def kubectl(self, *args: str, input: str | None = None, check: bool = True) -> str:
-        out = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, env=self.env, timeout=60)
+        out = self.kubectl_run(*args, input=input)
         if check and out.returncode != 0:
             raise RuntimeError(f"kubectl {' '.join(args)} failed: {out.stderr}")
         return out.stdout
+
+    def kubectl_run(self, *args: str, input: str | None = None) -> subprocess.CompletedProcess:
+        """kubectl with its exit code, stdout and stderr (errors from the API server are on stderr)."""
+        return subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True, env=self.env, timeout=60)
 
     def kubectl_apply(self, obj: dict) -> str:
         return self.kubectl("apply", "-f", "-", input=json.dumps(obj))

@@ -30,10 +30,10 @@ sys.path.insert(0, str(CHARTS))
 import render  # noqa: E402  (charts/render.py)
 
 POD_KINDS = {'Deployment', 'StatefulSet', 'DaemonSet', 'Job', 'CronJob'}
-COMPONENT_PORTS = {'operator': 9090, 'registry': 9091, 'controller': 9092, 'collector': 9093, 'intake': 9094,
+COMPONENT_PORTS = {'operator': 9090, 'registration': 9091, 'controller': 9092, 'collector': 9093, 'intake': 9094,
                    'engines': 9095, 'api': 9096}
 # components that talk to the Kubernetes API and so get a token
-KUBE_CLIENTS = ('operator', 'registry', 'api', 'engines')
+KUBE_CLIENTS = ('operator', 'registration', 'api', 'engines')
 BUILTIN_ENGINES = ['single-radius', 'crowdsourced', 'reverse-dns', 'latency', 'anycast']
 
 
@@ -133,8 +133,8 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
     for want in [('Deployment', 'vantage-operator'),
                  ('Deployment', 'vantage-collector'), ('ControllerPool', 'vantage'),
                  ('ServiceAccount', 'vantage-operator'), ('ClusterRole', 'vantage-operator'),
-                 ('ServiceAccount', 'vantage-controller'), ('ServiceAccount', 'vantage-registry'),
-                 ('Role', 'vantage-operator'), ('ClusterRole', 'vantage-registry'),
+                 ('ServiceAccount', 'vantage-controller'), ('ServiceAccount', 'vantage-registration'),
+                 ('Role', 'vantage-operator'), ('ClusterRole', 'vantage-registration'),
                  ('NetworkPolicy', 'vantage-default-deny'),
                  ('CustomResourceDefinition', 'measurements.vantage.dev')]:
         assert want in kinds, want
@@ -153,8 +153,8 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
     # the operator renders controllers and registration from the pool: the chart renders
     # none of the objects it would otherwise take over (same names)
     assert not by_kind(default_docs, 'StatefulSet')
-    assert not {('Deployment', 'vantage-registry'), ('Service', 'vantage-registry'),
-                ('Service', 'vantage-registry-metrics'), ('Service', 'vantage-controller-headless'),
+    assert not {('Deployment', 'vantage-registration'), ('Service', 'vantage-registration'),
+                ('Service', 'vantage-registration-metrics'), ('Service', 'vantage-controller-headless'),
                 ('Service', 'vantage-controller-0')} & kinds
     pool = one(default_docs, 'ControllerPool', 'vantage')
     spec = pool['spec']
@@ -166,28 +166,28 @@ def test_default_render_has_every_component(default_docs: list[dict[str, Any]]) 
     assert spec['nats'] == {'url': 'nats://nats.nats.svc:4222'}
     assert spec['host_keys_secret'] == 'vantage-controller-host-keys'
     assert spec['service_account'] == 'vantage-controller'
-    assert spec['registry']['service_account'] == 'vantage-registry'
-    assert {k: spec['registry'][k] for k in ['enabled', 'replicas', 'port', 'service_type', 'host_key_secret']} == {
+    assert spec['registration']['service_account'] == 'vantage-registration'
+    assert {k: spec['registration'][k] for k in ['enabled', 'replicas', 'port', 'service_type', 'host_key_secret']} == {
         'enabled': True, 'replicas': 2, 'port': 443, 'service_type': 'LoadBalancer',
-        'host_key_secret': 'vantage-registry-host-key'}
+        'host_key_secret': 'vantage-registration-host-key'}
     assert spec['labels']['app.kubernetes.io/instance'] == 'vantage'
 
 
 def test_static_controllers_replace_the_pool(static_docs: list[dict[str, Any]]) -> None:
     kinds = {(d['kind'], d['metadata']['name']) for d in static_docs}
     for want in [('StatefulSet', 'vantage-controller'), ('Service', 'vantage-controller-headless'),
-                 ('Service', 'vantage-controller-0'), ('Deployment', 'vantage-registry'),
-                 ('Service', 'vantage-registry'), ('Service', 'vantage-registry-metrics'),
+                 ('Service', 'vantage-controller-0'), ('Deployment', 'vantage-registration'),
+                 ('Service', 'vantage-registration'), ('Service', 'vantage-registration-metrics'),
                  ('ServiceAccount', 'vantage-controller')]:
         assert want in kinds, want
     assert not by_kind(static_docs, 'ControllerPool'), 'the operator would take over the static StatefulSet'
-    registry = one(static_docs, 'Service', 'vantage-registry')
-    assert registry['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
+    registration = one(static_docs, 'Service', 'vantage-registration')
+    assert registration['spec']['ports'] == [{'name': 'ssh', 'port': 443, 'targetPort': 'ssh', 'protocol': 'TCP'}]
     # the pool off without static controllers: no controllers, no registration at all
     none = rendered({'controllerPool': {'enabled': False}})
     assert not by_kind(none, 'ControllerPool') and not by_kind(none, 'StatefulSet')
     assert ('ServiceAccount', 'vantage-controller') not in {(d['kind'], d['metadata']['name']) for d in none}
-    assert ('Deployment', 'vantage-registry') in {(d['kind'], d['metadata']['name']) for d in none}
+    assert ('Deployment', 'vantage-registration') in {(d['kind'], d['metadata']['name']) for d in none}
 
 
 def test_commands_ports_and_health_probes(static_docs: list[dict[str, Any]]) -> None:
@@ -211,8 +211,8 @@ def test_commands_ports_and_health_probes(static_docs: list[dict[str, Any]]) -> 
     assert '--advertise=$(POD_NAME).$(POD_NAMESPACE).svc.cluster.local:443' in controller['args']
     assert '--spool-dir=/var/lib/vantage/spool' in controller['args']
     assert {'name': 'spool', 'mountPath': '/var/lib/vantage/spool'} in controller['volumeMounts']
-    registry = pod_spec(one(default_docs, 'Deployment', 'vantage-registry'))
-    assert registry['volumes'][0]['secret']['secretName'] == 'vantage-registry-host-key'
+    registration = pod_spec(one(default_docs, 'Deployment', 'vantage-registration'))
+    assert registration['volumes'][0]['secret']['secretName'] == 'vantage-registration-host-key'
     assert not any(d['metadata']['name'].endswith('-intake') for d in default_docs), 'the intake needs S3: off by default'
 
 
@@ -325,7 +325,7 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
         'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
     }
-    assert grants(one(docs, 'ClusterRole', 'vantage-registry')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
+    assert grants(one(docs, 'ClusterRole', 'vantage-registration')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
     # the data API: Measurements in any tenant namespace, Probes, API key Secrets (list/watch only)
     assert grants(one(docs, 'ClusterRole', 'vantage-api')) == {
         'vantage.dev/measurements': {'create', 'get', 'list', 'watch'},
@@ -371,14 +371,14 @@ def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
     assert deny['policyTypes'] == ['Ingress', 'Egress'] and 'ingress' not in deny and 'egress' not in deny
     assert deny['podSelector']['matchLabels'] == {'app.kubernetes.io/name': 'vantage', 'app.kubernetes.io/instance': 'vantage'}
     ssh = pols['vantage-probes-ssh']
-    assert ssh['podSelector']['matchExpressions'][0]['values'] == ['registry', 'controller']
+    assert ssh['podSelector']['matchExpressions'][0]['values'] == ['registration', 'controller']
     assert ssh['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'ssh'}]
     assert pols['vantage-metrics']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'metrics'}]
     assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4222}]
     assert pols['vantage-egress-clickhouse']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 8123}]
     assert pols['vantage-egress-clickhouse']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'collector', 'intake', 'engines', 'api', 'migrate']
-    assert pols['vantage-egress-nats']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'registry', 'controller', 'collector', 'engines', 'api']
-    assert pols['vantage-egress-kube-api']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'registry', 'api', 'engines']
+    assert pols['vantage-egress-nats']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'registration', 'controller', 'collector', 'engines', 'api']
+    assert pols['vantage-egress-kube-api']['podSelector']['matchExpressions'][0]['values'] == ['operator', 'registration', 'api', 'engines']
     # users -> the data API port and the geolocation API port, from anywhere by default
     api = pols['vantage-api-http']
     assert api['podSelector']['matchLabels']['app.kubernetes.io/component'] == 'api'
@@ -414,10 +414,10 @@ def test_dashboards_carry_the_sidecar_label(all_cases: dict[str, list[dict[str, 
 
 def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
     docs = all_cases['full']
-    registry = one(docs, 'Service', 'measure-registry')
-    assert registry['spec']['type'] == 'NodePort' and registry['spec']['ports'][0]['port'] == 2222
-    assert registry['spec']['externalTrafficPolicy'] == 'Local'
-    dep = pod_spec(one(docs, 'Deployment', 'measure-registry'))
+    registration = one(docs, 'Service', 'measure-registration')
+    assert registration['spec']['type'] == 'NodePort' and registration['spec']['ports'][0]['port'] == 2222
+    assert registration['spec']['externalTrafficPolicy'] == 'Local'
+    dep = pod_spec(one(docs, 'Deployment', 'measure-registration'))
     assert dep['nodeSelector'] == {'example.net/edge': 'true'} and dep['imagePullSecrets'] == [{'name': 'regcred'}]
     container = dep['containers'][0]
     assert container['image'] == 'registry.example.net/vantage/vantage:0.1.0-rc1'
@@ -449,7 +449,7 @@ def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
     assert pols['measure-egress-s3']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 9000}]
     assert pols['measure-intake-http']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'http'}]
     monitors = {m['metadata']['name']: m for m in by_kind(docs, 'ServiceMonitor')}
-    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registry', 'controller', 'collector', 'intake', 'engines', 'api')}
+    assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registration', 'controller', 'collector', 'intake', 'engines', 'api')}
     # every ServiceMonitor selects exactly one metrics Service with a `metrics` port
     services = by_kind(docs, 'Service')
     for mon in monitors.values():
@@ -472,7 +472,7 @@ def test_nats_per_role_users(all_cases: dict[str, list[dict[str, Any]]]) -> None
     assert cm['metadata']['namespace'] == 'nats'
     block = cm['data']['authorization.conf']
     assert block == (ROOT / 'nats' / 'authorization.conf').read_text()
-    roles = ['operator', 'registry', 'controller', 'collector', 'engines', 'api']
+    roles = ['operator', 'registration', 'controller', 'collector', 'engines', 'api']
     for role in roles:
         assert f'user: "vantage-{role}"' in block and f'password: $VANTAGE_NATS_{role.upper()}' in block
     # every NATS client of the chart connects as its own user, its password from the Secret
@@ -489,13 +489,13 @@ def test_nats_per_role_users(all_cases: dict[str, list[dict[str, Any]]]) -> None
         assert env[pw]['valueFrom']['secretKeyRef'] == {'name': 'vantage-nats-passwords', 'key': component}
         assert env[names.index('NATS_URL')]['value'] == f'nats://vantage-{component}:$(NATS_PASSWORD)@nats.nats.svc:4222'
     assert seen == {'operator', 'collector', 'engines', 'api'}, seen
-    # the pool's pods (controller, registry) too: the operator renders them from password_secret
+    # the pool's pods (controller, registration) too: the operator renders them from password_secret
     nats = one(docs, 'ControllerPool', 'vantage')['spec']['nats']
     assert nats == {'url': 'nats://nats.nats.svc:4222', 'password_secret': 'vantage-nats-passwords'}
     # and the static controllers and registration of the chart
     static = rendered({'controllers': {'static': {'enabled': True}},
                        'nats': {'auth': {'enabled': True, 'existingSecret': 'pw'}}})
-    for kind, name, role in [('StatefulSet', 'vantage-controller', 'controller'), ('Deployment', 'vantage-registry', 'registry')]:
+    for kind, name, role in [('StatefulSet', 'vantage-controller', 'controller'), ('Deployment', 'vantage-registration', 'registration')]:
         env = {e['name']: e for e in pod_spec(one(static, kind, name))['containers'][0]['env']}
         assert env['NATS_PASSWORD']['valueFrom']['secretKeyRef'] == {'name': 'pw', 'key': role}
         assert env['NATS_URL']['value'] == f'nats://vantage-{role}:$(NATS_PASSWORD)@nats.nats.svc:4222'
@@ -509,7 +509,7 @@ def test_nats_per_role_users(all_cases: dict[str, list[dict[str, Any]]]) -> None
 def test_notes_tell_the_next_kubectl_apply() -> None:
     text = render.notes(None)
     assert 'kind: Probe' in text and 'kind: Measurement' in text and 'kubectl apply -f -' in text
-    assert 'create secret generic vantage-registry-host-key' in text
+    assert 'create secret generic vantage-registration-host-key' in text
 
 
 
@@ -615,9 +615,9 @@ def test_notes_tell_how_to_make_an_api_key() -> None:
 
 
 @pytest.mark.parametrize('values, where', [
-    ({'registry': {'port': 'x'}}, '/registry/port'),
-    ({'registry': {'port': 70000}}, '/registry/port'),
-    ({'registry': {'containerPort': 443}}, '/registry/containerPort'),
+    ({'registration': {'port': 'x'}}, '/registration/port'),
+    ({'registration': {'port': 70000}}, '/registration/port'),
+    ({'registration': {'containerPort': 443}}, '/registration/containerPort'),
     ({'clickhouse': {'url': 'clickhouse:8123'}}, '/clickhouse/url'),
     ({'clickhouse': {'database': 'bad-name'}}, '/clickhouse/database'),
     ({'controllerPool': {'serviceType': 'Ingress'}}, '/controllerPool/serviceType'),

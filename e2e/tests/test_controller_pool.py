@@ -53,7 +53,7 @@ def per_pod_services(c: Cluster, name: str) -> list[str]:
 def test_pool_renders_workloads_status_and_scales(cluster):
     name = f"cp{cluster.run_id.replace('_', '')}"[:40]
     spec = {"probes_per_controller": 100, "min_replicas": 2, "max_replicas": 4, "service_type": "NodePort", "ssh_port": 2022,
-            "image": "ghcr.io/vantage-dev/vantage:e2e", "registry": {"replicas": 1, "service_type": "ClusterIP"}}
+            "image": "ghcr.io/vantage-dev/vantage:e2e", "registration": {"replicas": 1, "service_type": "ClusterIP"}}
     cluster.kubectl_apply(pool(name, **spec))
     uid = get(cluster, "controllerpool", name)["metadata"]["uid"]
 
@@ -70,10 +70,10 @@ def test_pool_renders_workloads_status_and_scales(cluster):
     svc = get(cluster, "service", f"{name}-controller-1")
     assert svc["spec"]["type"] == "NodePort"
     assert svc["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == f"{name}-controller-1"
-    dep = wait_for("the registration Deployment", lambda: get(cluster, "deployment", f"{name}-registry"))
+    dep = wait_for("the registration Deployment", lambda: get(cluster, "deployment", f"{name}-registration"))
     assert dep["spec"]["replicas"] == 1
-    assert dep["spec"]["template"]["spec"]["containers"][0]["args"][0] == "registry"
-    reg = wait_for("the registration Service", lambda: get(cluster, "service", f"{name}-registry"))
+    assert dep["spec"]["template"]["spec"]["containers"][0]["args"][0] == "registration"
+    reg = wait_for("the registration Service", lambda: get(cluster, "service", f"{name}-registration"))
     assert reg["spec"]["type"] == "ClusterIP"
 
     def status():

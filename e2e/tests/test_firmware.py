@@ -29,7 +29,7 @@ def world():
         exe = bindir / "vantage-probe"
         shutil.copy2(BIN / "vantage-probe", exe)
         anchor = c.tmp / "anchor-fw.yaml"
-        anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{c.registry_port}\n    host_key: \"{c.registry_host_key}\"\n"
+        anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{c.registration_port}\n    host_key: \"{c.registration_host_key}\"\n"
                           f"firmware_keys:\n  - \"{signer}\"\n")
         pid, key, _ = c.add_probe()
         c.start(f"probe-{pid}", [str(exe), "run", "--key", str(key), "--anchor", str(anchor)])
@@ -41,7 +41,7 @@ def world():
 
 
 def release(c: Cluster, fwkey: Path, version: int, bundle: bytes, rollout: str = "lazy") -> dict:
-    """Sign `bundle` as `version`, put it in the registry's firmware directory, return the ProbeFirmware."""
+    """Sign `bundle` as `version`, put it in the registration server's firmware directory, return the ProbeFirmware."""
     path = c.firmware_dir / f"vantage-probe-{version}"
     path.write_bytes(bundle)
     out = subprocess.run([str(BIN / "vantage-sign"), "sign", "--key", str(fwkey), "--bundle", str(path), "--version", str(version),

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 import requests
+import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
 FIXTURES = HERE / 'fixtures'
@@ -30,8 +31,13 @@ needs_kubectl = pytest.mark.skipif(KUBECTL is None, reason='kubectl not installe
 
 
 @pytest.fixture(scope='module')
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp('standin')
+def server_log(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
+    return tmp_path_factory.mktemp('standin') / 'standin.log'
+
+
+@pytest.fixture(scope='module')
+def server(server_log: pathlib.Path) -> Iterator[str]:
+    tmp = server_log.parent
     ready = tmp / 'port'
     log = open(tmp / 'standin.log', 'w')
     proc = subprocess.Popen([sys.executable, str(STANDIN), '--port', '0', '--ready-file', str(ready), '--log-requests'],
@@ -404,9 +410,13 @@ def test_server_side_apply_and_patch_flavours(server: str) -> None:
     again = requests.patch(f'{base}/web', params={'fieldManager': 'test'}, data=json.dumps(deploy), headers=apply)
     assert again.json()['metadata']['resourceVersion'] == meta['resourceVersion']  # no-op
 
-    # YAML works for apply too
+    # YAML works for apply too (another manager: it takes spec.replicas over with force)
     yaml_body = 'apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: web}\nspec: {replicas: 2}\n'
-    assert requests.patch(f'{base}/web', data=yaml_body, headers=apply).json()['spec']['replicas'] == 2
+    r = requests.patch(f'{base}/web', params={'fieldManager': 'yaml', 'force': 'true'}, data=yaml_body, headers=apply)
+    assert r.json()['spec']['replicas'] == 2
+    # apply needs a field manager (PatchOptions validation)
+    r = requests.patch(f'{base}/web', data=yaml_body, headers=apply)
+    assert r.status_code == 422 and 'fieldManager: Required value' in r.json()['message']
 
     # strategic merge with $setElementOrder merges the list by key instead of replacing it
     smp = {'$setElementOrder/containers': [{'name': 'app'}, {'name': 'side'}],
@@ -440,7 +450,8 @@ def test_server_side_apply_and_patch_flavours(server: str) -> None:
     # /status: apply, merge and PUT change only the status
     st = requests.patch(f'{base}/web/status', data=json.dumps({'apiVersion': 'apps/v1', 'kind': 'Deployment',
                                                                'metadata': {'name': 'web'}, 'spec': {'replicas': 9},
-                                                               'status': {'readyReplicas': 3}}), headers=apply)
+                                                               'status': {'readyReplicas': 3}}), headers=apply,
+                        params={'fieldManager': 'test'})
     assert st.json()['status'] == {'readyReplicas': 3} and st.json()['spec']['replicas'] == 3
     assert st.json()['metadata']['generation'] == generation
     current = st.json()
@@ -455,7 +466,7 @@ def test_server_side_apply_and_patch_flavours(server: str) -> None:
     assert put.json()['spec'] == {'replicas': 5} and put.json()['status'] == {'readyReplicas': 1}
     assert put.json()['metadata']['generation'] == generation + 1
     # status apply on a missing object is NotFound (only the main resource creates)
-    assert requests.patch(f'{base}/nope/status', data='{}', headers=apply).status_code == 404
+    assert requests.patch(f'{base}/nope/status', data='{}', headers=apply, params={'fieldManager': 'test'}).status_code == 404
 
 
 def test_namespace_from_path_and_deletion_cascade(server: str) -> None:
@@ -467,3 +478,333 @@ def test_namespace_from_path_and_deletion_cascade(server: str) -> None:
     assert mismatch.status_code == 400
     assert requests.delete(f'{server}/api/v1/namespaces/cascade').status_code == 200
     assert requests.get(f'{base}/leader').status_code == 404
+
+
+# ---------------------------------------------------------------------------
+# What a real API server refuses or does on its own (issue 14): each test names the
+# Kubernetes documentation it follows.
+
+SPROCKETS = '/apis/vantage.dev/v1alpha1/namespaces/default/sprockets'
+APPLY = {'Content-Type': 'application/apply-patch+yaml'}
+MERGE = {'Content-Type': 'application/merge-patch+json'}
+
+
+def sprocket(name: str, **spec: Any) -> dict[str, Any]:
+    return {'apiVersion': 'vantage.dev/v1alpha1', 'kind': 'Sprocket', 'metadata': {'name': name},
+            'spec': dict({'teeth': 12, 'kind': 'spur'}, **spec)}
+
+
+@pytest.fixture(scope='module')
+def sprockets(server: str) -> str:
+    crd = yaml.safe_load((FIXTURES / 'sprocket-crd.yaml').read_text())
+    r = requests.post(f'{server}/apis/apiextensions.k8s.io/v1/customresourcedefinitions', json=crd)
+    assert r.status_code == 201, r.text
+    return server + SPROCKETS
+
+
+def causes(r: requests.Response) -> dict[str, str]:
+    body = r.json()
+    assert r.status_code == 422 and body['reason'] == 'Invalid', r.text
+    return {c['field']: c['message'] for c in body['details']['causes']}
+
+
+def test_schema_types_required_enum_bounds_and_patterns_are_enforced(sprockets: str) -> None:
+    """https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation
+    -- OpenAPI v3 value validations refuse the object with 422 Invalid; the Status names every
+    field in details.causes (https://kubernetes.io/docs/reference/using-api/api-concepts/#responses
+    and the StatusCause of meta/v1)."""
+    missing = requests.post(sprockets, json={'apiVersion': 'vantage.dev/v1alpha1', 'kind': 'Sprocket',
+                                             'metadata': {'name': 's-missing'}, 'spec': {'kind': 'spur'}})
+    assert causes(missing) == {'spec.teeth': 'Required value'}
+    body = missing.json()
+    assert body['message'] == 'Sprocket.vantage.dev "s-missing" is invalid: spec.teeth: Required value'
+    assert body['details']['kind'] == 'Sprocket' and body['details']['group'] == 'vantage.dev'
+    assert body['details']['causes'][0]['reason'] == 'FieldValueRequired'
+
+    cases = [
+        ({'teeth': 'twelve'}, 'spec.teeth', 'Invalid value: "string": spec.teeth in body must be of type integer: "string"'),
+        ({'teeth': 2}, 'spec.teeth', 'Invalid value: 2: spec.teeth in body should be greater than or equal to 3'),
+        ({'teeth': 201}, 'spec.teeth', 'Invalid value: 201: spec.teeth in body should be less than or equal to 200'),
+        ({'kind': 'worm'}, 'spec.kind', 'Unsupported value: "worm": supported values: "spur", "chain", "bevel"'),
+        ({'label': 'x' * 9}, 'spec.label', 'Too long: may not be more than 8 bytes'),
+        ({'label': ''}, 'spec.label', 'Invalid value: "": spec.label in body should be at least 1 chars long'),
+        ({'label': 'Bad_1'}, 'spec.label', 'Invalid value: "Bad_1": spec.label in body should match \'^[a-z][a-z0-9-]*$\''),
+        ({'tags': []}, 'spec.tags', 'Invalid value: 0: spec.tags in body should have at least 1 items'),
+        ({'tags': ['a', 'b', 'c', 'd']}, 'spec.tags', 'Too many: 4: must have at most 3 items'),
+        ({'width': True}, 'spec.width', 'Invalid value: "boolean": spec.width in body must be of type integer or string: "boolean"'),
+        ({'ratio': 'fast'}, 'spec.ratio', 'Invalid value: "string": spec.ratio in body must be of type number: "string"'),
+    ]
+    for i, (spec, field, message) in enumerate(cases):
+        r = requests.post(sprockets, json=sprocket(f's-bad-{i}', **spec))
+        assert r.status_code == 422, r.text
+        assert {'field': field, 'message': message} in [
+            {'field': c['field'], 'message': c['message']} for c in r.json()['details']['causes']], (spec, r.text)
+    several = requests.post(sprockets, json=sprocket('s-several', teeth=1, kind='worm'))
+    assert set(causes(several)) == {'spec.teeth', 'spec.kind'}
+    assert several.json()['message'].startswith('Sprocket.vantage.dev "s-several" is invalid: [')
+
+    # what the schema allows: int-or-string both ways, nullable null, a valid everything
+    for i, width in enumerate((3, '50%')):
+        r = requests.post(sprockets, json=sprocket(f's-width-{i}', width=width, note=None, label='ok-1', tags=['a']))
+        assert r.status_code == 201, r.text
+        assert r.json()['spec']['width'] == width and r.json()['spec']['note'] is None
+
+
+def test_unknown_fields_are_pruned_and_defaults_applied(sprockets: str) -> None:
+    """https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#field-pruning,
+    #defaulting and #defaulting-and-nullable; fieldValidation (Strict refuses, Warn warns):
+    https://kubernetes.io/docs/reference/using-api/api-concepts/#field-validation"""
+    r = requests.post(sprockets, json=dict(sprocket('s-prune', color=None, extra={'anything': {'goes': [1]}},
+                                                    bogus=1, mounting={'torque': 'high', 'rust': True}), junk={'a': 1}))
+    assert r.status_code == 201, r.text
+    obj = r.json()
+    assert 'junk' not in obj and 'bogus' not in obj['spec']
+    assert 'color' not in obj['spec']  # a null in a non-nullable field without default is pruned
+    assert obj['spec']['extra'] == {'anything': {'goes': [1]}}  # x-kubernetes-preserve-unknown-fields
+    assert obj['spec']['ratio'] == 1.5  # default
+    assert obj['spec']['mounting'] == {'torque': 'high', 'bolts': 4}  # nested default, unknown 'rust' pruned
+    warnings = r.headers.get('Warning', '')
+    assert 'unknown field \\"spec.bogus\\"' in warnings and 'unknown field \\"junk\\"' in warnings, warnings
+    # a default object is defaulted inside too
+    assert requests.post(sprockets, json=sprocket('s-default')).json()['spec']['mounting'] == {'bolts': 4}
+    strict = requests.post(sprockets, params={'fieldValidation': 'Strict'}, json=sprocket('s-strict', bogus=1))
+    assert strict.status_code == 400 and strict.json()['reason'] == 'BadRequest'
+    assert 'strict decoding error: unknown field "spec.bogus"' in strict.json()['message']
+    ignore = requests.post(sprockets, params={'fieldValidation': 'Ignore'}, json=sprocket('s-ignore', bogus=1))
+    assert ignore.status_code == 201 and 'Warning' not in ignore.headers and 'bogus' not in ignore.json()['spec']
+
+
+def test_cel_rules_self_old_self_messages_and_field_paths(sprockets: str) -> None:
+    """https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#validation-rules
+    (message, messageExpression, reason, fieldPath) and #transition-rules (oldSelf: only on
+    updates, where an old value exists)."""
+    r = requests.post(sprockets, json=sprocket('s-rpm', min_rpm=100, max_rpm=50))
+    assert r.json()['details']['causes'] == [{'reason': 'FieldValueInvalid', 'field': 'spec.max_rpm',
+                                              'message': 'Invalid value: "object": max_rpm must be at least min_rpm'}]
+    r = requests.post(sprockets, json=sprocket('s-chain', kind='chain'))
+    assert causes(r) == {'spec.chain': 'Required value: a chain sprocket needs spec.chain'}  # messageExpression
+    assert r.json()['details']['causes'][0]['reason'] == 'FieldValueRequired'
+    # the transition rule is not evaluated on create; on update it is
+    created = requests.post(sprockets, json=sprocket('s-grow', teeth=10))
+    assert created.status_code == 201, created.text
+    shrink = requests.patch(f'{sprockets}/s-grow', data=json.dumps({'spec': {'teeth': 9}}), headers=MERGE)
+    assert causes(shrink) == {'spec': 'Invalid value: "object": teeth may only grow'}
+    grow = requests.patch(f'{sprockets}/s-grow', data=json.dumps({'spec': {'teeth': 11}}), headers=MERGE)
+    assert grow.status_code == 200 and grow.json()['spec']['teeth'] == 11
+
+
+@needs_kubectl
+def test_kubectl_shows_the_cel_message(sprockets: str, kubectl) -> None:
+    """kubectl prints the API server's Invalid status: ``The Sprocket "x" is invalid: field: message``."""
+    out = kubectl('apply', '-f', '-', input=json.dumps(sprocket('s-kubectl', kind='chain')), check=False)
+    assert out.returncode != 0
+    assert 'The Sprocket "s-kubectl" is invalid: spec.chain: Required value: a chain sprocket needs spec.chain' in out.stderr, out.stderr
+
+
+def test_unsupported_cel_rule_is_listed_at_registration_and_refused(sprockets: str, server_log: pathlib.Path) -> None:
+    """Rules the CEL library cannot evaluate (here isURL, of the Kubernetes URL library:
+    https://kubernetes.io/docs/reference/using-api/cel/#kubernetes-url-library) are never
+    passed silently: listed at registration, and a write that needs one is refused."""
+    log = server_log.read_text()
+    assert 'UNSUPPORTED CEL rule in CRD sprockets.vantage.dev version v1alpha1 at spec.homepage' in log, log
+    assert "'isURL(self)'" in log
+    r = requests.post(sprockets, json=sprocket('s-url', homepage='https://example.com'))
+    cause = r.json()['details']['causes'][0]
+    assert r.status_code == 422 and cause['field'] == 'spec.homepage' and cause['reason'] == 'InternalError'
+    assert 'cannot evaluate' in cause['message']
+    assert requests.post(sprockets, json=sprocket('s-no-url')).status_code == 201  # the rule is not needed
+
+
+def test_namespaces_must_exist(server: str, sprockets: str) -> None:
+    """https://kubernetes.io/docs/reference/access-authn-authz/admission-controllers/#namespacelifecycle:
+    no object in a namespace that does not exist (404 NotFound for the namespace)."""
+    r = requests.post(f'{server}/api/v1/namespaces/ghost/configmaps', json={'metadata': {'name': 'c'}})
+    assert r.status_code == 404 and r.json()['message'] == 'namespaces "ghost" not found'
+    assert r.json()['details'] == {'name': 'ghost', 'kind': 'namespaces'}
+    r = requests.post(sprockets.replace('/default/', '/ghost/'), json=sprocket('x'))
+    assert r.status_code == 404 and r.json()['message'] == 'namespaces "ghost" not found'  # custom resources too
+    names = {n['metadata']['name'] for n in requests.get(f'{server}/api/v1/namespaces').json()['items']}
+    assert {'default', 'kube-system', 'kube-public'} <= names
+    # namespace names are RFC 1123 labels
+    bad = requests.post(f'{server}/api/v1/namespaces', json={'metadata': {'name': 'Not_A_Label'}})
+    assert bad.status_code == 422 and 'a lowercase RFC 1123 label' in bad.json()['message']
+
+
+@needs_kubectl
+def test_kubectl_create_namespace(server: str, kubectl) -> None:
+    """``kubectl create namespace`` sends protobuf (application/vnd.kubernetes.protobuf) and accepts JSON back."""
+    out = kubectl('create', 'namespace', 'made-by-kubectl')
+    assert out.stdout.strip() == 'namespace/made-by-kubectl created'
+    ns = requests.get(f'{server}/api/v1/namespaces/made-by-kubectl').json()
+    assert ns['status']['phase'] == 'Active' and ns['metadata']['uid']
+    kubectl('create', 'configmap', 'made', '-n', 'made-by-kubectl', '--from-literal=a=b')
+    assert requests.get(f'{server}/api/v1/namespaces/made-by-kubectl/configmaps/made').json()['data'] == {'a': 'b'}
+    again = kubectl('create', 'namespace', 'made-by-kubectl', check=False)
+    assert again.returncode != 0 and 'AlreadyExists' in again.stderr
+
+
+def managers(obj: dict[str, Any]) -> dict[tuple[str, str, str], dict[str, Any]]:
+    return {(m['manager'], m['operation'], m.get('subresource', '')): m['fieldsV1']
+            for m in obj['metadata'].get('managedFields', [])}
+
+
+def test_server_side_apply_owns_fields_per_manager(sprockets: str) -> None:
+    """https://kubernetes.io/docs/reference/using-api/server-side-apply/: managedFields per
+    manager (FieldsV1), a field an applier stops sending is removed unless another manager
+    owns it, changing another manager's field is a 409 conflict unless force=true."""
+    url = f'{sprockets}/s-ssa'
+
+    def apply(manager: str, body: dict[str, Any], sub: str = '', force: bool = False) -> requests.Response:
+        params = {'fieldManager': manager, **({'force': 'true'} if force else {})}
+        return requests.patch(url + sub, params=params, data=json.dumps(body), headers=APPLY)
+
+    a = apply('alice', sprocket('s-ssa', label='one', color='red'))
+    assert a.status_code == 201, a.text
+    fields = managers(a.json())[('alice', 'Apply', '')]
+    assert fields == {'f:spec': {'f:color': {}, 'f:kind': {}, 'f:label': {}, 'f:teeth': {}}}
+    b = apply('bob', {'apiVersion': 'vantage.dev/v1alpha1', 'kind': 'Sprocket', 'metadata': {'name': 's-ssa'},
+                      'spec': {'teeth': 12, 'kind': 'spur', 'tags': ['x']}})
+    assert b.status_code == 200, b.text  # same values for teeth/kind: shared, no conflict
+    # alice stops sending label and tags-less color: label goes, teeth/kind stay (bob owns them too)
+    a = apply('alice', {'apiVersion': 'vantage.dev/v1alpha1', 'kind': 'Sprocket', 'metadata': {'name': 's-ssa'},
+                        'spec': {'color': 'red'}})
+    assert a.status_code == 200, a.text
+    spec = a.json()['spec']
+    assert 'label' not in spec and spec['teeth'] == 12 and spec['kind'] == 'spur' and spec['tags'] == ['x']
+    # bob changing alice's color: conflict, then force takes it over
+    body = {'apiVersion': 'vantage.dev/v1alpha1', 'kind': 'Sprocket', 'metadata': {'name': 's-ssa'},
+            'spec': {'teeth': 12, 'kind': 'spur', 'tags': ['x'], 'color': 'blue'}}
+    c = apply('bob', body)
+    assert c.status_code == 409 and c.json()['reason'] == 'Conflict', c.text
+    assert c.json()['message'] == 'Apply failed with 1 conflict: conflict with "alice" using vantage.dev/v1alpha1: .spec.color'
+    assert c.json()['details']['causes'][0] == {'reason': 'FieldManagerConflict', 'field': '.spec.color',
+                                                'message': 'conflict with "alice" using vantage.dev/v1alpha1'}
+    f = apply('bob', body, force=True)
+    assert f.status_code == 200 and f.json()['spec']['color'] == 'blue'
+    assert 'f:color' not in managers(f.json()).get(('alice', 'Apply', ''), {}).get('f:spec', {})
+    # a merge patch is an Update: its manager owns what it changed, others lose it
+    m = requests.patch(url, params={'fieldManager': 'carol'}, data=json.dumps({'spec': {'tags': ['y']}}), headers=MERGE)
+    assert managers(m.json())[('carol', 'Update', '')] == {'f:spec': {'f:tags': {}}}
+    assert 'f:tags' not in managers(m.json())[('bob', 'Apply', '')]['f:spec']
+
+
+def test_server_side_apply_on_status(sprockets: str) -> None:
+    """Status by server-side apply, as the operator writes it: ``{apiVersion, kind, status}``
+    to /status with force; a status field it stops sending (limitedBy) disappears; conditions,
+    a map list keyed by type in this schema, are merged per key across managers; merge
+    patches on /status keep working."""
+    assert requests.post(sprockets, json=sprocket('s-status')).status_code == 201
+    url = f'{sprockets}/s-status/status'
+    params = {'fieldManager': 'vantage-operator', 'force': 'true'}
+
+    def status(st: dict[str, Any], manager: str = 'vantage-operator') -> requests.Response:
+        return requests.patch(url, params=dict(params, fieldManager=manager), headers=APPLY,
+                              data=json.dumps({'apiVersion': 'vantage.dev/v1alpha1', 'kind': 'Sprocket', 'status': st}))
+
+    r = status({'phase': 'Limited', 'limitedBy': 'max', 'conditions': [{'type': 'Ready', 'status': 'False'}]})
+    assert r.status_code == 200 and r.json()['status']['limitedBy'] == 'max', r.text
+    assert ('vantage-operator', 'Apply', 'status') in managers(r.json())
+    r = status({'phase': 'Ongoing', 'conditions': [{'type': 'Ready', 'status': 'True', 'reason': 'Running'}]})
+    assert r.json()['status'] == {'phase': 'Ongoing', 'conditions': [{'type': 'Ready', 'status': 'True', 'reason': 'Running'}]}
+    # another manager's condition is merged by key and survives the operator's next apply
+    assert status({'conditions': [{'type': 'Audited', 'status': 'True'}]}, manager='auditor').status_code == 200
+    r = status({'phase': 'Ongoing', 'conditions': [{'type': 'Ready', 'status': 'True', 'reason': 'Running'}]})
+    assert [c['type'] for c in r.json()['status']['conditions']] == ['Ready', 'Audited']
+    # the main endpoint ignores status; a merge patch on /status still works (and null removes)
+    generation = r.json()['metadata']['generation']
+    m = requests.patch(url, params={'fieldManager': 'vantage-operator'}, headers=MERGE,
+                       data=json.dumps({'status': {'observed': 3, 'phase': None}}))
+    assert m.status_code == 200 and m.json()['status']['observed'] == 3 and 'phase' not in m.json()['status']
+    assert m.json()['metadata']['generation'] == generation  # status writes do not bump generation
+    # status is validated too
+    bad = status({'conditions': [{'type': 'Ready', 'status': 'Maybe'}]})
+    assert causes(bad) == {'status.conditions[0].status': 'Unsupported value: "Maybe": supported values: "True", "False", "Unknown"'}
+
+
+def wait_gone(url: str, timeout: float = 5.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(url).status_code == 404:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_garbage_collection_by_owner_references(server: str, sprockets: str) -> None:
+    """https://kubernetes.io/docs/concepts/architecture/garbage-collection/#owners-dependents and
+    https://kubernetes.io/docs/concepts/overview/working-with-objects/owners-dependents/:
+    background cascading deletion deletes dependents whose owners (matched by uid) are all gone;
+    a dependent with another live owner only loses the reference; Orphan keeps dependents."""
+    cms = f'{server}/api/v1/namespaces/default/configmaps'
+    owner = requests.post(sprockets, json=sprocket('s-owner')).json()
+    other = requests.post(cms, json={'metadata': {'name': 'gc-other-owner'}}).json()
+
+    def ref(o: dict[str, Any], uid: str | None = None) -> dict[str, Any]:
+        return {'apiVersion': o['apiVersion'], 'kind': o['kind'], 'name': o['metadata']['name'],
+                'uid': uid or o['metadata']['uid']}
+    requests.post(cms, json={'metadata': {'name': 'gc-dep', 'ownerReferences': [ref(owner)]}})
+    requests.post(cms, json={'metadata': {'name': 'gc-two', 'ownerReferences': [ref(owner), ref(other)]}})
+    assert requests.delete(f'{sprockets}/s-owner').status_code == 200
+    assert wait_gone(f'{cms}/gc-dep'), 'the dependent was not garbage-collected'
+    deadline = time.monotonic() + 5
+    while requests.get(f'{cms}/gc-two').json()['metadata'].get('ownerReferences') != [ref(other)]:
+        assert time.monotonic() < deadline, requests.get(f'{cms}/gc-two').json()
+        time.sleep(0.05)
+    # a reference whose uid does not match the object of that name counts as gone
+    requests.post(cms, json={'metadata': {'name': 'gc-stale', 'ownerReferences': [ref(other, uid='00000000-dead')]}})
+    assert wait_gone(f'{cms}/gc-stale')
+    # Orphan: the dependent stays, without the reference
+    requests.delete(f'{cms}/gc-two')
+    lone = requests.post(cms, json={'metadata': {'name': 'gc-owner2'}}).json()
+    requests.post(cms, json={'metadata': {'name': 'gc-orphan', 'ownerReferences': [ref(lone)]}})
+    requests.delete(f'{cms}/gc-owner2', json={'propagationPolicy': 'Orphan'})
+    time.sleep(0.6)
+    orphan = requests.get(f'{cms}/gc-orphan')
+    assert orphan.status_code == 200 and not orphan.json()['metadata'].get('ownerReferences')
+
+
+def test_put_without_resource_version_is_refused_for_custom_resources(server: str, sprockets: str) -> None:
+    """Custom resources have no unconditional update: a PUT must carry metadata.resourceVersion
+    (https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions; the API
+    server answers 422 ``metadata.resourceVersion: Invalid value: 0x0: must be specified for an update``)."""
+    created = requests.post(sprockets, json=sprocket('s-put')).json()
+    body = sprocket('s-put', teeth=13)
+    r = requests.put(f'{sprockets}/s-put', json=body)
+    assert causes(r) == {'metadata.resourceVersion': 'Invalid value: 0x0: must be specified for an update'}
+    body['metadata']['resourceVersion'] = created['metadata']['resourceVersion']
+    assert requests.put(f'{sprockets}/s-put', json=body).json()['spec']['teeth'] == 13
+    # built-in kinds (here a ConfigMap) allow unconditional updates
+    cms = f'{server}/api/v1/namespaces/default/configmaps'
+    requests.post(cms, json={'metadata': {'name': 'put-cm'}})
+    assert requests.put(f'{cms}/put-cm', json={'metadata': {'name': 'put-cm'}, 'data': {'a': 'b'}}).status_code == 200
+
+
+def test_generation_is_bumped_when_deletion_starts(sprockets: str) -> None:
+    """Setting deletionTimestamp increments metadata.generation (API conventions, "Metadata":
+    https://github.com/kubernetes/community/blob/master/contributors/devel/sig-architecture/api-conventions.md#metadata;
+    finalizers: https://kubernetes.io/docs/concepts/overview/working-with-objects/finalizers/).
+    No finalizer may be added once deletion started."""
+    body = sprocket('s-fin')
+    body['metadata']['finalizers'] = ['vantage.dev/test']
+    created = requests.post(sprockets, json=body).json()
+    deleting = requests.delete(f'{sprockets}/s-fin').json()
+    assert deleting['metadata']['deletionTimestamp']
+    assert deleting['metadata']['generation'] == created['metadata']['generation'] + 1
+    more = requests.patch(f'{sprockets}/s-fin', headers=MERGE,
+                          data=json.dumps({'metadata': {'finalizers': ['vantage.dev/test', 'vantage.dev/late']}}))
+    assert more.status_code == 422 and 'no new finalizers can be added' in more.text
+    requests.patch(f'{sprockets}/s-fin', headers=MERGE, data=json.dumps({'metadata': {'finalizers': None}}))
+    assert requests.get(f'{sprockets}/s-fin').status_code == 404
+
+
+@needs_kubectl
+def test_printer_columns_evaluate_jsonpath_filters(sprockets: str, kubectl) -> None:
+    """https://kubernetes.io/docs/tasks/extend-kubernetes/custom-resources/custom-resource-definitions/#additional-printer-columns
+    with the JSONPath filters of https://kubernetes.io/docs/reference/kubectl/jsonpath/."""
+    assert requests.post(sprockets, json=sprocket('s-print', teeth=40)).status_code == 201
+    requests.patch(f'{sprockets}/s-print/status', headers=MERGE, data=json.dumps({'status': {'conditions': [
+        {'type': 'Scheduled', 'status': 'False', 'reason': 'Waiting'},
+        {'type': 'Ready', 'status': 'True', 'reason': 'AllGood'}]}}))
+    table = kubectl('get', 'sprockets', 's-print').stdout.splitlines()
+    assert table[0].split() == ['NAME', 'TEETH', 'READY', 'REASON']
+    assert table[1].split() == ['s-print', '40', 'True', 'AllGood']

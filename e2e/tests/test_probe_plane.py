@@ -53,9 +53,9 @@ def test_disabling_a_probe_drops_its_session_within_2s_and_refuses_it(cluster):
     wait_for("the session to close", lambda: connected() < before, timeout=5, interval=0.05)
     elapsed = time.monotonic() - started
     assert elapsed < 2.0, f"session closed after {elapsed:.2f}s"
-    wait_for("the reconnect refused", lambda: f"probe={pid}" in cluster.logs("registry")
-             and "refused: probe is disabled" in cluster.logs("registry"), timeout=20)
-    assert cluster.metric("registry", 'vantage_registry_refused_total{reason="disabled"}') >= 1
+    wait_for("the reconnect refused", lambda: f"probe={pid}" in cluster.logs("registration")
+             and "refused: probe is disabled" in cluster.logs("registration"), timeout=20)
+    assert cluster.metric("registration", 'vantage_registration_refused_total{reason="disabled"}') >= 1
     cluster.stop(f"probe-{pid}")
 
 

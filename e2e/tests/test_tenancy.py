@@ -37,7 +37,8 @@ def measurement(name: str, ns: str, probe: int, requested: int = 1) -> dict:
 
 def test_over_limit_measurement_is_limited_and_runs_once_it_fits(cluster, probe):
     ns = f"team-{cluster.run_id}".replace("_", "-")
-    cluster.kubectl("create", "namespace", ns, check=False)
+    assert cluster.kubectl("create", "namespace", ns).strip() == f"namespace/{ns} created"
+    assert cluster.get("namespace", ns)["status"]["phase"] == "Active"
     cluster.kubectl_apply({"apiVersion": "vantage.dev/v1alpha1", "kind": "TenantPolicy", "metadata": {"name": "default", "namespace": ns},
                            "spec": {"max_concurrent_measurements": 1, "max_probes_per_measurement": 2}})
     wait_for("the operator to see the policy", lambda: cluster.get("tenantpolicy", "default", ns).get("status"), timeout=30)
