@@ -254,9 +254,10 @@ enum Command {
         #[arg(long)]
         asn_table: Option<std::path::PathBuf>,
         /// An RIR statistics file (`delegated-<rir>-extended-latest`; repeat for each
-        /// RIR): the `registry` engine and a country hint for single-radius.
-        #[arg(long = "registry-file")]
-        registry_files: Vec<std::path::PathBuf>,
+        /// RIR): the `rir` engine and a country hint for single-radius.
+        // `--registry-file` is the deprecated, hidden former name.
+        #[arg(long = "rir-file", alias = "registry-file")]
+        rir_files: Vec<std::path::PathBuf>,
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
@@ -300,6 +301,9 @@ async fn main() -> anyhow::Result<()> {
         tracing::warn!(
             "`vantage registry` is deprecated and will be removed: run `vantage registration`"
         );
+    }
+    if std::env::args().any(|a| a == "--registry-file" || a.starts_with("--registry-file=")) {
+        tracing::warn!("`--registry-file` is deprecated and will be removed: use `--rir-file`");
     }
     // With more than one rustls backend compiled in, rustls cannot choose: choose ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -458,7 +462,7 @@ async fn main() -> anyhow::Result<()> {
             active_probes,
             active_enough_ms,
             asn_table,
-            registry_files,
+            rir_files,
             cache_max_age_s,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
@@ -471,7 +475,7 @@ async fn main() -> anyhow::Result<()> {
                 enough_rtt_ms: active_enough_ms,
             };
             cfg.asn_table = asn_table;
-            cfg.registry_files = registry_files;
+            cfg.rir_files = rir_files;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {

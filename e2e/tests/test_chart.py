@@ -588,18 +588,18 @@ def test_engine_data_files_come_from_a_volume(all_cases: dict[str, list[dict[str
     pod = pod_spec(one(docs, 'Deployment', 'measure-engines'))
     (e,) = pod['containers']
     data = '/var/lib/vantage/geo'
-    assert e['args'][-3:] == [f'--registry-file={data}/delegated-ripencc-extended-latest',
-                              f'--registry-file={data}/delegated-arin-extended-latest',
+    assert e['args'][-3:] == [f'--rir-file={data}/delegated-ripencc-extended-latest',
+                              f'--rir-file={data}/delegated-arin-extended-latest',
                               f'--asn-table={data}/ipasn.dat']
     assert e['volumeMounts'] == [{'name': 'geo-data', 'mountPath': data, 'readOnly': True}]
     assert pod['volumes'] == [{'name': 'geo-data', 'persistentVolumeClaim': {'claimName': 'geo-data'}}]
-    # registry files turn the `registry` resource on, with its weight from values
+    # RIR files turn the `rir` resource on, with its weight from values
     geo = {g['metadata']['name']: g['spec'] for g in by_kind(docs, 'GeolocationEngine')}
-    assert list(geo) == BUILTIN_ENGINES + ['registry']
-    assert geo['registry'] == {'engine': 'registry', 'weight': 1.5, 'enabled': True}
+    assert list(geo) == BUILTIN_ENGINES + ['rir']
+    assert geo['rir'] == {'engine': 'rir', 'weight': 1.5, 'enabled': True}
     # files without a volume to read them from: refused, saying what to set
     with pytest.raises(Exception) as err:
-        render.render({'engines': {'data': {'registryFiles': ['delegated-ripencc-extended-latest']}}})
+        render.render({'engines': {'data': {'rirFiles': ['delegated-ripencc-extended-latest']}}})
     assert 'set engines.data.volume' in str(err.value), str(err.value)
     with pytest.raises(helm.HelmValuesError) as bad:
         render.render({'engines': {'data': {'asnTable': '/etc/ipasn.dat', 'volume': {'emptyDir': {}}}}})

@@ -55,12 +55,12 @@ def geo():
             engine("py-nats", ns, engine="external", nats_subject=subject),
             engine("bogus", ns, engine="geoip"),
             engine("nowhere", ns, engine="external"),
-            engine("rir", ns, engine="registry"),
+            engine("rir", ns, engine="rir"),
         ]:
             c.kubectl_apply(obj)
-        # Resources and external engines only: no on-demand pings (the registry's NL hint
+        # Resources and external engines only: no on-demand pings (the rir engine's NL hint
         # would pick the NL probes other tests left in the stand-in).
-        c.start_engines(ns, "--no-active", "--registry-file", str(rir))
+        c.start_engines(ns, "--no-active", "--rir-file", str(rir))
         c.ns = ns
         yield c
     finally:
@@ -86,7 +86,7 @@ def partial_names(c: Cluster, ip: str = TARGET) -> list[str]:
 
 
 def test_enabled_resources_are_the_engine_set(geo):
-    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "py-nats", "registry"]
+    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "py-nats", "rir"]
     good = geo.get("geolocationengine", "py-http", geo.ns)
     assert condition(good, "Ready")["status"] == "True", good
     assert condition(good, "Invalid")["status"] == "False"
@@ -114,11 +114,11 @@ def test_python_engines_score_in_partials_and_the_reducer(geo):
     assert best["score"] == 27.0, best
     assert best["contributions"]["py-http"] == {"score": 8, "weight": 2.0}
     assert best["contributions"]["py-nats"] == {"score": 8, "weight": 1.0}
-    assert best["contributions"]["registry"] == {"score": 3, "weight": 1.0}
+    assert best["contributions"]["rir"] == {"score": 3, "weight": 1.0}
 
 
-def test_the_registry_votes_for_a_country(geo):
-    status, body = get(geo, f"/api/v1/locate/{TARGET}/partials/registry")
+def test_the_rir_engine_votes_for_a_country(geo):
+    status, body = get(geo, f"/api/v1/locate/{TARGET}/partials/rir")
     assert status == 200, body
     part = body["partial"]
     assert part["scope"] == "country" and part["error"] is None, part
@@ -126,7 +126,7 @@ def test_the_registry_votes_for_a_country(geo):
     (loc,) = part["locations"]
     assert loc["countryCodeAlpha2"] == "NL" and loc["score"] == 3, loc
     # an address in no registered range: nothing
-    status, body = get(geo, "/api/v1/locate/9.9.9.9/partials/registry")
+    status, body = get(geo, "/api/v1/locate/9.9.9.9/partials/rir")
     assert status == 200 and body["partial"]["locations"] == [], body
 
 
@@ -145,7 +145,7 @@ def test_bad_replies_are_dropped_and_counted(geo):
 def test_disabling_a_resource_takes_it_out(geo):
     geo.kubectl_apply(engine("py-nats", geo.ns, engine="external", nats_subject="geo.unused", enabled=False))
     wait_for("py-nats out of /partials", lambda: "py-nats" not in partial_names(geo), timeout=30)
-    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "registry"]
+    assert partial_names(geo) == ["crowdsourced", "latency", "py-http", "rir"]
     cond = wait_for("py-nats Disabled", lambda: condition(geo.get("geolocationengine", "py-nats", geo.ns), "Ready").get("reason") == "Disabled")
     assert cond
     # ?engines= still runs a disabled engine by name (nobody answers on its new subject).
@@ -153,6 +153,6 @@ def test_disabling_a_resource_takes_it_out(geo):
     assert status == 200 and [p["engine"] for p in body["partials"]] == ["py-nats"], body
     assert body["partials"][0]["error"], body
     geo.kubectl("delete", "geolocationengine", "py-http", "-n", geo.ns)
-    wait_for("py-http gone", lambda: partial_names(geo) == ["crowdsourced", "latency", "registry"], timeout=30)
+    wait_for("py-http gone", lambda: partial_names(geo) == ["crowdsourced", "latency", "rir"], timeout=30)
     status, body = get(geo, f"/api/v1/locate/{TARGET}/partials/py-http")
     assert status == 400 and body["error"] == "unknown_engine", body

@@ -42,8 +42,8 @@ impl Rng {
 
 /// All five RIRs' statistics hold about 300,000 IPv4 and 150,000 IPv6 records: load a
 /// file of that size in their format and look addresses up.
-fn registry_bench(rng: &mut Rng) -> Result<(), Box<dyn std::error::Error>> {
-    use vantage_engines::registry::Delegations;
+fn rir_bench(rng: &mut Rng) -> Result<(), Box<dyn std::error::Error>> {
+    use vantage_engines::rir::Delegations;
     const CC: &[&str] = &["NL", "DE", "US", "JP", "BR", "ZA", "IN", "AU"];
     let mut text = String::from("2|bench|1|450000|19830705|20261122|+0000\n");
     let mut ranges: Vec<(u32, u32)> = Vec::new();
@@ -93,16 +93,16 @@ fn registry_bench(rng: &mut Rng) -> Result<(), Box<dyn std::error::Error>> {
     }
     let linear_rate = linear_n as f64 / t.elapsed().as_secs_f64();
     println!(
-        "registry: {} records ({:.1} MB of RIR statistics) parsed in {:.0} ms",
+        "rir: {} records ({:.1} MB of RIR statistics) parsed in {:.0} ms",
         d.len(),
         text.len() as f64 / 1e6,
         load.as_secs_f64() * 1e3
     );
     println!(
-        "registry lookup, binary search: {search_rate:>12.0} lookups/s ({found} of {} in a range)",
+        "rir lookup, binary search: {search_rate:>12.0} lookups/s ({found} of {} in a range)",
         ips.len()
     );
-    println!("registry lookup, linear scan:   {linear_rate:>12.0} lookups/s ({linear_n} addresses, {disagreements} disagreements)");
+    println!("rir lookup, linear scan:   {linear_rate:>12.0} lookups/s ({linear_n} addresses, {disagreements} disagreements)");
     println!(
         "ratio binary search / linear scan: {:>9.0}x",
         search_rate / linear_rate
@@ -161,7 +161,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Registered country (RIR statistics): load, then binary search vs a linear scan.
-    registry_bench(&mut rng)?;
+    rir_bench(&mut rng)?;
 
     // Locate through the router, with fixture engines (no network, no ClickHouse).
     let n = 10_000u32;

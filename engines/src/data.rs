@@ -15,7 +15,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 
 use crate::asn::PrefixTable;
-use crate::registry::Delegations;
+use crate::rir::Delegations;
 use crate::Error;
 
 /// How often the files are looked at (a stat each; a change loads 1–2 checks later).
@@ -117,7 +117,7 @@ impl<T> DataFiles<T> {
 /// The data files of `vantage engines` that are reloaded when they change.
 #[derive(Default)]
 pub struct Reloadable {
-    pub registry: Option<Arc<DataFiles<Delegations>>>,
+    pub rir: Option<Arc<DataFiles<Delegations>>>,
     pub asn: Option<Arc<DataFiles<PrefixTable>>>,
 }
 
@@ -127,7 +127,7 @@ struct ReloadLabels {
     result: String,
 }
 
-/// `vantage_engines_data_reloads_total{data="registry|asn-table", result="ok|error"}`.
+/// `vantage_engines_data_reloads_total{data="rir|asn-table", result="ok|error"}`.
 #[derive(Clone, Default)]
 pub struct ReloadMetrics {
     reloads: Family<ReloadLabels, Counter>,
@@ -137,7 +137,7 @@ impl ReloadMetrics {
     pub fn register(&self, registry: &mut prometheus_client::registry::Registry) {
         registry.register(
             "data_reloads",
-            "Data files (registry, ASN table) reloaded after a change, by result",
+            "Data files (RIR statistics, ASN table) reloaded after a change, by result",
             self.reloads.clone(),
         );
     }
@@ -155,14 +155,14 @@ impl ReloadMetrics {
 impl Reloadable {
     /// Check every file each `every`, forever; loading runs off the async threads.
     pub async fn watch(self, every: Duration, metrics: ReloadMetrics) {
-        if self.registry.is_none() && self.asn.is_none() {
+        if self.rir.is_none() && self.asn.is_none() {
             return;
         }
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Some(d) = &self.registry {
+            if let Some(d) = &self.rir {
                 check(d.clone(), &metrics).await;
             }
             if let Some(d) = &self.asn {
@@ -191,7 +191,7 @@ async fn check<T: Send + Sync + 'static>(data: Arc<DataFiles<T>>, metrics: &Relo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::Delegations;
+    use crate::rir::Delegations;
     use std::net::IpAddr;
 
     fn load(paths: &[PathBuf]) -> Result<Delegations, Error> {
@@ -209,7 +209,7 @@ mod tests {
             "ripencc|NL|ipv4|193.0.0.0|2048|19930901|assigned|x\n",
         )
         .expect("write");
-        let data = DataFiles::open("registry", vec![path.clone()], load).expect("open");
+        let data = DataFiles::open("rir", vec![path.clone()], load).expect("open");
         assert_eq!(data.get().country(ip), Some(*b"NL"));
         assert!(!data.check().expect("check"), "nothing changed");
 
@@ -237,7 +237,7 @@ mod tests {
         assert!(!data.check().expect("not retried"));
         std::fs::remove_dir_all(&dir).ok();
 
-        let fixed = DataFiles::fixed("registry", Delegations::default());
+        let fixed = DataFiles::fixed("rir", Delegations::default());
         assert!(!fixed.check().expect("fixed"));
     }
 }

@@ -12,8 +12,8 @@ pub mod engine;
 pub mod geo;
 pub mod locate;
 pub mod reducer;
-pub mod registry;
 pub mod resources;
+pub mod rir;
 pub mod world;
 
 use std::net::SocketAddr;
@@ -181,9 +181,9 @@ pub struct Config {
     /// A BGP prefix → origin ASN dump (pyasn or CAIDA prefix2as; `asn::PrefixTable`):
     /// single-radius then asks probes in the target's ASN before the hinted countries.
     pub asn_table: Option<std::path::PathBuf>,
-    /// RIR statistics files (`delegated-<rir>-extended-latest`) for the `registry`
-    /// engine and as a country hint for single-radius; none: no `registry` engine.
-    pub registry_files: Vec<PathBuf>,
+    /// RIR statistics files (`delegated-<rir>-extended-latest`) for the `rir`
+    /// engine and as a country hint for single-radius; none: no `rir` engine.
+    pub rir_files: Vec<PathBuf>,
 }
 
 /// How much active single-radius measures per located address.
@@ -225,18 +225,16 @@ impl Config {
             active_measurement: true,
             active: ActiveConfig::default(),
             asn_table: None,
-            registry_files: Vec::new(),
+            rir_files: Vec::new(),
         }
     }
 
-    /// The engines to run without Kubernetes: `engines`, less the built-in `registry`
-    /// when there are no registry files to read.
+    /// The engines to run without Kubernetes: `engines`, less the built-in `rir`
+    /// when there are no RIR files to read.
     pub fn static_engines(&self) -> Vec<EngineConfig> {
         self.engines
             .iter()
-            .filter(|c| {
-                !(c.name == "registry" && !c.is_external() && self.registry_files.is_empty())
-            })
+            .filter(|c| !(c.name == "rir" && !c.is_external() && self.rir_files.is_empty()))
             .cloned()
             .collect()
     }
@@ -251,8 +249,8 @@ pub struct Engines {
     measured_rtts: Arc<dyn engine::latency::RttSource>,
     rdns: Arc<dyn Engine>,
     crowd: Arc<engine::crowd::Crowdsourced>,
-    registry: Option<Arc<dyn Engine>>,
-    registry_data: Option<Arc<data::DataFiles<registry::Delegations>>>,
+    rir: Option<Arc<dyn Engine>>,
+    rir_data: Option<Arc<data::DataFiles<rir::Delegations>>>,
     nats: Option<async_nats::Client>,
     engine_timeout: Duration,
     external_metrics: engine::external::ExternalMetrics,
@@ -270,29 +268,29 @@ impl Engines {
             rtts,
             rdns,
             crowd,
-            registry: None,
-            registry_data: None,
+            rir: None,
+            rir_data: None,
             nats: None,
             engine_timeout,
             external_metrics: Default::default(),
         }
     }
 
-    /// Registered countries for the `registry` engine.
-    pub fn with_registry(mut self, data: Arc<data::DataFiles<registry::Delegations>>) -> Self {
-        self.registry = Some(Arc::new(engine::registry::Registry::new(data.clone())));
-        self.registry_data = Some(data);
+    /// Registered countries for the `rir` engine.
+    pub fn with_rir(mut self, data: Arc<data::DataFiles<rir::Delegations>>) -> Self {
+        self.rir = Some(Arc::new(engine::rir::Rir::new(data.clone())));
+        self.rir_data = Some(data);
         self
     }
 
-    /// The registry files, to reload when they change.
-    pub fn registry_data(&self) -> Option<Arc<data::DataFiles<registry::Delegations>>> {
-        self.registry_data.clone()
+    /// The RIR files, to reload when they change.
+    pub fn rir_data(&self) -> Option<Arc<data::DataFiles<rir::Delegations>>> {
+        self.rir_data.clone()
     }
 
-    /// The `registry` engine, when there are registry files.
-    pub fn registry(&self) -> Option<Arc<dyn Engine>> {
-        self.registry.clone()
+    /// The `rir` engine, when there are RIR files.
+    pub fn rir(&self) -> Option<Arc<dyn Engine>> {
+        self.rir.clone()
     }
 
     /// NATS for external engines on a subject.
@@ -365,8 +363,8 @@ impl Engines {
             )),
             ("reverse-dns", None, None) => self.rdns.clone(),
             ("crowdsourced", None, None) => self.crowd.clone(),
-            ("registry", None, None) => self.registry.clone().ok_or_else(|| Error::Config {
-                problem: "engine registry: no registry files; start vantage engines with --registry-file=<delegated-<rir>-extended-latest> (one per RIR)".into(),
+            ("rir", None, None) => self.rir.clone().ok_or_else(|| Error::Config {
+                problem: "engine rir: no RIR files; start vantage engines with --rir-file=<delegated-<rir>-extended-latest> (one per RIR)".into(),
             })?,
             (other, None, None) => {
                 return Err(Error::Config {
@@ -434,18 +432,14 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
         Arc::new(engine::rdns::HickoryPtr::from_system()?),
     ));
     let mut engines = Engines::new(rtts, rdns, crowd, config.engine_timeout);
-    if !config.registry_files.is_empty() {
-        let data = data::DataFiles::open(
-            "registry",
-            config.registry_files.clone(),
-            registry::Delegations::load,
-        )?;
+    if !config.rir_files.is_empty() {
+        let data = data::DataFiles::open("rir", config.rir_files.clone(), rir::Delegations::load)?;
         tracing::info!(
             ranges = data.get().len(),
-            files = config.registry_files.len(),
-            "registry files loaded"
+            files = config.rir_files.len(),
+            "RIR files loaded"
         );
-        engines = engines.with_registry(Arc::new(data));
+        engines = engines.with_rir(Arc::new(data));
     }
     if let Some(url) = &config.nats_url {
         let client = async_nats::connect(url)
@@ -488,7 +482,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         None => None,
     };
     let mut reloadable = data::Reloadable {
-        registry: engines.registry_data(),
+        rir: engines.rir_data(),
         asn: None,
     };
     if let (Some(client), Some(namespace)) = (&kube_client, &config.kube_namespace) {
@@ -510,7 +504,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
                 * u32::try_from(config.active.rounds.max(1)).unwrap_or(u32::MAX);
             let measurer = Arc::new(measurer);
             let crowd: Arc<dyn Engine> = engines.crowd();
-            let hints = [Some(engines.rdns()), Some(crowd), engines.registry()];
+            let hints = [Some(engines.rdns()), Some(crowd), engines.rir()];
             let mut active =
                 engine::active::ActiveRtts::new(engines.rtts(), directory, measurer, world.clone())
                     .with_hint_engines(hints.into_iter().flatten().collect());
@@ -635,15 +629,15 @@ mod tests {
     }
 
     #[test]
-    fn without_registry_files_the_static_set_has_no_registry_engine() {
+    fn without_rir_files_the_static_set_has_no_rir_engine() {
         let addr: SocketAddr = "127.0.0.1:0".parse().expect("addr");
         let mut cfg = Config::new(addr, addr);
         let names = |c: &Config| -> Vec<String> {
             c.static_engines().into_iter().map(|e| e.name).collect()
         };
-        assert!(!names(&cfg).contains(&"registry".to_owned()));
+        assert!(!names(&cfg).contains(&"rir".to_owned()));
         assert_eq!(names(&cfg).len(), reducer::BUILTINS.len() - 1);
-        cfg.registry_files = vec![PathBuf::from("delegated-ripencc-extended-latest")];
+        cfg.rir_files = vec![PathBuf::from("delegated-ripencc-extended-latest")];
         assert_eq!(names(&cfg), reducer::BUILTINS.to_vec());
     }
 }

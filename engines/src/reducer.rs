@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Candidate, Engine, Scope};
-use crate::registry::{country_code, CountryCode};
+use crate::rir::{country_code, CountryCode};
 use crate::world::World;
 
 /// The engines built into the process, by `GeolocationEngine.spec.engine` name.
@@ -18,14 +18,14 @@ pub const BUILTINS: &[&str] = &[
     "anycast",
     "reverse-dns",
     "crowdsourced",
-    "registry",
+    "rir",
 ];
 
 /// One engine as a `GeolocationEngine` resource configures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
     /// Built-in engine name (`single-radius`, `latency`, `anycast`, `reverse-dns`,
-    /// `crowdsourced`, `registry`) or any name for an external engine.
+    /// `crowdsourced`, `rir`) or any name for an external engine.
     pub name: String,
     pub weight: f64,
     pub enabled: bool,
@@ -384,21 +384,21 @@ mod tests {
             3 | 4 => Some(*b"BE"),
             _ => None,
         };
-        let mut registry = p("registry", 1.0, &[(4, 3)]);
-        registry.scope = Scope::Country;
+        let mut rir = p("rir", 1.0, &[(4, 3)]);
+        rir.scope = Scope::Country;
         let latency = p("latency", 1.0, &[(1, 7), (3, 6), (2, 2)]);
-        let got = reduce_by(&[latency.clone(), registry.clone()], |_| 0.0, country);
+        let got = reduce_by(&[latency.clone(), rir.clone()], |_| 0.0, country);
         let summary: Vec<(u32, f64)> = got.iter().map(|s| (s.city_id, s.score)).collect();
         // 3 (BE): 6 + 3 beats 1 (NL): 7; the representative 4 is not added, since a
         // city of its country was named.
         assert_eq!(summary, vec![(3, 9.0), (1, 7.0), (2, 2.0)]);
-        assert_eq!(got[0].contributions["registry"].score, 3);
+        assert_eq!(got[0].contributions["rir"].score, 3);
         // Alone, or when no engine named a city of its country, the vote stands as its
         // representative city.
-        let alone = reduce_by(&[registry.clone()], |_| 0.0, country);
+        let alone = reduce_by(&[rir.clone()], |_| 0.0, country);
         assert_eq!(alone.iter().map(|s| s.city_id).collect::<Vec<_>>(), vec![4]);
         let nl_only = p("latency", 1.0, &[(1, 7)]);
-        let got = reduce_by(&[nl_only, registry], |_| 0.0, country);
+        let got = reduce_by(&[nl_only, rir], |_| 0.0, country);
         assert_eq!(
             got.iter().map(|s| (s.city_id, s.score)).collect::<Vec<_>>(),
             vec![(1, 7.0), (4, 3.0)]

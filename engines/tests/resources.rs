@@ -43,7 +43,7 @@ const FIXTURES: &str = r#"
 - apiVersion: vantage.dev/v1alpha1
   kind: GeolocationEngine
   metadata: {name: rir, namespace: geo, generation: 1}
-  spec: {engine: registry}
+  spec: {engine: rir}
 "#;
 
 fn target() -> IpAddr {
@@ -169,10 +169,10 @@ async fn enabled_resources_become_the_engine_set_and_get_conditions() {
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Unavailable"));
     assert!(message.contains("--nats-url"), "{message}");
     assert_eq!(cond("onnats", "Invalid").0, "False");
-    // Likewise the registry engine without registry files.
+    // Likewise the `rir` engine without RIR files.
     let (status, reason, message) = cond("rir", "Ready");
     assert_eq!((status.as_str(), reason.as_str()), ("False", "Unavailable"));
-    assert!(message.contains("--registry-file"), "{message}");
+    assert!(message.contains("--rir-file"), "{message}");
 
     // The locator runs reverse-dns (weight 2) only; latency is known but disabled.
     let mut names = api.locator().engine_names();

@@ -2,13 +2,13 @@
 //!
 //!     cargo run --release -p vantage-geo-eval --example geo_eval -- [--netns] [--near=KM] [--seed=N]
 //!         [--all-pairs | --anchors=N --per-round=N --rounds=N --enough-ms=MS] [--packets=N]
-//!         [--registry=SHARE|off] [probes] [targets] [noise_ms]
+//!         [--rir=SHARE|off] [probes] [targets] [noise_ms]
 //!
 //! In process by default; `--netns` builds the world out of network namespaces (root)
 //! and has the probes really ping the targets (`make geo-eval`). Measuring is IPmap's
 //! by default: anchors ping every target, the rest is measured on demand
-//! (`--all-pairs`: every probe pings every target). `--registry` is the share of targets
-//! registered in their own country (0.95 by default; `off`: no `registry` engine).
+//! (`--all-pairs`: every probe pings every target). `--rir` is the share of targets
+//! registered in their own country (0.95 by default; `off`: no `rir` engine).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -38,8 +38,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--rounds" => plan.rounds = value.parse()?,
             "--enough-ms" => plan.enough_rtt_ms = value.parse()?,
             "--packets" => cfg.packets = value.parse()?,
-            "--registry" => {
-                cfg.registry_accuracy = match value {
+            "--rir" => {
+                cfg.rir_accuracy = match value {
                     "off" => None,
                     share => Some(share.parse()?),
                 }

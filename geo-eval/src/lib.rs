@@ -27,21 +27,15 @@ use futures::{FutureExt, StreamExt};
 use vantage_engines::engine::active::{ActiveRtts, Measurer, ProbeDirectory, ProbeInfo};
 use vantage_engines::engine::latency::{Latency, ProbeRtt, RttSource, SharedRtts, StaticRtts};
 use vantage_engines::engine::rdns::{ReverseDns, Rules, StaticPtr};
-use vantage_engines::engine::registry::Registry;
+use vantage_engines::engine::rir::Rir;
 use vantage_engines::engine::Engine;
 use vantage_engines::reducer::{EngineConfig, Located, Locator};
-use vantage_engines::registry::Delegations;
+use vantage_engines::rir::Delegations;
 use vantage_engines::world::{City, World};
 use vantage_engines::{geo, Error};
 
 /// The engines evaluated, in report order; the reducer comes last.
-pub const ENGINES: &[&str] = &[
-    "single-radius",
-    "latency",
-    "anycast",
-    "reverse-dns",
-    "registry",
-];
+pub const ENGINES: &[&str] = &["single-radius", "latency", "anycast", "reverse-dns", "rir"];
 
 /// The simulated world's knobs.
 #[derive(Debug, Clone)]
@@ -62,8 +56,8 @@ pub struct SimConfig {
     pub ptr_share: f64,
     /// Share of targets registered (RIR statistics) in the country they are in; the
     /// rest half in the nearest foreign country (a neighbour's network), half in a
-    /// holder's seat abroad (US, GB, DE, NL, …). `None`: no `registry` engine.
-    pub registry_accuracy: Option<f64>,
+    /// holder's seat abroad (US, GB, DE, NL, …). `None`: no `rir` engine.
+    pub rir_accuracy: Option<f64>,
     /// Add one anycast target: the same address at two far-apart sites.
     pub anycast: bool,
     /// Draw targets only among cities within this distance of a probe: a dense probe
@@ -121,7 +115,7 @@ impl Default for SimConfig {
             jitter_ms: 0.2,
             packets: vantage_engines::engine::active::GEO_PING_PACKETS,
             ptr_share: 0.5,
-            registry_accuracy: Some(0.95),
+            rir_accuracy: Some(0.95),
             anycast: true,
             near_probe_km: None,
             measuring: Measuring::Active(ActivePlan::default()),
@@ -243,7 +237,7 @@ pub struct Miss {
     pub nearest_probe_rtt_ms: f64,
     /// Probes whose RTTs the engines had.
     pub probes: usize,
-    /// The country the address is registered in, when the world has a registry.
+    /// The country the address is registered in, when the world has RIR statistics.
     pub registered: Option<String>,
 }
 
@@ -435,7 +429,7 @@ pub fn place(world: &World, cfg: &SimConfig) -> Placement {
             ));
         }
     }
-    if let Some(accuracy) = cfg.registry_accuracy {
+    if let Some(accuracy) = cfg.rir_accuracy {
         register(&mut targets, &big, accuracy, cfg.seed);
     }
     let mut rtt_ms = vec![vec![0.0; targets.len()]; probes.len()];
@@ -470,7 +464,7 @@ pub fn place(world: &World, cfg: &SimConfig) -> Placement {
 /// Countries where holders often register address space used elsewhere.
 const SEATS: &[&str] = &["US", "GB", "DE", "NL", "FR", "SG", "JP", "HK", "SE", "CA"];
 
-/// The registered country of every target (see [`SimConfig::registry_accuracy`]); an
+/// The registered country of every target (see [`SimConfig::rir_accuracy`]); an
 /// anycast address is registered where its first site is. Drawn from its own stream,
 /// so the placement is the same with and without registrations.
 fn register(targets: &mut [(TargetSite, Vec<&City>)], big: &[&City], accuracy: f64, seed: u64) {
@@ -506,7 +500,7 @@ fn register(targets: &mut [(TargetSite, Vec<&City>)], big: &[&City], accuracy: f
 }
 
 /// The targets' registrations in the RIR statistics format (one /24 per target).
-pub fn registry_file(targets: &[TargetSite]) -> String {
+pub fn rir_file(targets: &[TargetSite]) -> String {
     let mut text = String::from("2|sim|1|0|19700101|20261122|+0000\n");
     for t in targets {
         let (Some(cc), IpAddr::V4(ip)) = (&t.registered, t.ip) else {
@@ -521,13 +515,13 @@ pub fn registry_file(targets: &[TargetSite]) -> String {
     text
 }
 
-/// The `registry` engine over the targets' registrations, when there are any.
-fn registry_engine(targets: &[TargetSite]) -> Option<Arc<dyn Engine>> {
+/// The `rir` engine over the targets' registrations, when there are any.
+fn rir_engine(targets: &[TargetSite]) -> Option<Arc<dyn Engine>> {
     if targets.iter().all(|t| t.registered.is_none()) {
         return None;
     }
-    let delegations = Delegations::parse(&registry_file(targets), "simulated registry").ok()?;
-    Some(Arc::new(Registry::fixed(delegations)))
+    let delegations = Delegations::parse(&rir_file(targets), "simulated RIR statistics").ok()?;
+    Some(Arc::new(Rir::fixed(delegations)))
 }
 
 /// Two anycast sites far apart: the unused cities nearest to the two probes farthest
@@ -621,21 +615,21 @@ fn accuracy(engine: &str, world: &World, truths: &[u32], answers: &[Option<u32>]
 }
 
 /// A locator with the built-in measuring engines over `rtts`, the targets' PTR names
-/// and `registry` (the targets' registrations), every one enabled with weight 1.
+/// and `rir` (the targets' registrations), every one enabled with weight 1.
 fn locator(
     world: Arc<World>,
     rules: Rules,
     rtts: Arc<dyn RttSource>,
     targets: &[TargetSite],
-    registry: Option<Arc<dyn Engine>>,
+    rir: Option<Arc<dyn Engine>>,
 ) -> Locator {
     let mut engines = Latency::all(rtts);
     engines.push((
         Arc::new(ReverseDns::new(rules, static_ptr(targets))),
         EngineConfig::new("reverse-dns", 1.0, true),
     ));
-    if let Some(registry) = registry {
-        engines.push((registry, EngineConfig::new("registry", 1.0, true)));
+    if let Some(rir) = rir {
+        engines.push((rir, EngineConfig::new("rir", 1.0, true)));
     }
     Locator::new(world, engines, Duration::from_secs(120))
 }
@@ -646,8 +640,8 @@ fn locator(
 pub async fn evaluate(world: Arc<World>, rules: Rules, cases: &[Case]) -> Report {
     let rtts = Arc::new(static_rtts(cases));
     let targets: Vec<TargetSite> = cases.iter().map(|c| c.target.clone()).collect();
-    let registry = registry_engine(&targets);
-    let loc = locator(world.clone(), rules, rtts.clone(), &targets, registry);
+    let rir = rir_engine(&targets);
+    let loc = locator(world.clone(), rules, rtts.clone(), &targets, rir);
     score(&world, &loc, &targets, rtts.as_ref()).await
 }
 
@@ -663,13 +657,13 @@ pub async fn evaluate_active(
     measurer: Arc<dyn Measurer>,
     plan: &ActivePlan,
 ) -> Report {
-    // Reverse DNS and the registry hint where to measure, as in the engine service.
+    // Reverse DNS and the RIR statistics hint where to measure, as in the engine service.
     let rdns: Arc<dyn Engine> = Arc::new(ReverseDns::new(
         rules.clone(),
         static_ptr(&placement.targets),
     ));
-    let registry = registry_engine(&placement.targets);
-    let hints = std::iter::once(rdns).chain(registry.clone()).collect();
+    let rir = rir_engine(&placement.targets);
+    let hints = std::iter::once(rdns).chain(rir.clone()).collect();
     let mut active = ActiveRtts::new(
         Arc::new(static_rtts(stored)),
         directory(&world, placement),
@@ -689,7 +683,7 @@ pub async fn evaluate_active(
         rules,
         shared.clone(),
         &placement.targets,
-        registry,
+        rir,
     );
     score(&world, &loc, &placement.targets, shared.as_ref()).await
 }
@@ -1042,7 +1036,7 @@ mod tests {
             "{cbg:?}"
         );
         // Issue #7's goal: country ≥ 99.5 % (here every one of 60; 96.7 % without the
-        // registry engine), ≤ 40 km ≥ 85 %, median ≤ 25 km.
+        // `rir` engine), ≤ 40 km ≥ 85 %, median ≤ 25 km.
         let red = got.get("reducer").expect("reducer");
         assert_eq!(red.answered, 60);
         assert!(
@@ -1052,10 +1046,10 @@ mod tests {
         let rdns = got.get("reverse-dns").expect("reverse-dns");
         assert!(rdns.answered > 0 && rdns.within_40km >= 0.9, "{rdns:?}");
         // Every target is registered, 95 % in its own country.
-        let registry = got.get("registry").expect("registry");
+        let rir = got.get("rir").expect("rir");
         assert!(
-            registry.answered == 60 && (0.85..1.0).contains(&registry.country),
-            "{registry:?}"
+            rir.answered == 60 && (0.85..1.0).contains(&rir.country),
+            "{rir:?}"
         );
         let any = &got.anycast[0];
         assert!(any.flagged, "{any:?}");

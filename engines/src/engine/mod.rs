@@ -5,7 +5,7 @@ pub mod crowd;
 pub mod external;
 pub mod latency;
 pub mod rdns;
-pub mod registry;
+pub mod rir;
 
 use std::net::IpAddr;
 

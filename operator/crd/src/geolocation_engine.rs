@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 )]
 pub struct GeolocationEngineSpec {
     /// A built-in engine (single-radius, crowdsourced, reverse-dns, latency, anycast,
-    /// registry) or `external`.
+    /// rir) or `external`.
     pub engine: String,
     /// For `external`: the NATS subject answering locate requests.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,5 @@
-//! The `registry` engine: the country the address is registered in, from the RIRs'
-//! statistics files ([`crate::registry::Delegations`]).
+//! The `rir` engine: the country the address is registered in, from the RIRs'
+//! statistics files ([`crate::rir::Delegations`]).
 //!
 //! It knows countries, not cities: its one candidate is the country's most populous
 //! city with [`Scope::Country`], which the reducer adds to every city of that country
@@ -15,7 +15,7 @@ use futures::FutureExt;
 
 use super::{Candidate, Engine, Scope};
 use crate::data::DataFiles;
-use crate::registry::{country_code, CountryCode, Delegations};
+use crate::rir::{country_code, CountryCode, Delegations};
 use crate::world::World;
 use crate::Error;
 
@@ -24,13 +24,13 @@ use crate::Error;
 /// latency answer, since a registration is sometimes the holder's seat elsewhere.
 pub const REGISTERED_SCORE: u8 = 3;
 
-pub struct Registry {
+pub struct Rir {
     delegations: Arc<DataFiles<Delegations>>,
     /// The most populous city per country, built at the first lookup.
     capitals: OnceLock<HashMap<CountryCode, u32>>,
 }
 
-impl Registry {
+impl Rir {
     /// Over files that are reloaded when they change.
     pub fn new(delegations: Arc<DataFiles<Delegations>>) -> Self {
         Self {
@@ -41,7 +41,7 @@ impl Registry {
 
     /// Over delegations that do not change.
     pub fn fixed(delegations: Delegations) -> Self {
-        Self::new(Arc::new(DataFiles::fixed("registry", delegations)))
+        Self::new(Arc::new(DataFiles::fixed("rir", delegations)))
     }
 
     fn capital(&self, world: &World, cc: CountryCode) -> Option<u32> {
@@ -62,9 +62,9 @@ impl Registry {
     }
 }
 
-impl Engine for Registry {
+impl Engine for Rir {
     fn name(&self) -> &str {
-        "registry"
+        "rir"
     }
 
     fn scope(&self) -> Scope {
@@ -119,24 +119,21 @@ mod tests {
             vec![(Arc::new(Tie), EngineConfig::new("latency", 1.0, true))];
         if let Some(cc) = registered {
             let file = format!("ripencc|{cc}|ipv4|193.0.0.0|2048|19930901|assigned|x\n");
-            let d = Delegations::parse(&file, "test").expect("registry");
-            engines.push((
-                Arc::new(Registry::fixed(d)),
-                EngineConfig::new("registry", 1.0, true),
-            ));
+            let d = Delegations::parse(&file, "test").expect("rir");
+            engines.push((Arc::new(Rir::fixed(d)), EngineConfig::new("rir", 1.0, true)));
         }
         let loc = Locator::new(world.clone(), engines, Duration::from_secs(5));
         let got = loc.locate("193.0.6.139".parse().expect("ip"), None).await;
-        let registry = got
+        let rir = got
             .partials
             .iter()
-            .find(|p| p.engine == "registry")
+            .find(|p| p.engine == "rir")
             .map(|p| {
                 assert_eq!(p.scope, Scope::Country);
                 p.candidates.clone()
             })
             .unwrap_or_default();
-        (got.scored[0].city_id, registry)
+        (got.scored[0].city_id, rir)
     }
 
     #[tokio::test]
@@ -144,13 +141,13 @@ mod tests {
         let world = World::embedded().expect("world");
         // Latency alone: a tie, which goes to the bigger town.
         assert_eq!(best(&world, None).await.0, BAARLE_NASSAU);
-        let (city, registry) = best(&world, Some("BE")).await;
+        let (city, rir) = best(&world, Some("BE")).await;
         assert_eq!(city, BAARLE_HERTOG);
         // The engine's one candidate is Belgium's most populous city, standing for Belgium.
-        assert_eq!(registry.len(), 1);
-        let rep = world.city(registry[0].city_id).expect("city");
+        assert_eq!(rir.len(), 1);
+        let rep = world.city(rir[0].city_id).expect("city");
         assert_eq!(
-            (rep.country.as_str(), registry[0].score),
+            (rep.country.as_str(), rir[0].score),
             ("BE", REGISTERED_SCORE)
         );
         assert!(world
@@ -161,7 +158,7 @@ mod tests {
         assert_eq!(best(&world, Some("NL")).await.0, BAARLE_NASSAU);
         // An address outside every registered range: no candidate.
         let d = Delegations::parse("", "empty").expect("empty");
-        let got = Registry::fixed(d)
+        let got = Rir::fixed(d)
             .locate("193.0.6.139".parse().expect("ip"), &world)
             .await
             .expect("locate");

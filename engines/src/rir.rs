@@ -1,5 +1,5 @@
 //! The country an address is registered in, from the Regional Internet Registries'
-//! statistics files (the `registry` engine, and a country hint for active
+//! statistics files (the `rir` engine, and a country hint for active
 //! single-radius).
 //!
 //! All five RIRs (AFRINIC, APNIC, ARIN, LACNIC, RIPE NCC) publish one file a day in the
@@ -67,7 +67,7 @@ impl Delegations {
         for path in paths {
             let path = path.as_ref();
             let text = std::fs::read_to_string(path).map_err(|source| Error::ReadFile {
-                data: "registry file",
+                data: "RIR statistics file",
                 path: path.to_owned(),
                 fix: "pass RIR statistics files (delegated-<rir>-extended-latest)",
                 source,
@@ -97,7 +97,7 @@ impl Delegations {
                 Error::Dataset {
                 data: "RIR statistics",
                 problem: format!(
-                    "{source} line {}: {why}: {line:?}; expected `registry|CC|ipv4|first address|count|date|allocated` (RIR statistics format)",
+                    "{source} line {}: {why}: {line:?}; expected `rir|CC|ipv4|first address|count|date|allocated` (RIR statistics format)",
                     n + 1
                 ),
             }
