@@ -39,7 +39,12 @@ impl Candidate {
                 .or(s.prefix_v6.as_deref())
                 .and_then(|p| p.parse().ok()),
             lat_lon: s.location.map(|l| (l.latitude, l.longitude)),
-            tags: s.tags.clone(),
+            tags: s
+                .tags
+                .iter()
+                .chain(p.status.iter().flat_map(|st| st.system_tags.iter()))
+                .cloned()
+                .collect(),
         }
     }
 }

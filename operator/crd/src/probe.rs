@@ -101,6 +101,11 @@ pub struct ProbeStatus {
     pub last_seen: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub firmware: Option<u32>,
+    /// RIPE Atlas system tags (`system-ipv4-works`, …) the operator derives from the
+    /// probe's built-in measurements; selection matches tag filters against these and
+    /// `spec.tags`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub system_tags: Vec<String>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
 }
