@@ -174,13 +174,14 @@ class Cluster:
         out = subprocess.run([str(BIN / "vantage-probe"), "keygen", "--out", str(path)], check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    def start_servers(self, controllers: int = 1):
-        """Operator, collector, registration server and `controllers` controllers."""
+    def start_servers(self, controllers: int = 1, operator_args: list[str] | tuple[str, ...] = ()):
+        """Operator (with `operator_args` added), collector, registration server and
+        `controllers` controllers."""
         vantage = str(BIN / "vantage")
         self.kubectl("apply", "-f", str(ROOT / "crds"))
         for name in ["operator", "collector", "registration"] + [f"ctl-{i}" for i in range(controllers)]:
             self.ports[name + "-metrics"] = free_port()
-        self.start("operator", [vantage, "operator", "--metrics-addr", f"127.0.0.1:{self.ports['operator-metrics']}"])
+        self.start_operator(*operator_args)
         self.start("collector", [vantage, "collector", "--max-wait-ms", "200", "--metrics-addr", f"127.0.0.1:{self.ports['collector-metrics']}"])
         # The registration server's host key goes into the probes' trust anchor.
         self.registration_port = free_port()
@@ -197,6 +198,19 @@ class Cluster:
             wait_for(f"{name} /healthz", lambda n=name: self._healthy(n), timeout=60)
         self.anchor = self.tmp / "anchor.yaml"
         self.anchor.write_text(f"registration:\n  - addr: 127.0.0.1:{self.registration_port}\n    host_key: \"{self.registration_host_key}\"\n")
+
+    def start_operator(self, *extra: str) -> subprocess.Popen:
+        """Start the operator on its metrics port, with `extra` flags."""
+        return self.start("operator", [str(BIN / "vantage"), "operator", "--metrics-addr", f"127.0.0.1:{self.ports['operator-metrics']}", *extra])
+
+    def restart_operator(self, *extra: str):
+        """Stop the operator and start it again with `extra` flags (the earlier log is kept)."""
+        self.stop("operator")
+        old = self.tmp / "operator.log"
+        if old.exists():
+            old.rename(self.tmp / f"operator.{int(time.time() * 1000)}.log")
+        self.start_operator(*extra)
+        wait_for("operator /healthz", lambda: self._healthy("operator"), timeout=60)
 
     def start_controller(self, i: int) -> subprocess.Popen:
         """Start controller `i` (same name, port, host key and spool on every start)."""
@@ -279,12 +293,13 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(controllers: int = 1):
-    """A Cluster with operator, collector, registration and `controllers` controllers
-    started; stopped on exit (the component logs stay in its temp dir)."""
+def running_cluster(controllers: int = 1, operator_args: list[str] | tuple[str, ...] = ()):
+    """A Cluster with operator (with `operator_args`), collector, registration and
+    `controllers` controllers started; stopped on exit (the component logs stay in its
+    temp dir)."""
     c = Cluster(log=lambda *_: None)
     try:
-        c.start_servers(controllers=controllers)
+        c.start_servers(controllers=controllers, operator_args=operator_args)
         yield c
     finally:
         c.stop_all()

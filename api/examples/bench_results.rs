@@ -186,9 +186,11 @@ async fn main() -> anyhow::Result<()> {
         catalog: Arc::new(NoCatalog),
         rows: Arc::new(ClickHouseRows::new(&url, DB)),
         live: None,
+        stream: None,
         scheme: "http",
         public_url: None,
         create_timeout: Duration::from_secs(1),
+        max_requested: 1000,
         metrics: Metrics::default(),
     });
     tokio::spawn(async move { axum::serve(listener, router(state)).await });

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::future::BoxFuture;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::runtime::reflector::{reflector, Store};
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Client, Resource, ResourceExt};
@@ -53,6 +53,26 @@ pub trait Catalog: Send + Sync + 'static {
     fn create(&self, msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>>;
     /// Whether the initial lists have arrived.
     fn ready(&self) -> bool;
+
+    /// Change a Measurement by JSON merge patch (stop it, add participation requests).
+    /// A patch naming `metadata.resourceVersion` fails with code 409 if the object
+    /// changed since. The default refuses: a catalog that only reads.
+    fn patch_measurement(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> BoxFuture<'_, Result<(), CatalogError>> {
+        let _ = patch;
+        let message = format!("this catalog cannot change {namespace}/{name}");
+        Box::pin(async move {
+            Err(CatalogError::Refused {
+                code: 501,
+                reason: "NotImplemented".into(),
+                message,
+            })
+        })
+    }
 
     fn measurement_by_id(&self, id: u64) -> Option<Arc<Measurement>> {
         self.measurements()
@@ -207,6 +227,30 @@ impl Catalog for KubeCatalog {
 
     fn ready(&self) -> bool {
         self.ready.load(Ordering::Relaxed)
+    }
+
+    fn patch_measurement(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: serde_json::Value,
+    ) -> BoxFuture<'_, Result<(), CatalogError>> {
+        let api = Api::<Measurement>::namespaced(self.client.clone(), namespace);
+        let name = name.to_owned();
+        Box::pin(async move {
+            match api
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(kube::Error::Api(s)) => Err(CatalogError::Refused {
+                    code: s.code,
+                    reason: s.reason.clone(),
+                    message: s.message.clone(),
+                }),
+                Err(e) => Err(CatalogError::Kube(e)),
+            }
+        })
     }
 }
 

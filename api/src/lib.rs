@@ -3,12 +3,18 @@
 //! * A RIPE Atlas API v2 subset: `GET /api/v2/measurements/` (filters, pages),
 //!   `/measurements/{id}/`, `/results/` (streamed from ClickHouse), `/latest/`,
 //!   `/api/v2/probes/`, `/probes/{id}/`, and `POST /api/v2/measurements/`, which creates
-//!   a Measurement resource in the namespace of the API key (a labelled Secret).
+//!   a Measurement resource in the namespace of the API key (a labelled Secret);
+//!   `DELETE /api/v2/measurements/{id}/` stops it and `POST .../participation-requests/`
+//!   adds or removes probes (the creating key only). Bodies over
+//!   [`body_limit::MAX_BODY_BYTES`] get 413.
 //! * Live results per measurement as server-sent events, from NATS.
+//! * `GET /stream/`: the RIPE Atlas streaming API over WebSocket (results with backlog,
+//!   probe status, measurement metadata), in [`stream`].
 //! * OONI-style `GET /api/v1/measurements` and `/api/v1/aggregation` over `fastpath`.
 //! * `/api/openapi.json`, built from the same route table as the router.
 //! * HTTPS with rustls, or HTTP for local use; `/metrics` and `/healthz` on their own port.
 
+pub mod body_limit;
 pub mod catalog;
 pub mod error;
 pub mod live;
@@ -16,6 +22,7 @@ pub mod ooni;
 pub mod ripe;
 pub mod routes;
 pub mod rows;
+pub mod stream;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -24,6 +31,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use routes::{router, AppState, Metrics};
+/// Default of `--max-requested`: the most probes one measurement may request.
+pub use vantage_core::definition::DEFAULT_MAX_REQUESTED;
 
 /// TLS certificate chain and key, PEM files.
 #[derive(Clone, Debug)]
@@ -47,6 +56,8 @@ pub struct Config {
     pub public_url: Option<String>,
     /// How long a creation waits for the operator to give ids.
     pub create_timeout: Duration,
+    /// Most probes one measurement may request (`--max-requested`).
+    pub max_requested: u32,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,31 +97,50 @@ pub async fn serve(config: Config) -> Result<(), Error> {
 
     let client = kube::Client::try_default().await.map_err(Error::Kube)?;
     let catalog = Arc::new(catalog::KubeCatalog::start(client));
-    let live: Option<Arc<dyn live::Live>> = match &config.nats_url {
+    let nats = match &config.nats_url {
         Some(url) => {
             let nc = async_nats::ConnectOptions::new()
                 .name("vantage-api")
+                // NATS permissions give the API only its own reply inbox (KV watches).
+                .custom_inbox_prefix(vantage_platform::bus::inbox_prefix("vantage-api"))
                 .connect(url.as_str())
                 .await
                 .map_err(|source| Error::Nats {
                     url: url.clone(),
                     source,
                 })?;
-            Some(Arc::new(live::NatsLive(nc)))
+            Some(nc)
         }
         None => None,
     };
+    let live: Option<Arc<dyn live::Live>> = nats
+        .clone()
+        .map(|nc| Arc::new(live::NatsLive(nc)) as Arc<dyn live::Live>);
+    let rows: Arc<dyn rows::Rows> = Arc::new(rows::ClickHouseRows::new(&config.clickhouse_url, db));
+    let scheme = if config.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    let hub = stream::Hub::new(
+        stream::StreamConfig::default(),
+        nats,
+        rows.clone(),
+        catalog.clone(),
+        config.public_url.clone(),
+        scheme,
+    );
+    hub.metrics.register(&mut registry);
+    hub.start();
     let state = Arc::new(AppState {
         catalog: catalog.clone(),
-        rows: Arc::new(rows::ClickHouseRows::new(&config.clickhouse_url, db)),
+        rows,
         live,
-        scheme: if config.tls.is_some() {
-            "https"
-        } else {
-            "http"
-        },
+        stream: Some(hub),
+        scheme,
         public_url: config.public_url.clone(),
         create_timeout: config.create_timeout,
+        max_requested: config.max_requested,
         metrics,
     });
     let app = router(state);

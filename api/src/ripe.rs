@@ -8,7 +8,7 @@ use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use vantage_core::definition::{Definition, ProbeSource, Timing};
-use vantage_crd::{Measurement, MeasurementSpec, Probe};
+use vantage_crd::{Measurement, MeasurementSpec, MeasurementState, Probe, SPECIFIED};
 
 use crate::error::ApiError;
 
@@ -16,19 +16,10 @@ use crate::error::ApiError;
 pub const DEFAULT_PAGE_SIZE: usize = 50;
 pub const MAX_PAGE_SIZE: usize = 500;
 
-/// RIPE Atlas measurement status `{id, name}` for a vantage state (by its serde name, so
-/// that states added later map to a sensible default).
-pub fn measurement_status(state: Option<&str>) -> (u8, &'static str) {
-    match state {
-        None => (0, "Specified"),
-        Some("Scheduled") => (1, "Scheduled"),
-        Some("Ongoing") => (2, "Ongoing"),
-        Some("Stopped") => (4, "Stopped"),
-        Some("NoSuitableProbes") => (6, "No suitable probes"),
-        Some("Failed") => (7, "Failed"),
-        Some("Limited") => (8, "Denied"),
-        Some(_) => (0, "Specified"),
-    }
+/// RIPE Atlas measurement status `{id, name}` of a Measurement: its state's
+/// ([`MeasurementState::ripe_status`]), or 0 Specified before it has one.
+pub fn measurement_status(state: Option<MeasurementState>) -> (u8, &'static str) {
+    state.map_or(SPECIFIED, MeasurementState::ripe_status)
 }
 
 fn state_name(m: &Measurement) -> Option<String> {
@@ -62,7 +53,8 @@ pub fn measurement_json(m: &Measurement, base: &str) -> Option<Value> {
     let spec = &m.spec;
     let status = m.status.clone().unwrap_or_default();
     let state = state_name(m);
-    let (status_id, status_name) = measurement_status(state.as_deref());
+    let (status_id, status_name) = measurement_status(status.state);
+    let when = status.state_since.as_deref().and_then(unix);
     // The definition's own fields (packets, size, protocol, query_type, ...) at the top
     // level, as RIPE Atlas puts them; defaults filled in from the validated task.
     let mut out = match serde_json::to_value(&spec.definition) {
@@ -111,7 +103,7 @@ pub fn measurement_json(m: &Measurement, base: &str) -> Option<Value> {
         ("stop_time", json!(spec.stop_time)),
         (
             "status",
-            json!({"id": status_id, "name": status_name, "when": Value::Null}),
+            json!({"id": status_id, "name": status_name, "when": when}),
         ),
         ("participant_count", json!(status.probe_count)),
         ("probes_requested", json!(requested)),
@@ -120,10 +112,7 @@ pub fn measurement_json(m: &Measurement, base: &str) -> Option<Value> {
             "probes",
             Value::Array(status.probes.iter().map(|p| json!({"id": p})).collect()),
         ),
-        (
-            "participation_requests",
-            serde_json::to_value(&spec.probes).unwrap_or(Value::Null),
-        ),
+        ("participation_requests", participation_json(m)),
         (
             "result",
             json!(format!("{base}/api/v2/measurements/{id}/results/")),
@@ -145,6 +134,138 @@ pub fn measurement_json(m: &Measurement, base: &str) -> Option<Value> {
     Some(Value::Object(out))
 }
 
+/// The participation requests of a measurement, RIPE Atlas style: its creation's
+/// sources (`action: add`, ids 1..=n) then the requests made since, in order.
+pub fn participation_json(m: &Measurement) -> Value {
+    let created = m.spec.probes.iter().enumerate().map(|(i, p)| {
+        let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut v {
+            map.insert("id".into(), json!(i + 1));
+            map.insert("action".into(), json!("add"));
+        }
+        v
+    });
+    let later = m
+        .participation_requests()
+        .into_iter()
+        .filter_map(|r| serde_json::to_value(r).ok());
+    Value::Array(created.chain(later).collect())
+}
+
+/// Refuse a `requested` above `max` (the installation's largest number of probes per
+/// measurement), naming the field and the maximum. `already` probes count too (for
+/// participation requests); `field` names the source (`probes[0]`, `[1]`).
+pub fn requested_within(sources: &[(String, i64)], already: u64, max: u32) -> Result<(), ApiError> {
+    let mut total = already;
+    for (field, requested) in sources {
+        let n = u64::try_from(*requested).unwrap_or(0);
+        if n > u64::from(max) {
+            return Err(ApiError::field(
+                &format!("{field}.requested"),
+                format!(
+                    "{requested} is above this installation's maximum of {max} probes per measurement; ask for at most {max}"
+                ),
+            ));
+        }
+        total = total.saturating_add(n);
+    }
+    if total > u64::from(max) {
+        let what = if already > 0 {
+            format!(
+                "{already} probes taking part plus {} requested",
+                total - already
+            )
+        } else {
+            format!("{total} probes requested in all")
+        };
+        return Err(ApiError::field(
+            "probes",
+            format!("{what} is above this installation's maximum of {max} probes per measurement; ask for fewer"),
+        ));
+    }
+    Ok(())
+}
+
+/// One entry of a `POST /api/v2/measurements/{id}/participation-requests/` body
+/// (cousteau's `AtlasChangeSource`): `{action, type, value, requested, tags}`.
+#[derive(Deserialize, Debug, Clone)]
+pub struct ChangeEntry {
+    pub action: String,
+    #[serde(flatten)]
+    pub source: ProbeSource,
+}
+
+/// Validate a participation-requests body: a list of entries; `add` with any source
+/// type, `remove` with `type: probes` and a list of probe ids. Errors name the entry
+/// (`[1].type`).
+pub fn change_entries(body: &[u8]) -> Result<Vec<ChangeEntry>, ApiError> {
+    let entries: Vec<ChangeEntry> = serde_json::from_slice(body).map_err(|e| {
+        ApiError::field(
+            "body",
+            format!(
+                "is not a list of participation requests ({e}); send [{{\"action\": \"add\", \"type\": \"area\", \"value\": \"WW\", \"requested\": 2}}]"
+            ),
+        )
+    })?;
+    if entries.is_empty() {
+        return Err(ApiError::field(
+            "body",
+            "is an empty list; send at least one participation request",
+        ));
+    }
+    for (i, e) in entries.iter().enumerate() {
+        match e.action.as_str() {
+            "add" => {
+                e.source
+                    .validate(i)
+                    .map_err(|err| ApiError::field(&change_field(&err.field, i), err.message))?;
+            }
+            "remove" => {
+                if e.source.kind != "probes" {
+                    return Err(ApiError::field(
+                        &format!("[{i}].type"),
+                        format!(
+                            "{:?} cannot be removed; remove takes type \"probes\" with a comma-separated list of probe ids",
+                            e.source.kind
+                        ),
+                    ));
+                }
+                let ids: Result<Vec<u32>, _> = e
+                    .source
+                    .value
+                    .split(',')
+                    .map(|v| v.trim().parse::<u32>())
+                    .collect();
+                if ids.map_or(true, |ids| ids.is_empty()) {
+                    return Err(ApiError::field(
+                        &format!("[{i}].value"),
+                        format!(
+                            "{:?} is not a comma-separated list of probe ids",
+                            e.source.value
+                        ),
+                    ));
+                }
+            }
+            other => {
+                return Err(ApiError::field(
+                    &format!("[{i}].action"),
+                    format!("{other:?} is not an action; use \"add\" or \"remove\""),
+                ))
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// `spec.probes[0].value` (the operator's path for source 0) as `[i].value`.
+fn change_field(field: &str, i: usize) -> String {
+    let rest = field
+        .trim_start_matches("spec.")
+        .trim_start_matches("probes")
+        .trim_start_matches(|c: char| c == '[' || c.is_ascii_digit() || c == ']');
+    format!("[{i}]{rest}")
+}
+
 /// RIPE Atlas probe status: 0 Never Connected, 1 Connected, 2 Disconnected, 3 Abandoned
 /// (vantage: disabled).
 pub fn probe_status(p: &Probe) -> (u8, &'static str) {
@@ -158,6 +279,36 @@ pub fn probe_status(p: &Probe) -> (u8, &'static str) {
     } else {
         (0, "Never Connected")
     }
+}
+
+/// The human-readable name RIPE Atlas gives a system tag (`system-ipv4-works` is
+/// "system: IPv4 Works"); an unknown slug gets its words capitalised.
+pub fn system_tag_name(slug: &str) -> String {
+    let known = match slug {
+        "system-ipv4-works" => "IPv4 Works",
+        "system-ipv6-works" => "IPv6 Works",
+        "system-ipv4-capable" => "IPv4 Capable",
+        "system-ipv6-capable" => "IPv6 Capable",
+        "system-resolves-a-correctly" => "Resolves A Correctly",
+        "system-resolves-aaaa-correctly" => "Resolves AAAA Correctly",
+        "system-ipv4-stable-1d" => "IPv4 Stable 1d",
+        "system-ipv6-stable-1d" => "IPv6 Stable 1d",
+        "system-anchor" => "Anchor",
+        other => {
+            let words: Vec<String> = other
+                .trim_start_matches("system-")
+                .split('-')
+                .map(|w| {
+                    let mut c = w.chars();
+                    c.next()
+                        .map(|f| f.to_uppercase().chain(c).collect())
+                        .unwrap_or_default()
+                })
+                .collect();
+            return format!("system: {}", words.join(" "));
+        }
+    };
+    format!("system: {known}")
 }
 
 /// A Probe as RIPE Atlas probe JSON.
@@ -180,11 +331,15 @@ pub fn probe_json(p: &Probe) -> Value {
     let geometry = s
         .location
         .map(|l| json!({"type": "Point", "coordinates": [l.longitude, l.latitude]}));
-    let tags: Vec<Value> = s
+    // User tags, then the operator's system tags, as RIPE Atlas lists both.
+    let mut tags: Vec<Value> = s
         .tags
         .iter()
         .map(|t| json!({"name": t, "slug": t}))
         .collect();
+    for t in st.system_tags.iter().filter(|t| !s.tags.contains(t)) {
+        tags.push(json!({"name": system_tag_name(t), "slug": t}));
+    }
     json!({
         "id": s.id,
         "address_v4": v4,
@@ -196,7 +351,7 @@ pub fn probe_json(p: &Probe) -> Value {
         "country_code": s.country_code,
         "description": p.name_any(),
         "geometry": geometry,
-        "is_anchor": false,
+        "is_anchor": s.anchor,
         "is_public": true,
         "first_connected": creation_time(&p.metadata),
         "last_connected": st.last_seen.as_deref().and_then(unix),
@@ -681,11 +836,107 @@ status:
 
     #[test]
     fn status_ids_follow_ripe() {
+        use MeasurementState::*;
         assert_eq!(measurement_status(None), (0, "Specified"));
-        assert_eq!(measurement_status(Some("Scheduled")).0, 1);
-        assert_eq!(measurement_status(Some("Stopped")).0, 4);
-        assert_eq!(measurement_status(Some("NoSuitableProbes")).0, 6);
-        assert_eq!(measurement_status(Some("Failed")).0, 7);
+        let cases = [
+            (Scheduled, 1, "Scheduled"),
+            (Ongoing, 2, "Ongoing"),
+            (Stopped, 4, "Stopped"),
+            (ForcedToStop, 5, "Forced to stop"),
+            (NoSuitableProbes, 6, "No suitable probes"),
+            (Failed, 7, "Failed"),
+            (Limited, 8, "Denied"),
+        ];
+        for (state, id, name) in cases {
+            assert_eq!(measurement_status(Some(state)), (id, name), "{state:?}");
+        }
+    }
+
+    #[test]
+    fn status_when_is_the_state_change_and_requests_list_creation_first() {
+        let mut m = msm(PING);
+        if let Some(s) = m.status.as_mut() {
+            s.state = Some(MeasurementState::ForcedToStop);
+            s.state_since = Some("2024-05-01T14:00:00Z".into());
+        }
+        m.metadata.annotations = Some(BTreeMap::from([(
+            vantage_crd::PARTICIPATION_ANNOTATION.to_owned(),
+            r#"[{"id":2,"action":"remove","type":"probes","value":"11","requested":1}]"#.to_owned(),
+        )]));
+        let v = measurement_json(&m, "").expect("id");
+        assert_eq!(
+            v["status"],
+            json!({"id": 5, "name": "Forced to stop", "when": 1714572000})
+        );
+        let reqs = v["participation_requests"].as_array().expect("list");
+        assert_eq!(reqs.len(), 2);
+        assert_eq!(
+            (
+                reqs[0]["id"].as_u64(),
+                reqs[0]["action"].as_str(),
+                reqs[0]["type"].as_str()
+            ),
+            (Some(1), Some("add"), Some("country"))
+        );
+        assert_eq!(
+            (
+                reqs[1]["id"].as_u64(),
+                reqs[1]["action"].as_str(),
+                reqs[1]["value"].as_str()
+            ),
+            (Some(2), Some("remove"), Some("11"))
+        );
+    }
+
+    #[test]
+    fn requested_above_the_maximum_is_refused_naming_it() {
+        let one = |r: i64| vec![("probes[0]".to_owned(), r)];
+        assert!(requested_within(&one(1000), 0, 1000).is_ok());
+        let e = requested_within(&one(1_000_000_000), 0, 1000).expect_err("too many");
+        assert_eq!(e.pointer.as_deref(), Some("/probes/0/requested"));
+        assert!(e.detail.contains("maximum of 1000"), "{}", e.detail);
+        let two = vec![("probes[0]".to_owned(), 600), ("probes[1]".to_owned(), 600)];
+        let e = requested_within(&two, 0, 1000).expect_err("sum");
+        assert!(
+            e.detail.starts_with("probes: 1200 probes requested"),
+            "{}",
+            e.detail
+        );
+        let e = requested_within(&one(10), 995, 1000).expect_err("with those taking part");
+        assert!(e.detail.contains("995 probes taking part"), "{}", e.detail);
+    }
+
+    #[test]
+    fn participation_bodies_are_validated_per_entry() {
+        let ok = change_entries(
+            br#"[{"action":"add","type":"country","value":"NL","requested":2},
+                 {"action":"remove","type":"probes","value":"4,103","requested":2}]"#,
+        )
+        .expect("valid");
+        assert_eq!(ok.len(), 2);
+        assert_eq!(ok[1].source.value, "4,103");
+        let bad = |body: &[u8], field: &str| {
+            let e = change_entries(body).expect_err(field);
+            assert!(e.detail.starts_with(field), "{field}: {}", e.detail);
+        };
+        bad(
+            br#"[{"action":"swap","type":"probes","value":"1","requested":1}]"#,
+            "[0].action",
+        );
+        bad(
+            br#"[{"action":"add","type":"area","value":"WW","requested":1},{"action":"remove","type":"country","value":"NL","requested":1}]"#,
+            "[1].type",
+        );
+        bad(
+            br#"[{"action":"remove","type":"probes","value":"a,b","requested":1}]"#,
+            "[0].value",
+        );
+        bad(
+            br#"[{"action":"add","type":"country","value":"Holland","requested":1}]"#,
+            "[0].value",
+        );
+        bad(br#"[]"#, "body");
+        bad(br#"{"action":"add"}"#, "body");
     }
 
     fn probe(id: u32, connected: bool, cc: &str, tags: &[&str]) -> Probe {
@@ -697,6 +948,37 @@ status:
             "status": {"connected": connected, "address": "198.51.100.7", "connectedSince": "2024-05-01T12:00:00Z"},
         }))
         .expect("probe fixture")
+    }
+
+    #[test]
+    fn probe_lists_user_and_system_tags_the_ripe_way() {
+        let mut p = probe(5, true, "NL", &["home"]);
+        p.spec.anchor = true;
+        if let Some(st) = p.status.as_mut() {
+            st.system_tags = vec![
+                "system-anchor".into(),
+                "system-ipv4-works".into(),
+                "system-new-thing".into(),
+            ];
+        }
+        let v = probe_json(&p);
+        assert_eq!(
+            v["tags"],
+            json!([
+                {"name": "home", "slug": "home"},
+                {"name": "system: Anchor", "slug": "system-anchor"},
+                {"name": "system: IPv4 Works", "slug": "system-ipv4-works"},
+                {"name": "system: New Thing", "slug": "system-new-thing"},
+            ])
+        );
+        assert_eq!(v["is_anchor"], true);
+        let keep = |pairs: &[(&str, &str)]| probe_filter(&q(pairs)).expect("valid")(&v);
+        assert!(keep(&[
+            ("tags", "system-ipv4-works,home"),
+            ("is_anchor", "true")
+        ]));
+        assert!(!keep(&[("tags", "system-ipv6-works")]));
+        assert_eq!(probe_json(&probe(6, true, "NL", &[]))["is_anchor"], false);
     }
 
     #[test]

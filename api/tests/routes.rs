@@ -32,6 +32,8 @@ enum Operator {
 
 struct FakeCatalog {
     measurements: Mutex<Vec<Arc<Measurement>>>,
+    /// Every merge patch applied, in order.
+    patches: Mutex<Vec<Value>>,
     probes: Vec<Arc<Probe>>,
     keys: BTreeMap<String, KeyOwner>,
     operator: Operator,
@@ -67,6 +69,67 @@ impl Catalog for FakeCatalog {
     }
     fn ready(&self) -> bool {
         true
+    }
+    fn patch_measurement(
+        &self,
+        namespace: &str,
+        name: &str,
+        patch: Value,
+    ) -> BoxFuture<'_, Result<(), CatalogError>> {
+        let (namespace, name) = (namespace.to_owned(), name.to_owned());
+        Box::pin(async move {
+            let mut all = self.measurements.lock().expect("lock");
+            let Some(slot) = all.iter_mut().find(|m| {
+                m.namespace().as_deref() == Some(namespace.as_str()) && m.name_any() == name
+            }) else {
+                return Err(CatalogError::Refused {
+                    code: 404,
+                    reason: "NotFound".into(),
+                    message: name,
+                });
+            };
+            let mut obj = serde_json::to_value(slot.as_ref()).expect("json");
+            let version = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or("0")
+                .to_owned();
+            if let Some(want) = patch["metadata"]["resourceVersion"].as_str() {
+                if want != version {
+                    return Err(CatalogError::Refused {
+                        code: 409,
+                        reason: "Conflict".into(),
+                        message: "changed".into(),
+                    });
+                }
+            }
+            merge(&mut obj, &patch);
+            let next = version.parse::<u64>().unwrap_or(0) + 1;
+            obj["metadata"]["resourceVersion"] = json!(next.to_string());
+            self.patches.lock().expect("lock").push(patch.clone());
+            *slot = Arc::new(serde_json::from_value(obj).expect("measurement"));
+            Ok(())
+        })
+    }
+}
+
+/// JSON merge patch (RFC 7386).
+fn merge(target: &mut Value, patch: &Value) {
+    match patch {
+        Value::Object(fields) => {
+            if !target.is_object() {
+                *target = json!({});
+            }
+            for (k, v) in fields {
+                if v.is_null() {
+                    if let Some(obj) = target.as_object_mut() {
+                        obj.remove(k);
+                    }
+                } else {
+                    merge(&mut target[k], v);
+                }
+            }
+        }
+        other => *target = other.clone(),
     }
 }
 
@@ -124,6 +187,17 @@ fn msm(name: &str, ns: &str, id: u64, kind: &str, state: &str) -> Arc<Measuremen
     )
 }
 
+/// `m` as created through the API with the key Secret `secret`.
+fn owned(m: Arc<Measurement>, secret: &str) -> Arc<Measurement> {
+    let mut m = (*m).clone();
+    m.metadata.annotations = Some(BTreeMap::from([(
+        vantage_api::catalog::KEY_ANNOTATION.to_owned(),
+        secret.to_owned(),
+    )]));
+    m.metadata.resource_version = Some("1".into());
+    Arc::new(m)
+}
+
 fn probe(id: u32, cc: &str, connected: bool) -> Arc<Probe> {
     Arc::new(
         serde_json::from_value(json!({
@@ -144,22 +218,39 @@ struct Setup {
 fn setup(operator: Operator, rows: FakeRows) -> Setup {
     let catalog = Arc::new(FakeCatalog {
         measurements: Mutex::new(vec![
-            msm("a", "team-a", 1000001, "ping", "Ongoing"),
-            msm("b", "team-a", 1000002, "dns", "Stopped"),
+            owned(msm("a", "team-a", 1000001, "ping", "Ongoing"), "alpha-key"),
+            owned(msm("b", "team-a", 1000002, "dns", "Stopped"), "alpha-key"),
             msm("c", "team-b", 1000003, "ping", "Scheduled"),
         ]),
+        patches: Mutex::new(Vec::new()),
         probes: vec![
             probe(1, "NL", true),
             probe(2, "DE", false),
             probe(3, "NL", false),
         ],
-        keys: BTreeMap::from([(
-            "k-alpha".to_owned(),
-            KeyOwner {
-                namespace: "team-a".into(),
-                secret: "alpha-key".into(),
-            },
-        )]),
+        keys: BTreeMap::from([
+            (
+                "k-alpha".to_owned(),
+                KeyOwner {
+                    namespace: "team-a".into(),
+                    secret: "alpha-key".into(),
+                },
+            ),
+            (
+                "k-alpha-2".to_owned(),
+                KeyOwner {
+                    namespace: "team-a".into(),
+                    secret: "alpha-key-2".into(),
+                },
+            ),
+            (
+                "k-bravo".to_owned(),
+                KeyOwner {
+                    namespace: "team-b".into(),
+                    secret: "bravo-key".into(),
+                },
+            ),
+        ]),
         operator,
     });
     let rows = Arc::new(rows);
@@ -167,9 +258,11 @@ fn setup(operator: Operator, rows: FakeRows) -> Setup {
         catalog: catalog.clone(),
         rows: rows.clone(),
         live: None,
+        stream: None,
         scheme: "https",
         public_url: None,
         create_timeout: Duration::from_millis(500),
+        max_requested: 1000,
         metrics: Metrics::default(),
     });
     Setup {
@@ -652,4 +745,279 @@ async fn every_documented_route_is_served_and_every_route_documented() {
             }
         }
     }
+}
+
+fn error_of(body: &str) -> Value {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
+    v["error"].clone()
+}
+
+#[tokio::test]
+async fn only_the_creating_key_stops_a_measurement() {
+    let s = setup(Operator::Ids, FakeRows::default());
+    let stopped = |s: &Setup, name: &str| {
+        s.catalog
+            .measurements()
+            .iter()
+            .find(|m| m.name_any() == name)
+            .is_some_and(|m| m.spec.stopped)
+    };
+    let (st, body, _) = call(&s.app, "DELETE", "/api/v2/measurements/1000001/", &[], "").await;
+    assert_eq!(st, StatusCode::FORBIDDEN, "no key: {body}");
+    for key in ["Key k-alpha-2", "Key k-bravo"] {
+        let (st, body, _) = call(
+            &s.app,
+            "DELETE",
+            "/api/v2/measurements/1000001/",
+            &[("authorization", key)],
+            "",
+        )
+        .await;
+        assert_eq!(st, StatusCode::FORBIDDEN, "{key}: {body}");
+        assert!(
+            error_of(&body)["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("only the key that created it"),
+            "{body}"
+        );
+    }
+    // Created with kubectl: no key owns it.
+    let (st, _, _) = call(
+        &s.app,
+        "DELETE",
+        "/api/v2/measurements/1000003/",
+        &[("authorization", "Key k-bravo")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, _, _) = call(
+        &s.app,
+        "DELETE",
+        "/api/v2/measurements/999/",
+        &[("authorization", "Key k-alpha")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NOT_FOUND);
+    assert!(
+        !stopped(&s, "a") && !stopped(&s, "c"),
+        "nothing stopped yet"
+    );
+    assert!(s.catalog.patches.lock().expect("lock").is_empty());
+
+    // cousteau's AtlasStopRequest: DELETE without the trailing slash.
+    let (st, body, _) = call(
+        &s.app,
+        "DELETE",
+        "/api/v2/measurements/1000001",
+        &[("authorization", "Key k-alpha")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    assert!(stopped(&s, "a"));
+    assert_eq!(
+        s.catalog.patches.lock().expect("lock").as_slice(),
+        &[json!({"spec": {"stopped": true}})]
+    );
+    // Again: nothing more to do.
+    let (st, _, _) = call(
+        &s.app,
+        "DELETE",
+        "/api/v2/measurements/1000001/",
+        &[("authorization", "Key k-alpha")],
+        "",
+    )
+    .await;
+    assert_eq!(st, StatusCode::NO_CONTENT);
+    assert_eq!(s.catalog.patches.lock().expect("lock").len(), 1);
+}
+
+#[tokio::test]
+async fn participation_requests_are_appended_with_their_ids() {
+    let s = setup(Operator::Ids, FakeRows::default());
+    let url = "/api/v2/measurements/1000001/participation-requests/";
+    let key = [("authorization", "Key k-alpha")];
+    let body = r#"[{"action": "add", "requested": 2, "type": "country", "value": "NL"},
+                   {"action": "remove", "requested": 1, "type": "probes", "value": "1"}]"#;
+    let (st, _, _) = call(
+        &s.app,
+        "POST",
+        url,
+        &[("authorization", "Key k-bravo")],
+        body,
+    )
+    .await;
+    assert_eq!(st, StatusCode::FORBIDDEN);
+    let (st, answer, _) = call(&s.app, "POST", url, &key, body).await;
+    assert_eq!(st, StatusCode::CREATED, "{answer}");
+    // The creation's one source is request 1.
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).expect("json"),
+        json!({"request_ids": [2, 3]})
+    );
+    let (st, answer, _) = call(
+        &s.app,
+        "POST",
+        url.trim_end_matches('/'),
+        &key,
+        r#"[{"action": "add", "requested": 1, "type": "area", "value": "WW"}]"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED, "{answer}");
+    assert_eq!(
+        serde_json::from_str::<Value>(&answer).expect("json"),
+        json!({"request_ids": [4]})
+    );
+    let a = s.catalog.measurement_by_id(1000001).expect("a");
+    let log = a.participation_requests();
+    assert_eq!(
+        log.iter()
+            .map(|r| (r.id, r.action.as_str()))
+            .collect::<Vec<_>>(),
+        vec![(2, "add"), (3, "remove"), (4, "add")]
+    );
+    assert_eq!(log[0].source.value, "NL");
+    // Every append named the version it read.
+    for p in s.catalog.patches.lock().expect("lock").iter() {
+        assert!(p["metadata"]["resourceVersion"].is_string(), "{p}");
+    }
+    // The measurement shows them after its creation's source.
+    let (_, v) = get_json(&s.app, "/api/v2/measurements/1000001/").await;
+    let ids: Vec<u64> = v["participation_requests"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|r| r["id"].as_u64())
+        .collect();
+    assert_eq!(ids, vec![1, 2, 3, 4]);
+}
+
+#[tokio::test]
+async fn participation_requests_are_refused_with_the_reason() {
+    let s = setup(Operator::Ids, FakeRows::default());
+    let key = [("authorization", "Key k-alpha")];
+    let url = "/api/v2/measurements/1000001/participation-requests/";
+    let cases = [
+        (
+            r#"[{"action": "swap", "requested": 1, "type": "probes", "value": "1"}]"#,
+            "[0].action",
+        ),
+        (
+            r#"[{"action": "remove", "requested": 1, "type": "country", "value": "NL"}]"#,
+            "[0].type",
+        ),
+        (
+            r#"[{"action": "add", "requested": 1001, "type": "area", "value": "WW"}]"#,
+            "[0].requested",
+        ),
+        (
+            r#"[{"action": "add", "requested": 1000, "type": "area", "value": "WW"}]"#,
+            "probes",
+        ),
+        (r#"{"action": "add"}"#, "body"),
+    ];
+    for (body, field) in cases {
+        let (st, answer, _) = call(&s.app, "POST", url, &key, body).await;
+        assert_eq!(st, StatusCode::BAD_REQUEST, "{body}: {answer}");
+        let detail = error_of(&answer)["detail"]
+            .as_str()
+            .expect("detail")
+            .to_owned();
+        assert!(detail.starts_with(field), "{body}: {detail}");
+    }
+    // 1000 more on top of the one taking part: the maximum is named.
+    let (_, answer, _) = call(&s.app, "POST", url, &key, cases[3].0).await;
+    assert!(answer.contains("maximum of 1000"), "{answer}");
+    // A stopped measurement takes none.
+    let (st, answer, _) = call(
+        &s.app,
+        "POST",
+        "/api/v2/measurements/1000002/participation-requests/",
+        &key,
+        r#"[{"action": "add", "requested": 1, "type": "area", "value": "WW"}]"#,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST);
+    assert!(answer.contains("is Stopped"), "{answer}");
+    assert!(
+        s.catalog.patches.lock().expect("lock").is_empty(),
+        "nothing written"
+    );
+}
+
+#[tokio::test]
+async fn requested_above_the_maximum_is_refused_naming_it() {
+    let s = setup(Operator::Ids, FakeRows::default());
+    let body = r#"{"definitions": [{"type": "ping", "af": 4, "target": "192.0.2.1", "description": "p"}],
+                   "probes": [{"type": "area", "value": "WW", "requested": 1000000000}]}"#;
+    let (st, answer, _) = call(
+        &s.app,
+        "POST",
+        "/api/v2/measurements/",
+        &[("authorization", "Key k-alpha")],
+        body,
+    )
+    .await;
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{answer}");
+    let e = error_of(&answer);
+    assert_eq!(e["code"], 102);
+    assert_eq!(e["errors"][0]["source"]["pointer"], "/probes/0/requested");
+    assert!(
+        e["detail"]
+            .as_str()
+            .expect("detail")
+            .contains("maximum of 1000"),
+        "{e}"
+    );
+    assert_eq!(s.catalog.measurements().len(), 3, "nothing created");
+}
+
+#[tokio::test]
+async fn a_body_over_the_limit_gets_413_with_the_ripe_error() {
+    let s = setup(Operator::Ids, FakeRows::default());
+    let big = format!(
+        r#"{{"definitions": [], "pad": "{}"}}"#,
+        "x".repeat(vantage_api::body_limit::MAX_BODY_BYTES)
+    );
+    // Declared length: answered before the handler; undeclared: cut while read.
+    let length = big.len().to_string();
+    for headers in [
+        vec![
+            ("authorization", "Key k-alpha"),
+            ("content-length", length.as_str()),
+        ],
+        vec![("authorization", "Key k-alpha")],
+    ] {
+        let (st, answer, ctype) =
+            call(&s.app, "POST", "/api/v2/measurements/", &headers, &big).await;
+        assert_eq!(st, StatusCode::PAYLOAD_TOO_LARGE, "{headers:?}");
+        assert_eq!(ctype.as_deref(), Some("application/json"));
+        let e = error_of(&answer);
+        assert_eq!(
+            (e["status"].as_u64(), e["code"].as_u64()),
+            (Some(413), Some(413)),
+            "{e}"
+        );
+        assert!(
+            e["detail"]
+                .as_str()
+                .expect("detail")
+                .contains("1048576 bytes"),
+            "{e}"
+        );
+    }
+    assert_eq!(s.catalog.measurements().len(), 3, "nothing created");
+    // A body at the limit is read.
+    let (st, _, _) = call(
+        &s.app,
+        "POST",
+        "/api/v2/measurements/",
+        &[("authorization", "Key k-alpha")],
+        PING_BODY,
+    )
+    .await;
+    assert_eq!(st, StatusCode::CREATED);
 }

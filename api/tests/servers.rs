@@ -49,9 +49,11 @@ fn state(rows: Arc<dyn Rows>, live: Option<Arc<dyn Live>>) -> Arc<AppState> {
         catalog: Arc::new(NoCatalog),
         rows,
         live,
+        stream: None,
         scheme: "http",
         public_url: None,
         create_timeout: Duration::from_secs(1),
+        max_requested: 1000,
         metrics: Metrics::default(),
     })
 }
@@ -464,5 +466,75 @@ async fn https_with_a_test_certificate() {
     assert!(
         plain.is_err(),
         "plain HTTP must not be served on the TLS port"
+    );
+}
+
+/// A client that sends its whole 20 MB body before reading the answer (as
+/// python-requests does) gets the 413 with the RIPE Atlas error object over TLS, not a
+/// reset connection.
+#[tokio::test]
+async fn a_20_mb_body_over_tls_gets_413_not_a_dropped_connection() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+    let config = vantage_api::tls::server_config(&cert_path, &key_path).expect("config");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let tls = vantage_api::tls::TlsListener::new(listener, config).expect("listener");
+    let app = router(state(
+        Arc::new(ClickHouseRows::new("http://127.0.0.1:9", "db")),
+        None,
+    ));
+    tokio::spawn(async move { axum::serve(tls, app).await });
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.cert.der().clone()).expect("root");
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let mut stream = connector
+        .connect(name, TcpStream::connect(addr).await.expect("connect"))
+        .await
+        .expect("TLS handshake");
+    let body = vec![b'x'; 20 << 20];
+    let head = format!(
+        "POST /api/v2/measurements/ HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+         authorization: Key k\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let exchange = async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(&body).await?;
+        stream.flush().await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        Ok::<_, std::io::Error>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(60), exchange)
+        .await
+        .expect("answered in time")
+        .expect("the whole body is taken and the answer read");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let json_start = text.find("{\"error\"").expect("a RIPE error object");
+    let v: Value = serde_json::from_str(text[json_start..].trim()).expect("json");
+    assert_eq!(v["error"]["status"], 413);
+    assert!(
+        v["error"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("20971520 bytes")),
+        "{v}"
     );
 }

@@ -43,6 +43,89 @@ struct RoutingArgs {
     pool_namespace: Option<String>,
 }
 
+/// How the operator chooses probes.
+#[derive(Args, Clone)]
+struct SelectionArgs {
+    /// A probe already on this many measurements (Scheduled or Ongoing) is full:
+    /// selection skips it. 0: no cap.
+    #[arg(long, env = "VANTAGE_MAX_MEASUREMENTS_PER_PROBE", default_value_t = vantage_operator::load::DEFAULT_MAX_MEASUREMENTS_PER_PROBE)]
+    max_measurements_per_probe: u32,
+    /// Most probes one measurement may request (`requested`, per source and summed);
+    /// a Measurement asking for more is Invalid. Keep it equal to the API's.
+    #[arg(long, env = "VANTAGE_MAX_REQUESTED", default_value_t = vantage_operator::load::DEFAULT_MAX_REQUESTED)]
+    max_requested: u32,
+}
+
+/// Built-in measurements every probe runs, and the system tags derived from them.
+#[derive(Args, Clone)]
+struct BuiltinArgs {
+    /// Built-in ping and traceroute targets, comma-separated IP addresses or host names
+    /// (production: the DNS root servers; anchors are added for anchors). Empty: none.
+    #[arg(long, env = "VANTAGE_BUILTIN_TARGETS", value_delimiter = ',')]
+    builtin_targets: Vec<String>,
+    /// Name the built-in DNS check resolves (A and AAAA) through each probe's resolvers.
+    #[arg(long, env = "VANTAGE_BUILTIN_DNS_NAME")]
+    builtin_dns_name: Option<String>,
+    /// Addresses a correct A answer for --builtin-dns-name holds (comma-separated);
+    /// empty: any A record.
+    #[arg(long, env = "VANTAGE_BUILTIN_DNS_EXPECT_A", value_delimiter = ',')]
+    builtin_dns_expect_a: Vec<std::net::IpAddr>,
+    /// Addresses a correct AAAA answer holds; empty: any AAAA record.
+    #[arg(long, env = "VANTAGE_BUILTIN_DNS_EXPECT_AAAA", value_delimiter = ',')]
+    builtin_dns_expect_aaaa: Vec<std::net::IpAddr>,
+    /// Seconds between built-in pings (targets and the anchoring mesh).
+    #[arg(long, default_value_t = 240)]
+    builtin_ping_interval: u32,
+    /// Seconds between built-in traceroutes.
+    #[arg(long, default_value_t = 1800)]
+    builtin_traceroute_interval: u32,
+    /// Seconds between built-in DNS checks.
+    #[arg(long, default_value_t = 1800)]
+    builtin_dns_interval: u32,
+    /// Only probes with this user tag run built-ins and get system tags (a staged
+    /// roll-out, or test isolation on a shared stack); unset: every probe.
+    #[arg(long, env = "VANTAGE_BUILTIN_PROBE_TAG")]
+    builtin_probe_tag: Option<String>,
+    /// Seconds between two derivations of the system tags.
+    #[arg(long, default_value_t = 60)]
+    system_tags_period_secs: u64,
+    /// Seconds of built-in results the works, capable and resolves tags look at: a probe
+    /// loses `system-ipv4-works` at most this plus --system-tags-period-secs after its
+    /// last answered built-in ping.
+    #[arg(long, default_value_t = 900)]
+    system_tags_window_secs: u64,
+}
+
+impl BuiltinArgs {
+    fn configs(
+        self,
+    ) -> (
+        vantage_operator::builtin::BuiltinConfig,
+        vantage_operator::system_tags::TagConfig,
+    ) {
+        (
+            vantage_operator::builtin::BuiltinConfig {
+                targets: self
+                    .builtin_targets
+                    .into_iter()
+                    .filter(|t| !t.trim().is_empty())
+                    .collect(),
+                dns_name: self.builtin_dns_name.filter(|n| !n.trim().is_empty()),
+                ping_interval: self.builtin_ping_interval,
+                traceroute_interval: self.builtin_traceroute_interval,
+                dns_interval: self.builtin_dns_interval,
+                probe_tag: self.builtin_probe_tag.filter(|t| !t.trim().is_empty()),
+            },
+            vantage_operator::system_tags::TagConfig {
+                period: Duration::from_secs(self.system_tags_period_secs.max(1)),
+                window: Duration::from_secs(self.system_tags_window_secs.max(1)),
+                expect_a: self.builtin_dns_expect_a,
+                expect_aaaa: self.builtin_dns_expect_aaaa,
+            },
+        )
+    }
+}
+
 #[derive(Args, Clone)]
 struct ClickHouseArgs {
     /// ClickHouse HTTP URL.
@@ -106,6 +189,10 @@ enum Command {
         metrics_addr: SocketAddr,
         #[command(flatten)]
         routing: RoutingArgs,
+        #[command(flatten)]
+        selection: SelectionArgs,
+        #[command(flatten)]
+        builtins: BuiltinArgs,
     },
     /// Print the NATS server `authorization` block: one user per vantage role, with
     /// subject permissions as narrow as the role (passwords from `$VANTAGE_NATS_<ROLE>`).
@@ -286,6 +373,10 @@ enum Command {
         /// Seconds a creation waits for the operator to give measurement ids.
         #[arg(long, default_value_t = 20)]
         create_timeout_secs: u64,
+        /// Most probes one measurement may request (`requested`, summed over its sources
+        /// and participation requests); more is refused with 400.
+        #[arg(long, env = "VANTAGE_MAX_REQUESTED", default_value_t = vantage_api::DEFAULT_MAX_REQUESTED)]
+        max_requested: u32,
     },
     /// Apply the ClickHouse schema migrations and print the version.
     Migrate {
@@ -313,7 +404,10 @@ async fn main() -> anyhow::Result<()> {
             ch,
             metrics_addr,
             routing,
+            selection,
+            builtins,
         } => {
+            let (builtins, system_tags) = builtins.configs();
             vantage_operator::run::run(vantage_operator::run::Config {
                 nats_url: nats.nats_url,
                 clickhouse_url: ch.clickhouse_url,
@@ -325,6 +419,10 @@ async fn main() -> anyhow::Result<()> {
                     dedup_window: Duration::from_secs(routing.dedup_window_minutes * 60),
                 },
                 pool_namespace: routing.pool_namespace,
+                max_measurements_per_probe: selection.max_measurements_per_probe,
+                max_requested: selection.max_requested,
+                builtins,
+                system_tags,
             })
             .await?
         }
@@ -494,6 +592,7 @@ async fn main() -> anyhow::Result<()> {
             tls_key,
             public_url,
             create_timeout_secs,
+            max_requested,
         } => {
             vantage_api::serve(vantage_api::Config {
                 listen,
@@ -506,6 +605,7 @@ async fn main() -> anyhow::Result<()> {
                     .map(|(cert, key)| vantage_api::TlsFiles { cert, key }),
                 public_url,
                 create_timeout: Duration::from_secs(create_timeout_secs.max(1)),
+                max_requested,
             })
             .await?
         }

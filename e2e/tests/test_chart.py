@@ -326,9 +326,10 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
     }
     assert grants(one(docs, 'ClusterRole', 'vantage-registration')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
-    # the data API: Measurements in any tenant namespace, Probes, API key Secrets (list/watch only)
+    # the data API: Measurements in any tenant namespace (patch: stop, participation requests),
+    # Probes, API key Secrets (list/watch only)
     assert grants(one(docs, 'ClusterRole', 'vantage-api')) == {
-        'vantage.dev/measurements': {'create', 'get', 'list', 'watch'},
+        'vantage.dev/measurements': {'create', 'get', 'list', 'watch', 'patch'},
         'vantage.dev/probes': {'get', 'list', 'watch'},
         '/secrets': {'list', 'watch'},
     }

@@ -25,6 +25,12 @@
 //! ids (checked consecutive); a steady-state window (every Measurement requeued each 5 s)
 //! with its CPU time; RSS (VmRSS, VmHWM; includes the fake API's copy of the objects).
 //!
+//! Load: the measurements on each probe once every status is written (max, mean over
+//! the eligible probes, probes used), beside what the selection before issue 15 (lowest
+//! probe ids per ASN, no load) gives for the same measurements, computed offline.
+//! Measurements are world-wide, 35 probes each (`--sources ww`, the default), or a
+//! country, an ASN and a world-wide source (`--sources mixed`, 10 + 5 + 20).
+//!
 //! ```sh
 //! source /tmp/vantage-stack/env
 //! cargo run --release -p vantage-operator --example bench_operator -- --probes 10000 --measurements 1000
@@ -47,15 +53,19 @@ use kube::Client;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
 use tower_test::mock;
+use vantage_core::definition::{Source, DEFAULT_MAX_REQUESTED};
 use vantage_core::nats::{ScheduleDoc, Session};
+use vantage_crd::Measurement;
 use vantage_crd::{Probe, TenantPolicy};
 use vantage_operator::events::Events;
 use vantage_operator::limits::Ledger;
+use vantage_operator::load::{ProbeLoad, DEFAULT_MAX_MEASUREMENTS_PER_PROBE};
 use vantage_operator::measurement::{
     error_policy, reconcile, Ctx, KvIds, Metrics, FIRST_MSM_ID, RECONCILE_CONCURRENCY,
 };
 use vantage_operator::probes::Sessions;
 use vantage_operator::schedules::{desired, KvSchedules, PublishError, SchedulePublisher, Syncer};
+use vantage_operator::selection::{matches, Candidate};
 use vantage_operator::stats::ResultStats;
 
 const GROUP_VERSION: &str = "vantage.dev/v1alpha1";
@@ -69,6 +79,10 @@ struct Args {
     concurrency: u16,
     /// Give up waiting for every schedule after this long.
     give_up: Duration,
+    /// The measurements' sources: one world-wide source of 35, or mixed.
+    mixed: bool,
+    /// `--max-measurements-per-probe` (0: no cap).
+    max_per_probe: u32,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -78,6 +92,8 @@ fn args() -> anyhow::Result<Args> {
         namespaces: 10,
         concurrency: RECONCILE_CONCURRENCY,
         give_up: Duration::from_secs(600),
+        mixed: false,
+        max_per_probe: DEFAULT_MAX_MEASUREMENTS_PER_PROBE,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -88,10 +104,19 @@ fn args() -> anyhow::Result<Args> {
             "--namespaces" => a.namespaces = value.parse()?,
             "--concurrency" => a.concurrency = value.parse()?,
             "--give-up-secs" => a.give_up = Duration::from_secs(value.parse()?),
+            "--sources" => {
+                a.mixed = match value.as_str() {
+                    "ww" => false,
+                    "mixed" => true,
+                    other => bail!("--sources {other}: use ww or mixed"),
+                }
+            }
+            "--max-measurements-per-probe" => a.max_per_probe = value.parse()?,
             other => bail!(
                 "unknown flag {other}; use --probes, --measurements, --namespaces, \
                  --concurrency (default: RECONCILE_CONCURRENCY = {RECONCILE_CONCURRENCY}), \
-                 --give-up-secs (default 600)"
+                 --give-up-secs (default 600), --sources ww|mixed (default ww), \
+                 --max-measurements-per-probe (default {DEFAULT_MAX_MEASUREMENTS_PER_PROBE})"
             ),
         }
     }
@@ -181,16 +206,21 @@ fn probe(i: u32) -> anyhow::Result<Probe> {
 
 /// A Measurement as `kubectl apply` sends it: no finalizer, no status; the fake API
 /// stamps uid, resourceVersion and generation.
-fn measurement(i: u32, namespaces: u32) -> Value {
+fn measurement(i: u32, namespaces: u32, mixed: bool) -> Value {
     let kind = ["ping", "traceroute", "dns", "http"][(i % 4) as usize];
-    let mut spec = json!({
-        "type": kind, "target": "example.net", "interval": 300 + 60 * (i % 10),
-        "probes": [
+    let probes = if mixed {
+        json!([
             {"type": "country", "value": country(i % 60), "requested": 10},
             {"type": "asn", "value": format!("{}", 64_512 + i % 300), "requested": 5,
              "tags": {"include": ["system-ipv4-works"]}},
             {"type": "area", "value": "WW", "requested": 20, "tags": {"exclude": ["home"]}},
-        ]
+        ])
+    } else {
+        json!([{"type": "area", "value": "WW", "requested": 35}])
+    };
+    let mut spec = json!({
+        "type": kind, "target": "example.net", "interval": 300 + 60 * (i % 10),
+        "probes": probes
     });
     if kind == "dns" {
         spec["query_argument"] = json!("example.net");
@@ -505,7 +535,101 @@ fn fake_api(
     })
 }
 
+/// Measurements per eligible probe (enabled and connected).
+struct LoadStats {
+    eligible: usize,
+    used: usize,
+    max: usize,
+    mean: f64,
+}
+
+impl LoadStats {
+    fn of(eligible: &[u32], load: &HashMap<u32, usize>) -> Self {
+        let loads: Vec<usize> = eligible
+            .iter()
+            .map(|p| load.get(p).copied().unwrap_or(0))
+            .collect();
+        Self {
+            eligible: eligible.len(),
+            used: loads.iter().filter(|n| **n > 0).count(),
+            max: loads.iter().copied().max().unwrap_or(0),
+            mean: loads.iter().sum::<usize>() as f64 / eligible.len().max(1) as f64,
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "max {}, mean {:.2} (max/mean {:.2}), {} of {} eligible probes used ({:.1} %)",
+            self.max,
+            self.mean,
+            self.max as f64 / self.mean.max(f64::MIN_POSITIVE),
+            self.used,
+            self.eligible,
+            100.0 * self.used as f64 / self.eligible.max(1) as f64
+        )
+    }
+}
+
+/// The selection before issue 15, for comparison: round-robin over ASNs (ASNs no earlier
+/// source used first, then by ASN), lowest probe ids first; no load, no seed.
+fn old_select(sources: &[Source], candidates: &[Candidate]) -> Vec<u32> {
+    let none = HashMap::new();
+    let mut taken = BTreeSet::new();
+    let mut used_asns: BTreeSet<Option<u32>> = BTreeSet::new();
+    for source in sources {
+        let mut by_asn: BTreeMap<Option<u32>, Vec<u32>> = BTreeMap::new();
+        for c in candidates {
+            if c.enabled && c.connected && !taken.contains(&c.id) && matches(source, c, &none) {
+                by_asn.entry(c.asn).or_default().push(c.id);
+            }
+        }
+        let mut groups: Vec<(Option<u32>, std::vec::IntoIter<u32>)> = by_asn
+            .into_iter()
+            .map(|(asn, mut ids)| {
+                ids.sort_unstable();
+                (asn, ids.into_iter())
+            })
+            .collect();
+        groups.sort_by_key(|(asn, _)| (used_asns.contains(asn), *asn));
+        let mut wanted = source.requested as usize;
+        while wanted > 0 {
+            let mut progressed = false;
+            for (asn, group) in &mut groups {
+                if wanted == 0 {
+                    break;
+                }
+                if let Some(id) = group.next() {
+                    taken.insert(id);
+                    used_asns.insert(*asn);
+                    wanted -= 1;
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+    taken.into_iter().collect()
+}
+
+/// The load the old selection gives the same measurements, chosen one after the other.
+fn old_load(state: &[Arc<Measurement>], candidates: &[Candidate]) -> HashMap<u32, usize> {
+    let mut load = HashMap::new();
+    for m in state {
+        let Ok((_, sources)) = vantage_operator::plan::validate(m, 0) else {
+            continue;
+        };
+        for p in old_select(&sources, candidates) {
+            *load.entry(p).or_default() += 1;
+        }
+    }
+    load
+}
+
 struct Report {
+    load: LoadStats,
+    old_load: LoadStats,
     statuses_written: Duration,
     published: Duration,
     reconciles: u64,
@@ -581,6 +705,7 @@ async fn run(
         measurements: msm_controller.store(),
         policies,
         ledger: Arc::new(Ledger::default()),
+        load: Arc::new(ProbeLoad::new(Some(a.max_per_probe), DEFAULT_MAX_REQUESTED)),
         events: Events::kube(client),
         candidates: Default::default(),
         sessions,
@@ -621,7 +746,7 @@ async fn run(
     create
         .send(
             (0..a.measurements)
-                .map(|i| measurement(i, a.namespaces))
+                .map(|i| measurement(i, a.namespaces, a.mixed))
                 .collect(),
         )
         .context("fake API gone")?;
@@ -725,6 +850,21 @@ async fn run(
             with_tasks.len()
         );
     }
+    // Load: measurements per eligible probe, now and with the old selection.
+    let candidates: Vec<Candidate> = ctx
+        .probes
+        .state()
+        .iter()
+        .map(|p| Candidate::from_probe(p, true))
+        .collect();
+    let eligible: Vec<u32> = candidates
+        .iter()
+        .filter(|c| c.enabled && c.connected)
+        .map(|c| c.id)
+        .collect();
+    let load: HashMap<u32, usize> = with_tasks.iter().map(|(p, t)| (*p, t.len())).collect();
+    let load = LoadStats::of(&eligible, &load);
+    let old_load = LoadStats::of(&eligible, &old_load(&state, &candidates));
     drop(state);
     let reconciles = ctx.metrics.reconciles.get();
     let failures: u64 = ["kube", "finalizer", "nats", "ids"]
@@ -774,6 +914,8 @@ async fn run(
         calls.events.load(Ordering::Relaxed),
     );
     Ok(Report {
+        load,
+        old_load,
         statuses_written,
         published,
         reconciles,
@@ -797,9 +939,19 @@ async fn main() -> anyhow::Result<()> {
     let url = std::env::var("NATS_URL")
         .context("set NATS_URL (source /tmp/vantage-stack/env): ids and schedules go to NATS KV")?;
     println!(
-        "operator benchmark: {} probes, {} measurements in {} namespaces (TenantPolicy in each), \
-         Controller concurrency {} (RECONCILE_CONCURRENCY = {RECONCILE_CONCURRENCY}), NATS at {url}",
-        a.probes, a.measurements, a.namespaces, a.concurrency
+        "operator benchmark: {} probes, {} measurements ({}) in {} namespaces (TenantPolicy in each), \
+         Controller concurrency {} (RECONCILE_CONCURRENCY = {RECONCILE_CONCURRENCY}), \
+         --max-measurements-per-probe {}, NATS at {url}",
+        a.probes,
+        a.measurements,
+        if a.mixed {
+            "country 10 + ASN 5 + WW 20 probes"
+        } else {
+            "WW, 35 probes"
+        },
+        a.namespaces,
+        a.concurrency,
+        a.max_per_probe,
     );
     let rss0 = rss_kib();
     let nc = async_nats::connect(&url)
@@ -839,6 +991,11 @@ async fn main() -> anyhow::Result<()> {
         r.steady_puts,
         ms(r.steady_cpu),
         100.0 * r.steady_cpu.as_secs_f64() / STEADY.as_secs_f64(),
+    );
+    println!("probe load, this selection: {}", r.load.line());
+    println!(
+        "probe load, old selection (lowest ids per ASN, offline, same measurements): {}",
+        r.old_load.line()
     );
     println!(
         "RSS: {:.1} MiB at start, {:.1} MiB with the probes loaded, {:.1} MiB at the end; peak {:.1} MiB; CPU {:.1} s in all",

@@ -6,9 +6,11 @@
 //! [`vantage_crd::apply_status`]). The pure steps are unit-tested on YAML fixtures; the
 //! API calls with tower-test.
 
+pub mod builtin;
 pub mod crdgen;
 pub mod events;
 pub mod limits;
+pub mod load;
 pub mod measurement;
 pub mod nats_auth;
 pub mod plan;
@@ -20,6 +22,7 @@ pub mod run;
 pub mod schedules;
 pub mod selection;
 pub mod stats;
+pub mod system_tags;
 
 /// The field manager of every server-side apply by the operator (workloads and status),
 /// and the reporting controller of its Events.

@@ -130,7 +130,8 @@ pub struct KvIds {
     last: Mutex<Option<(u64, u64)>>,
 }
 
-/// First id handed out; below it are ids of imported RIPE Atlas measurements, if any.
+/// First id handed out. Lower ids are reserved: the built-in measurements
+/// ([`crate::builtin`]) use them, as RIPE Atlas's built-ins use low ids.
 pub const FIRST_MSM_ID: u64 = 1_000_001;
 
 impl KvIds {
@@ -189,9 +190,11 @@ impl KvIds {
                 })),
             },
             Some((current, revision)) => {
+                // Never below FIRST_MSM_ID: lower ids are reserved (built-ins).
                 let next = current
                     .checked_add(1)
-                    .ok_or(Error::Ids(IdError::Exhausted { key: MSM_SEQ_KEY }))?;
+                    .ok_or(Error::Ids(IdError::Exhausted { key: MSM_SEQ_KEY }))?
+                    .max(FIRST_MSM_ID);
                 match self
                     .kv
                     .update(MSM_SEQ_KEY, next.to_string().into(), revision)
@@ -255,14 +258,15 @@ pub struct Metrics {
 }
 
 /// The Event of a state change (pure): the Ready condition's reason and message;
-/// Normal for Scheduled/Ongoing/Stopped, Warning for Failed, NoSuitableProbes and
-/// Limited. None without a Ready condition.
+/// Normal for Scheduled/Ongoing/Stopped, Warning for Failed, ForcedToStop,
+/// NoSuitableProbes and Limited. None without a Ready condition.
 pub fn state_event(status: &MeasurementStatus) -> Option<Event> {
     let ready = conditions::get(&status.conditions, READY)?;
     let warning = matches!(
         status.state,
         Some(
             MeasurementState::Failed
+                | MeasurementState::ForcedToStop
                 | MeasurementState::NoSuitableProbes
                 | MeasurementState::Limited
         )
@@ -290,6 +294,9 @@ pub struct Ctx<I: IdAllocator, P: SchedulePublisher> {
     pub policies: Store<TenantPolicy>,
     /// Admission decisions not yet visible in the store.
     pub ledger: Arc<Ledger>,
+    /// Probe loads and the selection settings (`--max-measurements-per-probe`,
+    /// `--max-requested`).
+    pub load: Arc<crate::load::ProbeLoad>,
     pub events: Events,
     pub candidates: CandidateCache,
     pub sessions: Sessions,
@@ -391,15 +398,13 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
     msm: &Measurement,
     ctx: &Ctx<I, P>,
 ) -> Result<Action, Error> {
-    // Read. Probes are chosen once per generation: skip building candidates otherwise.
+    // Read. Probes are chosen once per generation (and for participation requests);
+    // the candidates also tell whether the chosen probes are still there.
     let current = msm.status.clone().unwrap_or_default();
-    let selects =
-        current.observed_generation != msm.metadata.generation || current.probes.is_empty();
-    let candidates = if selects {
-        ctx.candidates()
-    } else {
-        Arc::default()
-    };
+    let selects = current.observed_generation != msm.metadata.generation
+        || current.probes.is_empty()
+        || msm.participation_requests().len() > current.participation_applied as usize;
+    let candidates = ctx.candidates();
     let earlier = if selects {
         ctx.earlier(msm)
     } else {
@@ -418,6 +423,8 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
         // once cannot both take the namespace's last slot. The store is read under it
         // too, so it holds every measurement the ledger has admitted.
         let mut ledger = ctx.ledger.0.lock().unwrap_or_else(|e| e.into_inner());
+        // Probe loads under the same lock: each selection sees the ones before it.
+        let mut loads = ctx.load.lock();
         let usage = if limits.is_unlimited() || admitted_before {
             Default::default()
         } else {
@@ -435,10 +442,13 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
                 now.as_second(),
             )
         };
+        let stats = current.id.and_then(|id| ctx.stats.get(id));
         let snapshot = Snapshot {
             candidates: candidates.as_slice(),
             earlier: &earlier,
-            results: current.id.and_then(|id| ctx.stats.get(id)),
+            results: stats.as_ref().map(|s| (s.results, s.last_result)),
+            reporters: stats.as_ref().map_or(&[], |s| s.reporters.as_slice()),
+            spread: ctx.load.spread(&loads, msm),
             now: now.as_second(),
             now_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(now),
             limits: &limits,
@@ -446,6 +456,7 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
         };
         // Plan.
         let status = desired_status(msm, &snapshot);
+        loads.record(msm, &status);
         ledger.insert(
             (ns.clone(), msm.name_any()),
             crate::limits::is_admitted_state(status.state) && !msm.spec.stopped,
@@ -477,7 +488,7 @@ async fn apply<I: IdAllocator, P: SchedulePublisher>(
     }
     ctx.sync_requested.notify_one();
     Ok(match status.state {
-        Some(MeasurementState::Failed) | Some(MeasurementState::Stopped) => Action::await_change(),
+        Some(state) if state.is_final() => Action::await_change(),
         _ => Action::requeue(Duration::from_secs(5)),
     })
 }
@@ -492,6 +503,7 @@ async fn cleanup<I: IdAllocator, P: SchedulePublisher>(
     if let Ok(mut ledger) = ctx.ledger.0.lock() {
         ledger.remove(&(msm.namespace().unwrap_or_default(), msm.name_any()));
     }
+    ctx.load.forget(msm);
     tracing::info!(measurement = %msm.name_any(), "measurement deleted; stopped on its probes");
     Ok(Action::await_change())
 }
@@ -540,6 +552,7 @@ mod tests {
         );
         for state in [
             MeasurementState::Failed,
+            MeasurementState::ForcedToStop,
             MeasurementState::NoSuitableProbes,
             MeasurementState::Limited,
         ] {

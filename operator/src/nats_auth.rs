@@ -11,7 +11,7 @@
 //! | controller | `vantage.results.>`, `vantage.heartbeat.*`, `$KV.vantage-sessions.>` | its inbox | watches assignments, schedules, `meta/firmware`, `meta/drain.*` |
 //! | collector | acks of `RESULTS/collector` | its inbox | pulls from (and may update) the `collector` consumer |
 //! | engines | requests on `vantage.engines.>` | its inbox | none |
-//! | api | — | `vantage.results.>` (live results) | none |
+//! | api | — | `vantage.results.>` (live results), its inbox | watches `vantage-sessions` (`probestatus` streams) |
 //!
 //! Replies go to per-role inboxes `_INBOX.<role>.>` (see
 //! `vantage_platform::bus::inbox_prefix`), so no role can read another's replies.
@@ -192,6 +192,8 @@ pub fn permissions(role: Role) -> Permissions {
         }
         Role::Api => {
             p.subscribe(names::RESULTS_SUBJECTS);
+            // The streaming API's `probestatus` events: connects and disconnects.
+            p.kv_watch(names::SESSIONS_BUCKET, ">");
         }
     }
     p

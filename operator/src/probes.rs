@@ -6,6 +6,11 @@
 //! changed probe, at most [`MAX_STATUS_WRITES_PER_SECOND`] a second. A probe that flaps within a
 //! second costs one write; when 10k probes connect at once, their statuses follow over
 //! 10000 / 50 = 200 s while selection (which reads the in-memory set) sees them at once.
+//!
+//! This writer is the only one of Probe status, and it sends the whole status it owns
+//! (server-side apply removes a field the manager stops sending): connection fields,
+//! conditions, and `systemTags`, which it takes from the newest derivation
+//! ([`crate::system_tags`], which marks a probe dirty when its tags change).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
@@ -19,6 +24,7 @@ use vantage_core::nats::{parse_probe_key, Delivery, Session};
 use vantage_crd::conditions::{self, reason};
 use vantage_crd::{apply_status, Probe, ProbeStatus};
 
+use crate::system_tags::SystemTags;
 use crate::FIELD_MANAGER;
 
 /// The most Probe status patches the operator sends per second.
@@ -73,6 +79,13 @@ impl Sessions {
         }
     }
 
+    /// Have `probe`'s status written again (its system tags changed).
+    pub fn mark_dirty(&self, probe: u32) {
+        if let Ok(mut inner) = self.inner.write() {
+            inner.dirty.insert(probe);
+        }
+    }
+
     /// Take at most `max` probes whose status must be written; the rest wait their turn.
     fn take_dirty(&self, max: usize) -> BTreeSet<u32> {
         self.inner
@@ -121,13 +134,18 @@ impl Sessions {
     }
 }
 
-/// The status a probe should have, given its session (pure).
+/// The status a probe should have, given its session and its newest system tags (pure;
+/// `None`: the tags it shows stay).
 pub fn probe_status(
     current: Option<&ProbeStatus>,
     session: Option<&Session>,
+    system_tags: Option<Vec<String>>,
     now: &str,
 ) -> ProbeStatus {
     let mut status = current.cloned().unwrap_or_default();
+    if let Some(tags) = system_tags {
+        status.system_tags = tags;
+    }
     match session {
         Some(s) => {
             status.connected = true;
@@ -207,6 +225,7 @@ pub async fn status_writer(
     client: Client,
     probes: Store<Probe>,
     sessions: Sessions,
+    system_tags: SystemTags,
     period: Duration,
     max_per_period: usize,
 ) {
@@ -223,6 +242,7 @@ pub async fn status_writer(
             let status = probe_status(
                 probe.status.as_ref(),
                 sessions.get(probe.spec.id).as_ref(),
+                system_tags.get(probe.spec.id),
                 &now,
             );
             if let Err(e) = apply_status(&api, &probe.name_any(), FIELD_MANAGER, &status).await {
@@ -248,6 +268,11 @@ mod tests {
         assert_eq!(last.len(), 20);
         assert_eq!(last.first(), Some(&100));
         assert!(sessions.take_dirty(50).is_empty());
+        sessions.mark_dirty(7);
+        assert_eq!(
+            sessions.take_dirty(50).into_iter().collect::<Vec<_>>(),
+            vec![7]
+        );
     }
 
     #[test]
@@ -261,7 +286,7 @@ mod tests {
             fw: 5020,
             schedule: vantage_core::nats::Delivery::Delivered,
         };
-        let up = probe_status(None, Some(&s), "2026-01-01T00:00:00Z");
+        let up = probe_status(None, Some(&s), None, "2026-01-01T00:00:00Z");
         assert!(up.connected);
         assert_eq!(up.controller.as_deref(), Some("ctl-0"));
         assert_eq!(up.connected_since.as_deref(), Some("2023-11-14T22:13:20Z"));
@@ -278,7 +303,7 @@ mod tests {
             },
             ..s.clone()
         };
-        let failed = probe_status(Some(&up), Some(&failing), "2026-01-01T00:00:30Z");
+        let failed = probe_status(Some(&up), Some(&failing), None, "2026-01-01T00:00:30Z");
         let c =
             conditions::get(&failed.conditions, conditions::SCHEDULE_DELIVERED).expect("condition");
         assert_eq!(
@@ -287,7 +312,19 @@ mod tests {
         );
         assert!(c.message.contains("maximum consumers"), "{}", c.message);
         assert_eq!(c.last_transition_time.0.to_string(), "2026-01-01T00:00:30Z");
-        let down = probe_status(Some(&up), None, "2026-01-01T00:01:00Z");
+        let down = probe_status(
+            Some(&up),
+            None,
+            Some(vec!["system-anchor".into()]),
+            "2026-01-01T00:01:00Z",
+        );
+        assert_eq!(down.system_tags, vec!["system-anchor".to_owned()]);
+        let kept = probe_status(Some(&down), None, None, "2026-01-01T00:01:01Z");
+        assert_eq!(
+            kept.system_tags,
+            vec!["system-anchor".to_owned()],
+            "no new derivation: the tags shown are sent again, not dropped"
+        );
         assert!(!down.connected);
         let c =
             conditions::get(&down.conditions, conditions::SCHEDULE_DELIVERED).expect("condition");

@@ -15,6 +15,7 @@ use vantage_platform::store::{Store, StoreError};
 
 use crate::events::Events;
 use crate::limits::Ledger;
+use crate::load::ProbeLoad;
 use crate::measurement::{error_policy, reconcile, Ctx, KvIds, Metrics, RECONCILE_CONCURRENCY};
 use crate::policy_status::policy_status_loop;
 use crate::probes::{status_writer, Sessions};
@@ -31,6 +32,17 @@ pub struct Config {
     pub retention: Retention,
     /// Namespace whose ControllerPools the operator renders; None: every namespace.
     pub pool_namespace: Option<String>,
+    /// Selection: a probe already on this many measurements is skipped; 0: no cap
+    /// (`--max-measurements-per-probe`).
+    pub max_measurements_per_probe: u32,
+    /// Selection: the largest `requested`, per source and in all, of one measurement
+    /// (`--max-requested`); more is Invalid.
+    pub max_requested: u32,
+    // Built-in measurements and system tags (`--builtin-*`, `--system-tags-*`).
+    /// The built-in measurements every probe runs.
+    pub builtins: crate::builtin::BuiltinConfig,
+    /// How system tags are derived from their results.
+    pub system_tags: crate::system_tags::TagConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,8 @@ pub enum RunError {
         "cannot reach the Kubernetes API: {0}; check KUBECONFIG or the in-cluster service account"
     )]
     Kube(#[source] kube::Error),
+    #[error(transparent)]
+    Builtin(#[from] crate::builtin::BuiltinError),
 }
 
 /// The Measurement Controller as the operator runs it: every Measurement watched, at most
@@ -52,7 +66,27 @@ pub fn measurement_controller(client: Client) -> Controller<Measurement> {
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
 }
 
+/// Publish schedules again when what the built-ins depend on changes (probes enabled or
+/// added, anchors and their addresses); checked every 2 s.
+async fn builtin_schedule_trigger(
+    ctx: Arc<Ctx<KvIds, KvSchedules>>,
+    probes: reflector::Store<Probe>,
+    plan: Arc<crate::builtin::BuiltinPlan>,
+) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tick.tick().await;
+        let now = plan.fingerprint(&probes.state());
+        if last != Some(now) {
+            last = Some(now);
+            ctx.sync_requested.notify_one();
+        }
+    }
+}
+
 pub async fn run(cfg: Config) -> Result<(), RunError> {
+    let builtins = Arc::new(crate::builtin::BuiltinPlan::new(&cfg.builtins)?);
     let health = Health::default();
     let mut registry = Registry::with_prefix("vantage_operator");
     let metrics = Metrics::default();
@@ -112,6 +146,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         }
     });
     let ledger = Arc::new(Ledger::default());
+    let load = Arc::new(ProbeLoad::new(
+        Some(cfg.max_measurements_per_probe),
+        cfg.max_requested,
+    ));
 
     let sessions = Sessions::default();
     let stats = ResultStats::default();
@@ -122,12 +160,13 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         measurements: controller.store(),
         policies: policies.clone(),
         ledger: ledger.clone(),
+        load: load.clone(),
         events: Events::kube(client.clone()),
         candidates: Default::default(),
         sessions: sessions.clone(),
         stats: stats.clone(),
         ids: KvIds::new(bus.meta.clone()),
-        schedules: tokio::sync::Mutex::new(Syncer::default()),
+        schedules: tokio::sync::Mutex::new(Syncer::with_builtins(builtins.clone(), probes.clone())),
         publisher: KvSchedules(bus.schedules.clone()),
         sync_requested: tokio::sync::Notify::new(),
         metrics,
@@ -157,15 +196,37 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         probes.clone(),
         Duration::from_secs(10),
     ));
+    // Built-ins and system tags: schedules follow the probes and anchors; the status
+    // writer sends the derived tags.
+    let system_tags = crate::system_tags::SystemTags::default();
+    tokio::spawn(crate::system_tags::derive_loop(
+        store.clone(),
+        probes.clone(),
+        system_tags.clone(),
+        sessions.clone(),
+        builtins.clone(),
+        cfg.system_tags.clone(),
+    ));
+    tokio::spawn(builtin_schedule_trigger(
+        ctx.clone(),
+        probes.clone(),
+        builtins,
+    ));
     tokio::spawn(status_writer(
         client.clone(),
         probes,
         sessions,
+        system_tags,
         Duration::from_secs(1),
         crate::probes::MAX_STATUS_WRITES_PER_SECOND,
     ));
     tokio::spawn(stats.refresh_loop(store, Duration::from_secs(3)));
     tokio::spawn(ctx.clone().schedule_loop());
+    tokio::spawn(crate::load::gc_loop(
+        load,
+        ctx.measurements.clone(),
+        Duration::from_secs(60),
+    ));
     let obs_health = health.clone();
     tokio::spawn(async move {
         if let Err(e) = obs::serve(cfg.metrics_addr, registry, obs_health).await {

@@ -1,13 +1,18 @@
-//! Per-probe desired schedules: built from every Measurement (pure), published to the
-//! `vantage-schedules` KV bucket only where they changed.
+//! Per-probe desired schedules: built from every Measurement (pure), plus the built-in
+//! measurements ([`crate::builtin`]), published to the `vantage-schedules` KV bucket only
+//! where they changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use std::sync::Arc;
+
+use kube::runtime::reflector::Store;
 use vantage_core::definition::Task;
 use vantage_core::nats::ScheduleDoc;
 use vantage_core::WIRE_VERSION;
-use vantage_crd::{Measurement, MeasurementState};
+use vantage_crd::{Measurement, MeasurementState, Probe};
 
+use crate::builtin::BuiltinPlan;
 use crate::plan::validate;
 
 /// Every probe's tasks, from the measurements' specs and statuses. A measurement takes
@@ -56,13 +61,41 @@ pub struct PublishError {
     pub message: String,
 }
 
+/// Add each probe's built-in tasks to its measurements' tasks (pure); each schedule
+/// stays sorted by id.
+pub fn with_builtins(
+    mut desired: BTreeMap<u32, Vec<Task>>,
+    builtins: BTreeMap<u32, Vec<Task>>,
+) -> BTreeMap<u32, Vec<Task>> {
+    for (probe, tasks) in builtins {
+        let all = desired.entry(probe).or_default();
+        all.extend(tasks);
+        all.sort_by_key(|t| t.msm_id);
+    }
+    desired
+}
+
 /// Publishes changed schedules; remembers what it published.
 #[derive(Default)]
 pub struct Syncer {
     published: BTreeMap<u32, Vec<Task>>,
+    /// The built-in measurements and the probes that run them.
+    builtins: Option<(Arc<BuiltinPlan>, Store<Probe>)>,
+    /// The built-in schedules last built, and the fingerprint of the probes they were
+    /// built from ([`BuiltinPlan::fingerprint`]): rebuilt only when it changes.
+    builtin_cache: Option<(u64, BTreeMap<u32, Vec<Task>>)>,
 }
 
 impl Syncer {
+    /// A syncer that adds `plan`'s built-in tasks to every enabled probe of `probes`.
+    pub fn with_builtins(plan: Arc<BuiltinPlan>, probes: Store<Probe>) -> Self {
+        Self {
+            published: BTreeMap::new(),
+            builtins: Some((plan, probes)),
+            builtin_cache: None,
+        }
+    }
+
     /// Publish every probe whose schedule differs from what was last published. A probe
     /// that no longer has tasks gets an empty schedule, so its controller clears it.
     /// Returns how many schedules were written.
@@ -71,6 +104,22 @@ impl Syncer {
         desired: BTreeMap<u32, Vec<Task>>,
         publisher: &P,
     ) -> Result<usize, PublishError> {
+        let desired = match &self.builtins {
+            Some((plan, probes)) => {
+                let state = probes.state();
+                let print = plan.fingerprint(&state);
+                let builtins = match &self.builtin_cache {
+                    Some((p, built)) if *p == print => built.clone(),
+                    _ => {
+                        let built = plan.desired(&state);
+                        self.builtin_cache = Some((print, built.clone()));
+                        built
+                    }
+                };
+                with_builtins(desired, builtins)
+            }
+            None => desired,
+        };
         let probes: BTreeSet<u32> = desired
             .keys()
             .chain(self.published.keys())
@@ -178,5 +227,46 @@ mod tests {
         let docs = rec.0.lock().expect("lock").clone();
         let cleared = docs.iter().find(|d| d.probe_id == 1 && d.tasks.is_empty());
         assert!(cleared.is_some(), "{docs:?}");
+    }
+
+    #[tokio::test]
+    async fn builtins_join_every_enabled_probe_schedule() {
+        use crate::builtin::{BuiltinConfig, BuiltinPlan};
+        use kube::runtime::watcher::Event;
+        use vantage_crd::ProbeSpec;
+        let (store, mut writer) = kube::runtime::reflector::store::<Probe>();
+        for id in [1u32, 5] {
+            writer.apply_watcher_event(&Event::Apply(Probe::new(
+                &format!("probe-{id}"),
+                ProbeSpec::new(id, "ssh-ed25519 AAAA"),
+            )));
+        }
+        let plan = BuiltinPlan::new(&BuiltinConfig {
+            targets: vec!["192.0.2.1".into()],
+            ..Default::default()
+        })
+        .expect("plan");
+        let rec = Recorder::default();
+        let mut syncer = Syncer::with_builtins(Arc::new(plan), store);
+        let a = msm("ping-nl", 1_000_010, vec![1, 2], MeasurementState::Ongoing);
+        assert_eq!(syncer.sync(desired(&[a]), &rec).await.expect("sync"), 3);
+        let docs = rec.0.lock().expect("lock").clone();
+        let ids = |p: u32| -> Vec<u64> {
+            docs.iter()
+                .find(|d| d.probe_id == p)
+                .map(|d| d.tasks.iter().map(|t| t.msm_id).collect())
+                .unwrap_or_default()
+        };
+        assert_eq!(
+            ids(1),
+            vec![1001, 5001, 1_000_010],
+            "built-ins first, then the measurement"
+        );
+        assert_eq!(
+            ids(2),
+            vec![1_000_010],
+            "probe 2 has no Probe resource: no built-ins"
+        );
+        assert_eq!(ids(5), vec![1001, 5001]);
     }
 }

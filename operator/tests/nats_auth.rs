@@ -322,4 +322,22 @@ async fn each_role_can_do_its_job_and_nothing_else() {
         api_errors.lock().expect("lock")
     );
     refused_publish(&api_raw, &api_errors, "vantage.results.ping.1").await;
+    // ... and watches sessions for the streaming API's probestatus events, as
+    // api/src/stream/events.rs does, but cannot write them.
+    let api_js = async_nats::jetstream::new(api_raw.clone());
+    let api_sessions = api_js
+        .get_key_value("vantage-sessions")
+        .await
+        .expect("the API binds the sessions bucket");
+    let mut api_watch = api_sessions
+        .watch_with_history(">")
+        .await
+        .expect("the API watches sessions");
+    let seen = tokio::time::timeout(Duration::from_secs(5), api_watch.next())
+        .await
+        .expect("the API sees a session")
+        .expect("entry")
+        .expect("ok");
+    assert_eq!(seen.key, "probe.1");
+    refused_publish(&api_raw, &api_errors, "$KV.vantage-sessions.probe.1").await;
 }

@@ -18,7 +18,7 @@ use vantage_operator::limits::Ledger;
 use vantage_operator::measurement::{reconcile, Ctx, Error, IdAllocator, Metrics, FINALIZER};
 use vantage_operator::probes::Sessions;
 use vantage_operator::schedules::{PublishError, SchedulePublisher, Syncer};
-use vantage_operator::stats::ResultStats;
+use vantage_operator::stats::{MsmStats, ResultStats};
 use vantage_operator::FIELD_MANAGER;
 
 struct Counter(AtomicU64);
@@ -82,6 +82,7 @@ fn world(client: Client) -> World {
         measurements,
         policies,
         ledger: Arc::new(Ledger::default()),
+        load: Default::default(),
         events: Events::Memory(events.clone()),
         candidates: Default::default(),
         sessions,
@@ -505,6 +506,7 @@ async fn state_changes_are_published_as_kubernetes_events() {
         measurements: w.ctx.measurements.clone(),
         policies: w.ctx.policies.clone(),
         ledger: Arc::new(Ledger::default()),
+        load: Default::default(),
         events: Events::kube(client),
         candidates: Default::default(),
         sessions: w.ctx.sessions.clone(),
@@ -629,4 +631,146 @@ async fn one_unreadable_object_does_not_break_the_watch() {
         ]
     );
     server.await.expect("server");
+}
+
+/// Like [`echo_server`], but hands each request over as it is answered.
+fn live_server(
+    handle: mock::Handle<Request<Body>, Response<Body>>,
+    name: &'static str,
+) -> tokio::sync::mpsc::UnboundedReceiver<(Method, String, Value)> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut handle = pin!(handle);
+        while let Some((req, send)) = handle.next_request().await {
+            let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+            let body = body_json(req).await;
+            let mut obj = serde_json::to_value(measurement(name)).expect("obj");
+            if let Some(status) = body.get("status") {
+                obj["status"] = status.clone();
+            }
+            if path.contains("/events") {
+                obj = body.clone();
+            }
+            respond(send, &obj);
+            let _ = tx.send((method, path, body));
+        }
+    });
+    rx
+}
+
+/// The status of the last status write received so far.
+fn last_status(rx: &mut tokio::sync::mpsc::UnboundedReceiver<(Method, String, Value)>) -> Value {
+    let mut last = None;
+    while let Ok((_, path, body)) = rx.try_recv() {
+        if path.ends_with("/status") {
+            last = Some(body["status"].clone());
+        }
+    }
+    last.expect("a status write")
+}
+
+fn tasks_of(published: &Recorder, probe: u32) -> Option<usize> {
+    published
+        .0
+        .lock()
+        .expect("lock")
+        .iter()
+        .rev()
+        .find(|d| d.probe_id == probe)
+        .map(|d| d.tasks.len())
+}
+
+#[tokio::test]
+async fn a_oneoff_whose_probes_all_reported_is_stopped_and_leaves_the_schedules() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let mut w = world(Client::new(service, "default"));
+    let mut rx = live_server(handle, "ping-nl");
+    let mut msm = measurement("ping-nl");
+    msm.spec.is_oneoff = true;
+    msm.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    msm.status = serde_json::from_value(
+        json!({"id": 1_000_001, "state": "Ongoing", "probes": [1001],
+        "probeCount": 1, "observedGeneration": 1}),
+    )
+    .expect("status");
+    w.msm_writer
+        .apply_watcher_event(&watcher::Event::Apply(msm.clone()));
+    w.ctx.sync_schedules().await.expect("sync");
+    assert_eq!(tasks_of(&w.published, 1001), Some(1), "probe 1001 runs it");
+
+    // No result yet: it keeps running.
+    reconcile(Arc::new(msm.clone()), w.ctx.clone())
+        .await
+        .expect("reconcile");
+    let status = last_status(&mut rx);
+    assert_eq!(status["state"], "Ongoing", "{status}");
+    assert_eq!(status["statusId"], 2);
+    assert_eq!(condition(&status, "ProbesConnected")["status"], "True");
+
+    // Probe 1001 reported: Stopped, RIPE Atlas status 4.
+    w.ctx.stats.replace(std::collections::HashMap::from([(
+        1_000_001,
+        MsmStats {
+            results: 1,
+            last_result: 1_700_000_000,
+            reporters: vec![1001],
+        },
+    )]));
+    msm.status = serde_json::from_value(status).ok();
+    reconcile(Arc::new(msm.clone()), w.ctx.clone())
+        .await
+        .expect("reconcile");
+    let status = last_status(&mut rx);
+    assert_eq!(status["state"], "Stopped", "{status}");
+    assert_eq!(status["statusId"], 4);
+    assert_eq!(status["probesReported"], 1);
+    assert!(status["stateSince"].is_string());
+    let ready = condition(&status, "Ready");
+    assert_eq!(
+        (ready["status"].as_str(), ready["reason"].as_str()),
+        (Some("False"), Some("AllProbesReported"))
+    );
+    // The probe's schedule loses it.
+    msm.status = serde_json::from_value(status).ok();
+    w.msm_writer
+        .apply_watcher_event(&watcher::Event::Apply(msm));
+    w.ctx.sync_schedules().await.expect("sync");
+    assert_eq!(tasks_of(&w.published, 1001), Some(0), "an empty schedule");
+}
+
+#[tokio::test]
+async fn a_measurement_whose_probes_are_deleted_is_forced_to_stop() {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let w = world(Client::new(service, "default"));
+    let mut rx = live_server(handle, "ping-nl");
+    let mut msm = measurement("ping-nl");
+    msm.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    // It ran on probe 4242, which no longer exists.
+    msm.status = serde_json::from_value(
+        json!({"id": 1_000_001, "state": "Ongoing", "probes": [4242],
+        "probeCount": 1, "observedGeneration": 1}),
+    )
+    .expect("status");
+    reconcile(Arc::new(msm), w.ctx.clone())
+        .await
+        .expect("reconcile");
+    let status = last_status(&mut rx);
+    assert_eq!(status["state"], "ForcedToStop", "{status}");
+    assert_eq!(status["statusId"], 5);
+    let ready = condition(&status, "Ready");
+    assert_eq!(ready["reason"], "ProbesLeft");
+    assert!(
+        ready["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("1 disabled or deleted")),
+        "{ready}"
+    );
+    assert_eq!(condition(&status, "ProbesConnected")["status"], "False");
+    let events = w.events.lock().expect("lock").clone();
+    assert!(
+        events
+            .iter()
+            .any(|e| format!("{e:?}").contains("ProbesLeft")),
+        "a Warning event: {events:?}"
+    );
 }

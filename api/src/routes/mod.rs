@@ -11,7 +11,7 @@ mod state;
 
 use std::sync::Arc;
 
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 pub use openapi::openapi_doc;
@@ -48,6 +48,8 @@ pub fn table() -> Vec<(RouteDoc, MethodRouter<Arc<AppState>>)> {
         (r("get", "/api/v2/measurements/", "List measurements (RIPE Atlas filters and pages)", MSM_FILTERS, true), get(ripe::list_measurements)),
         (r("post", "/api/v2/measurements/", "Create measurements (RIPE Atlas body; API key: `Authorization: Key <key>` or `?key=`)", &[], true), post(ripe::create_measurements)),
         (r("get", "/api/v2/measurements/{id}/", "One measurement", &[ID], true), get(ripe::one_measurement)),
+        (r("delete", "/api/v2/measurements/{id}/", "Stop a measurement (only the API key that created it)", &[ID], true), delete(ripe::stop_measurement)),
+        (r("post", "/api/v2/measurements/{id}/participation-requests/", "Add or remove probes of a running measurement: [{action, type, value, requested}]; answers {request_ids}", &[ID], true), post(ripe::participation_requests)),
         (r("get", "/api/v2/measurements/{id}/results/", "Results of a measurement, streamed", RESULT_PARAMS, true), get(ripe::results)),
         (r("get", "/api/v2/measurements/{id}/latest/", "The newest result of each probe", LATEST_PARAMS, true), get(ripe::latest)),
         (r("get", "/api/v2/measurements/{id}/stream/", "Live results (server-sent events `result`)", &[ID], true), get(ripe::stream)),
@@ -56,6 +58,7 @@ pub fn table() -> Vec<(RouteDoc, MethodRouter<Arc<AppState>>)> {
         (r("get", "/api/v1/measurements", "Search fastpath measurements (OONI)", OONI_LIST, false), get(ooni::ooni_measurements)),
         (r("get", "/api/v1/aggregation", "Count fastpath measurements by axes (OONI)", OONI_AGG, false), get(ooni::ooni_aggregation)),
         (r("get", "/api/openapi.json", "This document", &[], false), get(openapi::openapi)),
+        (r("get", "/stream/", "RIPE Atlas streaming API (WebSocket): send [\"atlas_subscribe\", {\"stream_type\": \"result\", \"msm\": <id>}]; stream types result (msm, prb, type, sourceAddress, sendBacklog), probestatus (prb, enrichProbes), metadata (msm, type)", &[], true), get(crate::stream::upgrade)),
     ]
 }
 
@@ -70,6 +73,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             router = router.route(alias, handler);
         }
     }
+    // Behind a public URL with a path (`https://host/atlas`), clients that build the
+    // stream address from it (cousteau's AtlasStream) ask for `/atlas/stream/`.
+    if let Some(prefix) = state.public_url.as_deref().and_then(url_path_prefix) {
+        let path = format!("{prefix}/stream/");
+        router = router
+            .route(&path, get(crate::stream::upgrade))
+            .route(path.trim_end_matches('/'), get(crate::stream::upgrade));
+    }
     let metrics = state.metrics.clone();
     router
         .fallback(|uri: axum::http::Uri| async move {
@@ -78,6 +89,10 @@ pub fn router(state: Arc<AppState>) -> Router {
                 uri.path()
             ))
         })
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::body_limit::MAX_BODY_BYTES,
+        ))
+        .layer(axum::middleware::from_fn(crate::body_limit::limit_bodies))
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| {
                 let metrics = metrics.clone();
@@ -98,6 +113,15 @@ pub fn router(state: Arc<AppState>) -> Router {
             },
         ))
         .with_state(state)
+}
+
+/// The path of a URL (`https://host/atlas/` gives `/atlas`), if it has one.
+fn url_path_prefix(url: &str) -> Option<String> {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let path = rest.find('/').map(|i| &rest[i..])?;
+    let path = path.split(['?', '#']).next().unwrap_or_default();
+    let path = path.trim_end_matches('/');
+    (!path.is_empty()).then(|| path.to_owned())
 }
 
 /// The route a path belongs to, with ids folded (bounded label values).
@@ -136,5 +160,20 @@ mod tests {
         );
         assert_eq!(route_label("/api/v2/measurements/"), "/api/v2/measurements");
         assert_eq!(route_label("/wp-admin/123"), "other");
+        assert_eq!(route_label("/stream/"), "/stream");
+    }
+
+    #[test]
+    fn public_url_paths() {
+        assert_eq!(
+            url_path_prefix("https://h.example/atlas/"),
+            Some("/atlas".into())
+        );
+        assert_eq!(
+            url_path_prefix("https://h.example/a/b"),
+            Some("/a/b".into())
+        );
+        assert_eq!(url_path_prefix("https://h.example"), None);
+        assert_eq!(url_path_prefix("https://h.example/"), None);
     }
 }

@@ -26,15 +26,39 @@ pub fn openapi_doc() -> Value {
                 "400": {"description": "Bad input; the RIPE Atlas error object names the parameter or field", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
             },
         });
-        if doc.path.ends_with("/stream/") {
+        if doc.path == "/stream/" {
+            op["responses"] = json!({
+                "101": {"description": "Switching to WebSocket: the RIPE Atlas streaming protocol (JSON arrays `[\"atlas_<message>\", payload]`)"},
+                "400": {"description": "Not a WebSocket upgrade", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}},
+            });
+        } else if doc.path.ends_with("/stream/") {
             op["responses"]["200"] = json!({"description": "Server-sent events, one `result` event per result", "content": {"text/event-stream": {}}});
         }
-        if doc.method == "post" {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/CreateRequest"}}}});
-            op["responses"]["201"] =
-                json!({"description": "Created: {\"measurements\": [id, ...]}"});
-            op["responses"]["403"] = json!({"description": "Missing or unknown API key"});
+        if doc.method == "post" || doc.method == "delete" {
+            op["responses"]["403"] = json!({"description": "Missing or unknown API key, or not the key that created the measurement"});
             op["security"] = json!([{"ApiKeyHeader": []}, {"ApiKeyQuery": []}]);
+        }
+        if doc.method == "delete" {
+            op["responses"]["204"] = json!({"description": "Stopped"});
+            if let Some(r) = op["responses"].as_object_mut() {
+                r.remove("200");
+            }
+        }
+        if doc.method == "post" {
+            let (schema, created) = if doc.path.ends_with("/participation-requests/") {
+                (
+                    "ParticipationRequests",
+                    "Created: {\"request_ids\": [id, ...]}",
+                )
+            } else {
+                ("CreateRequest", "Created: {\"measurements\": [id, ...]}")
+            };
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+            op["responses"]["201"] = json!({"description": created});
+            op["responses"]["413"] = json!({"description": "Body over the limit", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+            if let Some(r) = op["responses"].as_object_mut() {
+                r.remove("200");
+            }
         }
         let entry = paths
             .entry(doc.path.to_owned())
@@ -62,6 +86,8 @@ pub fn openapi_doc() -> Value {
                         "type": {"type": "string"}, "value": {"type": "string"}, "requested": {"type": "integer"},
                         "tags": {"type": "object", "properties": {"include": {"type": "array", "items": {"type": "string"}}, "exclude": {"type": "array", "items": {"type": "string"}}}}}}},
                     "start_time": {"type": ["integer", "string"]}, "stop_time": {"type": ["integer", "string"]}, "is_oneoff": {"type": "boolean"}}},
+                "ParticipationRequests": {"type": "array", "items": {"type": "object", "required": ["action", "type", "value", "requested"], "properties": {
+                    "action": {"type": "string", "enum": ["add", "remove"]}, "type": {"type": "string"}, "value": {"type": "string"}, "requested": {"type": "integer"}}}},
             },
         },
     })

@@ -60,12 +60,16 @@ pub struct AppState {
     pub catalog: Arc<dyn Catalog>,
     pub rows: Arc<dyn Rows>,
     pub live: Option<Arc<dyn Live>>,
+    /// The RIPE Atlas streaming API (`GET /stream/`); `None` answers 503.
+    pub stream: Option<Arc<crate::stream::Hub>>,
     /// `http` or `https`, for links when `public_url` is not set.
     pub scheme: &'static str,
     /// The API's public URL (scheme and host) for links; default from the Host header.
     pub public_url: Option<String>,
     /// How long `POST /api/v2/measurements/` waits for the operator to give ids.
     pub create_timeout: Duration,
+    /// Most probes one measurement may request; more is refused with 400.
+    pub max_requested: u32,
     pub metrics: Metrics,
 }
 

@@ -27,7 +27,7 @@ pub use crate::task::{
 };
 pub use fields::is_host;
 pub use kinds::{DNS_QUERY_CLASSES, DNS_QUERY_TYPES, HTTP_METHODS};
-pub use source::{ProbeSource, Source, SourceKind, TagFilter, AREAS};
+pub use source::{ProbeSource, Source, SourceKind, TagFilter, AREAS, DEFAULT_MAX_REQUESTED};
 
 use fields::ranged;
 use kinds::{MTR_DEFAULTS, TRACEROUTE_DEFAULTS};

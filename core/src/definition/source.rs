@@ -34,6 +34,10 @@ pub struct TagFilter {
     pub exclude: Vec<String>,
 }
 
+/// The default cluster maximum of `requested` for one probe source (the operator's
+/// `--max-requested`): RIPE Atlas, too, caps the probes of one measurement at 1,000.
+pub const DEFAULT_MAX_REQUESTED: u32 = 1000;
+
 /// RIPE Atlas areas.
 pub const AREAS: &[&str] = &[
     "WW",

@@ -10,12 +10,25 @@ pub const INVALID: &str = "Invalid";
 pub const LIMITED: &str = "Limited";
 /// On a Probe: True while its controller has delivered its schedule and follows changes.
 pub const SCHEDULE_DELIVERED: &str = "ScheduleDelivered";
+/// On a Measurement: True while at least one of its probes is enabled and connected;
+/// False (reason `ProbesLeft`) since the time they all left.
+pub const PROBES_CONNECTED: &str = "ProbesConnected";
 
 /// Reasons.
 pub mod reason {
     pub const SCHEDULED: &str = "Scheduled";
     pub const ONGOING: &str = "Ongoing";
+    /// State Stopped: its owner stopped it (`spec.stopped`, or `DELETE` on the API).
     pub const STOPPED: &str = "Stopped";
+    /// State Stopped: `stop_time` has passed.
+    pub const STOP_TIME_REACHED: &str = "StopTimeReached";
+    /// State Stopped: a one-off whose every probe reported.
+    pub const ALL_PROBES_REPORTED: &str = "AllProbesReported";
+    /// State Stopped: a one-off that ran out of time before every probe reported.
+    pub const ONEOFF_TIMEOUT: &str = "OneoffTimeout";
+    /// State ForcedToStop, and ProbesConnected=False: its probes left (disconnected,
+    /// disabled or deleted) or were all removed.
+    pub const PROBES_LEFT: &str = "ProbesLeft";
     pub const NO_SUITABLE_PROBES: &str = "NoSuitableProbes";
     pub const INVALID_SPEC: &str = "InvalidSpec";
     pub const VALID: &str = "Valid";

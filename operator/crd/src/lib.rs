@@ -24,8 +24,8 @@ pub use controller_pool::{
 };
 pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
 pub use measurement::{
-    Measurement, MeasurementSpec, MeasurementState, MeasurementStatus,
-    CEL_RULES as MEASUREMENT_CEL_RULES,
+    Measurement, MeasurementSpec, MeasurementState, MeasurementStatus, ParticipationRequest,
+    CEL_RULES as MEASUREMENT_CEL_RULES, PARTICIPATION_ANNOTATION, SPECIFIED,
 };
 pub use probe::{Location, Probe, ProbeSpec, ProbeStatus};
 pub use probe_firmware::{ProbeFirmware, ProbeFirmwareSpec, ProbeFirmwareStatus};

@@ -51,6 +51,7 @@ use vantage_core::definition::{Definition, InvalidField, ProbeSource, Timing};
     printcolumn(name = "Type", type_ = "string", json_path = ".spec.type"),
     printcolumn(name = "Target", type_ = "string", json_path = ".spec.target"),
     printcolumn(name = "State", type_ = "string", json_path = ".status.state"),
+    printcolumn(name = "Status", type_ = "integer", json_path = ".status.statusId"),
     printcolumn(name = "Probes", type_ = "integer", json_path = ".status.probeCount"),
     printcolumn(name = "Results", type_ = "integer", json_path = ".status.results"),
     printcolumn(
@@ -235,16 +236,79 @@ impl MeasurementSpec {
     }
 }
 
-/// Lifecycle states, as RIPE Atlas names them.
+/// Lifecycle states, as RIPE Atlas names them (a measurement without a state yet is
+/// RIPE Atlas's `Specified`, status id 0). [`MeasurementState::ripe_status`] gives the
+/// RIPE Atlas status id and name.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum MeasurementState {
     Scheduled,
     Ongoing,
+    /// Ended: stopped by its owner, at `stop_time`, or a one-off whose probes all
+    /// reported (or whose time ran out).
     Stopped,
+    /// Ended by the system: every probe it ran on left (disconnected for too long,
+    /// disabled or deleted), or every probe was removed from it.
+    ForcedToStop,
     Failed,
     NoSuitableProbes,
     /// Refused by the namespace's TenantPolicy; not scheduled until it fits.
     Limited,
+}
+
+impl MeasurementState {
+    /// RIPE Atlas measurement status `(id, name)`: 1 Scheduled, 2 Ongoing, 4 Stopped,
+    /// 5 Forced to stop, 6 No suitable probes, 7 Failed; `Limited` (vantage's
+    /// TenantPolicy refusal) is 8 Denied.
+    pub fn ripe_status(self) -> (u8, &'static str) {
+        match self {
+            Self::Scheduled => (1, "Scheduled"),
+            Self::Ongoing => (2, "Ongoing"),
+            Self::Stopped => (4, "Stopped"),
+            Self::ForcedToStop => (5, "Forced to stop"),
+            Self::NoSuitableProbes => (6, "No suitable probes"),
+            Self::Failed => (7, "Failed"),
+            Self::Limited => (8, "Denied"),
+        }
+    }
+
+    /// Whether the measurement has ended for good (for this generation of its spec).
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Stopped | Self::ForcedToStop | Self::Failed)
+    }
+}
+
+/// RIPE Atlas status `(0, "Specified")` of a measurement without a state yet.
+pub const SPECIFIED: (u8, &str) = (0, "Specified");
+
+/// Annotation holding a measurement's participation requests (RIPE Atlas
+/// `participation-requests`): a JSON list of [`ParticipationRequest`], appended to by
+/// the API, read by the operator, which applies each entry once (see
+/// [`MeasurementStatus::participation_applied`]).
+pub const PARTICIPATION_ANNOTATION: &str = "vantage.dev/participation-requests";
+
+/// A participation request: add probes from a source, or remove listed probes.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+pub struct ParticipationRequest {
+    /// The request id (RIPE Atlas `request_ids`), unique within the measurement: the
+    /// creation's sources are 1..=n, requests continue from n+1.
+    pub id: u32,
+    /// `add` or `remove` (remove takes `type: probes` only).
+    pub action: String,
+    #[serde(flatten)]
+    pub source: ProbeSource,
+}
+
+impl Measurement {
+    /// The participation requests of the annotation, in order; an unreadable
+    /// annotation reads as none (the API only ever writes readable ones).
+    pub fn participation_requests(&self) -> Vec<ParticipationRequest> {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PARTICIPATION_ANNOTATION))
+            .and_then(|v| serde_json::from_str(v).ok())
+            .unwrap_or_default()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
@@ -263,6 +327,19 @@ pub struct MeasurementStatus {
     /// Results stored so far.
     #[serde(default)]
     pub results: u64,
+    /// How many of `probes` have sent at least one result.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub probes_reported: u32,
+    /// RIPE Atlas status id of `state` (0 Specified ... 7 Failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status_id: Option<u8>,
+    /// RFC 3339 time `state` was entered (RIPE Atlas `status.when`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state_since: Option<String>,
+    /// How many entries of the participation-requests annotation are applied to
+    /// `probes`: the operator applies entries from here on, once each.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub participation_applied: u32,
     /// RFC 3339 time of the newest result.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_result: Option<String>,
@@ -273,6 +350,10 @@ pub struct MeasurementStatus {
     pub observed_generation: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 #[cfg(test)]

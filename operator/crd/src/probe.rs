@@ -49,9 +49,15 @@ pub struct ProbeSpec {
     pub prefix_v4: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub prefix_v6: Option<String>,
-    /// Tags (RIPE Atlas slugs such as `system-ipv4-works`, or your own).
+    /// Your tags (slugs such as `home`, `fibre`). System tags (`system-…`) are the
+    /// operator's, in `status.systemTags`.
     #[serde(default)]
     pub tags: Vec<String>,
+    /// An anchor: an always-on, well-located probe that is also a measurement target.
+    /// Anchors get the `system-anchor` tag and ping each other (the anchoring mesh) at
+    /// their `status.address`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub anchor: bool,
 }
 
 fn default_true() -> bool {
@@ -72,6 +78,7 @@ impl ProbeSpec {
             prefix_v4: None,
             prefix_v6: None,
             tags: Vec::new(),
+            anchor: false,
         }
     }
 }

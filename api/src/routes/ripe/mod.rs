@@ -1,13 +1,18 @@
 //! RIPE Atlas API v2 handlers: measurements and probes listed and fetched here,
-//! creation in [`create`], results and live streams in [`results`]. The JSON shapes,
+//! creation in [`create`], stopping in [`stop`], participation requests in
+//! [`participation`], results and live streams in [`results`]. The JSON shapes,
 //! filters and pages are in [`crate::ripe`].
 
 mod create;
+mod participation;
 mod results;
+mod stop;
 
 pub(crate) use create::create_measurements;
+pub(crate) use participation::participation_requests;
 pub use results::results_sql;
 pub(crate) use results::{latest, results, stream, LATEST_PARAMS, RESULT_PARAMS};
+pub(crate) use stop::stop_measurement;
 
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
@@ -21,7 +26,7 @@ use crate::ripe;
 
 pub(crate) const MSM_FILTERS: &[ParamDoc] = &[
     ("type", "query", "ping, traceroute, dns, http, sslcert, ntp, mtr"),
-    ("status", "query", "RIPE Atlas status id (0 Specified, 1 Scheduled, 2 Ongoing, 4 Stopped, 6 No suitable probes, 7 Failed, 8 Denied)"),
+    ("status", "query", "RIPE Atlas status id (0 Specified, 1 Scheduled, 2 Ongoing, 4 Stopped, 5 Forced to stop, 6 No suitable probes, 7 Failed, 8 Denied)"),
     ("status__in", "query", "comma-separated status ids"),
     ("id__in", "query", "comma-separated measurement ids"),
     ("id__gt", "query", "ids above (also id__gte, id__lt, id__lte)"),
@@ -44,7 +49,12 @@ pub(crate) const PROBE_FILTERS: &[ParamDoc] = &[
         "query",
         "0 Never Connected, 1 Connected, 2 Disconnected, 3 Abandoned (disabled)",
     ),
-    ("tags", "query", "comma-separated tag slugs, all required"),
+    (
+        "tags",
+        "query",
+        "comma-separated tag slugs (user or system, e.g. system-ipv4-works), all required",
+    ),
+    ("is_anchor", "query", "true or false"),
     ("page", "query", "1-based page"),
     ("page_size", "query", "1 to 500 (default 50)"),
 ];
