@@ -130,8 +130,9 @@ fn fastpath(uid: &str, cc: &str, ts: u32, anomaly: u8, confirmed: u8, failure: u
 
 #[tokio::test]
 async fn results_and_fastpath_from_clickhouse() {
-    let Ok(url) = std::env::var("CLICKHOUSE_URL") else {
-        eprintln!("SKIPPED: set CLICKHOUSE_URL to run the ClickHouse tests of vantage-api");
+    let Some(url) =
+        vantage_testkit::stack_var("CLICKHOUSE_URL", "results_and_fastpath_from_clickhouse")
+    else {
         return;
     };
     let nanos = std::time::SystemTime::now()
@@ -330,8 +331,8 @@ async fn next_event(body: &mut Incoming, buf: &mut String) -> (String, String) {
 
 #[tokio::test]
 async fn live_results_stream_from_nats() {
-    let Ok(nats_url) = std::env::var("NATS_URL") else {
-        eprintln!("SKIPPED: set NATS_URL to run the live stream test of vantage-api");
+    let Some(nats_url) = vantage_testkit::stack_var("NATS_URL", "live_results_stream_from_nats")
+    else {
         return;
     };
     let nc = async_nats::connect(nats_url.as_str()).await.expect("nats");

@@ -2,7 +2,8 @@
 //! ClickHouse (`CLICKHOUSE_URL`) from the local stack: the backlog joined to the live
 //! stream without gap or duplicate, a slow client dropped, the protocol's errors and
 //! unsubscribe, and probe connect/disconnect events from `vantage-sessions`. Each test
-//! prints SKIPPED and returns when a variable it needs is unset.
+//! is skipped (`vantage_testkit::stack_var`: a failure under `CI=true`) when a variable it
+//! needs is unset.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -120,9 +121,11 @@ fn row(v: &Value) -> ResultRow {
 
 #[tokio::test]
 async fn backlog_then_live_without_gap_or_duplicate() {
-    let (Ok(ch_url), Ok(nats_url)) = (std::env::var("CLICKHOUSE_URL"), std::env::var("NATS_URL"))
-    else {
-        eprintln!("SKIPPED: set CLICKHOUSE_URL and NATS_URL to run the stream backlog test");
+    let test = "backlog_then_live_without_gap_or_duplicate";
+    let (Some(ch_url), Some(nats_url)) = (
+        vantage_testkit::stack_var("CLICKHOUSE_URL", test),
+        vantage_testkit::stack_var("NATS_URL", test),
+    ) else {
         return;
     };
     let id = unique();
@@ -268,8 +271,7 @@ async fn backlog_then_live_without_gap_or_duplicate() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_client_is_dropped_with_an_error() {
-    let Ok(nats_url) = std::env::var("NATS_URL") else {
-        eprintln!("SKIPPED: set NATS_URL to run the slow stream client test");
+    let Some(nats_url) = vantage_testkit::stack_var("NATS_URL", "slow stream client test") else {
         return;
     };
     let nc = async_nats::connect(nats_url.as_str()).await.expect("nats");
@@ -383,8 +385,7 @@ async fn a_slow_client_is_dropped_with_an_error() {
 
 #[tokio::test]
 async fn errors_name_the_field_and_unsubscribe_releases_nats() {
-    let Ok(nats_url) = std::env::var("NATS_URL") else {
-        eprintln!("SKIPPED: set NATS_URL to run the stream protocol test");
+    let Some(nats_url) = vantage_testkit::stack_var("NATS_URL", "stream protocol test") else {
         return;
     };
     let nc = async_nats::connect(nats_url.as_str()).await.expect("nats");
@@ -468,8 +469,7 @@ async fn errors_name_the_field_and_unsubscribe_releases_nats() {
 
 #[tokio::test]
 async fn probe_sessions_become_probestatus_events() {
-    let Ok(nats_url) = std::env::var("NATS_URL") else {
-        eprintln!("SKIPPED: set NATS_URL to run the probestatus test");
+    let Some(nats_url) = vantage_testkit::stack_var("NATS_URL", "probestatus test") else {
         return;
     };
     let nc = async_nats::connect(nats_url.as_str()).await.expect("nats");

@@ -19,20 +19,12 @@ struct Env {
 }
 
 fn env() -> Option<Env> {
-    let clickhouse = std::env::var("CLICKHOUSE_URL").ok();
-    let s3 = std::env::var("S3_ENDPOINT").ok();
-    let creds = std::env::var("AWS_ACCESS_KEY_ID").is_ok()
-        && std::env::var("AWS_SECRET_ACCESS_KEY").is_ok();
-    match (clickhouse, s3, creds) {
-        (Some(clickhouse), Some(s3), true) => Some(Env { clickhouse, s3 }),
-        _ => {
-            eprintln!(
-                "SKIPPED: set CLICKHOUSE_URL, S3_ENDPOINT and AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY \
-                 (source $VANTAGE_STACK_DIR/env after e2e/stack/stack.sh up) to run the intake tests"
-            );
-            None
-        }
-    }
+    const TEST: &str = "intake tests of vantage-collector";
+    let clickhouse = vantage_testkit::stack_var("CLICKHOUSE_URL", TEST)?;
+    let s3 = vantage_testkit::stack_var("S3_ENDPOINT", TEST)?;
+    vantage_testkit::stack_var("AWS_ACCESS_KEY_ID", TEST)?;
+    vantage_testkit::stack_var("AWS_SECRET_ACCESS_KEY", TEST)?;
+    Some(Env { clickhouse, s3 })
 }
 
 fn unique(prefix: &str) -> String {

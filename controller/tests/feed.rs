@@ -8,16 +8,7 @@ use vantage_core::nats::probe_key;
 use vantage_platform::bus::{Bus, Retention};
 
 fn stack_nats() -> Option<String> {
-    match std::env::var("NATS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("NATS_URL is not set under CI: run this test through `make test`")
-        }
-        Err(_) => {
-            eprintln!("SKIPPED feed: NATS_URL is not set; `make stack-up && source /tmp/vantage-stack/env` first");
-            None
-        }
-    }
+    vantage_testkit::stack_var("NATS_URL", "feed")
 }
 
 #[tokio::test]

@@ -13,13 +13,7 @@ use vantage_engines::engine::latency::{ClickHouseRtts, RttSource};
 use vantage_platform::store::{ResultRow, Store};
 
 fn url() -> Option<String> {
-    let url = std::env::var("CLICKHOUSE_URL")
-        .ok()
-        .filter(|u| !u.is_empty());
-    if url.is_none() {
-        eprintln!("SKIPPED: set CLICKHOUSE_URL to run the ClickHouse tests of vantage-engines");
-    }
-    url
+    vantage_testkit::stack_var("CLICKHOUSE_URL", "ClickHouse tests of vantage-engines")
 }
 
 fn database(tag: &str) -> String {

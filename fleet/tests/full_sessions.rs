@@ -13,18 +13,7 @@ use vantage_fleet::world::{ping_task, vantage_bin, ControllerProc, World, WorldC
 const PROBES: u32 = 1_500;
 
 fn stack_nats() -> Option<String> {
-    match std::env::var("NATS_URL") {
-        Ok(url) => Some(url),
-        Err(_) if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!(
-                "NATS_URL is not set under CI: run this test through `make test` (the stack's env)"
-            )
-        }
-        Err(_) => {
-            eprintln!("SKIPPED full_sessions: NATS_URL is not set; `make stack-up && source /tmp/vantage-stack/env` first");
-            None
-        }
-    }
+    vantage_testkit::stack_var("NATS_URL", "full_sessions")
 }
 
 /// The controller's published results once they reach `want`, or after 60 s.

