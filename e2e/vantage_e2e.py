@@ -7,6 +7,7 @@ ClickHouse database and probe ids, so runs do not see each other's data.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -19,6 +20,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -290,6 +292,33 @@ class Cluster:
     def get(self, kind: str, name: str, namespace: str | None = None) -> dict:
         args = ["get", kind, name, "-o", "json"] + (["-n", namespace] if namespace else [])
         return json.loads(self.kubectl(*args))
+
+    def start_api(self, *extra: str, port: int | None = None) -> tuple[int, str]:
+        """`vantage api` over HTTPS on `port` (default: a free one) with a self-signed
+        certificate for localhost made here, `extra` arguments appended (e.g.
+        `--public-url`); waits until it is healthy and returns (port, path of the
+        certificate, which is its own CA)."""
+        cert, key = self.tmp / "api-cert.pem", self.tmp / "api-key.pem"
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                        "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
+        port = port or free_port()
+        self.ports["api-metrics"] = free_port()
+        self.start("api", [str(BIN / "vantage"), "api", "--listen", f"127.0.0.1:{port}",
+                           "--metrics-addr", f"127.0.0.1:{self.ports['api-metrics']}",
+                           "--tls-cert", str(cert), "--tls-key", str(key), *extra])
+        wait_for("api /healthz", lambda: self._healthy("api"), timeout=60)
+        return port, str(cert)
+
+    def api_key(self, name: str, namespace: str = "default") -> str:
+        """A new API key: a Secret `name` labelled `vantage.dev/api-key=true`; returns the key."""
+        key = uuid.uuid4().hex
+        self.kubectl_apply({
+            "apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace, "labels": {"vantage.dev/api-key": "true"}},
+            "data": {"key": base64.b64encode(key.encode()).decode()},
+        })
+        return key
 
 
 @contextlib.contextmanager

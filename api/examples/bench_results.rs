@@ -15,38 +15,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
 use serde_json::json;
-use vantage_api::catalog::{Catalog, CatalogError, KeyOwner};
+use vantage_api::catalog::EmptyCatalog;
 use vantage_api::rows::ClickHouseRows;
 use vantage_api::{router, AppState, Metrics};
-use vantage_crd::{Measurement, Probe};
 use vantage_platform::store::{ResultRow, Store};
 
 const DB: &str = "vantage_bench_api";
 const MSM: u64 = 7_000_001;
-
-struct NoCatalog;
-
-impl Catalog for NoCatalog {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        Vec::new()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        Vec::new()
-    }
-    fn key_owner(&self, _: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async { Ok(String::new()) })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 /// A RIPE Atlas ping result of realistic size (3 packets).
 fn row(i: u64) -> ResultRow {
@@ -183,7 +161,7 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let api_addr = listener.local_addr()?;
     let state = Arc::new(AppState {
-        catalog: Arc::new(NoCatalog),
+        catalog: Arc::new(EmptyCatalog),
         rows: Arc::new(ClickHouseRows::new(&url, DB)),
         live: None,
         stream: None,

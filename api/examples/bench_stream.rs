@@ -23,38 +23,16 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
-use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
-use vantage_api::catalog::{Catalog, CatalogError, KeyOwner};
+use vantage_api::catalog::EmptyCatalog;
 use vantage_api::rows::ClickHouseRows;
 use vantage_api::stream::{Hub, StreamConfig};
 use vantage_api::{router, AppState, Metrics};
-use vantage_crd::{Measurement, Probe};
 
 const MSM_BASE: u64 = 7_100_000;
 const WARMUP: Duration = Duration::from_secs(3);
-
-struct NoCatalog;
-
-impl Catalog for NoCatalog {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        Vec::new()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        Vec::new()
-    }
-    fn key_owner(&self, _: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async { Ok(String::new()) })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 fn now_us() -> u64 {
     SystemTime::now()
@@ -72,12 +50,12 @@ async fn serve_api(nats_url: &str) -> anyhow::Result<()> {
         StreamConfig::default(),
         Some(nc),
         rows.clone(),
-        Arc::new(NoCatalog),
+        Arc::new(EmptyCatalog),
         None,
         "http",
     );
     let state = Arc::new(AppState {
-        catalog: Arc::new(NoCatalog),
+        catalog: Arc::new(EmptyCatalog),
         rows,
         live: None,
         stream: Some(hub.clone()),

@@ -43,6 +43,38 @@ pub enum CatalogError {
     Kube(#[source] kube::Error),
 }
 
+/// A catalog with no Measurements, Probes or API keys that creates nothing: the data API
+/// serving results without Kubernetes (benchmarks, tests of the result routes).
+pub struct EmptyCatalog;
+
+impl Catalog for EmptyCatalog {
+    fn measurements(&self) -> Vec<Arc<Measurement>> {
+        Vec::new()
+    }
+    fn probes(&self) -> Vec<Arc<Probe>> {
+        Vec::new()
+    }
+    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
+        None
+    }
+    fn create(&self, msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
+        let message = format!(
+            "this API has no Kubernetes catalog, so it cannot create {}",
+            msm.metadata.name.as_deref().unwrap_or("a Measurement")
+        );
+        Box::pin(async move {
+            Err(CatalogError::Refused {
+                code: 501,
+                reason: "NotImplemented".into(),
+                message,
+            })
+        })
+    }
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
 /// Measurements, Probes and API keys, and creating Measurements.
 pub trait Catalog: Send + Sync + 'static {
     fn measurements(&self) -> Vec<Arc<Measurement>>;

@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
@@ -17,36 +16,15 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::rustls;
-use vantage_api::catalog::{Catalog, CatalogError, KeyOwner};
+use vantage_api::catalog::EmptyCatalog;
 use vantage_api::live::{Live, NatsLive};
 use vantage_api::rows::{ClickHouseRows, Rows};
 use vantage_api::{router, AppState, Metrics};
-use vantage_crd::{Measurement, Probe};
 use vantage_platform::store::{FastpathRow, ResultRow, Store};
-
-struct NoCatalog;
-
-impl Catalog for NoCatalog {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        Vec::new()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        Vec::new()
-    }
-    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async { Ok(String::new()) })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 fn state(rows: Arc<dyn Rows>, live: Option<Arc<dyn Live>>) -> Arc<AppState> {
     Arc::new(AppState {
-        catalog: Arc::new(NoCatalog),
+        catalog: Arc::new(EmptyCatalog),
         rows,
         live,
         stream: None,

@@ -10,41 +10,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::BoxFuture;
 use futures::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-use vantage_api::catalog::{Catalog, CatalogError, KeyOwner};
+use vantage_api::catalog::EmptyCatalog;
 use vantage_api::rows::{ClickHouseRows, Rows};
 use vantage_api::stream::metrics::Kind;
 use vantage_api::stream::{Hub, StreamConfig};
 use vantage_api::{router, AppState, Metrics};
-use vantage_crd::{Measurement, Probe};
 use vantage_platform::store::{ResultRow, Store};
 
 type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-struct NoCatalog;
-
-impl Catalog for NoCatalog {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        Vec::new()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        Vec::new()
-    }
-    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async { Ok(String::new()) })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 fn unique() -> u64 {
     let nanos = std::time::SystemTime::now()
@@ -61,7 +39,7 @@ fn now() -> i64 {
 /// The API's router with `hub`, on a free port.
 async fn serve(hub: Arc<Hub>, rows: Arc<dyn Rows>) -> SocketAddr {
     let state = Arc::new(AppState {
-        catalog: Arc::new(NoCatalog),
+        catalog: Arc::new(EmptyCatalog),
         rows,
         live: None,
         stream: Some(hub),
@@ -165,7 +143,7 @@ async fn backlog_then_live_without_gap_or_duplicate() {
         },
         Some(nc.clone()),
         rows.clone(),
-        Arc::new(NoCatalog),
+        Arc::new(EmptyCatalog),
         None,
         "http",
     );
@@ -283,7 +261,7 @@ async fn a_slow_client_is_dropped_with_an_error() {
         },
         Some(nc.clone()),
         rows.clone(),
-        Arc::new(NoCatalog),
+        Arc::new(EmptyCatalog),
         None,
         "http",
     );
@@ -394,7 +372,7 @@ async fn errors_name_the_field_and_unsubscribe_releases_nats() {
         StreamConfig::default(),
         Some(nc.clone()),
         rows.clone(),
-        Arc::new(NoCatalog),
+        Arc::new(EmptyCatalog),
         None,
         "http",
     );
@@ -491,7 +469,7 @@ async fn probe_sessions_become_probestatus_events() {
         StreamConfig::default(),
         Some(nc.clone()),
         rows.clone(),
-        Arc::new(NoCatalog),
+        Arc::new(EmptyCatalog),
         None,
         "http",
     );

@@ -5,19 +5,15 @@ results and parses them with ripe.atlas.sagan.
 Needs the local stack (e2e/stack/stack.sh up) and the binaries (cargo build).
 """
 
-import base64
 import json
-import subprocess
 import sys
-import time
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, connected_probe, free_port, running_cluster, wait_for  # noqa: E402
+from vantage_e2e import connected_probe, running_cluster, wait_for  # noqa: E402
 
 from ripe.atlas.cousteau import (  # noqa: E402
     AtlasCreateRequest, AtlasLatestRequest, AtlasResultsRequest, AtlasSource, Measurement, MeasurementRequest, Ping, Probe,
@@ -40,23 +36,8 @@ def probe(cluster):
 @pytest.fixture(scope="module")
 def api(cluster):
     """`vantage api` over HTTPS with a certificate made here; yields (server, ca path, key)."""
-    cert, key = cluster.tmp / "api-cert.pem", cluster.tmp / "api-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
-    port = free_port()
-    cluster.ports["api-metrics"] = free_port()
-    cluster.start("api", [str(BIN / "vantage"), "api", "--listen", f"127.0.0.1:{port}",
-                          "--metrics-addr", f"127.0.0.1:{cluster.ports['api-metrics']}",
-                          "--tls-cert", str(cert), "--tls-key", str(key)])
-    wait_for("api /healthz", lambda: cluster._healthy("api"), timeout=60)
-    api_key = uuid.uuid4().hex
-    cluster.kubectl_apply({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "cousteau-key", "namespace": "default", "labels": {"vantage.dev/api-key": "true"}},
-        "data": {"key": base64.b64encode(api_key.encode()).decode()},
-    })
-    yield f"localhost:{port}", str(cert), api_key
+    port, ca = cluster.start_api()
+    yield f"localhost:{port}", ca, cluster.api_key("cousteau-key")
 
 
 def test_cousteau_creates_fetches_and_sagan_parses(cluster, probe, api):

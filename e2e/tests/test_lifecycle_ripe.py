@@ -12,18 +12,15 @@
 Needs the local stack (e2e/stack/stack.sh up) and the binaries (cargo build).
 """
 
-import base64
 import json
-import subprocess
 import sys
-import uuid
 from pathlib import Path
 
 import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, free_port, running_cluster, wait_for  # noqa: E402
+from vantage_e2e import running_cluster, wait_for  # noqa: E402
 
 from ripe.atlas.cousteau import (  # noqa: E402
     AtlasChangeRequest, AtlasChangeSource, AtlasCreateRequest, AtlasSource, AtlasStopRequest, Measurement, Ping,
@@ -49,30 +46,12 @@ def probes(cluster):
     return out
 
 
-def api_key_secret(cluster, name: str) -> str:
-    key = uuid.uuid4().hex
-    cluster.kubectl_apply({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": name, "namespace": "default", "labels": {"vantage.dev/api-key": "true"}},
-        "data": {"key": base64.b64encode(key.encode()).decode()},
-    })
-    return key
-
 
 @pytest.fixture(scope="module")
 def api(cluster):
     """`vantage api` over HTTPS; yields (server, ca path, owner key, another key of the namespace)."""
-    cert, key = cluster.tmp / "api-cert.pem", cluster.tmp / "api-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
-    port = free_port()
-    cluster.ports["api-metrics"] = free_port()
-    cluster.start("api", [str(BIN / "vantage"), "api", "--listen", f"127.0.0.1:{port}",
-                          "--metrics-addr", f"127.0.0.1:{cluster.ports['api-metrics']}",
-                          "--tls-cert", str(cert), "--tls-key", str(key)])
-    wait_for("api /healthz", lambda: cluster._healthy("api"), timeout=60)
-    yield f"localhost:{port}", str(cert), api_key_secret(cluster, "lifecycle-owner"), api_key_secret(cluster, "lifecycle-other")
+    port, ca = cluster.start_api()
+    yield f"localhost:{port}", ca, cluster.api_key("lifecycle-owner"), cluster.api_key("lifecycle-other")
 
 
 def create(api, sources, is_oneoff=False, description="lifecycle e2e") -> int:

@@ -10,17 +10,14 @@ answered with `atlas_error` naming it.
 Needs the local stack (e2e/stack/stack.sh up) and the binaries (cargo build).
 """
 
-import base64
-import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, connected_probe, free_port, running_cluster, wait_for  # noqa: E402
+from vantage_e2e import connected_probe, free_port, running_cluster, wait_for  # noqa: E402
 
 from ripe.atlas.cousteau import AtlasCreateRequest, AtlasResultsRequest, AtlasSource, AtlasStream, Ping  # noqa: E402
 
@@ -34,24 +31,10 @@ def cluster():
 @pytest.fixture(scope="module")
 def api(cluster):
     """`vantage api` over HTTPS, public URL with a path; yields (server, ca, key, public url)."""
-    cert, key = cluster.tmp / "api-cert.pem", cluster.tmp / "api-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
     port = free_port()
     public = f"https://localhost:{port}/atlas"
-    cluster.ports["api-metrics"] = free_port()
-    cluster.start("api", [str(BIN / "vantage"), "api", "--listen", f"127.0.0.1:{port}",
-                          "--metrics-addr", f"127.0.0.1:{cluster.ports['api-metrics']}",
-                          "--tls-cert", str(cert), "--tls-key", str(key), "--public-url", public])
-    wait_for("api /healthz", lambda: cluster._healthy("api"), timeout=60)
-    api_key = uuid.uuid4().hex
-    cluster.kubectl_apply({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "stream-key", "namespace": "default", "labels": {"vantage.dev/api-key": "true"}},
-        "data": {"key": base64.b64encode(api_key.encode()).decode()},
-    })
-    yield f"localhost:{port}", str(cert), api_key, public
+    port, ca = cluster.start_api("--public-url", public, port=port)
+    yield f"localhost:{port}", ca, cluster.api_key("stream-key"), public
 
 
 class Events:

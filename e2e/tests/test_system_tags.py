@@ -15,9 +15,7 @@ mesh pings are answered), and it comes back when the target answers again.
 Needs the local stack (e2e/stack/stack.sh up) and the binaries (cargo build).
 """
 
-import base64
 import json
-import subprocess
 import sys
 import time
 import uuid
@@ -27,7 +25,7 @@ import pytest
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, free_port, running_cluster, wait_for  # noqa: E402
+from vantage_e2e import running_cluster, wait_for  # noqa: E402
 
 from ripe.atlas.cousteau import AtlasCreateRequest, AtlasSource, Ping  # noqa: E402
 
@@ -85,23 +83,8 @@ def builtin_results(cluster, pid: int) -> dict[int, int]:
 @pytest.fixture(scope="module")
 def api(cluster):
     """`vantage api` over HTTPS with a certificate made here; yields (server, ca path, key)."""
-    cert, key = cluster.tmp / "api-cert.pem", cluster.tmp / "api-key.pem"
-    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=localhost",
-                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"], check=True, capture_output=True)
-    port = free_port()
-    cluster.ports["api-metrics"] = free_port()
-    cluster.start("api", [str(BIN / "vantage"), "api", "--listen", f"127.0.0.1:{port}",
-                          "--metrics-addr", f"127.0.0.1:{cluster.ports['api-metrics']}",
-                          "--tls-cert", str(cert), "--tls-key", str(key)])
-    wait_for("api /healthz", lambda: cluster._healthy("api"), timeout=60)
-    api_key = uuid.uuid4().hex
-    cluster.kubectl_apply({
-        "apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "system-tags-key", "namespace": "default", "labels": {"vantage.dev/api-key": "true"}},
-        "data": {"key": base64.b64encode(api_key.encode()).decode()},
-    })
-    yield f"localhost:{port}", str(cert), api_key
+    port, ca = cluster.start_api()
+    yield f"localhost:{port}", ca, cluster.api_key("system-tags-key")
 
 
 def test_builtins_run_and_probes_get_system_tags(cluster, probes):
