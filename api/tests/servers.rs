@@ -371,24 +371,18 @@ async fn live_results_stream_from_nats() {
     }
 }
 
-#[tokio::test]
-async fn https_with_a_test_certificate() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cert =
-        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-
-    // Bad files are refused with the path named.
-    let err = vantage_api::tls::server_config(&dir.path().join("missing.pem"), &key_path)
-        .expect_err("missing cert");
-    assert!(err.to_string().contains("missing.pem"), "{err}");
-    let err = vantage_api::tls::server_config(&cert_path, &cert_path)
-        .expect_err("a certificate is not a key");
-    assert!(err.to_string().contains("--tls-key"), "{err}");
-
-    let config = vantage_api::tls::server_config(&cert_path, &key_path).expect("config");
+/// The API's router over HTTPS with `cert` (written to `cert_path`, `key_path`) on a free
+/// port, and a TLS client that trusts it: (address, connector, server name).
+async fn serve_https(
+    cert: &rcgen::CertifiedKey<rcgen::KeyPair>,
+    cert_path: &std::path::Path,
+    key_path: &std::path::Path,
+) -> (
+    SocketAddr,
+    tokio_rustls::TlsConnector,
+    rustls::pki_types::ServerName<'static>,
+) {
+    let config = vantage_api::tls::server_config(cert_path, key_path).expect("config");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -411,6 +405,27 @@ async fn https_with_a_test_certificate() {
     .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
     let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    (addr, connector, name)
+}
+
+#[tokio::test]
+async fn https_with_a_test_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cert =
+        rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).expect("certificate");
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
+
+    // Bad files are refused with the path named.
+    let err = vantage_api::tls::server_config(&dir.path().join("missing.pem"), &key_path)
+        .expect_err("missing cert");
+    assert!(err.to_string().contains("missing.pem"), "{err}");
+    let err = vantage_api::tls::server_config(&cert_path, &cert_path)
+        .expect_err("a certificate is not a key");
+    assert!(err.to_string().contains("--tls-key"), "{err}");
+
+    let (addr, connector, name) = serve_https(&cert, &cert_path, &key_path).await;
 
     // A client that stalls its handshake does not hold up the next one.
     let _stalled = TcpStream::connect(addr).await.expect("connect");
@@ -460,29 +475,7 @@ async fn a_20_mb_body_over_tls_gets_413_not_a_dropped_connection() {
     let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
     std::fs::write(&cert_path, cert.cert.pem()).expect("write cert");
     std::fs::write(&key_path, cert.signing_key.serialize_pem()).expect("write key");
-    let config = vantage_api::tls::server_config(&cert_path, &key_path).expect("config");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let tls = vantage_api::tls::TlsListener::new(listener, config).expect("listener");
-    let app = router(state(
-        Arc::new(ClickHouseRows::new("http://127.0.0.1:9", "db")),
-        None,
-    ));
-    tokio::spawn(async move { axum::serve(tls, app).await });
-
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.cert.der().clone()).expect("root");
-    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("versions")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
-    let name = rustls::pki_types::ServerName::try_from("localhost").expect("name");
+    let (addr, connector, name) = serve_https(&cert, &cert_path, &key_path).await;
     let mut stream = connector
         .connect(name, TcpStream::connect(addr).await.expect("connect"))
         .await
