@@ -43,6 +43,17 @@ pub enum CatalogError {
     Kube(#[source] kube::Error),
 }
 
+impl CatalogError {
+    /// What a catalog answers for a change it cannot make (HTTP 501).
+    fn not_implemented(message: String) -> Self {
+        CatalogError::Refused {
+            code: 501,
+            reason: "NotImplemented".into(),
+            message,
+        }
+    }
+}
+
 /// A catalog with no Measurements, Probes or API keys that creates nothing: the data API
 /// serving results without Kubernetes (benchmarks, tests of the result routes).
 pub struct EmptyCatalog;
@@ -62,13 +73,7 @@ impl Catalog for EmptyCatalog {
             "this API has no Kubernetes catalog, so it cannot create {}",
             msm.metadata.name.as_deref().unwrap_or("a Measurement")
         );
-        Box::pin(async move {
-            Err(CatalogError::Refused {
-                code: 501,
-                reason: "NotImplemented".into(),
-                message,
-            })
-        })
+        Box::pin(async move { Err(CatalogError::not_implemented(message)) })
     }
     fn ready(&self) -> bool {
         true
@@ -97,13 +102,7 @@ pub trait Catalog: Send + Sync + 'static {
     ) -> BoxFuture<'_, Result<(), CatalogError>> {
         let _ = patch;
         let message = format!("this catalog cannot change {namespace}/{name}");
-        Box::pin(async move {
-            Err(CatalogError::Refused {
-                code: 501,
-                reason: "NotImplemented".into(),
-                message,
-            })
-        })
+        Box::pin(async move { Err(CatalogError::not_implemented(message)) })
     }
 
     fn measurement_by_id(&self, id: u64) -> Option<Arc<Measurement>> {

@@ -27,18 +27,6 @@ fn env() -> Option<Env> {
     Some(Env { clickhouse, s3 })
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
-
 /// moto creates a bucket on an unsigned PUT.
 async fn create_bucket(endpoint: &str, bucket: &str) {
     let r = reqwest::Client::new()
@@ -66,8 +54,8 @@ struct Setup {
 
 async fn setup(limits: Limits) -> Option<Setup> {
     let env = env()?;
-    let db = unique("vt_intake_");
-    let bucket = unique("vt-archive-").replace('_', "-");
+    let db = vantage_testkit::unique("vt_intake_");
+    let bucket = vantage_testkit::unique("vt-archive-").replace('_', "-");
     create_bucket(&env.s3, &bucket).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = IntakeConfig::new(
@@ -533,8 +521,8 @@ async fn upload_archive_index_and_reprocess_checksum() {
 #[tokio::test]
 async fn periodic_uploader_runs_on_its_own() {
     let Some(env) = env() else { return };
-    let db = unique("vt_upl_");
-    let bucket = unique("vt-upl-").replace('_', "-");
+    let db = vantage_testkit::unique("vt_upl_");
+    let bucket = vantage_testkit::unique("vt-upl-").replace('_', "-");
     create_bucket(&env.s3, &bucket).await;
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cfg = IntakeConfig::new(

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use vantage_platform::store::Store;
 
+use crate::measurement::FIRST_MSM_ID;
+
 /// What is stored for one measurement.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MsmStats {
@@ -34,11 +36,13 @@ impl ResultStats {
     }
 
     /// The query [`refresh_loop`](Self::refresh_loop) runs on database `db`: one TSV
-    /// line per measurement (id, results, newest result, the reporting probes).
+    /// line per measurement (id, results, newest result, the reporting probes). Built-in
+    /// measurements (ids below [`FIRST_MSM_ID`]) are left out: every probe reports to
+    /// them, and no Measurement reads their counts.
     pub fn query(db: &str) -> String {
         format!(
             "SELECT msm_id, toUInt64(uniqExact(result_id)), toUInt32(max(timestamp)), \
-             groupUniqArray(prb_id) FROM {db}.results GROUP BY msm_id"
+             groupUniqArray(prb_id) FROM {db}.results WHERE msm_id >= {FIRST_MSM_ID} GROUP BY msm_id"
         )
     }
 

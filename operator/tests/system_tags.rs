@@ -21,24 +21,12 @@ fn env(var: &str) -> Option<String> {
     vantage_testkit::stack_var(var, "system tag tests of vantage-operator")
 }
 
-fn unique(prefix: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{prefix}{}x{}",
-        std::process::id(),
-        nanos % 1_000_000_000_000
-    )
-}
-
 /// One ping row, `ago` seconds old.
 fn ping(db: &str, msm: u64, prb: u32, af: u8, rcvd: u32, src: &str, ago: u64) -> String {
     format!(
         "INSERT INTO {db}.results (result_id, msm_id, prb_id, type, timestamp, af, src_addr, sent, rcvd, inserted_at) \
          SELECT '{}', {msm}, {prb}, 'ping', now() - {ago}, {af}, '{src}', 3, {rcvd}, now()",
-        unique("r")
+        vantage_testkit::unique("r")
     )
 }
 
@@ -46,7 +34,7 @@ fn dns(db: &str, msm: u64, prb: u32, rcode: &str, answer: &str) -> String {
     format!(
         "INSERT INTO {db}.dns_results (result_id, msm_id, prb_id, timestamp, af, dst_addr, rcode, rt, ancount, answers, error, inserted_at) \
          SELECT '{}', {msm}, {prb}, now() - 5, 4, '10.255.255.53', '{rcode}', 3.0, 1, ['{answer}'], '', now()",
-        unique("d")
+        vantage_testkit::unique("d")
     )
 }
 
@@ -55,7 +43,7 @@ async fn builtin_results_become_tags_and_tags_select_probes() {
     let Some(url) = env("CLICKHOUSE_URL") else {
         return;
     };
-    let db = unique("vantage_tags_");
+    let db = vantage_testkit::unique("vantage_tags_");
     let store = Store::new(&url, &db).expect("store");
     store.migrate().await.expect("migrate");
     let mut rows = vec![
@@ -179,7 +167,7 @@ async fn the_id_counter_never_hands_out_a_reserved_id() {
     use vantage_operator::measurement::{IdAllocator, KvIds, FIRST_MSM_ID};
     let Some(url) = env("NATS_URL") else { return };
     let js = jetstream::new(async_nats::connect(&url).await.expect("connect"));
-    let bucket = unique("vantage-test-reserved-");
+    let bucket = vantage_testkit::unique("vantage-test-reserved-");
     let store = js
         .create_key_value(kv::Config {
             bucket: bucket.clone(),

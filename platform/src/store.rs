@@ -222,15 +222,6 @@ pub struct JsonlRow {
     pub measurement_uid: String,
 }
 
-/// Results received for one measurement.
-#[derive(Row, Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct MeasurementStats {
-    pub msm_id: u64,
-    pub results: u64,
-    /// Unix seconds of the newest result.
-    pub last_result: u32,
-}
-
 /// `s` as a ClickHouse string literal (backslash and quote escaped).
 pub fn quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -406,19 +397,6 @@ impl Store {
             .await
             .map_err(self.err())?;
         Ok(bytes.to_vec())
-    }
-
-    /// Result counts per measurement (deduplicated).
-    pub async fn measurement_stats(&self) -> Result<Vec<MeasurementStats>, StoreError> {
-        self.client
-            .query(&format!(
-                "SELECT msm_id, toUInt64(uniqExact(result_id)) AS results, toUInt32(max(timestamp)) AS last_result \
-                 FROM {}.results GROUP BY msm_id ORDER BY msm_id",
-                self.db
-            ))
-            .fetch_all::<MeasurementStats>()
-            .await
-            .map_err(self.err())
     }
 
     /// Every result of a measurement, deduplicated, oldest first.

@@ -30,6 +30,20 @@ pub enum KitError {
     Io(#[from] std::io::Error),
 }
 
+/// A name no other test run uses (for databases, buckets, namespaces on a shared stack):
+/// `prefix`, the process id and the clock in nanoseconds.
+pub fn unique(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}{}x{}",
+        std::process::id(),
+        nanos % 1_000_000_000_000
+    )
+}
+
 /// The local stack's `var` (`NATS_URL`, `CLICKHOUSE_URL`, …, from
 /// `$VANTAGE_STACK_DIR/env`, which `make test` sources), for a test that needs the stack.
 ///
