@@ -6,7 +6,7 @@ STACK := bash e2e/stack/stack.sh
 export VANTAGE_VENV := $(VENV)
 export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
 
-.PHONY: all setup build crds charts check-generated lint unit e2e test demo geo-eval stack-up stack-down stack-status clean deb
+.PHONY: all setup build crds charts check-generated lint unit e2e test demo soak geo-eval stack-up stack-down stack-status clean deb
 
 all: build
 
@@ -42,12 +42,26 @@ unit:
 e2e: build
 	bash e2e/run-tests.sh
 
-test: setup lint check-generated e2e
+test: setup lint check-generated e2e fuzz-smoke
 
 ## demo: one real ping measurement through every component, printed from ClickHouse
 demo: setup build
 	$(STACK) up
 	cd e2e && $(PY) demo.py; rc=$$?; cd .. && $(STACK) down; exit $$rc
+
+## soak: 2,000 full probe sessions that churn 10 %/min, periodic ping/traceroute/dns
+## Measurements made through the API, the API under steady queries, for SOAK_MINUTES, on a
+## private stack (other ports, /tmp/vantage-soak-stack); prints RSS and open fds of every
+## component at start and end and the results lost (must be 0). Not part of `make test`.
+SOAK_MINUTES ?= 30
+SOAK_PROBES ?= 2000
+SOAK_STACK_ENV := VANTAGE_STACK_DIR=/tmp/vantage-soak-stack NATS_PORT=24222 NATS_MONITOR_PORT=28222 \
+	CLICKHOUSE_HTTP_PORT=28123 CLICKHOUSE_TCP_PORT=29000 MOTO_PORT=25000 KUBE_PORT=26443
+soak: setup
+	cargo build --release -p vantage --bin vantage -p vantage-probe --bin vantage-probe -p vantage-fleet --example soak_probes
+	$(SOAK_STACK_ENV) $(STACK) up
+	cd e2e && $(SOAK_STACK_ENV) VANTAGE_BIN_DIR=$(CURDIR)/target/release $(PY) soak.py --minutes $(SOAK_MINUTES) --probes $(SOAK_PROBES); \
+		rc=$$?; cd .. && $(SOAK_STACK_ENV) $(STACK) down; exit $$rc
 
 ## geo-eval: geolocation accuracy on a simulated world in network namespaces (root): 800 probes,
 ## 100 targets, anchors + on-demand pings as IPmap; prints per engine and the reducer (docs/GEOLOCATION.md)
@@ -59,6 +73,25 @@ geo-eval:
 deb:
 	@cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3.8.0' || cargo install cargo-deb --version 3.8.0 --locked
 	RUSTFLAGS="-C target-feature=+crt-static" cargo deb -p vantage-probe --target "$$(rustc -vV | sed -n 's/^host: //p')" --output target/debian/
+
+## fuzz-smoke: build the cargo-fuzz targets in fuzz/ and run each for FUZZ_SECONDS on its
+## seed corpus, FUZZ_JOBS at a time; any crash fails (stable toolchain, --sanitizer none;
+## cargo-fuzz installed at the pinned version if missing). docs/SECURITY.md, "Fuzzing".
+## fuzz: a longer run of one target (or all): make fuzz FUZZ_SECONDS=3600 TARGET=rir
+## fuzz-corpus: regenerate fuzz/corpus/ from ../shared/reference and the test fixtures
+.PHONY: fuzz-tool fuzz-smoke fuzz fuzz-corpus
+FUZZ_SECONDS ?= 60
+FUZZ_JOBS ?= 2
+TARGET ?=
+fuzz-tool:
+	@cargo fuzz --version 2>/dev/null | grep -qx 'cargo-fuzz 0.13.2' || cargo install cargo-fuzz --version 0.13.2 --locked
+fuzz-smoke: fuzz-tool
+	cargo fuzz build --sanitizer none --fuzz-dir fuzz
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) bash fuzz/smoke.sh
+fuzz: fuzz-tool
+	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_TARGETS="$(TARGET)" bash fuzz/smoke.sh
+fuzz-corpus:
+	python3 fuzz/seed-corpus.py
 
 stack-up:
 	$(STACK) up

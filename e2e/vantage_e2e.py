@@ -176,10 +176,12 @@ class Cluster:
         out = subprocess.run([str(BIN / "vantage-probe"), "keygen", "--out", str(path)], check=True, capture_output=True, text=True)
         return out.stdout.strip()
 
-    def start_servers(self, controllers: int = 1, operator_args: list[str] | tuple[str, ...] = ()):
+    def start_servers(self, controllers: int = 1, operator_args: list[str] | tuple[str, ...] = (),
+                      ssh_args: list[str] | tuple[str, ...] = ()):
         """Operator (with `operator_args` added), collector, registration server and
-        `controllers` controllers."""
+        `controllers` controllers; `ssh_args` are added to both SSH servers' flags."""
         vantage = str(BIN / "vantage")
+        self.ssh_args = list(ssh_args)
         self.kubectl("apply", "-f", str(ROOT / "crds"))
         for name in ["operator", "collector", "registration"] + [f"ctl-{i}" for i in range(controllers)]:
             self.ports[name + "-metrics"] = free_port()
@@ -192,7 +194,7 @@ class Cluster:
         self.firmware_dir.mkdir(exist_ok=True)
         self.start("registration", [vantage, "registration", "--listen", f"127.0.0.1:{self.registration_port}", "--host-key", str(self.tmp / "registration_host_key"),
                                 "--metrics-addr", f"127.0.0.1:{self.ports['registration-metrics']}",
-                                "--firmware-dir", str(self.firmware_dir)])
+                                "--firmware-dir", str(self.firmware_dir), *self.ssh_args])
         for i in range(controllers):
             self.ports[f"ctl-{i}"] = free_port()
             self.start_controller(i)
@@ -220,7 +222,8 @@ class Cluster:
         return self.start(f"ctl-{i}", [str(BIN / "vantage"), "controller", "--name", f"ctl-{i}-{self.run_id}",
                                        "--listen", f"127.0.0.1:{port}", "--advertise", f"127.0.0.1:{port}",
                                        "--host-key", str(self.tmp / f"ctl-{i}_host_key"), "--spool-dir", str(self.tmp / f"ctl-{i}-spool"),
-                                       "--metrics-addr", f"127.0.0.1:{self.ports[f'ctl-{i}-metrics']}"])
+                                       "--metrics-addr", f"127.0.0.1:{self.ports[f'ctl-{i}-metrics']}",
+                                       *getattr(self, "ssh_args", [])])
 
     def restart_controller(self, i: int):
         self.stop(f"ctl-{i}")
@@ -322,13 +325,14 @@ class Cluster:
 
 
 @contextlib.contextmanager
-def running_cluster(controllers: int = 1, operator_args: list[str] | tuple[str, ...] = ()):
+def running_cluster(controllers: int = 1, operator_args: list[str] | tuple[str, ...] = (),
+                    ssh_args: list[str] | tuple[str, ...] = ()):
     """A Cluster with operator (with `operator_args`), collector, registration and
-    `controllers` controllers started; stopped on exit (the component logs stay in its
-    temp dir)."""
+    `controllers` controllers (with `ssh_args`) started; stopped on exit (the component
+    logs stay in its temp dir)."""
     c = Cluster(log=lambda *_: None)
     try:
-        c.start_servers(controllers=controllers, operator_args=operator_args)
+        c.start_servers(controllers=controllers, operator_args=operator_args, ssh_args=ssh_args)
         yield c
     finally:
         c.stop_all()

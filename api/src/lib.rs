@@ -6,19 +6,22 @@
 //!   a Measurement resource in the namespace of the API key (a labelled Secret);
 //!   `DELETE /api/v2/measurements/{id}/` stops it and `POST .../participation-requests/`
 //!   adds or removes probes (the creating key only). Bodies over
-//!   [`body_limit::MAX_BODY_BYTES`] get 413.
+//!   [`body_limit::MAX_BODY_BYTES`] get 413; creations past a key's rate get 429
+//!   ([`rate_limit`]).
 //! * Live results per measurement as server-sent events, from NATS.
 //! * `GET /stream/`: the RIPE Atlas streaming API over WebSocket (results with backlog,
 //!   probe status, measurement metadata), in [`stream`].
 //! * OONI-style `GET /api/v1/measurements` and `/api/v1/aggregation` over `fastpath`.
 //! * `/api/openapi.json`, built from the same route table as the router.
-//! * HTTPS with rustls, or HTTP for local use; `/metrics` and `/healthz` on their own port.
+//! * HTTPS with rustls, or HTTP for local use, on `vantage_platform::http::serve`
+//!   (connection limits); `/metrics` and `/healthz` on their own port.
 
 pub mod body_limit;
 pub mod catalog;
 pub mod error;
 pub mod live;
 pub mod ooni;
+pub mod rate_limit;
 pub mod ripe;
 pub mod routes;
 pub mod rows;
@@ -58,6 +61,10 @@ pub struct Config {
     pub create_timeout: Duration,
     /// Most probes one measurement may request (`--max-requested`).
     pub max_requested: u32,
+    /// Connection limits (`--http-*`).
+    pub http: vantage_platform::http::HttpLimits,
+    /// Measurement creations per API key (`--rate-limit-*`).
+    pub rate_limit: rate_limit::RateLimit,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +100,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_api");
     let metrics = Metrics::default();
     metrics.register(&mut registry);
+    let http_metrics = vantage_platform::http::HttpMetrics::default();
+    http_metrics.register(&mut registry);
     let health = vantage_platform::obs::Health::default();
 
     let client = kube::Client::try_default().await.map_err(Error::Kube)?;
@@ -143,7 +152,13 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         max_requested: config.max_requested,
         metrics,
     });
-    let app = router(state);
+    let limiter = rate_limit::CreationLimiter::new(config.rate_limit);
+    limiter.register(&mut registry);
+    limiter.spawn_cleanup();
+    let app = router(state).layer(axum::middleware::from_fn_with_state(
+        limiter,
+        rate_limit::limit_creations,
+    ));
 
     let metrics_addr = config.metrics_addr;
     let obs_health = health.clone();
@@ -168,16 +183,20 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             addr: config.listen,
             source,
         })?;
+    use vantage_platform::http;
     match &config.tls {
         Some(files) => {
-            let tls_config = tls::server_config(&files.cert, &files.key)?;
-            let listener = tls::TlsListener::new(listener, tls_config).map_err(Error::Serve)?;
-            tracing::info!(addr = %config.listen, "serving the data API over HTTPS");
-            axum::serve(listener, app).await.map_err(Error::Serve)
+            let tls = tls::Tls::new(tls::server_config(&files.cert, &files.key)?);
+            tracing::info!(addr = %config.listen, limits = ?config.http, "serving the data API over HTTPS");
+            http::serve(listener, app, config.http, tls, http_metrics)
+                .await
+                .map_err(Error::Serve)
         }
         None => {
-            tracing::info!(addr = %config.listen, "serving the data API over HTTP");
-            axum::serve(listener, app).await.map_err(Error::Serve)
+            tracing::info!(addr = %config.listen, limits = ?config.http, "serving the data API over HTTP");
+            http::serve(listener, app, config.http, http::PlainTcp, http_metrics)
+                .await
+                .map_err(Error::Serve)
         }
     }
 }

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use kube::ResourceExt;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use vantage_core::definition::{Definition, ProbeSource, Timing};
+use vantage_core::definition::{Definition, ProbeSource, Timing, KNOWN_TYPES};
 use vantage_crd::{Measurement, MeasurementSpec, MeasurementState, Probe, SPECIFIED};
 
 use crate::error::ApiError;
@@ -396,6 +396,41 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ApiError> {
     }
 }
 
+/// An AS number (32 bits; `asn` also takes `AS1234`).
+fn parse_asn(name: &str, v: &str) -> Result<u64, ApiError> {
+    let t = v.trim();
+    let digits = if name == "asn" {
+        t.strip_prefix("AS").unwrap_or(t)
+    } else {
+        t
+    };
+    digits
+        .parse::<u32>()
+        .map(u64::from)
+        .map_err(|_| ApiError::param(name, format!("{v:?} is not an AS number (0 to 4294967295)")))
+}
+
+/// The RIPE Atlas measurement status ids (0 Specified ... 8 Denied; there is no 3).
+const STATUS_IDS: &[u64] = &[0, 1, 2, 4, 5, 6, 7, 8];
+
+/// Whether `x` is a value `field` can have (`status` ids, `af` 4 or 6); RIPE Atlas
+/// refuses other choices with a 400 too.
+fn allowed(field: &str, x: u64) -> bool {
+    match field {
+        "status" => STATUS_IDS.contains(&x),
+        "af" => x == 4 || x == 6,
+        _ => true,
+    }
+}
+
+fn allowed_text(field: &str) -> &'static str {
+    match field {
+        "status" => "a measurement status id; use 0, 1, 2, 4, 5, 6, 7 or 8",
+        "af" => "an address family; use 4 or 6",
+        _ => "allowed",
+    }
+}
+
 /// Compare `x` with a numeric bound by the Django lookup suffix.
 fn cmp_num(op: &str, x: u64, bound: u64) -> bool {
     match op {
@@ -433,6 +468,12 @@ pub fn measurement_filter(
                 "exact" | "gt" | "gte" | "lt" | "lte",
             ) => {
                 let bound = parse_u64(name, value)?;
+                if (field, op) == ("af", "exact") && !allowed(field, bound) {
+                    return Err(ApiError::param(
+                        name,
+                        format!("{bound} is not {}", allowed_text(field)),
+                    ));
+                }
                 let (f, o) = (field.to_owned(), op.to_owned());
                 checks.push(Box::new(move |v| {
                     num(v, &f).is_some_and(|x| cmp_num(&o, x, bound))
@@ -440,6 +481,12 @@ pub fn measurement_filter(
             }
             ("id" | "status" | "af", "in") => {
                 let set = parse_list(name, value)?;
+                if let Some(bad) = set.iter().find(|x| !allowed(field, **x)) {
+                    return Err(ApiError::param(
+                        name,
+                        format!("{bad} is not {}", allowed_text(field)),
+                    ));
+                }
                 let f = if field == "status" {
                     "status".to_owned()
                 } else {
@@ -456,10 +503,25 @@ pub fn measurement_filter(
             }
             ("status", "exact") => {
                 let want = parse_u64(name, value)?;
+                if !allowed(field, want) {
+                    return Err(ApiError::param(
+                        name,
+                        format!("{want} is not {}", allowed_text(field)),
+                    ));
+                }
                 checks.push(Box::new(move |v| v["status"]["id"].as_u64() == Some(want)));
             }
             ("type", "exact") => {
                 let want = value.trim().to_ascii_lowercase();
+                if !KNOWN_TYPES.contains(&want.as_str()) {
+                    return Err(ApiError::param(
+                        name,
+                        format!(
+                            "{value:?} is not a measurement type; use one of {}",
+                            KNOWN_TYPES.join(", ")
+                        ),
+                    ));
+                }
                 checks.push(Box::new(move |v| text(v, "type") == want));
             }
             (
@@ -508,7 +570,7 @@ pub fn probe_filter(
             continue;
         }
         match name.as_str() {
-            "id" | "asn_v4" | "asn_v6" => {
+            "id" => {
                 let want = parse_u64(name, value)?;
                 let f = name.clone();
                 checks.push(Box::new(move |v| v[&f].as_u64() == Some(want)));
@@ -518,8 +580,13 @@ pub fn probe_filter(
                 let op = name.trim_start_matches("id__").to_owned();
                 checks.push(Box::new(move |v| v["id"].as_u64().is_some_and(|x| cmp_num(&op, x, bound))));
             }
+            "asn_v4" | "asn_v6" => {
+                let want = parse_asn(name, value)?;
+                let f = name.clone();
+                checks.push(Box::new(move |v| v[&f].as_u64() == Some(want)));
+            }
             "asn" => {
-                let want = parse_u64(name, value.trim_start_matches("AS"))?;
+                let want = parse_asn(name, value)?;
                 checks.push(Box::new(move |v| {
                     v["asn_v4"].as_u64() == Some(want) || v["asn_v6"].as_u64() == Some(want)
                 }));
@@ -530,6 +597,9 @@ pub fn probe_filter(
             }
             "status" => {
                 let want = parse_u64(name, value)?;
+                if want > 3 {
+                    return Err(ApiError::param(name, format!("{want} is not a probe status; use 0 Never Connected, 1 Connected, 2 Disconnected or 3 Abandoned")));
+                }
                 checks.push(Box::new(move |v| v["status"]["id"].as_u64() == Some(want)));
             }
             "country_code" => {
@@ -1030,6 +1100,19 @@ status:
             ("af", "4")
         ]));
         assert!(!keep(&[("is_oneoff", "true")]));
+        for (name, bad) in [
+            ("type", "pong"),
+            ("status", "3"),
+            ("status__in", "2,9"),
+            ("af", "5"),
+            ("af__in", "4,7"),
+        ] {
+            let e = measurement_filter(&q(&[(name, bad)]))
+                .err()
+                .unwrap_or_else(|| panic!("{name}={bad} taken"));
+            assert_eq!(e.pointer.as_deref(), Some(format!("?{name}").as_str()));
+        }
+        assert!(keep(&[("type", "PING"), ("af__in", "4,6")]));
         let e = measurement_filter(&q(&[("colour", "red")]))
             .err()
             .expect("unknown");
@@ -1049,6 +1132,19 @@ status:
         assert!(!keep(&[("tags", "e2e,office")]));
         assert!(keep(&[("id__in", "1,3")]) && !keep(&[("id", "4")]));
         assert!(probe_filter(&q(&[("status", "on")])).is_err());
+        assert!(
+            probe_filter(&q(&[("status", "4")])).is_err(),
+            "no probe status 4"
+        );
+        assert!(
+            probe_filter(&q(&[("asn", "4294967296")])).is_err(),
+            "above 32 bits"
+        );
+        assert!(
+            probe_filter(&q(&[("asn_v4", "AS1")])).is_err(),
+            "AS only for asn"
+        );
+        assert!(keep(&[("asn_v4", "64503")]));
     }
 
     #[test]

@@ -387,12 +387,21 @@ async fn serve_https(
         .await
         .expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let tls = vantage_api::tls::TlsListener::new(listener, config).expect("listener");
+    let tls = vantage_api::tls::Tls::new(config);
     let app = router(state(
         Arc::new(ClickHouseRows::new("http://127.0.0.1:9", "db")),
         None,
     ));
-    tokio::spawn(async move { axum::serve(tls, app).await });
+    tokio::spawn(async move {
+        vantage_platform::http::serve(
+            listener,
+            app,
+            vantage_platform::http::HttpLimits::default(),
+            tls,
+            vantage_platform::http::HttpMetrics::default(),
+        )
+        .await
+    });
 
     let mut roots = rustls::RootCertStore::empty();
     roots.add(cert.cert.der().clone()).expect("root");

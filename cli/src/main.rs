@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+mod http_args;
+
 #[derive(Parser)]
 #[command(
     name = "vantage",
@@ -144,6 +146,28 @@ struct SshArgs {
     /// ed25519 host key (OpenSSH format); created when missing.
     #[arg(long)]
     host_key: PathBuf,
+    /// Seconds a connection has to authenticate before it is closed (OpenSSH's
+    /// LoginGraceTime).
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=600))]
+    preauth_grace: u64,
+    /// Unauthenticated connections: start:rate:full as OpenSSH's MaxStartups. From `start`
+    /// on, a new one is refused with probability rate %, rising to 100 % at `full`.
+    #[arg(long, default_value = "200:30:1000")]
+    max_startups: vantage_controller::preauth::MaxStartups,
+    /// Unauthenticated connections one source (an IPv4 address or an IPv6 /64) may hold; 0:
+    /// no limit.
+    #[arg(long, default_value_t = 32)]
+    max_startups_per_source: u32,
+}
+
+impl SshArgs {
+    fn preauth(&self) -> vantage_controller::preauth::PreAuthLimits {
+        vantage_controller::preauth::PreAuthLimits {
+            grace: std::time::Duration::from_secs(self.preauth_grace),
+            startups: self.max_startups,
+            per_source: self.max_startups_per_source,
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -288,6 +312,8 @@ enum Command {
         /// Largest body after zstd decompression, in bytes.
         #[arg(long, default_value_t = 16 << 20)]
         max_decoded: usize,
+        #[command(flatten)]
+        http: http_args::HttpArgs,
     },
     /// Rebuild `fastpath` and the `jsonl` index from the S3 archive alone.
     Reprocess {
@@ -348,6 +374,8 @@ enum Command {
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
+        #[command(flatten)]
+        http: http_args::HttpArgs,
     },
     /// The data API: RIPE Atlas API v2 subset, OONI-style search, live results, OpenAPI.
     Api {
@@ -377,6 +405,10 @@ enum Command {
         /// and participation requests); more is refused with 400.
         #[arg(long, env = "VANTAGE_MAX_REQUESTED", default_value_t = vantage_api::DEFAULT_MAX_REQUESTED)]
         max_requested: u32,
+        #[command(flatten)]
+        http: http_args::HttpArgs,
+        #[command(flatten)]
+        rate: http_args::RateLimitArgs,
     },
     /// Apply the ClickHouse schema migrations and print the version.
     Migrate {
@@ -398,7 +430,15 @@ async fn main() -> anyhow::Result<()> {
     }
     // With more than one rustls backend compiled in, rustls cannot choose: choose ring.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    // Servers hold a file descriptor per connection: give them all the hard limit allows.
+    if !matches!(
+        command,
+        Command::NatsAuth | Command::Migrate { .. } | Command::Reprocess { .. }
+    ) {
+        vantage_platform::fds::raise_nofile_limit();
+    }
+    match command {
         Command::Operator {
             nats,
             ch,
@@ -442,6 +482,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             vantage_controller::run::registration(
                 vantage_controller::run::Common {
+                    preauth: ssh.preauth(),
                     listen: ssh.listen,
                     host_key: ssh.host_key,
                     nats_url: nats.nats_url,
@@ -464,6 +505,7 @@ async fn main() -> anyhow::Result<()> {
         } => {
             vantage_controller::run::controller(
                 vantage_controller::run::Common {
+                    preauth: ssh.preauth(),
                     listen: ssh.listen,
                     host_key: ssh.host_key,
                     nats_url: nats.nats_url,
@@ -509,6 +551,7 @@ async fn main() -> anyhow::Result<()> {
             upload_interval_secs,
             max_body,
             max_decoded,
+            http,
         } => {
             let mut cfg = vantage_collector::IntakeConfig::new(
                 queue_dir,
@@ -525,6 +568,7 @@ async fn main() -> anyhow::Result<()> {
                 max_body,
                 max_decoded,
             };
+            cfg.http = http.limits();
             vantage_collector::serve_intake(cfg).await?
         }
         Command::Reprocess {
@@ -562,6 +606,7 @@ async fn main() -> anyhow::Result<()> {
             asn_table,
             rir_files,
             cache_max_age_s,
+            http,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
             cfg.kube_namespace = (!no_kube).then_some(namespace);
@@ -575,6 +620,7 @@ async fn main() -> anyhow::Result<()> {
             cfg.asn_table = asn_table;
             cfg.rir_files = rir_files;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
+            cfg.http = http.limits();
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {
                     url: ch.clickhouse_url,
@@ -593,6 +639,8 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             create_timeout_secs,
             max_requested,
+            http,
+            rate,
         } => {
             vantage_api::serve(vantage_api::Config {
                 listen,
@@ -606,6 +654,8 @@ async fn main() -> anyhow::Result<()> {
                 public_url,
                 create_timeout: Duration::from_secs(create_timeout_secs.max(1)),
                 max_requested,
+                http: http.limits(),
+                rate_limit: rate.limit(),
             })
             .await?
         }

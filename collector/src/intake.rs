@@ -9,10 +9,13 @@
 
 mod http;
 mod metrics;
+mod openapi;
 mod wiring;
 mod worker;
 
-pub use http::{decode_zstd, read_body, ApiError, Limits, BACKEND_VERSION};
+pub use http::{
+    decode_zstd, open_report_body, read_body, submission_content, ApiError, Limits, BACKEND_VERSION,
+};
 pub use metrics::{IntakeMetrics, ReasonLabel};
 pub use wiring::{serve_intake, start_intake, Intake, IntakeConfig, IntakeError};
 pub use worker::{fastpath_worker, Reorder};

@@ -396,7 +396,17 @@ fn hops(k: &Key, kind: &str, raw: &Value, inserted_at: u32) -> Vec<HopRow> {
     out
 }
 
-/// rcode and answers of a DNS wire message.
+/// `value` in presentation format, or `None` when its `Display` fails: hickory's
+/// `Display` of a record can return an error for record data that decoded but cannot
+/// be printed, and `to_string()` would panic on it (found by fuzzing, `dns_abuf`).
+fn display<T: std::fmt::Display>(value: &T) -> Option<String> {
+    use std::fmt::Write as _;
+    let mut s = String::new();
+    write!(s, "{value}").ok()?;
+    Some(s)
+}
+
+/// rcode and answers of a DNS wire message (answers that cannot be printed are left out).
 fn decode_abuf(abuf: &str) -> Option<(String, u32, Vec<String>)> {
     use hickory_proto::op::Message;
     use hickory_proto::serialize::binary::BinDecodable;
@@ -404,9 +414,9 @@ fn decode_abuf(abuf: &str) -> Option<(String, u32, Vec<String>)> {
         .decode(abuf.trim())
         .ok()?;
     let msg = Message::from_bytes(&bytes).ok()?;
-    let answers = msg.answers().iter().map(ToString::to_string).collect();
+    let answers = msg.answers().iter().filter_map(display).collect();
     Some((
-        msg.response_code().to_string(),
+        display(&msg.response_code())?,
         u32::from(msg.answer_count()),
         answers,
     ))
@@ -689,6 +699,26 @@ mod tests {
             ("192.0.2.53", "timeout: 5000")
         );
         assert_eq!((d[1].rcode.as_str(), d[1].rt), ("", 3.0));
+    }
+
+    /// Found by the `dns_abuf` fuzz target: a message whose second answer decodes but
+    /// whose `Display` fails made `to_string()` panic, killing the collector on every
+    /// redelivery of the result. The row keeps the rcode and the answers that print.
+    #[test]
+    fn dns_answer_that_cannot_be_printed_is_left_out_not_a_panic() {
+        const ABUF: &str = "VkGbgAABAAIAAAABCHRlc3R6b25lAAAGAAHADAAGAAEAAAOEAEYDYXJpBWFscGhhBmFyKWRucwNuZXQCYXUAB3N1cHBvcnQLYSFpcmVydmljZXMDY29tAFOhbEUAAAcIAAABLAAbr4AAAAcIAAApEAAAAAAAAAwDAwAAAAIAAAAAAAAAZaMTAAAABgAAAAIIam9uZAMCci8AAA4AAcAMACMAAAD/AQAABNgAKwAA//+C";
+        let raw = serde_json::json!({"fw": 5020, "msm_id": 1, "prb_id": 2, "timestamp": 100, "type": "dns",
+            "dst_addr": "192.0.2.53", "result": {"rt": 12.5, "ANCOUNT": 2, "abuf": ABUF}});
+        let d = &typed(&raw).dns[0];
+        assert_eq!((d.rcode.as_str(), d.ancount), ("No Error", 2));
+        assert!(
+            d.answers.len() < 2,
+            "the unprintable answer is dropped: {:?}",
+            d.answers
+        );
+        let mut fast = TypedRows::default();
+        fast.push_row(&row_of(&raw));
+        assert_eq!(fast.dns, typed(&raw).dns);
     }
 
     #[test]

@@ -558,3 +558,39 @@ async fn periodic_uploader_runs_on_its_own() {
         .execute(&format!("DROP DATABASE IF EXISTS {db}"))
         .await;
 }
+
+/// A declared body over `max_body` is answered 413, OONI-style, before a byte of it is
+/// sent; the connection limits of `vantage_platform::http` hold on the intake.
+#[tokio::test]
+async fn an_oversized_declared_body_gets_413_before_it_is_sent() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(s) = setup(Limits::default()).await else {
+        return;
+    };
+    let mut tcp = tokio::net::TcpStream::connect(s.intake.addr)
+        .await
+        .expect("connect");
+    tcp.write_all(b"POST /report HTTP/1.1\r\nHost: t\r\nContent-Length: 1000000000\r\n\r\n")
+        .await
+        .expect("write");
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let answer = tokio::time::timeout(Duration::from_secs(5), async {
+        while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+            let n = tcp.read(&mut buf).await.expect("read");
+            assert!(n > 0, "closed: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    assert!(answer.is_ok(), "no answer within 5 s without the body");
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    let body = text.split("\r\n\r\n").nth(1).expect("body");
+    let v: Value = serde_json::from_str(body).expect("json");
+    assert_eq!(
+        v,
+        json!({"error": "body exceeds 4194304 bytes (1000000000 declared)"})
+    );
+    s.intake.stop();
+}

@@ -12,6 +12,7 @@ pub mod by_reason;
 pub mod controller;
 pub mod feed;
 pub mod keys;
+pub mod preauth;
 pub mod registration;
 pub mod run;
 pub mod spool;

@@ -27,6 +27,7 @@ use vantage_platform::bus::now_ms;
 use crate::assign::{choose, ProbeInfo};
 use crate::by_reason::ByReason;
 use crate::keys::fingerprint;
+use crate::preauth::{self, Gate, PreAuthLimits, PreAuthMetrics, Ticket};
 
 /// Finds probes by public key.
 pub trait Directory: Send + Sync + 'static {
@@ -240,6 +241,8 @@ pub struct RegistrationMetrics {
     pub registrations: Counter,
     /// Refused logins and requests, by reason.
     pub refused: ByReason,
+    /// Connections that have not authenticated, and those dropped before they did.
+    pub preauth: PreAuthMetrics,
 }
 
 impl RegistrationMetrics {
@@ -254,6 +257,7 @@ impl RegistrationMetrics {
             "Refused logins and requests, by reason",
             self.refused.0.clone(),
         );
+        self.preauth.register(registry);
     }
 
     fn refuse(&self, reason: &str) {
@@ -333,6 +337,7 @@ pub const MAX_BUNDLE_BYTES: u64 = 64 << 20;
 /// The registration SSH server.
 pub struct RegistrationServer<D, A> {
     shared: Arc<Shared<D, A>>,
+    preauth: PreAuthLimits,
 }
 
 impl<D: Directory, A: Assignments> RegistrationServer<D, A> {
@@ -351,16 +356,22 @@ impl<D: Directory, A: Assignments> RegistrationServer<D, A> {
                 releases,
                 metrics,
             }),
+            preauth: PreAuthLimits::default(),
         }
+    }
+
+    /// Limits on connections that have not authenticated (default [`PreAuthLimits::default`]).
+    pub fn preauth(mut self, limits: PreAuthLimits) -> Self {
+        self.preauth = limits;
+        self
     }
 
     /// Serve on `listener` until the task is dropped.
     pub async fn serve(
-        mut self,
+        self,
         listener: tokio::net::TcpListener,
         host_key: PrivateKey,
     ) -> std::io::Result<()> {
-        use russh::server::Server as _;
         let config = Arc::new(russh::server::Config {
             keys: vec![host_key],
             methods: (&[russh::MethodKind::PublicKey][..]).into(),
@@ -369,25 +380,25 @@ impl<D: Directory, A: Assignments> RegistrationServer<D, A> {
             inactivity_timeout: Some(Duration::from_secs(30)),
             ..Default::default()
         });
-        self.run_on_socket(config, &listener).await
-    }
-}
-
-impl<D: Directory, A: Assignments> russh::server::Server for RegistrationServer<D, A> {
-    type Handler = RegistrationHandler<D, A>;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Self::Handler {
-        RegistrationHandler {
-            shared: self.shared.clone(),
-            peer,
-            probe: None,
-        }
+        let gate = Gate::new(self.preauth, self.shared.metrics.preauth.clone());
+        let shared = self.shared;
+        preauth::serve(&listener, config, gate, move |peer, ticket| {
+            RegistrationHandler {
+                shared: shared.clone(),
+                peer: Some(peer),
+                ticket,
+                probe: None,
+            }
+        })
+        .await
     }
 }
 
 pub struct RegistrationHandler<D, A> {
     shared: Arc<Shared<D, A>>,
     peer: Option<SocketAddr>,
+    /// Its place among the unauthenticated connections, left when a key is accepted.
+    ticket: Arc<Ticket>,
     probe: Option<(ProbeInfo, PublicKey)>,
 }
 
@@ -544,6 +555,7 @@ impl<D: Directory, A: Assignments> russh::server::Handler for RegistrationHandle
             }
             Some(p) => {
                 self.probe = Some((p, key.public_key.clone()));
+                self.ticket.authenticated();
                 Ok(Auth::Accept)
             }
         }

@@ -17,6 +17,7 @@ use vantage_platform::obs::{self, Health};
 
 use crate::controller::{ControllerMetrics, ControllerServer, Identity, JetStreamResults};
 use crate::keys::{load_or_create_host_key, KeyError};
+use crate::preauth::PreAuthLimits;
 use crate::registration::{
     Heartbeats, KubeDirectory, KubeReleases, KvAssignments, RegistrationMetrics,
     RegistrationServer, Releases,
@@ -50,6 +51,8 @@ pub struct Common {
     pub host_key: PathBuf,
     pub nats_url: String,
     pub metrics_addr: SocketAddr,
+    /// Limits on connections that have not authenticated.
+    pub preauth: PreAuthLimits,
 }
 
 /// Where a controller keeps its spool, and how large it may grow.
@@ -87,11 +90,25 @@ fn spawn_obs(addr: SocketAddr, registry: Registry, health: Health) {
     });
 }
 
+/// Listen on `addr` with an accept queue of [`ACCEPT_BACKLOG`] (the kernel caps it at
+/// `net.core.somaxconn`), so that a reconnect storm or a flood of connections that the gate
+/// refuses does not overflow it while the accept loop waits for a core.
 async fn listen(addr: SocketAddr) -> Result<tokio::net::TcpListener, RunError> {
-    tokio::net::TcpListener::bind(addr)
-        .await
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4(),
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6(),
+    };
+    socket
+        .and_then(|s| {
+            s.set_reuseaddr(true)?;
+            s.bind(addr)?;
+            s.listen(ACCEPT_BACKLOG)
+        })
         .map_err(|source| RunError::Listen { addr, source })
 }
+
+/// The accept queue of both SSH servers (tokio's default is 1024).
+pub const ACCEPT_BACKLOG: u32 = 4096;
 
 /// Run the registration server; firmware bundles are files in `firmware_dir`.
 pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), RunError> {
@@ -139,7 +156,7 @@ pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), R
     let health = Health::default();
     spawn_obs(common.metrics_addr, registry, health.clone());
     let listener = listen(common.listen).await?;
-    tracing::info!(listen = %common.listen, host_key = %crate::keys::public_line(host_key.public_key()), "registration server listening");
+    tracing::info!(listen = %common.listen, grace_s = common.preauth.grace.as_secs(), max_startups = %common.preauth.startups, per_source = common.preauth.per_source, host_key = %crate::keys::public_line(host_key.public_key()), "registration server listening");
     health.set_ready(true);
     RegistrationServer::new(
         KubeDirectory::new(probes),
@@ -148,6 +165,7 @@ pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), R
         releases,
         metrics,
     )
+    .preauth(common.preauth)
     .serve(listener, host_key)
     .await
     .map_err(RunError::Serve)
@@ -226,10 +244,11 @@ pub async fn controller(
     let health = Health::default();
     spawn_obs(common.metrics_addr, registry, health.clone());
     let listener = listen(common.listen).await?;
-    tracing::info!(name = %identity.name, listen = %common.listen, advertise = %identity.advertise, "controller listening");
+    tracing::info!(name = %identity.name, listen = %common.listen, grace_s = common.preauth.grace.as_secs(), max_startups = %common.preauth.startups, per_source = common.preauth.per_source, advertise = %identity.advertise, "controller listening");
     health.set_ready(true);
     let sink = JetStreamResults(bus.js.clone());
     ControllerServer::new(identity, &host_key, bus, sink, spool, metrics)
+        .preauth(common.preauth)
         .serve(listener, host_key, shutdown_signal())
         .await
         .map_err(RunError::Serve)

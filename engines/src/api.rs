@@ -50,6 +50,18 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// The `413` for a declared body length over the limit, in this API's error shape.
+pub fn too_large(declared: u64, max: u64) -> Response {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "too_large",
+        format!(
+            "the request body is {declared} bytes, over the limit of {max}; send a smaller body"
+        ),
+    )
+    .into_response()
+}
+
 /// Why an address is not on the public Internet, if it is not.
 pub fn reserved(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -244,32 +256,135 @@ pub struct WorldsQuery {
 
 type ApiResult = Result<Json<Value>, ApiError>;
 
-/// The API routes (`/api/v1/...`).
+/// One route of the locate API: method, path (served with and without the trailing
+/// slash), summary, parameters. The router and the OpenAPI document
+/// ([`crate::openapi`]) are both built from [`table`].
+pub struct RouteDoc {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub summary: &'static str,
+    pub params: &'static [crate::openapi::Param],
+}
+
+/// Every route with its handler.
+pub fn table() -> Vec<(RouteDoc, axum::routing::MethodRouter<Arc<Api>>)> {
+    use crate::openapi::Param::*;
+    let r = |method, path, summary, params| RouteDoc {
+        method,
+        path,
+        summary,
+        params,
+    };
+    vec![
+        (
+            r(
+                "get",
+                "/api/v1/locate/all",
+                "Locate a batch of addresses",
+                &[Resources, Engines],
+            ),
+            get(locate_all),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/locate/{ip}",
+                "Every candidate location of an address, best first",
+                &[Ip, Engines],
+            ),
+            get(locate),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/locate/{ip}/best",
+                "The best location of an address",
+                &[Ip, Engines],
+            ),
+            get(best),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/locate/{ip}/partials",
+                "Each engine's answer for an address",
+                &[Ip, Engines],
+            ),
+            get(partials),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/locate/{ip}/partials/{engine}",
+                "One engine's answer for an address",
+                &[Ip, Engine],
+            ),
+            get(partial),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/worlds",
+                "Search the cities of the world dataset (largest first)",
+                &[Search, Country, Limit],
+            ),
+            get(worlds),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/worlds/reverse/{lat}/{lon}",
+                "The city nearest a point",
+                &[Lat, Lon],
+            ),
+            get(reverse),
+        ),
+        (
+            r(
+                "get",
+                "/api/v1/worlds/{id}",
+                "One city by GeoNames id",
+                &[CityId],
+            ),
+            get(world_city),
+        ),
+        (
+            r(
+                "post",
+                "/api/v1/crowdsource/{ip}",
+                "Report where an address is (crowdsourced engine)",
+                &[Ip],
+            ),
+            post(crowdsource),
+        ),
+        (
+            r(
+                "get",
+                crate::openapi::PATH,
+                "This document (OpenAPI 3.1)",
+                &[],
+            ),
+            get(crate::openapi::serve),
+        ),
+    ]
+}
+
+/// The API routes (`/api/v1/...`, each also with a trailing slash) and the OpenAPI
+/// document.
 pub fn router(api: Arc<Api>) -> Router {
-    Router::new()
-        .route("/api/v1/locate/all", get(locate_all))
-        .route("/api/v1/locate/all/", get(locate_all))
-        .route("/api/v1/locate/{ip}", get(locate))
-        .route("/api/v1/locate/{ip}/", get(locate))
-        .route("/api/v1/locate/{ip}/best", get(best))
-        .route("/api/v1/locate/{ip}/best/", get(best))
-        .route("/api/v1/locate/{ip}/partials", get(partials))
-        .route("/api/v1/locate/{ip}/partials/", get(partials))
-        .route("/api/v1/locate/{ip}/partials/{engine}", get(partial))
-        .route("/api/v1/locate/{ip}/partials/{engine}/", get(partial))
-        .route("/api/v1/worlds", get(worlds))
-        .route("/api/v1/worlds/", get(worlds))
-        .route("/api/v1/worlds/reverse/{lat}/{lon}", get(reverse))
-        .route("/api/v1/worlds/reverse/{lat}/{lon}/", get(reverse))
-        .route("/api/v1/worlds/{id}", get(world_city))
-        .route("/api/v1/worlds/{id}/", get(world_city))
-        .route("/api/v1/crowdsource/{ip}", post(crowdsource))
-        .route("/api/v1/crowdsource/{ip}/", post(crowdsource))
+    let mut router = Router::new();
+    for (doc, handler) in table() {
+        if doc.path.starts_with("/api/v1/") {
+            router = router.route(&format!("{}/", doc.path), handler.clone());
+        }
+        router = router.route(doc.path, handler);
+    }
+    router
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
                 "not_found",
-                "no such endpoint; see docs/GEOLOCATION.md",
+                "no such endpoint; see /openapi.json and docs/GEOLOCATION.md",
             )
         })
         .with_state(api)
@@ -412,7 +527,16 @@ fn city_json(c: &City) -> Value {
     json!(c)
 }
 
-async fn worlds(State(api): State<Arc<Api>>, Query(q): Query<WorldsQuery>) -> ApiResult {
+async fn worlds(
+    State(api): State<Arc<Api>>,
+    q: Result<Query<WorldsQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = q.map_err(|e| {
+        refuse(
+            &api,
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_query", e.body_text()),
+        )
+    })?;
     let limit = q.limit.unwrap_or(20);
     if limit == 0 || limit > 1000 {
         return Err(refuse(
@@ -424,18 +548,7 @@ async fn worlds(State(api): State<Arc<Api>>, Query(q): Query<WorldsQuery>) -> Ap
             ),
         ));
     }
-    if q.search.as_deref().is_none_or(|s| s.trim().is_empty())
-        && q.country.as_deref().is_none_or(|s| s.trim().is_empty())
-    {
-        return Err(refuse(
-            &api,
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "missing_query",
-                "give search= (a city name or its start) and/or country= (ISO 3166 alpha-2)",
-            ),
-        ));
-    }
+    // Neither search= nor country=: the largest cities of the world.
     let hits = api
         .locator()
         .world
@@ -503,8 +616,14 @@ async fn reverse(
 pub struct CrowdBody {
     latitude: Option<f64>,
     longitude: Option<f64>,
-    id: Option<u32>,
+    /// A JSON number, so that `2759794.0` (an integer to JSON Schema) is taken too.
+    id: Option<f64>,
     user: Option<String>,
+}
+
+/// A GeoNames id given as a JSON number: whole, and within 32 bits.
+fn city_id(id: f64) -> Option<u32> {
+    (id.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&id)).then_some(id as u32)
 }
 
 async fn crowdsource(
@@ -540,18 +659,18 @@ async fn crowdsource(
                 .map(str::to_owned)
         })
         .map(|u| u.trim().to_owned())
-        .filter(|u| !u.is_empty() && u.len() <= 128);
+        .filter(|u| !u.is_empty() && u.chars().count() <= 128);
     let Some(user) = user else {
         return Err(refuse(&api, ApiError::new(
             StatusCode::BAD_REQUEST,
             "missing_user",
-            "say who reports: \"user\" in the body or the X-Vantage-User header (at most 128 bytes)",
+            "say who reports: \"user\" in the body or the X-Vantage-User header (at most 128 characters)",
         )));
     };
     let world = &api.locator().world;
-    let city = match (body.id, body.latitude, body.longitude) {
-        (Some(id), None, None) => world.city(id).ok_or_else(|| {
-            refuse(&api, ApiError::new(StatusCode::BAD_REQUEST, "unknown_city", format!("no city with GeoNames id {id}")))
+    let city = match (body.id.map(city_id), body.latitude, body.longitude) {
+        (Some(Some(id)), None, None) => world.city(id).ok_or_else(|| {
+            refuse(&api, ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "unknown_city", format!("no city with GeoNames id {id}")))
         })?,
         (None, Some(lat), Some(lon)) if geo::valid_coordinates(lat, lon) => world
             .nearest(lat, lon)

@@ -11,6 +11,7 @@ pub mod data;
 pub mod engine;
 pub mod geo;
 pub mod locate;
+pub mod openapi;
 pub mod reducer;
 pub mod resources;
 pub mod rir;
@@ -184,6 +185,8 @@ pub struct Config {
     /// RIR statistics files (`delegated-<rir>-extended-latest`) for the `rir`
     /// engine and as a country hint for single-radius; none: no `rir` engine.
     pub rir_files: Vec<PathBuf>,
+    /// Connection limits of the API (`--http-*`).
+    pub http: vantage_platform::http::HttpLimits,
 }
 
 /// How much active single-radius measures per located address.
@@ -226,6 +229,7 @@ impl Config {
             active: ActiveConfig::default(),
             asn_table: None,
             rir_files: Vec::new(),
+            http: vantage_platform::http::HttpLimits::default(),
         }
     }
 
@@ -467,10 +471,16 @@ pub async fn build_locator(
     Ok((locator, crowd_used.then_some(engines.crowd())))
 }
 
+/// Largest request body (crowdsourced reports, a few hundred bytes); a declared length
+/// over it gets 413 before the body is read.
+pub const MAX_BODY_BYTES: u64 = 64 << 10;
+
 /// Serve the geolocation API on `config.listen` and `/metrics` + `/healthz` on
 /// `config.metrics_addr`, until the process stops.
 pub async fn serve(config: Config) -> Result<(), Error> {
     let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_engines");
+    let http_metrics = vantage_platform::http::HttpMetrics::default();
+    http_metrics.register(&mut registry);
     let health = vantage_platform::obs::Health::default();
     let (world, mut engines) = build_engines(&config).await?;
     engines.external_metrics().register(&mut registry);
@@ -585,10 +595,24 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             tracing::error!(error = %e, %metrics_addr, "metrics endpoint stopped");
         }
     });
-    tracing::info!(addr = %config.listen, "serving the geolocation API");
-    axum::serve(listener, router(api))
-        .await
-        .map_err(Error::Serve)
+    tracing::info!(addr = %config.listen, limits = ?config.http, "serving the geolocation API");
+    let declared = vantage_platform::http::DeclaredLimit {
+        max_bytes: MAX_BODY_BYTES,
+        too_large: api::too_large,
+    };
+    let app = router(api).layer(axum::middleware::from_fn_with_state(
+        declared,
+        vantage_platform::http::refuse_declared_over,
+    ));
+    vantage_platform::http::serve(
+        listener,
+        app,
+        config.http,
+        vantage_platform::http::PlainTcp,
+        http_metrics,
+    )
+    .await
+    .map_err(Error::Serve)
 }
 
 #[cfg(test)]

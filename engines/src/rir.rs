@@ -109,7 +109,8 @@ impl Delegations {
                         f[3].parse().map_err(|_| bad("not an IPv4 address"))?;
                     let count: u64 = f[4].parse().map_err(|_| bad("not an address count"))?;
                     let first = u32::from(first);
-                    let last = u64::from(first) + count;
+                    // Saturating: a count near u64::MAX must be refused, not wrap.
+                    let last = u64::from(first).saturating_add(count);
                     if count == 0 || last > 1 << 32 {
                         return Err(bad("the count is 0 or runs past 255.255.255.255"));
                     }
@@ -230,6 +231,12 @@ ripencc|NL|ipv6|2001:67c::|32|20030610|allocated|a1b2
                 "not an address count",
             ),
             ("x|NL|ipv4|255.255.255.0|512|0|allocated\n", "runs past"),
+            // Found by the `rir` fuzz target: the count overflowed the end address
+            // (a panic in debug builds, a range ending before it starts in release).
+            (
+                "apnic|AU|ipv4|1.1.0.25|018446744073709551615|620110812|assigned|9",
+                "runs past",
+            ),
             ("x|NL|ipv6|2001::|129|0|allocated\n", "over 128"),
         ] {
             let err = Delegations::parse(text, "f").expect_err(text).to_string();

@@ -302,7 +302,11 @@ async fn bad_input_gets_a_4xx_with_a_reason() {
             StatusCode::BAD_REQUEST,
             "missing_resources",
         ),
-        ("/api/v1/worlds/", StatusCode::BAD_REQUEST, "missing_query"),
+        (
+            "/api/v1/worlds/?limit=many",
+            StatusCode::BAD_REQUEST,
+            "bad_query",
+        ),
         (
             "/api/v1/worlds/?search=x&limit=100000",
             StatusCode::BAD_REQUEST,
@@ -333,6 +337,17 @@ async fn bad_input_gets_a_4xx_with_a_reason() {
             "{uri}"
         );
     }
+    // Neither search= nor country=: the largest cities, largest first.
+    let (got, v) = call(&app, "GET", "/api/v1/worlds/?limit=3", None).await;
+    assert_eq!(got, StatusCode::OK, "{v}");
+    let pops: Vec<u64> = v["cities"]
+        .as_array()
+        .expect("cities")
+        .iter()
+        .filter_map(|c| c["population"].as_u64())
+        .collect();
+    assert_eq!(pops.len(), 3, "{v}");
+    assert!(pops.windows(2).all(|w| w[0] >= w[1]), "{pops:?}");
     for (body, reason) in [
         (
             json!({"latitude": 52.37, "longitude": 4.89}),
@@ -343,7 +358,8 @@ async fn bad_input_gets_a_4xx_with_a_reason() {
             "invalid_location",
         ),
         (json!({"user": "u"}), "invalid_location"),
-        (json!({"user": "u", "id": 1}), "unknown_city"),
+        (json!({"user": "u", "id": 1.5}), "invalid_location"),
+        (json!({"user": "u", "id": -1}), "invalid_location"),
     ] {
         let (got, v) = call(
             &app,
@@ -358,6 +374,19 @@ async fn bad_input_gets_a_4xx_with_a_reason() {
             "{body}: {v}"
         );
     }
+    // A well-formed body naming a city the dataset does not have: 422, like an address
+    // that has no location (the document cannot list the dataset's ids).
+    let (got, v) = call(
+        &app,
+        "POST",
+        "/api/v1/crowdsource/8.8.8.8",
+        Some(json!({"user": "u", "id": 1.0})),
+    )
+    .await;
+    assert_eq!(
+        (got, v["error"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("unknown_city"))
+    );
     let (got, v) = call(
         &app,
         "POST",

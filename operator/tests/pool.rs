@@ -258,8 +258,23 @@ fn non_default_spec_reaches_the_pods() {
     let spec = svc.spec.expect("spec");
     assert_eq!(spec.type_.as_deref(), Some("NodePort"));
     assert_eq!(spec.external_traffic_policy.as_deref(), Some("Local"));
+    // Both SSH servers get the pre-authentication limits.
+    let preauth = [
+        "--preauth-grace=20".to_owned(),
+        "--max-startups=50:40:400".to_owned(),
+        "--max-startups-per-source=8".to_owned(),
+    ];
+    assert!(args.ends_with(&preauth), "{args:?}");
     let dep: Deployment = round_trip(&r.registration[0]);
     assert_eq!(dep.spec.replicas, Some(3));
+    let reg_args = dep
+        .spec
+        .template
+        .spec
+        .clone()
+        .and_then(|p| p.containers[0].args.clone())
+        .expect("registration args");
+    assert!(reg_args.ends_with(&preauth), "{reg_args:?}");
     let reg_svc: Service = round_trip(&r.registration[1]);
     let s = reg_svc.spec.expect("spec");
     assert_eq!(s.type_.as_deref(), Some("ClusterIP"));

@@ -5,7 +5,11 @@
 //! * [`bus`] — connecting to NATS and declaring vantage's JetStream streams and KV buckets.
 //! * [`store`] — the ClickHouse client, the `results` row and the other rows;
 //!   [`store::migrations`] holds the schema as versioned migrations.
+//! * [`http`] — the HTTP server of the API, intake and engines, with connection limits.
+//! * [`fds`] — raising the open-file limit at start.
 
 pub mod bus;
+pub mod fds;
+pub mod http;
 pub mod obs;
 pub mod store;

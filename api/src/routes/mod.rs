@@ -14,7 +14,7 @@ use std::sync::Arc;
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
-pub use openapi::openapi_doc;
+pub use openapi::{openapi_doc, Ty};
 pub use ripe::results_sql;
 pub use state::{AppState, Metrics};
 
@@ -22,8 +22,9 @@ use crate::error::ApiError;
 use ooni::{OONI_AGG, OONI_LIST};
 use ripe::{ID, LATEST_PARAMS, MSM_FILTERS, PROBE_FILTERS, RESULT_PARAMS};
 
-/// A parameter in the OpenAPI document: name, location (`path`/`query`), description.
-pub type ParamDoc = (&'static str, &'static str, &'static str);
+/// A parameter in the OpenAPI document: name, location (`path`/`query`), description,
+/// and how the handler reads it.
+pub type ParamDoc = (&'static str, &'static str, &'static str, Ty);
 
 /// One route: method, path (axum syntax, which is also OpenAPI's), summary, parameters,
 /// whether the other trailing-slash form is served too (RIPE Atlas clients use both).
@@ -54,7 +55,7 @@ pub fn table() -> Vec<(RouteDoc, MethodRouter<Arc<AppState>>)> {
         (r("get", "/api/v2/measurements/{id}/latest/", "The newest result of each probe", LATEST_PARAMS, true), get(ripe::latest)),
         (r("get", "/api/v2/measurements/{id}/stream/", "Live results (server-sent events `result`)", &[ID], true), get(ripe::stream)),
         (r("get", "/api/v2/probes/", "List probes", PROBE_FILTERS, true), get(ripe::list_probes)),
-        (r("get", "/api/v2/probes/{id}/", "One probe", &[("id", "path", "probe id")], true), get(ripe::one_probe)),
+        (r("get", "/api/v2/probes/{id}/", "One probe", &[ripe::PROBE_ID], true), get(ripe::one_probe)),
         (r("get", "/api/v1/measurements", "Search fastpath measurements (OONI)", OONI_LIST, false), get(ooni::ooni_measurements)),
         (r("get", "/api/v1/aggregation", "Count fastpath measurements by axes (OONI)", OONI_AGG, false), get(ooni::ooni_aggregation)),
         (r("get", "/api/openapi.json", "This document", &[], false), get(openapi::openapi)),

@@ -175,3 +175,11 @@ affinity:
 {{- $mib := int .Values.controllers.spool.maxMiB -}}
 {{- printf "%dMi" (add $mib (div $mib 4)) -}}
 {{- end -}}
+
+{{/* The pre-authentication flags of both SSH servers (values.sshPreAuth). */}}
+{{- define "vantage.sshPreAuthArgs" -}}
+{{- $a := .Values.sshPreAuth -}}
+- --preauth-grace={{ $a.graceSeconds }}
+- --max-startups={{ $a.maxStartups.start }}:{{ $a.maxStartups.rate }}:{{ $a.maxStartups.full }}
+- --max-startups-per-source={{ $a.perSource }}
+{{- end }}

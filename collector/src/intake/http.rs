@@ -7,6 +7,7 @@
 //! | `POST /report/{id}` | `{format: "json", content: {…}}`, optionally `Content-Encoding: zstd` | `{measurement_uid}` |
 //! | `POST /report/{id}/close` | — | `{}` |
 //! | `GET /api/v1/measurement/{uid}` | — | the measurement, from the queue or the archive |
+//! | `GET /openapi.json` | — | the OpenAPI document ([`super::openapi`]) |
 //!
 //! Errors are `{"error": reason}` with a 4xx status: 400 malformed JSON or body,
 //! 404 unknown report or measurement, 413 body (or decompressed body) too large,
@@ -95,7 +96,7 @@ pub(super) struct Inner {
 }
 
 #[derive(Clone)]
-struct AppState(Arc<Inner>);
+pub(super) struct AppState(Arc<Inner>);
 
 impl AppState {
     fn reject(&self, e: ApiError) -> Response {
@@ -224,6 +225,62 @@ const REPORT_FIELDS: &[&str] = &[
     "data_format_version",
 ];
 
+/// Read a `POST /report` body (decoded): the new report's id, made of `now` and the
+/// body's test name, country and ASN, and the fields its measurements inherit. Pure, so
+/// that it can be tested and fuzzed alone.
+pub fn open_report_body(
+    bytes: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(String, Map<String, Value>), ApiError> {
+    let req = parse_json(bytes)?;
+    let Some(obj) = req.as_object() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_object",
+            "body must be a JSON object",
+        ));
+    };
+    check_format(&req)?;
+    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("");
+    let report_id = new_report_id(
+        now,
+        s("test_name"),
+        s("probe_cc"),
+        parse_asn(obj.get("probe_asn")),
+    );
+    let meta: Map<String, Value> = REPORT_FIELDS
+        .iter()
+        .filter_map(|k| obj.get(*k).map(|v| ((*k).to_owned(), v.clone())))
+        .collect();
+    Ok((report_id, meta))
+}
+
+/// Read a `POST /report/{report_id}` body (decoded): the measurement in `content`, with
+/// the report's fields (`meta`) where it lacks them or has them null, and `report_id`.
+/// Pure, so that it can be tested and fuzzed alone.
+pub fn submission_content(
+    bytes: &[u8],
+    meta: Map<String, Value>,
+    report_id: &str,
+) -> Result<Map<String, Value>, ApiError> {
+    let req = parse_json(bytes)?;
+    check_format(&req)?;
+    let Some(Value::Object(mut content)) = req.get("content").cloned() else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "no_content",
+            "body must be {\"format\": \"json\", \"content\": {measurement}}",
+        ));
+    };
+    for (k, v) in meta {
+        if content.get(&k).is_none_or(Value::is_null) {
+            content.insert(k, v);
+        }
+    }
+    content.insert("report_id".into(), Value::String(report_id.to_owned()));
+    Ok(content)
+}
+
 async fn open_report(State(st): State<AppState>, headers: HeaderMap, body: Body) -> Response {
     match open_report_inner(&st, &headers, body).await {
         Ok(r) => r,
@@ -237,26 +294,7 @@ async fn open_report_inner(
     body: Body,
 ) -> Result<Response, ApiError> {
     let bytes = read_body(headers, body, st.0.limits).await?;
-    let req = parse_json(&bytes)?;
-    let Some(obj) = req.as_object() else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "not_object",
-            "body must be a JSON object",
-        ));
-    };
-    check_format(&req)?;
-    let s = |k: &str| obj.get(k).and_then(Value::as_str).unwrap_or("");
-    let report_id = new_report_id(
-        chrono::Utc::now(),
-        s("test_name"),
-        s("probe_cc"),
-        parse_asn(obj.get("probe_asn")),
-    );
-    let meta: Map<String, Value> = REPORT_FIELDS
-        .iter()
-        .filter_map(|k| obj.get(*k).map(|v| ((*k).to_owned(), v.clone())))
-        .collect();
+    let (report_id, meta) = open_report_body(&bytes, chrono::Utc::now())?;
     let meta = serde_json::to_vec(&meta).map_err(internal)?;
     st.0.queue
         .put_report(&report_id, &meta)
@@ -311,21 +349,7 @@ async fn submit_inner(
 ) -> Result<Response, ApiError> {
     let meta = report_meta(st, report_id).await?;
     let bytes = read_body(headers, body, st.0.limits).await?;
-    let req = parse_json(&bytes)?;
-    check_format(&req)?;
-    let Some(Value::Object(mut content)) = req.get("content").cloned() else {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "no_content",
-            "body must be {\"format\": \"json\", \"content\": {measurement}}",
-        ));
-    };
-    for (k, v) in meta {
-        if content.get(&k).is_none_or(Value::is_null) {
-            content.insert(k, v);
-        }
-    }
-    content.insert("report_id".into(), Value::String(report_id.to_owned()));
+    let mut content = submission_content(&bytes, meta, report_id)?;
     let cc = content
         .get("probe_cc")
         .and_then(Value::as_str)
@@ -413,15 +437,53 @@ async fn get_measurement(State(st): State<AppState>, Path(uid): Path<String>) ->
     }
 }
 
+/// Every route of the submission API with its handler: the router and the OpenAPI
+/// document ([`super::openapi`]) are both built from this list.
+pub(super) fn table() -> Vec<(
+    super::openapi::RouteDoc,
+    axum::routing::MethodRouter<AppState>,
+)> {
+    use super::openapi::RouteDoc as R;
+    vec![
+        (
+            R::new("post", "/report", "Open a report"),
+            post(open_report),
+        ),
+        (
+            R::new(
+                "post",
+                "/report/{report_id}",
+                "Submit one measurement of a report",
+            ),
+            post(submit),
+        ),
+        (
+            R::new("post", "/report/{report_id}/close", "Close a report"),
+            post(close_report),
+        ),
+        (
+            R::new(
+                "get",
+                "/api/v1/measurement/{measurement_uid}",
+                "One measurement, from the queue or the archive",
+            ),
+            get(get_measurement),
+        ),
+        (
+            R::new("get", super::openapi::PATH, "This document (OpenAPI 3.1)"),
+            get(super::openapi::serve),
+        ),
+    ]
+}
+
 /// The submission API's routes.
 pub(super) fn router(inner: Inner) -> Router {
     let state = AppState(Arc::new(inner));
-    Router::new()
-        .route("/report", post(open_report))
-        .route("/report/{id}", post(submit))
-        .route("/report/{id}/close", post(close_report))
-        .route("/api/v1/measurement/{uid}", get(get_measurement))
-        .with_state(state)
+    let mut router = Router::new();
+    for (doc, handler) in table() {
+        router = router.route(doc.path, handler);
+    }
+    router.with_state(state)
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Wiring: starts the intake process (migrations, disk queue, fastpath worker, archive
-//! uploader, fingerprint reloader, metrics endpoint, submission API) and holds the
+//! uploader, fingerprint reloader, metrics endpoint, submission API on
+//! `vantage_platform::http::serve` with its connection limits) and holds the
 //! handles of the running intake.
 
 use std::net::SocketAddr;
@@ -10,6 +11,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 use serde_json::Value;
 use tokio::sync::{mpsc, Mutex};
+use vantage_platform::http::{DeclaredLimit, HttpLimits, HttpMetrics, PlainTcp};
 use vantage_platform::store::{Store, StoreError};
 
 use super::http::{router, Inner, Limits, Order};
@@ -38,6 +40,8 @@ pub struct IntakeConfig {
     /// Fastpath rows per INSERT at most, and how long a batch waits to fill.
     pub fastpath_batch: usize,
     pub fastpath_wait: Duration,
+    /// Connection limits of the submission API (`--http-*`).
+    pub http: HttpLimits,
 }
 
 impl IntakeConfig {
@@ -62,6 +66,7 @@ impl IntakeConfig {
             limits: Limits::default(),
             fastpath_batch: 1_000,
             fastpath_wait: Duration::from_millis(200),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -249,9 +254,11 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
     }
 
     let health = vantage_platform::obs::Health::default();
+    let http_metrics = HttpMetrics::default();
     if let Some(addr) = cfg.metrics_addr {
         let mut registry = Registry::with_prefix("vantage_intake");
         metrics.register(&mut registry);
+        http_metrics.register(&mut registry);
         let h = health.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = vantage_platform::obs::serve(addr, registry, h).await {
@@ -280,8 +287,19 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
             addr: cfg.listen,
             source,
         })?;
-    let app = router(inner);
-    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+    // A declared length over the limit gets 413 before the body is read.
+    let declared = DeclaredLimit {
+        max_bytes: u64::try_from(cfg.limits.max_body).unwrap_or(u64::MAX),
+        too_large: declared_too_large,
+    };
+    let app = router(inner).layer(axum::middleware::from_fn_with_state(
+        declared,
+        vantage_platform::http::refuse_declared_over,
+    ));
+    let http = cfg.http;
+    let server = tokio::spawn(async move {
+        vantage_platform::http::serve(listener, app, http, PlainTcp, http_metrics).await
+    });
     health.set_ready(true);
     tracing::info!(%addr, queue = %cfg.queue_dir.display(), bucket = %cfg.s3.bucket, "intake serving");
     Ok(Intake {
@@ -294,6 +312,19 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         tasks,
         server,
     })
+}
+
+/// The intake's `413` for a declared body length over `--max-body`, in its own (OONI)
+/// error shape, `{"error": reason}`.
+fn declared_too_large(declared: u64, max: u64) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        axum::Json(serde_json::json!({
+            "error": format!("body exceeds {max} bytes ({declared} declared)")
+        })),
+    )
+        .into_response()
 }
 
 /// Run the intake until it fails: submission API, disk queue, fastpath, uploader, and

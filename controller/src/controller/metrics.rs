@@ -6,6 +6,7 @@ use prometheus_client::registry::Registry;
 
 use crate::by_reason::ByReason;
 use crate::feed::FeedMetrics;
+use crate::preauth::PreAuthMetrics;
 
 /// Counters of a controller.
 #[derive(Clone, Default)]
@@ -24,6 +25,8 @@ pub struct ControllerMetrics {
     pub dropped: ByReason,
     /// Refused logins and requests, by reason.
     pub refused: ByReason,
+    /// Connections that have not authenticated, and those dropped before they did.
+    pub preauth: PreAuthMetrics,
 }
 
 impl ControllerMetrics {
@@ -69,6 +72,7 @@ impl ControllerMetrics {
             "Refused logins and requests, by reason",
             self.refused.0.clone(),
         );
+        self.preauth.register(registry);
     }
     pub(super) fn drop_one(&self, reason: &str) {
         self.dropped.count(reason);

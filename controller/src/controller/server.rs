@@ -3,7 +3,6 @@
 //! probe back to registration).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use super::metrics::ControllerMetrics;
 use super::session::ProbeSession;
 use super::watch::{follow_assignments, follow_drain, follow_firmware};
 use crate::feed::ScheduleFeed;
+use crate::preauth::{self, Gate, PreAuthLimits};
 use crate::spool::Spool;
 
 /// Who this controller is, as heartbeats announce it.
@@ -53,6 +53,7 @@ pub(super) struct Shared<S> {
 /// The controller SSH server.
 pub struct ControllerServer<S> {
     shared: Arc<Shared<S>>,
+    preauth: PreAuthLimits,
 }
 
 impl<S: ResultSink> ControllerServer<S> {
@@ -82,19 +83,25 @@ impl<S: ResultSink> ControllerServer<S> {
                 feed,
                 metrics,
             }),
+            preauth: PreAuthLimits::default(),
         }
+    }
+
+    /// Limits on connections that have not authenticated (default [`PreAuthLimits::default`]).
+    pub fn preauth(mut self, limits: PreAuthLimits) -> Self {
+        self.preauth = limits;
+        self
     }
 
     /// Serve on `listener`, with the assignment watch, heartbeats and the spool flusher,
     /// until `shutdown` resolves; then drain: announce it, send every probe back to
     /// registration, and return.
     pub async fn serve(
-        mut self,
+        self,
         listener: tokio::net::TcpListener,
         host_key: PrivateKey,
         shutdown: impl std::future::Future<Output = ()> + Send,
     ) -> std::io::Result<()> {
-        use russh::server::Server as _;
         // The feed's start revision is taken before any session can read a schedule.
         self.shared.feed.start().await;
         tokio::spawn(follow_assignments(self.shared.clone()));
@@ -108,12 +115,18 @@ impl<S: ResultSink> ControllerServer<S> {
             methods: (&[russh::MethodKind::PublicKey][..]).into(),
             auth_rejection_time: Duration::from_millis(300),
             auth_rejection_time_initial: Some(Duration::from_millis(0)),
+            // Authenticated sessions live by their keepalives; before authentication the
+            // gate's grace time applies.
             keepalive_interval: Some(Duration::from_secs(20)),
             keepalive_max: 3,
             inactivity_timeout: None,
             ..Default::default()
         });
-        let server = self.run_on_socket(config, &listener);
+        let gate = Gate::new(self.preauth, self.shared.metrics.preauth.clone());
+        let sessions = self.shared.clone();
+        let server = preauth::serve(&listener, config, gate, move |peer, ticket| {
+            ProbeSession::new(sessions.clone(), peer, ticket)
+        });
         tokio::select! {
             result = server => result,
             () = shutdown => {
@@ -205,13 +218,5 @@ pub(super) async fn publish_heartbeat<S: ResultSink>(shared: &Shared<S>) {
             }
             Err(e) => tracing::warn!(error = %e, "cannot encode heartbeat"),
         }
-    }
-}
-
-impl<S: ResultSink> russh::server::Server for ControllerServer<S> {
-    type Handler = ProbeSession<S>;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Self::Handler {
-        ProbeSession::new(self.shared.clone(), peer)
     }
 }

@@ -19,11 +19,14 @@ use super::intake::{intake, ResultSink};
 use super::schedule::{send_schedules, Delivering};
 use super::server::Shared;
 use crate::keys::fingerprint;
+use crate::preauth::Ticket;
 
 /// One probe's session.
 pub struct ProbeSession<S: ResultSink> {
     shared: Arc<Shared<S>>,
     peer: Option<SocketAddr>,
+    /// Its place among the unauthenticated connections, left when a key is accepted.
+    ticket: Arc<Ticket>,
     probe: Option<Assignment>,
     live: Option<LiveGuard<S>>,
     /// What this session wrote to `vantage-sessions` (rewritten when delivery changes).
@@ -70,10 +73,11 @@ impl<S: ResultSink> Drop for LiveGuard<S> {
 
 impl<S: ResultSink> ProbeSession<S> {
     /// A session that has not logged in yet.
-    pub(super) fn new(shared: Arc<Shared<S>>, peer: Option<SocketAddr>) -> Self {
+    pub(super) fn new(shared: Arc<Shared<S>>, peer: SocketAddr, ticket: Arc<Ticket>) -> Self {
         Self {
             shared,
-            peer,
+            peer: Some(peer),
+            ticket,
             probe: None,
             live: None,
             record: None,
@@ -120,6 +124,7 @@ impl<S: ResultSink> russh::server::Handler for ProbeSession<S> {
         match self.lookup(&fp).await {
             Some(a) => {
                 self.probe = Some(a);
+                self.ticket.authenticated();
                 Ok(Auth::Accept)
             }
             None => {

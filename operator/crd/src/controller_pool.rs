@@ -143,6 +143,38 @@ pub struct ControllerPoolSpec {
     /// The registration server rendered with this pool.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registration: Option<RegistrationSpec>,
+    /// Limits on SSH connections that have not authenticated, for the controllers and
+    /// the registration server (docs/SECURITY.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pre_auth: Option<PreAuthSpec>,
+}
+
+/// Limits on SSH connections that have not authenticated yet, after OpenSSH's
+/// `LoginGraceTime`, `MaxStartups` and `PerSourceMaxStartups`.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema, Default)]
+pub struct PreAuthSpec {
+    /// Seconds a connection has to authenticate before it is closed. Default 30.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 600))]
+    pub grace_seconds: Option<u32>,
+    /// Random early drop of new unauthenticated connections. Default 200:30:1000.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_startups: Option<MaxStartupsSpec>,
+    /// Unauthenticated connections one source (an IPv4 address, an IPv6 /64) may hold;
+    /// 0: no limit. Default 32.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub per_source: Option<u32>,
+}
+
+/// OpenSSH's `MaxStartups start:rate:full`: from `start` unauthenticated connections on,
+/// a new one is refused with probability `rate` %, rising to 100 % at `full`.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub struct MaxStartupsSpec {
+    pub start: u32,
+    #[schemars(range(max = 100))]
+    pub rate: u32,
+    #[schemars(range(min = 1))]
+    pub full: u32,
 }
 
 /// Where NATS is: a URL, or a key of a Secret holding it (when it carries credentials).

@@ -19,8 +19,8 @@ pub mod status;
 mod tenant_policy;
 
 pub use controller_pool::{
-    pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, NatsRef,
-    RegistrationSpec,
+    pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, MaxStartupsSpec,
+    NatsRef, PreAuthSpec, RegistrationSpec,
 };
 pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
 pub use measurement::{

@@ -43,6 +43,25 @@ fn invalid(msg: impl Into<String>) -> InvalidSpec {
 
 const SERVICE_TYPES: &[&str] = &["LoadBalancer", "NodePort", "ClusterIP"];
 
+/// The pre-authentication flags of both SSH servers; none when the spec leaves the
+/// defaults.
+fn preauth_args(spec: &ControllerPoolSpec) -> Vec<String> {
+    let Some(p) = &spec.pre_auth else {
+        return Vec::new();
+    };
+    let mut args = Vec::new();
+    if let Some(g) = p.grace_seconds {
+        args.push(format!("--preauth-grace={g}"));
+    }
+    if let Some(m) = p.max_startups {
+        args.push(format!("--max-startups={}:{}:{}", m.start, m.rate, m.full));
+    }
+    if let Some(n) = p.per_source {
+        args.push(format!("--max-startups-per-source={n}"));
+    }
+    args
+}
+
 /// Check the fields the operator relies on; the first problem, naming its field.
 pub fn validate(spec: &ControllerPoolSpec) -> Result<(), InvalidSpec> {
     if spec.probes_per_controller == 0 {
@@ -101,6 +120,21 @@ pub fn validate(spec: &ControllerPoolSpec) -> Result<(), InvalidSpec> {
         if !SERVICE_TYPES.contains(&t) {
             return Err(invalid(format!(
                 "spec.registration.service_type: {t:?} is not one of LoadBalancer, NodePort, ClusterIP"
+            )));
+        }
+    }
+    if let Some(m) = spec.pre_auth.as_ref().and_then(|p| p.max_startups) {
+        if m.full == 0 || m.start > m.full || m.rate > 100 {
+            return Err(invalid(format!(
+                "spec.pre_auth.max_startups: {{start: {}, rate: {}, full: {}}} needs 1 <= full, start <= full and rate <= 100 (e.g. start 200, rate 30, full 1000)",
+                m.start, m.rate, m.full
+            )));
+        }
+    }
+    if let Some(g) = spec.pre_auth.as_ref().and_then(|p| p.grace_seconds) {
+        if !(1..=600).contains(&g) {
+            return Err(invalid(format!(
+                "spec.pre_auth.grace_seconds: {g} must be between 1 and 600"
             )));
         }
     }
@@ -349,6 +383,7 @@ pub fn render(pool: &ControllerPool, replicas: u32) -> Rendered {
         format!("--spool-max-mib={spool_mib}"),
         format!("--metrics-addr=0.0.0.0:{CONTROLLER_METRICS_PORT}"),
     ]);
+    args.extend(preauth_args(spec));
     let mut env = vec![
         json!({"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}),
         json!({"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}}),
@@ -499,18 +534,20 @@ fn render_registration(
     pod.insert("automountServiceAccountToken".into(), json!(true));
     pod.insert("securityContext".into(), pod_sc);
     pod_common(spec, &mut pod);
+    let mut registration_args = vec![
+        "registration".to_owned(),
+        format!("--listen=0.0.0.0:{CONTAINER_SSH_PORT}"),
+        "--host-key=/etc/vantage/host-key/ssh_host_ed25519_key".to_owned(),
+        format!("--metrics-addr=0.0.0.0:{REGISTRATION_METRICS_PORT}"),
+    ];
+    registration_args.extend(preauth_args(spec));
     pod.insert(
         "containers".into(),
         json!([{
             "name": "registration",
             "image": image,
             "imagePullPolicy": pull,
-            "args": [
-                "registration",
-                format!("--listen=0.0.0.0:{CONTAINER_SSH_PORT}"),
-                "--host-key=/etc/vantage/host-key/ssh_host_ed25519_key",
-                format!("--metrics-addr=0.0.0.0:{REGISTRATION_METRICS_PORT}")
-            ],
+            "args": registration_args,
             "env": backend_env(spec, "registration"),
             "ports": [
                 {"name": "ssh", "containerPort": CONTAINER_SSH_PORT, "protocol": "TCP"},

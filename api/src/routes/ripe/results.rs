@@ -14,28 +14,67 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::json;
 
 use crate::error::ApiError;
+use crate::routes::openapi::U32;
 use crate::routes::state::{params, parse_id, AppState, Params, St};
-use crate::routes::ParamDoc;
+use crate::routes::{ParamDoc, Ty};
 use crate::rows::json_array;
 
 use super::ID;
 
+const FORMATS: &[&str] = &["json", "txt"];
 pub(crate) const RESULT_PARAMS: &[ParamDoc] = &[
     ID,
-    ("start", "query", "Unix seconds: results at or after"),
-    ("stop", "query", "Unix seconds: results at or before"),
-    ("probe_ids", "query", "comma-separated probe ids"),
+    (
+        "start",
+        "query",
+        "Unix seconds: results at or after",
+        Ty::Int(0, U32),
+    ),
+    (
+        "stop",
+        "query",
+        "Unix seconds: results at or before (before start: no results)",
+        Ty::Int(0, U32),
+    ),
+    (
+        "probe_ids",
+        "query",
+        "comma-separated probe ids",
+        Ty::IntList(0, U32),
+    ),
     (
         "format",
         "query",
         "json (an array, default) or txt (one result per line)",
+        Ty::Enum(FORMATS),
     ),
 ];
 pub(crate) const LATEST_PARAMS: &[ParamDoc] = &[
     ID,
-    ("probe_ids", "query", "comma-separated probe ids"),
-    ("lookback_days", "query", "only results of the last N days"),
-    ("format", "query", "json (default) or txt"),
+    (
+        "probe_ids",
+        "query",
+        "comma-separated probe ids",
+        Ty::IntList(0, U32),
+    ),
+    (
+        "lookback_days",
+        "query",
+        "only results of the last N days",
+        Ty::Int(1, 3650),
+    ),
+    (
+        "format",
+        "query",
+        "json (default) or txt",
+        Ty::Enum(FORMATS),
+    ),
+    (
+        "versions",
+        "query",
+        "accepted for RIPE Atlas clients; ignored",
+        Ty::Str,
+    ),
 ];
 /// `format`: json (array) or txt (lines).
 fn want_lines(params: &BTreeMap<String, String>) -> Result<bool, ApiError> {
@@ -50,8 +89,9 @@ fn want_lines(params: &BTreeMap<String, String>) -> Result<bool, ApiError> {
     }
 }
 
+/// `probe_ids`; an empty list filters nothing (as an absent one).
 fn probe_ids(params: &BTreeMap<String, String>) -> Result<Option<Vec<u32>>, ApiError> {
-    params
+    let ids: Option<Vec<u32>> = params
         .get("probe_ids")
         .map(|v| {
             v.split(',')
@@ -63,7 +103,8 @@ fn probe_ids(params: &BTreeMap<String, String>) -> Result<Option<Vec<u32>>, ApiE
                 })
                 .collect()
         })
-        .transpose()
+        .transpose()?;
+    Ok(ids.filter(|ids| !ids.is_empty()))
 }
 
 fn unix_param(params: &BTreeMap<String, String>, name: &str) -> Result<Option<u32>, ApiError> {
@@ -165,12 +206,8 @@ pub(crate) async fn results(
     let id = parse_id("measurement", &id)?;
     let params = params(q)?;
     only(&params, &["start", "stop", "probe_ids", "format", "key"])?;
+    // A window that ends before it starts holds no results: `[]`, as on RIPE Atlas.
     let (start, stop) = (unix_param(&params, "start")?, unix_param(&params, "stop")?);
-    if let (Some(a), Some(b)) = (start, stop) {
-        if b < a {
-            return Err(ApiError::param("stop", format!("{b} is before start {a}")));
-        }
-    }
     let probes = probe_ids(&params)?;
     let sql = results_sql(state.rows.database(), id, start, stop, probes.as_deref());
     stream_lines(&state, id, sql, want_lines(&params)?).await
