@@ -123,6 +123,11 @@ write_clickhouse_config() {
     <default_session_timeout>60</default_session_timeout>
     <max_table_size_to_drop>0</max_table_size_to_drop>
     <max_partition_size_to_drop>0</max_partition_size_to_drop>
+    <merge_tree>
+        <!-- Seconds a merged-away part stays on disk (ClickHouse's default 480; make soak
+             sets 30: with small INSERTs every half second they took GBs within minutes). -->
+        <old_parts_lifetime>${CLICKHOUSE_OLD_PARTS_LIFETIME:-480}</old_parts_lifetime>
+    </merge_tree>
 </yandex>
 EOF
   cat > "$d/users.xml" <<'EOF'

@@ -514,10 +514,18 @@ def test_notes_tell_the_next_kubectl_apply() -> None:
 
 
 
+# The HTTP limits every HTTP server gets by default (docs/SECURITY.md), and the API's
+# per-key creation limits.
+HTTP_ARGS = ['--http-header-timeout-secs=10', '--http-idle-timeout-secs=60', '--http-body-timeout-secs=60',
+             '--http-max-connections=10000', '--http-max-header-bytes=32768']
+RATE_ARGS = ['--rate-limit-per-minute=60', '--rate-limit-burst=60']
+
+
 def test_api_and_engines_defaults(default_docs: list[dict[str, Any]]) -> None:
     api = pod_spec(one(default_docs, 'Deployment', 'vantage-api'))
     (c,) = api['containers']
-    assert c['args'] == ['api', '--listen=0.0.0.0:8443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=20']
+    assert c['args'] == ['api', '--listen=0.0.0.0:8443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=20',
+                         *HTTP_ARGS, *RATE_ARGS]
     assert {'name': 'http', 'containerPort': 8443, 'protocol': 'TCP'} in c['ports']
     assert 'volumes' not in api and 'volumeMounts' not in c, 'no TLS Secret without api.tls.secretName'
     env = {e['name']: e.get('value') for e in c['env']}
@@ -531,7 +539,7 @@ def test_api_and_engines_defaults(default_docs: list[dict[str, Any]]) -> None:
     engines = pod_spec(one(default_docs, 'Deployment', 'vantage-engines'))
     (e,) = engines['containers']
     assert e['args'] == ['engines', '--listen=0.0.0.0:8081', '--metrics-addr=0.0.0.0:9095', '--namespace=vantage',
-                         '--cache-max-age-s=3600']
+                         '--cache-max-age-s=3600', *HTTP_ARGS]
     assert {'name': 'http', 'containerPort': 8081, 'protocol': 'TCP'} in e['ports']
     eenv = {x['name']: x.get('value') for x in e['env']}
     assert eenv['NATS_URL'] == 'nats://nats.nats.svc:4222' and eenv['CLICKHOUSE_URL'] == 'http://clickhouse.clickhouse.svc:8123'
@@ -548,6 +556,7 @@ def test_api_tls_and_engine_values(all_cases: dict[str, list[dict[str, Any]]]) -
     api = pod_spec(one(docs, 'Deployment', 'vantage-api'))
     (c,) = api['containers']
     assert c['args'] == ['api', '--listen=0.0.0.0:9443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=45',
+                         *HTTP_ARGS, *RATE_ARGS,
                          '--tls-cert=/etc/vantage/tls/tls.crt', '--tls-key=/etc/vantage/tls/tls.key', '--nats-url=']
     assert {'name': 'https', 'containerPort': 9443, 'protocol': 'TCP'} in c['ports']
     assert c['volumeMounts'] == [{'name': 'tls', 'mountPath': '/etc/vantage/tls', 'readOnly': True}]
@@ -572,7 +581,7 @@ def test_api_tls_and_engine_values(all_cases: dict[str, list[dict[str, Any]]]) -
     assert pols['vantage-engines-egress']['podSelector']['matchLabels']['app.kubernetes.io/component'] == 'engines'
     e = pod_spec(one(docs, 'Deployment', 'vantage-engines'))['containers'][0]
     assert e['args'] == ['engines', '--listen=0.0.0.0:9081', '--metrics-addr=0.0.0.0:9095', '--namespace=vantage',
-                         '--cache-max-age-s=600', '--no-active']
+                         '--cache-max-age-s=600', *HTTP_ARGS, '--no-active']
     assert one(docs, 'Service', 'vantage-engines')['spec']['ports'][0]['port'] == 8081
     # weights and switches from values; engines not named keep their defaults
     geo = {g['metadata']['name']: g['spec'] for g in by_kind(docs, 'GeolocationEngine')}
@@ -731,3 +740,17 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
     # and the user's next step from NOTES.txt works against the installed CRDs
     kubectl('apply', '-f', str(ROOT / 'examples' / 'ping.yaml'))
     assert kubectl('get', 'msm', 'ping-localhost', '-o', 'jsonpath={.spec.target}').stdout == '127.0.0.1'
+
+
+def test_ssh_pre_auth_limits_reach_both_ssh_servers(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    """sshPreAuth (docs/SECURITY.md) becomes flags of static controllers and registration,
+    and spec.pre_auth of the ControllerPool the operator renders them from."""
+    want = ['--preauth-grace=30', '--max-startups=200:30:1000', '--max-startups-per-source=32']
+    docs = all_cases['full']
+    ctl = pod_spec(one(docs, 'StatefulSet', 'measure-controller'))['containers'][0]['args']
+    reg = pod_spec(one(docs, 'Deployment', 'measure-registration'))['containers'][0]['args']
+    assert ctl[-3:] == want and reg[-3:] == want
+    pools = by_kind(rendered({'sshPreAuth': {'graceSeconds': 12, 'maxStartups': {'start': 5, 'rate': 50, 'full': 50},
+                                             'perSource': 4}}), 'ControllerPool')
+    assert [p['spec']['pre_auth'] for p in pools] == [
+        {'grace_seconds': 12, 'max_startups': {'start': 5, 'rate': 50, 'full': 50}, 'per_source': 4}]
