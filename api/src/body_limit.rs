@@ -2,34 +2,24 @@
 //! never buffered whole.
 //!
 //! A body that declares its length (`Content-Length`) over the limit is answered
-//! before any handler runs. HTTP/1 clients such as python-requests send the whole body
-//! before they read an answer, and a server that answers and closes early makes them
-//! see a reset connection instead of the 413; so the rest of the body is read and
-//! thrown away first (at most [`DRAIN_MAX_BYTES`] for [`DRAIN_MAX_TIME`]: memory stays
-//! one read buffer), then the answer closes the connection. A body without a declared
-//! length is cut at the limit while the handler reads it (the router's
-//! `DefaultBodyLimit` of [`MAX_BODY_BYTES`]); that `413` gets the same error object.
+//! before any handler runs, by the HTTP server's shared mechanism
+//! ([`vantage_platform::http::declared`]: the rest of the body is read and thrown away
+//! behind the answer, so that clients that send the whole body first still see the
+//! 413). A body without a declared length is cut at the limit while the handler reads it
+//! (the router's `DefaultBodyLimit` of [`MAX_BODY_BYTES`]); that `413` gets the same
+//! error object.
 
-use std::time::Duration;
-
-use axum::body::Body;
-use axum::extract::Request;
+use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use futures::StreamExt;
+use vantage_platform::http::{refuse_declared_over, DeclaredLimit};
 
 use crate::error::ApiError;
 
 /// The largest request body accepted: far above any RIPE Atlas creation body (at most
 /// 100 definitions) or participation request.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
-
-/// How much of an oversized body is read and discarded before the 413 is sent.
-pub const DRAIN_MAX_BYTES: u64 = 64 << 20;
-
-/// How long an oversized body is read and discarded before the 413 is sent.
-pub const DRAIN_MAX_TIME: Duration = Duration::from_secs(10);
 
 /// The 413 answer; `declared` is the body's declared length, if any.
 pub fn too_large(declared: Option<u64>) -> Response {
@@ -46,33 +36,18 @@ pub fn too_large(declared: Option<u64>) -> Response {
     resp
 }
 
-/// Read and discard `body`, up to [`DRAIN_MAX_BYTES`] and [`DRAIN_MAX_TIME`].
-async fn drain(body: Body) {
-    let mut data = body.into_data_stream();
-    let mut seen = 0u64;
-    let _ = tokio::time::timeout(DRAIN_MAX_TIME, async {
-        while let Some(Ok(chunk)) = data.next().await {
-            seen = seen.saturating_add(chunk.len() as u64);
-            if seen > DRAIN_MAX_BYTES {
-                break;
-            }
-        }
-    })
-    .await;
+fn declared_too_large(declared: u64, _max: u64) -> Response {
+    too_large(Some(declared))
 }
+
+const DECLARED: DeclaredLimit = DeclaredLimit {
+    max_bytes: MAX_BODY_BYTES as u64,
+    too_large: declared_too_large,
+};
 
 /// The middleware (`axum::middleware::from_fn`).
 pub async fn limit_bodies(req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        drain(req.into_body()).await;
-        return too_large(declared);
-    }
-    let resp = next.run(req).await;
+    let resp = refuse_declared_over(State(DECLARED), req, next).await;
     let is_json = resp
         .headers()
         .get(header::CONTENT_TYPE)
