@@ -23,6 +23,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
+import boto3
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(os.environ.get("VANTAGE_BIN_DIR", ROOT / "target" / "debug"))
 STACK_DIR = Path(os.environ.get("VANTAGE_STACK_DIR", "/tmp/vantage-stack"))
@@ -243,6 +245,22 @@ class Cluster:
                                "--listen", f"127.0.0.1:{self.ports['engines']}",
                                "--metrics-addr", f"127.0.0.1:{self.ports['engines-metrics']}", *extra])
         wait_for("engines /healthz", lambda: self._healthy("engines"), timeout=60)
+
+    def start_intake(self, *extra: str):
+        """`vantage intake` (OONI-style submissions) on ports of its own
+        (`self.ports["intake"]`), with a disk queue, the shipped fingerprints and a new S3
+        bucket on the stack's moto; returns once /healthz answers."""
+        bucket = f"intake-{self.run_id}".replace("_", "-")
+        boto3.client("s3", endpoint_url=self.env["S3_ENDPOINT"], region_name=self.env["AWS_REGION"],
+                     aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
+                     aws_secret_access_key=self.env["AWS_SECRET_ACCESS_KEY"]).create_bucket(Bucket=bucket)
+        self.ports["intake"], self.ports["intake-metrics"] = free_port(), free_port()
+        self.start("intake", [str(BIN / "vantage"), "intake", "--listen", f"127.0.0.1:{self.ports['intake']}",
+                              "--metrics-addr", f"127.0.0.1:{self.ports['intake-metrics']}",
+                              "--queue-dir", str(self.tmp / "intake-queue"),
+                              "--fingerprints", str(ROOT / "collector" / "data" / "fingerprints.yaml"),
+                              "--s3-bucket", bucket, *extra])
+        wait_for("intake /healthz", lambda: self._healthy("intake"), timeout=60)
 
     def _healthy(self, name: str) -> bool:
         p = self.procs[name]

@@ -25,11 +25,10 @@ import threading
 import time
 from pathlib import Path
 
-import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, ROOT, Cluster, free_port, wait_for  # noqa: E402
+from vantage_e2e import Cluster, wait_for  # noqa: E402
 
 SLOW = 5_000
 HEADER_TIMEOUT = 5
@@ -150,15 +149,7 @@ def servers():
     try:
         c.ports["api"], c.ca = c.start_api(*HTTP_ARGS)
         c.start_engines("default", "--no-kube", "--no-active", "--no-clickhouse", *HTTP_ARGS)
-        bucket = f"slow-{c.run_id}".replace("_", "-")
-        boto3.client("s3", endpoint_url=c.env["S3_ENDPOINT"]).create_bucket(Bucket=bucket)
-        c.ports["intake"], c.ports["intake-metrics"] = free_port(), free_port()
-        c.start("intake", [str(BIN / "vantage"), "intake", "--listen", f"127.0.0.1:{c.ports['intake']}",
-                           "--metrics-addr", f"127.0.0.1:{c.ports['intake-metrics']}",
-                           "--queue-dir", str(c.tmp / "intake-queue"),
-                           "--fingerprints", str(ROOT / "collector" / "data" / "fingerprints.yaml"),
-                           "--s3-bucket", bucket, *HTTP_ARGS])
-        wait_for("intake /healthz", lambda: c._healthy("intake"), timeout=60)
+        c.start_intake(*HTTP_ARGS)
         yield c
     finally:
         c.stop_all()

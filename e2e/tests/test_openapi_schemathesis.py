@@ -33,11 +33,10 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-import boto3
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from vantage_e2e import BIN, ROOT, Cluster, free_port, wait_for  # noqa: E402
+from vantage_e2e import BIN, ROOT, Cluster, wait_for  # noqa: E402
 
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 CONFIG = ROOT / "e2e" / "schemathesis.toml"
@@ -82,15 +81,7 @@ def stack():
             _get_json(f"http://127.0.0.1:{c.ports['engines']}/openapi.json")["paths"]["/api/v1/locate/{ip}/partials/{engine}"]
             ["get"]["parameters"][1]["schema"].get("enum", [])), timeout=30)
 
-        bucket = f"oas-{c.run_id}".replace("_", "-")
-        boto3.client("s3", endpoint_url=c.env["S3_ENDPOINT"]).create_bucket(Bucket=bucket)
-        c.ports["intake"], c.ports["intake-metrics"] = free_port(), free_port()
-        c.start("intake", [str(BIN / "vantage"), "intake", "--listen", f"127.0.0.1:{c.ports['intake']}",
-                           "--metrics-addr", f"127.0.0.1:{c.ports['intake-metrics']}",
-                           "--queue-dir", str(c.tmp / "intake-queue"),
-                           "--fingerprints", str(ROOT / "collector" / "data" / "fingerprints.yaml"),
-                           "--s3-bucket", bucket])
-        wait_for("intake /healthz", lambda: c._healthy("intake"), timeout=60)
+        c.start_intake()
         yield c
     finally:
         c.stop_all()
