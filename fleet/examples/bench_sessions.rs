@@ -88,12 +88,9 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
 }
 
+/// The open-file limit raised to the hard limit, as the servers do at start.
 fn raise_nofile() -> anyhow::Result<u64> {
-    let (_, hard) = rlimit::Resource::NOFILE.get()?;
-    rlimit::Resource::NOFILE
-        .set(hard, hard)
-        .context("raising the open-files limit")?;
-    Ok(hard)
+    vantage_platform::fds::raise_nofile_limit().context("cannot read the open-file limit")
 }
 
 /// A worker process: run the probes of the spec, print events as JSON lines.

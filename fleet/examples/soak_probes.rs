@@ -210,12 +210,9 @@ async fn dns_responder(socket: tokio::net::UdpSocket) {
     }
 }
 
+/// The open-file limit raised to the hard limit, as the servers do at start.
 fn raise_nofile() -> anyhow::Result<u64> {
-    let (_, hard) = rlimit::Resource::NOFILE.get()?;
-    rlimit::Resource::NOFILE
-        .set(hard, hard)
-        .context("raising the open-files limit")?;
-    Ok(hard)
+    vantage_platform::fds::raise_nofile_limit().context("cannot read the open-file limit")
 }
 
 fn print_json(v: &Value) {

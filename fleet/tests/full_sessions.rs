@@ -31,10 +31,7 @@ async fn published(ctl: &ControllerProc, want: u32) -> f64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifteen_hundred_full_sessions_each_receive_their_schedule_changes() {
     let Some(nats_url) = stack_nats() else { return };
-    let (_, hard) = rlimit::Resource::NOFILE.get().expect("limit");
-    rlimit::Resource::NOFILE
-        .set(hard, hard)
-        .expect("raise the open-files limit");
+    vantage_platform::fds::raise_nofile_limit().expect("raise the open-files limit");
     let dir = tempfile::tempdir().expect("dir");
     let seed = u64::from(std::process::id());
     let first_id = 7_000_000 + (std::process::id() % 1_000) * 2_000;
