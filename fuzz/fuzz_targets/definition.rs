@@ -1,35 +1,30 @@
-//! The RIPE Atlas definition parser and validator (`vantage_core::definition`): a
-//! `POST /api/v2/measurements/` body as JSON (`definitions[]`, `probes[]`, the timing
-//! fields), each definition validated into a `Task` and each source validated. A task
-//! that validated must travel to a probe unchanged (the `Down` frame round trip).
+//! The RIPE Atlas definition parser and validator: a `POST /api/v2/measurements/` body
+//! read as the API reads it (`vantage_api::ripe::CreateRequest`, `specs_of`: refused
+//! bodies are 400s), then each definition validated into a `Task`
+//! (`vantage_core::definition`) and each source validated. A task that validated must
+//! travel to a probe unchanged (the `Down` frame round trip).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use serde::Deserialize;
-use vantage_core::definition::{Definition, ProbeSource, Timing};
+use vantage_api::ripe::{specs_of, CreateRequest};
+use vantage_core::definition::Timing;
 use vantage_core::frame::{self, Down};
 
-#[derive(Deserialize)]
-struct Body {
-    #[serde(default)]
-    definitions: Vec<Definition>,
-    #[serde(default)]
-    probes: Vec<ProbeSource>,
-    #[serde(default)]
-    start_time: Option<i64>,
-    #[serde(default)]
-    stop_time: Option<i64>,
-    #[serde(default)]
-    is_oneoff: bool,
-}
+/// A fixed "now" for the API's time checks, so that a run is repeatable.
+const NOW: i64 = 1_780_000_000;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(body) = serde_json::from_slice::<Body>(data) else {
+    // The API's own body type and its whole validation, as `POST /api/v2/measurements/`
+    // runs them.
+    let Ok(body) = serde_json::from_slice::<CreateRequest>(data) else {
         return;
     };
+    if let Err(e) = specs_of(&body, NOW) {
+        assert_eq!(e.status.as_u16(), 400, "a refused body is a 400: {e:?}");
+    }
     let timing = Timing {
-        start_time: body.start_time,
-        stop_time: body.stop_time,
+        start_time: body.start_time.as_ref().and_then(|v| v.as_i64()),
+        stop_time: body.stop_time.as_ref().and_then(|v| v.as_i64()),
         is_oneoff: body.is_oneoff,
     };
     let mut tasks = Vec::new();
