@@ -18,6 +18,7 @@ pub mod fingerprints;
 pub mod intake;
 pub mod queue;
 pub mod reprocess;
+pub mod source;
 pub mod typed;
 pub mod uid;
 

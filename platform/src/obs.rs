@@ -1,5 +1,6 @@
 //! Logging and the metrics/health endpoint.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -24,16 +25,31 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Whether a component is ready; `/healthz` answers 503 until it is set.
+/// Whether a component is ready; `/healthz` answers 503 until it is set. Components may
+/// add named details (a data source's version and last error, say): `/healthz` then
+/// answers JSON `{"status": "ok"|"starting", "detail": {name: value}}` instead of `ok`.
 #[derive(Clone, Default)]
-pub struct Health(Arc<AtomicBool>);
+pub struct Health {
+    ready: Arc<AtomicBool>,
+    detail: Arc<Mutex<BTreeMap<String, serde_json::Value>>>,
+}
 
 impl Health {
     pub fn set_ready(&self, ready: bool) {
-        self.0.store(ready, Ordering::Relaxed);
+        self.ready.store(ready, Ordering::Relaxed);
     }
     pub fn is_ready(&self) -> bool {
-        self.0.load(Ordering::Relaxed)
+        self.ready.load(Ordering::Relaxed)
+    }
+    /// Set (or replace) the detail shown under `name`.
+    pub fn set_detail(&self, name: &str, value: serde_json::Value) {
+        if let Ok(mut d) = self.detail.lock() {
+            d.insert(name.to_owned(), value);
+        }
+    }
+    /// The details, as `/healthz` shows them.
+    pub fn detail(&self) -> BTreeMap<String, serde_json::Value> {
+        self.detail.lock().map(|d| d.clone()).unwrap_or_default()
     }
 }
 
@@ -81,10 +97,20 @@ async fn metrics(State(state): State<ObsState>) -> impl IntoResponse {
     )
 }
 
-async fn healthz(State(state): State<ObsState>) -> impl IntoResponse {
-    if state.health.is_ready() {
+async fn healthz(State(state): State<ObsState>) -> axum::response::Response {
+    let ready = state.health.is_ready();
+    let (status, word) = if ready {
         (StatusCode::OK, "ok")
     } else {
         (StatusCode::SERVICE_UNAVAILABLE, "starting")
+    };
+    let detail = state.health.detail();
+    if detail.is_empty() {
+        return (status, word).into_response();
     }
+    (
+        status,
+        axum::Json(serde_json::json!({ "status": word, "detail": detail })),
+    )
+        .into_response()
 }
