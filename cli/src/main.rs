@@ -192,13 +192,18 @@ impl S3Args {
 
 #[derive(Args, Clone)]
 struct FingerprintArgs {
-    /// Blockpage fingerprint file (versioned YAML, reloaded when it changes).
+    /// Blockpage fingerprints in OONI's format (`fingerprints_dns.csv` and
+    /// `fingerprints_http.csv`): a directory, a git repository (`git+https://…`, `….git`,
+    /// optional `#branch`) or an HTTPS URL of a `.tar.gz`, e.g.
+    /// https://github.com/ooni/blocking-fingerprints.git. Remote sources are refreshed
+    /// every `--fingerprints-reload-secs`; one that fails keeps the last good set.
     #[arg(
-        long,
+        long = "fingerprints-url",
+        visible_alias = "fingerprints",
         env = "VANTAGE_FINGERPRINTS",
-        default_value = "/etc/vantage/fingerprints.yaml"
+        default_value = "/etc/vantage/fingerprints"
     )]
-    fingerprints: PathBuf,
+    fingerprints: vantage_collector::source::SourceSpec,
 }
 
 #[derive(Subcommand)]
@@ -300,8 +305,9 @@ enum Command {
         queue_dir: PathBuf,
         #[command(flatten)]
         fp: FingerprintArgs,
-        /// Seconds between fingerprint file checks.
-        #[arg(long, default_value_t = 30)]
+        /// Seconds between fingerprint source refreshes (a git fetch, a download or a
+        /// directory read).
+        #[arg(long, default_value_t = 300)]
         fingerprints_reload_secs: u64,
         /// Seconds between archive uploads (OONI: hourly).
         #[arg(long, default_value_t = 3600)]
@@ -314,6 +320,23 @@ enum Command {
         max_decoded: usize,
         #[command(flatten)]
         http: http_args::HttpArgs,
+        /// Citizen Lab test lists for `POST /api/v1/check-in` and `GET /api/v1/test-list/urls`:
+        /// `global.csv` and `<cc>.csv` files (or Citizen Lab's `lists/`) in a directory, a git
+        /// repository (e.g. https://github.com/citizenlab/test-lists.git) or an HTTPS
+        /// `.tar.gz`. Without it, probes are offered no URLs.
+        #[arg(
+            long = "test-lists-url",
+            visible_alias = "test-lists",
+            env = "VANTAGE_TEST_LISTS"
+        )]
+        test_lists: Option<vantage_collector::source::SourceSpec>,
+        /// Seconds between test-list source refreshes.
+        #[arg(long, default_value_t = 300)]
+        test_lists_reload_secs: u64,
+        /// A web_connectivity test helper (OONI's oohelperd) that check-ins advertise, e.g.
+        /// https://th.example.org; repeat for several. None: probes get no helper from here.
+        #[arg(long = "test-helper", value_parser = vantage_collector::intake::parse_test_helper)]
+        test_helpers: Vec<String>,
     },
     /// Rebuild `fastpath` and the `jsonl` index from the S3 archive alone.
     Reprocess {
@@ -552,6 +575,9 @@ async fn main() -> anyhow::Result<()> {
             max_body,
             max_decoded,
             http,
+            test_lists,
+            test_lists_reload_secs,
+            test_helpers,
         } => {
             let mut cfg = vantage_collector::IntakeConfig::new(
                 queue_dir,
@@ -569,6 +595,9 @@ async fn main() -> anyhow::Result<()> {
                 max_decoded,
             };
             cfg.http = http.limits();
+            cfg.test_lists = test_lists;
+            cfg.test_lists_reload = Duration::from_secs(test_lists_reload_secs.max(1));
+            cfg.test_helpers = test_helpers;
             vantage_collector::serve_intake(cfg).await?
         }
         Command::Reprocess {

@@ -39,7 +39,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .send()
         .await?;
     let dir = tempfile::tempdir()?;
-    let fp = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fingerprints.yaml");
+    let fp = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("data/fingerprints");
     let s3cfg = S3Config {
         bucket: bucket.clone(),
         endpoint: Some(s3.clone()),
@@ -116,7 +116,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         clickhouse_url: ch.clone(),
         clickhouse_db: format!("{db}_re"),
         s3: s3cfg,
-        fingerprints: fp,
+        fingerprints: fp.into(),
         truncate: true,
         batch: 10_000,
     })

@@ -17,8 +17,10 @@ pub mod fastpath;
 pub mod fingerprints;
 pub mod intake;
 pub mod queue;
+pub mod recency;
 pub mod reprocess;
 pub mod source;
+pub mod testlists;
 pub mod typed;
 pub mod uid;
 

@@ -6,7 +6,6 @@
 //! Memory holds one hour of the archive at a time.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
@@ -16,7 +15,8 @@ use vantage_platform::store::{FastpathRow, JsonlRow, Store, StoreError, FASTPATH
 
 use crate::archive::{open_s3, Archive, ArchiveError, S3Config};
 use crate::fastpath::Scorer;
-use crate::fingerprints::{FingerprintError, Fingerprints};
+use crate::fingerprints::Fingerprints;
+use crate::source::{Dataset, SourceSpec};
 
 #[derive(Clone, Debug)]
 pub struct ReprocessConfig {
@@ -24,7 +24,8 @@ pub struct ReprocessConfig {
     /// The database to rebuild into (migrated first).
     pub clickhouse_db: String,
     pub s3: S3Config,
-    pub fingerprints: PathBuf,
+    /// The fingerprints to score with (`--fingerprints-url`): read once.
+    pub fingerprints: SourceSpec,
     /// Empty `fastpath` and `jsonl` first (otherwise rows are replaced by key).
     pub truncate: bool,
     /// Rows per INSERT.
@@ -37,8 +38,8 @@ pub enum ReprocessError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error(transparent)]
-    Fingerprints(#[from] FingerprintError),
+    #[error("fingerprints from {spec}: {reason}; fix --fingerprints-url")]
+    Fingerprints { spec: String, reason: String },
 }
 
 /// What a reprocess run did.
@@ -80,7 +81,22 @@ pub async fn reprocess(cfg: ReprocessConfig) -> Result<ReprocessSummary, Reproce
                 .await?;
         }
     }
-    let fp = Fingerprints::load(&cfg.fingerprints)?;
+    let fp = {
+        let err = |reason: String| ReprocessError::Fingerprints {
+            spec: cfg.fingerprints.to_string(),
+            reason,
+        };
+        let cache = tempfile::tempdir().map_err(|e| err(e.to_string()))?;
+        let snapshot = crate::source::fetch(&cfg.fingerprints, cache.path())
+            .await
+            .map_err(|e| err(e.to_string()))?;
+        let (fp, bad) = Fingerprints::from_snapshot(&snapshot).map_err(|e| err(e.to_string()))?;
+        for b in &bad {
+            tracing::warn!(bad_line = %b, "fingerprint line skipped");
+        }
+        tracing::info!(version = %fp.version, "scoring with these fingerprints");
+        fp
+    };
     let archive = Archive {
         s3: open_s3(&cfg.s3)?,
         bucket: cfg.s3.bucket.clone(),

@@ -101,6 +101,12 @@ impl FromStr for SourceSpec {
     }
 }
 
+impl From<PathBuf> for SourceSpec {
+    fn from(p: PathBuf) -> Self {
+        Self::Path(p)
+    }
+}
+
 impl fmt::Display for SourceSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

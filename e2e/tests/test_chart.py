@@ -85,7 +85,8 @@ def test_snapshots_and_crd_copies_are_current() -> None:
     assert generated == sorted(p.name for p in (CHART / 'crds').glob('*.yaml'))
     for name in generated:
         assert (CHART / 'crds' / name).read_bytes() == (ROOT / 'crds' / name).read_bytes(), name
-    assert (CHART / 'files' / 'fingerprints.yaml').read_bytes() == (ROOT / 'collector' / 'data' / 'fingerprints.yaml').read_bytes()
+    for name in ('fingerprints_dns.csv', 'fingerprints_http.csv'):
+        assert (CHART / 'files' / name).read_bytes() == (ROOT / 'collector' / 'data' / 'fingerprints' / name).read_bytes()
     assert (CHART / 'files' / 'nats-authorization.conf').read_bytes() == (ROOT / 'nats' / 'authorization.conf').read_bytes()
 
 
@@ -109,10 +110,10 @@ def test_check_names_a_stale_snapshot_and_the_refresh_command(tmp_path: pathlib.
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 1
     assert 'charts/vantage/crds/probes.vantage.dev.yaml differs from crds/probes.vantage.dev.yaml' in result.stderr
-    (copy / 'collector' / 'data' / 'fingerprints.yaml').write_text('version: "new"\n')
+    (copy / 'collector' / 'data' / 'fingerprints' / 'fingerprints_dns.csv').write_text('name\n')
     result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
                             capture_output=True, text=True, timeout=300)
-    assert 'charts/vantage/files/fingerprints.yaml differs from collector/data/fingerprints.yaml' in result.stderr
+    assert 'charts/vantage/files/fingerprints_dns.csv differs from collector/data/fingerprints/fingerprints_dns.csv' in result.stderr
     # and the NATS authorization block, when `make crds` regenerated nats/authorization.conf
     (copy / 'nats' / 'authorization.conf').write_text('authorization { users = [] }\n')
     result = subprocess.run([sys.executable, str(copy / 'charts' / 'render.py'), '--check'],
@@ -444,11 +445,15 @@ def test_non_default_values(all_cases: dict[str, list[dict[str, Any]]]) -> None:
     ienv = {e['name']: e.get('value') for e in ic['env']}
     assert ienv['S3_BUCKET'] == 'measurements-archive' and ienv['S3_ENDPOINT'] == 'https://minio.example.net:9000'
     assert ic['envFrom'] == [{'secretRef': {'name': 'vantage-s3'}}]
-    fp = one(docs, 'ConfigMap', 'measure-fingerprints')['data']['fingerprints.yaml']
-    assert yaml.safe_load(fp) == yaml.safe_load((ROOT / 'collector' / 'data' / 'fingerprints.yaml').read_text())
+    fp = one(docs, 'ConfigMap', 'measure-fingerprints')['data']
+    for name in ('fingerprints_dns.csv', 'fingerprints_http.csv'):
+        assert fp[name] == (ROOT / 'collector' / 'data' / 'fingerprints' / name).read_text().rstrip('\n')
+    assert '--fingerprints-url=/etc/vantage/fingerprints' in ic['args']
+    assert '--test-lists-url=https://github.com/citizenlab/test-lists/archive/refs/heads/master.tar.gz' in ic['args']
     pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
     assert pols['measure-egress-s3']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 9000}]
     assert pols['measure-intake-http']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'http'}]
+    assert pols['measure-egress-intake-sources']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 443}]
     monitors = {m['metadata']['name']: m for m in by_kind(docs, 'ServiceMonitor')}
     assert set(monitors) == {f'measure-{c}' for c in ('operator', 'registration', 'controller', 'collector', 'intake', 'engines', 'api')}
     # every ServiceMonitor selects exactly one metrics Service with a `metrics` port

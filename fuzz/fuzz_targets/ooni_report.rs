@@ -20,8 +20,13 @@ const ZSTD_MAGIC: [u8; 4] = [0x28, 0xb5, 0x2f, 0xfd];
 fn fingerprints() -> &'static Fingerprints {
     static FP: OnceLock<Fingerprints> = OnceLock::new();
     FP.get_or_init(|| {
-        Fingerprints::parse(include_str!("../../collector/data/fingerprints.yaml"))
-            .expect("the shipped fingerprints parse")
+        Fingerprints::parse_csv(
+            include_bytes!("../../collector/data/fingerprints/fingerprints_dns.csv"),
+            include_bytes!("../../collector/data/fingerprints/fingerprints_http.csv"),
+            "shipped",
+        )
+        .expect("the shipped fingerprints parse")
+        .0
     })
 }
 

@@ -7,6 +7,8 @@
 //! | `POST /report/{id}` | `{format: "json", content: {…}}`, optionally `Content-Encoding: zstd` | `{measurement_uid}` |
 //! | `POST /report/{id}/close` | — | `{}` |
 //! | `GET /api/v1/measurement/{uid}` | — | the measurement, from the queue or the archive |
+//! | `POST /api/v1/check-in` | `{probe_cc, probe_asn, software_name, software_version, platform, run_type, charging, on_wifi, web_connectivity: {category_codes}}` | `{v, probe_cc, probe_asn, utc_time, conf, tests: {web_connectivity: {report_id, urls}}}` ([`super::checkin`]) |
+//! | `GET /api/v1/test-list/urls?country_code&category_codes&limit` | — | `{metadata, results: [{category_code, country_code, url}]}` |
 //! | `GET /openapi.json` | — | the OpenAPI document ([`super::openapi`]) |
 //!
 //! Errors are `{"error": reason}` with a 4xx status: 400 malformed JSON or body,
@@ -63,7 +65,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
+    pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             kind,
@@ -93,13 +95,15 @@ pub(super) struct Inner {
     pub(super) fastpath: mpsc::Sender<Queued>,
     pub(super) archive: Archive,
     pub(super) metrics: IntakeMetrics,
+    /// The test lists, recency and test helpers of the check-in routes.
+    pub(super) checkin: super::checkin::CheckInState,
 }
 
 #[derive(Clone)]
-pub(super) struct AppState(Arc<Inner>);
+pub(super) struct AppState(pub(super) Arc<Inner>);
 
 impl AppState {
-    fn reject(&self, e: ApiError) -> Response {
+    pub(super) fn reject(&self, e: ApiError) -> Response {
         self.0
             .metrics
             .rejected
@@ -112,7 +116,7 @@ impl AppState {
     }
 }
 
-fn internal(e: impl std::fmt::Display) -> ApiError {
+pub(super) fn internal(e: impl std::fmt::Display) -> ApiError {
     tracing::error!(error = %e, "intake failure");
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -468,6 +472,22 @@ pub(super) fn table() -> Vec<(
                 "One measurement, from the queue or the archive",
             ),
             get(get_measurement),
+        ),
+        (
+            R::new(
+                "post",
+                "/api/v1/check-in",
+                "Check in: a web_connectivity report id and the URLs to test",
+            ),
+            post(super::checkin::check_in),
+        ),
+        (
+            R::new(
+                "get",
+                "/api/v1/test-list/urls",
+                "Test-list URLs for a country and categories, least recently measured first",
+            ),
+            get(super::checkin::test_list_urls),
         ),
         (
             R::new("get", super::openapi::PATH, "This document (OpenAPI 3.1)"),

@@ -21,7 +21,8 @@ pub struct IntakeMetrics {
     pub archived_measurements: Counter,
     pub archived_objects: Counter,
     pub upload_failures: Counter,
-    pub fingerprint_reloads: Counter,
+    /// Measurements of a test neither OONI's fastpath scores nor OONI Probe runs.
+    pub unknown_tests: Counter,
 }
 
 impl IntakeMetrics {
@@ -63,9 +64,9 @@ impl IntakeMetrics {
             self.upload_failures.clone(),
         );
         r.register(
-            "fingerprint_reloads",
-            "Fingerprint file reloads",
-            self.fingerprint_reloads.clone(),
+            "unknown_tests",
+            "Measurements of an unknown test (stored, scored as a failure as OONI does)",
+            self.unknown_tests.clone(),
         );
     }
 }

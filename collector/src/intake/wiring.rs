@@ -1,7 +1,7 @@
 //! Wiring: starts the intake process (migrations, disk queue, fastpath worker, archive
-//! uploader, fingerprint reloader, metrics endpoint, submission API on
-//! `vantage_platform::http::serve` with its connection limits) and holds the
-//! handles of the running intake.
+//! uploader, fingerprint reloader, test lists and check-in recency, metrics endpoint,
+//! submission API on `vantage_platform::http::serve` with its connection limits) and
+//! holds the handles of the running intake.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,8 +18,10 @@ use super::http::{router, Inner, Limits, Order};
 use super::metrics::IntakeMetrics;
 use super::worker::{fastpath_worker, Queued};
 use crate::archive::{open_s3, Archive, ArchiveError, S3Config, UploadSummary};
-use crate::fingerprints::{FingerprintError, FingerprintSet, Fingerprints};
+use crate::fingerprints::Fingerprints;
 use crate::queue::Queue;
+use crate::source::{follow, Dataset, Follow, Snapshot, SourceMetrics, SourceSpec, Watched};
+use crate::testlists::TestLists;
 
 /// Everything the intake needs.
 #[derive(Clone, Debug)]
@@ -29,7 +31,10 @@ pub struct IntakeConfig {
     /// Where `/metrics` and `/healthz` listen; `None` serves none.
     pub metrics_addr: Option<SocketAddr>,
     pub queue_dir: PathBuf,
-    pub fingerprints: PathBuf,
+    /// Where the fingerprints come from (`--fingerprints-url`): a directory holding
+    /// OONI's two CSVs, a git repository or an HTTPS URL.
+    pub fingerprints: SourceSpec,
+    /// How often the fingerprint source is read again.
     pub fingerprints_reload: Duration,
     pub clickhouse_url: String,
     pub clickhouse_db: String,
@@ -42,13 +47,19 @@ pub struct IntakeConfig {
     pub fastpath_wait: Duration,
     /// Connection limits of the submission API (`--http-*`).
     pub http: HttpLimits,
+    /// Citizen Lab test lists for the check-in API (`--test-lists`); `None`: no URLs.
+    pub test_lists: Option<crate::source::SourceSpec>,
+    /// How often the test lists are read again.
+    pub test_lists_reload: Duration,
+    /// web_connectivity test helpers (oohelperd) the check-in advertises (`--test-helper`).
+    pub test_helpers: Vec<String>,
 }
 
 impl IntakeConfig {
     /// Defaults for everything but the addresses, paths and backends.
     pub fn new(
         queue_dir: PathBuf,
-        fingerprints: PathBuf,
+        fingerprints: impl Into<SourceSpec>,
         clickhouse_url: &str,
         clickhouse_db: &str,
         s3: S3Config,
@@ -57,8 +68,8 @@ impl IntakeConfig {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             metrics_addr: None,
             queue_dir,
-            fingerprints,
-            fingerprints_reload: Duration::from_secs(30),
+            fingerprints: fingerprints.into(),
+            fingerprints_reload: Duration::from_secs(300),
             clickhouse_url: clickhouse_url.to_owned(),
             clickhouse_db: clickhouse_db.to_owned(),
             s3,
@@ -67,6 +78,9 @@ impl IntakeConfig {
             fastpath_batch: 1_000,
             fastpath_wait: Duration::from_millis(200),
             http: HttpLimits::default(),
+            test_lists: None,
+            test_lists_reload: Duration::from_secs(300),
+            test_helpers: Vec::new(),
         }
     }
 }
@@ -89,8 +103,12 @@ pub enum IntakeError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Archive(#[from] ArchiveError),
-    #[error(transparent)]
-    Fingerprints(#[from] FingerprintError),
+    #[error("{kind} from {spec}: {reason}; fix the path (--fingerprints-url, --test-lists-url) or the files")]
+    Source {
+        kind: &'static str,
+        spec: String,
+        reason: String,
+    },
     #[error("the submission API stopped: server returned")]
     Returned,
     #[error("the submission API stopped: {source}")]
@@ -111,7 +129,7 @@ pub struct Intake {
     pub metrics: IntakeMetrics,
     pub queue: Queue,
     pub archive: Archive,
-    pub fingerprints: FingerprintSet,
+    pub fingerprints: Watched<Fingerprints>,
     upload_lock: Arc<Mutex<()>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     server: tokio::task::JoinHandle<std::io::Result<()>>,
@@ -182,7 +200,22 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
             path: cfg.queue_dir.clone(),
             source,
         })?;
-    let fingerprints = FingerprintSet::new(Fingerprints::load(&cfg.fingerprints)?);
+    let health = vantage_platform::obs::Health::default();
+    let source_metrics = SourceMetrics::default();
+    let sources_cache = cfg.queue_dir.join("sources");
+    check_local::<Fingerprints>(&cfg.fingerprints)?;
+    let (fingerprints, task) = follow(
+        Follow {
+            spec: cfg.fingerprints.clone(),
+            every: cfg.fingerprints_reload,
+            cache_dir: sources_cache.clone(),
+        },
+        Fingerprints::built_in,
+        source_metrics.clone(),
+        health.clone(),
+    )
+    .await;
+    let mut tasks = vec![task];
     let s3 = open_s3(&cfg.s3)?;
     let archive = Archive {
         s3,
@@ -190,8 +223,15 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         store: store.clone(),
     };
     let metrics = IntakeMetrics::default();
-    let mut tasks = Vec::new();
 
+    // When each URL was last measured per country: seeded from fastpath, fed by the worker.
+    let recency = crate::recency::Recency::default();
+    match recency.seed(&store).await {
+        Ok(n) => tracing::info!(pairs = n, "check-in recency seeded from fastpath"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot seed the check-in recency from fastpath; URLs measured before this start count as never measured")
+        }
+    }
     let (tx, rx) = mpsc::channel::<Queued>(cfg.fastpath_batch.max(1) * 4);
     tasks.push(tokio::spawn(fastpath_worker(
         rx,
@@ -200,6 +240,7 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         cfg.fastpath_batch.max(1),
         cfg.fastpath_wait,
         metrics.clone(),
+        recency.clone(),
     )));
     // Replay what an earlier run queued but did not archive, in uid order.
     let leftover = queue.list().await.map_err(|source| IntakeError::Queue {
@@ -223,15 +264,6 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
     }
     let order = std::sync::Mutex::new(order);
 
-    let m = metrics.clone();
-    tasks.push(tokio::spawn(fingerprints.clone().watch(
-        cfg.fingerprints.clone(),
-        cfg.fingerprints_reload,
-        move |_| {
-            m.fingerprint_reloads.inc();
-        },
-    )));
-
     let upload_lock = Arc::new(Mutex::new(()));
     {
         let (lock, archive, queue, metrics) = (
@@ -253,11 +285,36 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         }));
     }
 
-    let health = vantage_platform::obs::Health::default();
     let http_metrics = HttpMetrics::default();
+    let checkin = super::checkin::CheckInState {
+        lists: match &cfg.test_lists {
+            None => Watched::new(TestLists::default()),
+            Some(spec) => {
+                check_local::<TestLists>(spec)?;
+                let (lists, task) = follow(
+                    Follow {
+                        spec: spec.clone(),
+                        every: cfg.test_lists_reload,
+                        cache_dir: sources_cache.clone(),
+                    },
+                    TestLists::default,
+                    source_metrics.clone(),
+                    health.clone(),
+                )
+                .await;
+                tasks.push(task);
+                lists
+            }
+        },
+        recency,
+        test_helpers: cfg.test_helpers.clone(),
+        metrics: super::checkin::CheckInMetrics::default(),
+    };
     if let Some(addr) = cfg.metrics_addr {
         let mut registry = Registry::with_prefix("vantage_intake");
         metrics.register(&mut registry);
+        checkin.metrics.register(&mut registry);
+        source_metrics.register(&mut registry);
         http_metrics.register(&mut registry);
         let h = health.clone();
         tasks.push(tokio::spawn(async move {
@@ -274,6 +331,7 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         fastpath: tx,
         archive: archive.clone(),
         metrics: metrics.clone(),
+        checkin,
     };
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -312,6 +370,23 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         tasks,
         server,
     })
+}
+
+/// A local source must be usable at start (a typo in a path should not start an intake
+/// on the built-in set); remote sources fall back to their cached copy or the built-in
+/// set instead (`source::follow`).
+fn check_local<T: Dataset>(spec: &SourceSpec) -> Result<(), IntakeError> {
+    let SourceSpec::Path(path) = spec else {
+        return Ok(());
+    };
+    let err = |reason: String| IntakeError::Source {
+        kind: T::KIND,
+        spec: spec.to_string(),
+        reason,
+    };
+    let snapshot = Snapshot::read_path(path).map_err(|e| err(e.to_string()))?;
+    T::from_snapshot(&snapshot).map_err(|e| err(e.to_string()))?;
+    Ok(())
 }
 
 /// The intake's `413` for a declared body length over `--max-body`, in its own (OONI)

@@ -1,5 +1,7 @@
 //! The fastpath worker: scores queued measurements in uid order and INSERTs their
-//! fastpath rows in batches, retrying while ClickHouse fails.
+//! fastpath rows in batches, retrying while ClickHouse fails. Each stored
+//! web_connectivity row is recorded as measured ([`crate::recency`]) for the check-in's
+//! order.
 
 use std::time::Duration;
 
@@ -9,7 +11,8 @@ use vantage_platform::store::{FastpathRow, Store};
 
 use super::metrics::IntakeMetrics;
 use crate::fastpath::Scorer;
-use crate::fingerprints::FingerprintSet;
+use crate::fingerprints::Fingerprints;
+use crate::source::Watched;
 
 /// A measurement on its way to the fastpath: its sequence number (uid order) and the
 /// measurement, or `None` when it could not be queued (the fastpath skips the number).
@@ -20,11 +23,12 @@ pub(super) type Queued = (u64, Option<Value>);
 /// with backoff (the channel fills, and the API waits: backpressure).
 pub async fn fastpath_worker(
     mut rx: mpsc::Receiver<Queued>,
-    fingerprints: FingerprintSet,
+    fingerprints: Watched<Fingerprints>,
     store: Store,
     batch: usize,
     wait: Duration,
     metrics: IntakeMetrics,
+    recency: crate::recency::Recency,
 ) {
     let mut scorer = Scorer::default();
     let mut reorder = Reorder::default();
@@ -57,7 +61,11 @@ pub async fn fastpath_worker(
             continue;
         }
         let fp = fingerprints.get();
+        let unknown_before = scorer.unknown_tests;
         let rows: Vec<FastpathRow> = ready.drain(..).map(|m| scorer.next(&m, &fp)).collect();
+        metrics
+            .unknown_tests
+            .inc_by(scorer.unknown_tests - unknown_before);
         deadline = None;
         let mut delay = Duration::from_millis(200);
         while let Err(e) = store.insert_fastpath(&rows).await {
@@ -67,10 +75,29 @@ pub async fn fastpath_worker(
             delay = (delay * 2).min(Duration::from_secs(10));
         }
         metrics.fastpath_rows.inc_by(rows.len() as u64);
+        record_measured(&recency, &rows);
         if closed {
             return;
         }
     }
+}
+
+/// Record the web_connectivity rows as measured: (country, input, start time; 0, an
+/// unreadable time, counts as now).
+fn record_measured(recency: &crate::recency::Recency, rows: &[FastpathRow]) {
+    let now = chrono::Utc::now().timestamp();
+    recency.record(
+        rows.iter()
+            .filter(|r| r.test_name == "web_connectivity")
+            .map(|r| {
+                let at = match r.measurement_start_time {
+                    0 => now,
+                    t => i64::from(t),
+                };
+                (r.probe_cc.as_str(), r.input.as_str(), at)
+            }),
+        now,
+    );
 }
 
 /// Releases items in sequence order, holding back those that arrive early.
