@@ -312,6 +312,10 @@ enum Command {
         /// Seconds between archive uploads (OONI: hourly).
         #[arg(long, default_value_t = 3600)]
         upload_interval_secs: u64,
+        /// Hours an open report (from `POST /report` or a check-in) is kept; later
+        /// submissions to it get 404 and the probe opens a new one.
+        #[arg(long, default_value_t = 48)]
+        report_ttl_hours: u64,
         /// Largest request body in bytes.
         #[arg(long, default_value_t = 4 << 20)]
         max_body: usize,
@@ -572,6 +576,7 @@ async fn main() -> anyhow::Result<()> {
             fp,
             fingerprints_reload_secs,
             upload_interval_secs,
+            report_ttl_hours,
             max_body,
             max_decoded,
             http,
@@ -590,6 +595,7 @@ async fn main() -> anyhow::Result<()> {
             cfg.metrics_addr = Some(metrics_addr);
             cfg.fingerprints_reload = Duration::from_secs(fingerprints_reload_secs.max(1));
             cfg.upload_interval = Duration::from_secs(upload_interval_secs.max(1));
+            cfg.report_ttl = Duration::from_secs(report_ttl_hours.max(1) * 3600);
             cfg.limits = vantage_collector::Limits {
                 max_body,
                 max_decoded,

@@ -1,6 +1,7 @@
 //! The disk queue: one file per measurement, written to `tmp/` and renamed into
 //! `incoming/` (atomic on one file system), so `incoming/` only ever holds whole files.
-//! Open reports live in `reports/`, one small JSON file each, so they survive a restart.
+//! Open reports live in `reports/`, one small JSON file each, so they survive a restart;
+//! [`Queue::expire_reports`] removes those older than the intake's `--report-ttl-hours`.
 //!
 //! ```text
 //! <root>/tmp/<uid>.tmp          being written (removed at start: never complete)
@@ -155,6 +156,34 @@ impl Queue {
         self.write_atomic(target, report_id, meta).await
     }
 
+    /// Remove the reports opened more than `max_age` ago (by file time); a probe that
+    /// submits to one afterwards gets 404 and opens a new report. Returns how many went.
+    pub async fn expire_reports(&self, max_age: std::time::Duration) -> io::Result<usize> {
+        let dir = self.root.join("reports");
+        blocking(move || {
+            let now = std::time::SystemTime::now();
+            let mut removed = 0;
+            for entry in std::fs::read_dir(&dir)? {
+                let entry = entry?;
+                let old = entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age > max_age);
+                if old {
+                    match std::fs::remove_file(entry.path()) {
+                        Ok(()) => removed += 1,
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            Ok(removed)
+        })
+        .await
+    }
+
     /// An open report's metadata, or `None` when unknown (or the id is not valid).
     pub async fn get_report(&self, report_id: &str) -> io::Result<Option<Vec<u8>>> {
         let Ok(path) = self.report_path(report_id) else {
@@ -206,6 +235,22 @@ mod tests {
             .expect("remove_many");
         assert!(q.list().await.expect("list").is_empty());
         assert_eq!(q.get_report("../../etc/passwd").await.expect("get"), None);
+        // Reports past their age are expired; younger ones stay.
+        q.put_report("r_old", b"{}").await.expect("put");
+        q.put_report("r_new", b"{}").await.expect("put");
+        let old = std::fs::File::options()
+            .write(true)
+            .open(dir.path().join("reports/r_old.json"))
+            .expect("open");
+        old.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(3 * 86_400))
+            .expect("set mtime");
+        let n = q
+            .expire_reports(std::time::Duration::from_secs(2 * 86_400))
+            .await
+            .expect("expire");
+        assert_eq!(n, 1);
+        assert_eq!(q.get_report("r_old").await.expect("get"), None);
+        assert!(q.get_report("r_new").await.expect("get").is_some());
         let tmp_left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
             .expect("ls")
             .collect();

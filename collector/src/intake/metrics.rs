@@ -14,6 +14,8 @@ pub struct ReasonLabel {
 #[derive(Clone, Default)]
 pub struct IntakeMetrics {
     pub reports_opened: Counter,
+    /// Open reports removed after `--report-ttl-hours`.
+    pub reports_expired: Counter,
     pub accepted: Counter,
     pub rejected: Family<ReasonLabel, Counter>,
     pub fastpath_rows: Counter,
@@ -31,6 +33,11 @@ impl IntakeMetrics {
             "reports_opened",
             "Reports opened",
             self.reports_opened.clone(),
+        );
+        r.register(
+            "reports_expired",
+            "Open reports removed after their time to live",
+            self.reports_expired.clone(),
         );
         r.register("accepted", "Measurements queued", self.accepted.clone());
         r.register(

@@ -41,6 +41,8 @@ pub struct IntakeConfig {
     pub s3: S3Config,
     /// How often the uploader archives the queue (OONI: hourly).
     pub upload_interval: Duration,
+    /// How long an open report (from `POST /report` or a check-in) is kept; checked hourly.
+    pub report_ttl: Duration,
     pub limits: Limits,
     /// Fastpath rows per INSERT at most, and how long a batch waits to fill.
     pub fastpath_batch: usize,
@@ -74,6 +76,7 @@ impl IntakeConfig {
             clickhouse_db: clickhouse_db.to_owned(),
             s3,
             upload_interval: Duration::from_secs(3600),
+            report_ttl: Duration::from_secs(48 * 3600),
             limits: Limits::default(),
             fastpath_batch: 1_000,
             fastpath_wait: Duration::from_millis(200),
@@ -263,6 +266,26 @@ pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
         order.next_seq += 1;
     }
     let order = std::sync::Mutex::new(order);
+
+    // Open reports are files; a check-in or `POST /report` flood must not fill the disk.
+    {
+        let (queue, metrics, ttl) = (queue.clone(), metrics.clone(), cfg.report_ttl);
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600).min(ttl));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match queue.expire_reports(ttl).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        metrics.reports_expired.inc_by(n as u64);
+                        tracing::info!(reports = n, "expired open reports");
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot expire open reports"),
+                }
+            }
+        }));
+    }
 
     let upload_lock = Arc::new(Mutex::new(()));
     {
