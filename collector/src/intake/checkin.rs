@@ -109,14 +109,15 @@ impl CheckInState {
     }
 }
 
-/// Check a `--test-helper` address: an http(s) URL with a host.
+/// Check a `--test-helper` address: an `https://` URL with a host. Check-ins advertise it
+/// with OONI's service type `https`, which OONI Probe reaches over TLS only.
 pub fn parse_test_helper(s: &str) -> Result<String, String> {
     match url::Url::parse(s.trim()) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => {
+        Ok(u) if u.scheme() == "https" && u.host_str().is_some_and(|h| !h.is_empty()) => {
             Ok(s.trim().to_owned())
         }
         _ => Err(format!(
-            "{s:?} is not an http(s) URL: give the address of a web_connectivity test helper (oohelperd), e.g. https://th.example.org"
+            "{s:?} is not an https URL: give the address of a web_connectivity test helper (oohelperd) behind TLS, e.g. https://th.example.org"
         )),
     }
 }
@@ -731,5 +732,7 @@ mod tests {
         );
         assert!(parse_test_helper("th.example.org").is_err());
         assert!(parse_test_helper("ftp://th.example.org").is_err());
+        // Advertised as type "https": a plain-http helper would never be reached.
+        assert!(parse_test_helper("http://th.example.org").is_err());
     }
 }
