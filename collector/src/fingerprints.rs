@@ -332,6 +332,16 @@ fn one_file<'a>(
 }
 
 impl Fingerprints {
+    /// A set of these records (the body index is built on first use).
+    fn new(version: &str, dns: Vec<Fingerprint>, http: Vec<Fingerprint>) -> Self {
+        Self {
+            version: version.to_owned(),
+            dns,
+            http,
+            body_index: BodyIndex::default(),
+        }
+    }
+
     /// Build a set from the two CSV files.
     pub fn parse_csv(
         dns: &[u8],
@@ -341,15 +351,7 @@ impl Fingerprints {
         let mut bad = Vec::new();
         let dns = parse_file(DNS_FILE, dns, true, &mut bad)?;
         let http = parse_file(HTTP_FILE, http, false, &mut bad)?;
-        Ok((
-            Self {
-                version: version.to_owned(),
-                dns,
-                http,
-                body_index: BodyIndex::default(),
-            },
-            bad,
-        ))
+        Ok((Self::new(version, dns, http), bad))
     }
 
     /// Build a set from OONI's JSON form of the same records (arrays of objects with the
@@ -395,15 +397,7 @@ impl Fingerprints {
         };
         let dns = parse("fingerprints_dns.json", dns, true)?;
         let http = parse("fingerprints_http.json", http, false)?;
-        Ok((
-            Self {
-                version: version.to_owned(),
-                dns,
-                http,
-                body_index: BodyIndex::default(),
-            },
-            bad,
-        ))
+        Ok((Self::new(version, dns, http), bad))
     }
 
     /// The shipped set (`collector/data/fingerprints/`), compiled in: what the intake

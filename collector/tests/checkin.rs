@@ -12,26 +12,17 @@ use vantage_collector::intake::{start_intake, Intake, IntakeConfig, ReasonLabel}
 use vantage_collector::source::SourceSpec;
 use vantage_platform::store::Store;
 
+mod common;
+use common::{create_bucket, wait_rows, Env};
+
+const TEST: &str = "check-in tests of vantage-collector";
+
 const IT_NEWS: &str = "http://127.0.0.1/it/news";
 const IT_POLR: &str = "http://127.0.0.1/it/polr";
 const SHARED: &str = "http://127.0.0.1/global/shared";
 const G_NEWS: &str = "http://127.0.0.1/global/news";
 const G_HUMR: &str = "http://127.0.0.1/global/humr";
 const G_COMT: &str = "http://127.0.0.1/global/comt";
-
-struct Env {
-    clickhouse: String,
-    s3: String,
-}
-
-fn env() -> Option<Env> {
-    const TEST: &str = "check-in tests of vantage-collector";
-    let clickhouse = vantage_testkit::stack_var("CLICKHOUSE_URL", TEST)?;
-    let s3 = vantage_testkit::stack_var("S3_ENDPOINT", TEST)?;
-    vantage_testkit::stack_var("AWS_ACCESS_KEY_ID", TEST)?;
-    vantage_testkit::stack_var("AWS_SECRET_ACCESS_KEY", TEST)?;
-    Some(Env { clickhouse, s3 })
-}
 
 fn fixtures() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
@@ -68,15 +59,6 @@ async fn start(env: &Env, db: &str, bucket: &str, queue: &Path, lists: &Path) ->
     let intake = start_intake(cfg).await.expect("intake starts");
     let base = format!("http://{}", intake.addr);
     (intake, base)
-}
-
-async fn create_bucket(endpoint: &str, bucket: &str) {
-    let r = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
 }
 
 /// What OONI Probe sends (probe-cli's OOAPICheckInConfig).
@@ -129,31 +111,12 @@ async fn submit(base: &str, report: &str, url: &str, at: &str) -> String {
     let content = json!({"input": url, "measurement_start_time": at, "test_start_time": at,
         "test_version": "0.4.3", "test_keys": {"accessible": true, "blocking": false, "failure": null,
         "queries": [], "tcp_connect": [], "requests": []}});
-    let r = reqwest::Client::new()
-        .post(format!("{base}/report/{report}"))
-        .json(&json!({"format": "json", "content": content}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.expect("json");
-    v["measurement_uid"].as_str().expect("uid").to_owned()
-}
-
-async fn wait_rows(store: &Store, n: usize) -> Vec<vantage_platform::store::FastpathRow> {
-    for _ in 0..100 {
-        let rows = store.fastpath_rows().await.expect("fastpath rows");
-        if rows.len() >= n {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fastpath did not reach {n} rows");
+    common::submit(base, report, content).await
 }
 
 #[tokio::test]
 async fn check_in_offers_lists_by_recency_and_measurements_feed_back() {
-    let Some(env) = env() else { return };
+    let Some(env) = common::env(TEST) else { return };
     let db = vantage_testkit::unique("vt_checkin_");
     let bucket = vantage_testkit::unique("vt-checkin-").replace('_', "-");
     create_bucket(&env.s3, &bucket).await;
@@ -340,7 +303,7 @@ async fn check_in_offers_lists_by_recency_and_measurements_feed_back() {
 
 #[tokio::test]
 async fn rewritten_lists_take_effect_without_restart() {
-    let Some(env) = env() else { return };
+    let Some(env) = common::env(TEST) else { return };
     let db = vantage_testkit::unique("vt_checkin_reload_");
     let bucket = vantage_testkit::unique("vt-checkin-reload-").replace('_', "-");
     create_bucket(&env.s3, &bucket).await;

@@ -13,29 +13,8 @@ use vantage_collector::intake::{start_intake, Intake, IntakeConfig, Limits};
 use vantage_collector::reprocess::{fastpath_checksum, jsonl_checksum, reprocess, ReprocessConfig};
 use vantage_platform::store::Store;
 
-struct Env {
-    clickhouse: String,
-    s3: String,
-}
-
-fn env() -> Option<Env> {
-    const TEST: &str = "intake tests of vantage-collector";
-    let clickhouse = vantage_testkit::stack_var("CLICKHOUSE_URL", TEST)?;
-    let s3 = vantage_testkit::stack_var("S3_ENDPOINT", TEST)?;
-    vantage_testkit::stack_var("AWS_ACCESS_KEY_ID", TEST)?;
-    vantage_testkit::stack_var("AWS_SECRET_ACCESS_KEY", TEST)?;
-    Some(Env { clickhouse, s3 })
-}
-
-/// moto creates a bucket on an unsigned PUT.
-async fn create_bucket(endpoint: &str, bucket: &str) {
-    let r = reqwest::Client::new()
-        .put(format!("{endpoint}/{bucket}"))
-        .send()
-        .await
-        .expect("create bucket");
-    assert!(r.status().is_success(), "create bucket: {}", r.status());
-}
+mod common;
+use common::{create_bucket, submit, wait_rows, Env};
 
 /// The test fingerprints (they match the blockpage and sinkhole these tests submit).
 fn fingerprints() -> PathBuf {
@@ -53,7 +32,7 @@ struct Setup {
 }
 
 async fn setup(limits: Limits) -> Option<Setup> {
-    let env = env()?;
+    let env = common::env("intake tests of vantage-collector")?;
     let db = vantage_testkit::unique("vt_intake_");
     let bucket = vantage_testkit::unique("vt-archive-").replace('_', "-");
     create_bucket(&env.s3, &bucket).await;
@@ -104,29 +83,6 @@ async fn open_report(base: &str, cc: &str, asn: u32, test: &str) -> String {
         .as_str()
         .is_some_and(|v| v.starts_with("vantage-")));
     r["report_id"].as_str().expect("report_id").to_owned()
-}
-
-async fn submit(base: &str, report: &str, content: Value) -> String {
-    let r = reqwest::Client::new()
-        .post(format!("{base}/report/{report}"))
-        .json(&json!({"format": "json", "content": content}))
-        .send()
-        .await
-        .expect("submit");
-    assert_eq!(r.status(), 200);
-    let v: Value = r.json().await.expect("json");
-    v["measurement_uid"].as_str().expect("uid").to_owned()
-}
-
-async fn wait_rows(store: &Store, n: usize) -> Vec<vantage_platform::store::FastpathRow> {
-    for _ in 0..100 {
-        let rows = store.fastpath_rows().await.expect("fastpath rows");
-        if rows.len() >= n {
-            return rows;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("fastpath did not reach {n} rows");
 }
 
 /// A web_connectivity measurement with one DNS answer and the probe's `blocking` verdict
@@ -531,7 +487,9 @@ async fn upload_archive_index_and_reprocess_checksum() {
 
 #[tokio::test]
 async fn periodic_uploader_runs_on_its_own() {
-    let Some(env) = env() else { return };
+    let Some(env) = common::env("intake tests of vantage-collector") else {
+        return;
+    };
     let db = vantage_testkit::unique("vt_upl_");
     let bucket = vantage_testkit::unique("vt-upl-").replace('_', "-");
     create_bucket(&env.s3, &bucket).await;
