@@ -6,7 +6,7 @@ STACK := bash e2e/stack/stack.sh
 export VANTAGE_VENV := $(VENV)
 export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
 
-.PHONY: all setup build crds charts check-generated lint unit e2e test demo soak geo-eval stack-up stack-down stack-status clean deb
+.PHONY: all setup build console console-check console-bench crds charts check-generated lint unit e2e test demo soak geo-eval stack-up stack-down stack-status clean deb
 
 all: build
 
@@ -14,8 +14,19 @@ all: build
 setup:
 	bash e2e/stack/setup.sh
 
-build:
+build: console
 	cargo build --workspace --bins
+
+## console: the web console (console/, TypeScript + Preact + Vite) from the committed
+## lockfile into console/dist/, which `vantage api` embeds when it is compiled (docs/CONSOLE.md)
+console:
+	@cd console && if [ "$$(sha256sum < package-lock.json)" != "$$(cat node_modules/.vantage-lock.sha256 2>/dev/null)" ]; then \
+		npm ci --no-audit --no-fund && sha256sum < package-lock.json > node_modules/.vantage-lock.sha256; fi
+	cd console && npm run build
+
+## console-check: the console's type check and unit tests (vitest)
+console-check: console
+	cd console && npx vitest run
 
 ## crds: regenerate crds/*.yaml from the Rust types, and the chart's copies and snapshots
 crds:
@@ -30,7 +41,7 @@ check-generated:
 	cargo run -q -p vantage-operator --bin crdgen -- --check
 	$(PY) charts/render.py --check
 
-lint:
+lint: console
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
@@ -42,7 +53,7 @@ unit:
 e2e: build
 	bash e2e/run-tests.sh
 
-test: setup deny lint check-generated e2e fuzz-smoke
+test: setup deny lint check-generated console-check e2e fuzz-smoke
 
 ## demo: one real ping measurement through every component, printed from ClickHouse
 demo: setup build

@@ -24,12 +24,15 @@ command -v clickhouse-server >/dev/null 2>&1 || need_apt+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need_apt+=(clickhouse-client)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+# The console's browser tests drive Debian's Chromium with npm playwright-core (never a
+# downloaded browser); Node 20 and npm build the console.
+[ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
 # python3-venv is needed when the system python lacks ensurepip
 if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(python3-venv); fi
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  if ! command -v clickhouse-server >/dev/null 2>&1; then
+  if ! command -v clickhouse-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
     log "apt-get update"
     $SUDO apt-get update
   fi
@@ -62,6 +65,13 @@ if [ "$want" != "$have" ]; then
   echo "$want" > "$STAMP"
 else
   log "venv up to date ($VENV)"
+fi
+
+# ---- Node (the console) -----------------------------------------------------
+node_major="$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)"
+if [ "$node_major" -lt 20 ] || ! command -v npm >/dev/null 2>&1; then
+  log "Node.js 20 or later with npm is needed to build the console (found: $(node --version 2>/dev/null || echo none)); install it from nodejs.org or your distribution's backports"
+  exit 1
 fi
 
 log "done: venv=$VENV clickhouse=$(command -v clickhouse-server)"
