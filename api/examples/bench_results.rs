@@ -170,6 +170,8 @@ async fn main() -> anyhow::Result<()> {
         create_timeout: Duration::from_secs(1),
         max_requested: 1000,
         metrics: Metrics::default(),
+        console: Arc::new(vantage_api::console::EmbeddedAssets),
+        engines: None,
     });
     tokio::spawn(async move { axum::serve(listener, router(state)).await });
 

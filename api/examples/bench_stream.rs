@@ -64,6 +64,8 @@ async fn serve_api(nats_url: &str) -> anyhow::Result<()> {
         create_timeout: Duration::from_secs(1),
         max_requested: 1000,
         metrics: Metrics::default(),
+        console: Arc::new(vantage_api::console::EmbeddedAssets),
+        engines: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening {}", listener.local_addr()?);

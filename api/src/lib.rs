@@ -12,12 +12,18 @@
 //! * `GET /stream/`: the RIPE Atlas streaming API over WebSocket (results with backlog,
 //!   probe status, measurement metadata), in [`stream`].
 //! * OONI-style `GET /api/v1/measurements` and `/api/v1/aggregation` over `fastpath`.
+//! * The console's own routes under `/api/vantage/v1/` (probe map, a probe's results,
+//!   measurements and connection history, a measurement's aggregates from [`summary`]).
+//! * The web console itself ([`console`], embedded at build time) at `/`, `/probes`, ...
+//!   and geolocation proxied to `vantage engines` ([`engines`], `--engines-url`).
 //! * `/api/openapi.json`, built from the same route table as the router.
 //! * HTTPS with rustls, or HTTP for local use, on `vantage_platform::http::serve`
 //!   (connection limits); `/metrics` and `/healthz` on their own port.
 
 pub mod body_limit;
 pub mod catalog;
+pub mod console;
+pub mod engines;
 pub mod error;
 pub mod live;
 pub mod ooni;
@@ -26,6 +32,7 @@ pub mod ripe;
 pub mod routes;
 pub mod rows;
 pub mod stream;
+pub mod summary;
 pub mod tls;
 
 use std::net::SocketAddr;
@@ -65,6 +72,8 @@ pub struct Config {
     pub http: vantage_platform::http::HttpLimits,
     /// Measurement creations per API key (`--rate-limit-*`).
     pub rate_limit: rate_limit::RateLimit,
+    /// `vantage engines` for the console's geolocation (`--engines-url`); none answers 503.
+    pub engines_url: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -87,6 +96,8 @@ pub enum Error {
     },
     #[error("database name {name:?} is not a plain identifier; use letters, digits and _ (--clickhouse-db, CLICKHOUSE_DB)")]
     BadDatabase { name: String },
+    #[error(transparent)]
+    Engines(#[from] engines::EnginesError),
     #[error("the API server stopped: {0}")]
     Serve(#[source] std::io::Error),
 }
@@ -96,6 +107,14 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let db = &config.clickhouse_db;
     if db.is_empty() || !db.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(Error::BadDatabase { name: db.clone() });
+    }
+    let engines = config
+        .engines_url
+        .as_deref()
+        .map(engines::Engines::new)
+        .transpose()?;
+    if !console::EmbeddedAssets::built() {
+        tracing::warn!("this binary was built without the console (console/dist was missing): its pages answer 503; build it with `make console`, then rebuild");
     }
     let mut registry = prometheus_client::registry::Registry::with_prefix("vantage_api");
     let metrics = Metrics::default();
@@ -151,6 +170,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         create_timeout: config.create_timeout,
         max_requested: config.max_requested,
         metrics,
+        console: Arc::new(console::EmbeddedAssets),
+        engines,
     });
     let limiter = rate_limit::CreationLimiter::new(config.rate_limit);
     limiter.register(&mut registry);

@@ -125,13 +125,25 @@ pub fn measurement_json(m: &Measurement, base: &str) -> Option<Value> {
         ),
         (
             "vantage",
-            json!({"namespace": m.namespace(), "name": m.name_any(), "state": state}),
+            json!({"namespace": m.namespace(), "name": m.name_any(), "state": state,
+                   "conditions": conditions_json(&status.conditions),
+                   "probes_reported": status.probes_reported}),
         ),
     ];
     for (k, v) in fields {
         out.insert(k.to_owned(), v);
     }
     Some(Value::Object(out))
+}
+
+/// A resource's conditions as `[{type, status, reason, message, lastTransitionTime}]`.
+fn conditions_json<T: serde::Serialize>(conditions: &[T]) -> Value {
+    Value::Array(
+        conditions
+            .iter()
+            .filter_map(|c| serde_json::to_value(c).ok())
+            .collect(),
+    )
 }
 
 /// The participation requests of a measurement, RIPE Atlas style: its creation's
@@ -540,6 +552,13 @@ pub fn measurement_filter(
                     }
                 }));
             }
+            ("namespace", "exact") => {
+                // vantage: the Kubernetes namespace that owns the measurement.
+                let want = value.trim().to_owned();
+                checks.push(Box::new(move |v| {
+                    v["vantage"]["namespace"].as_str() == Some(want.as_str())
+                }));
+            }
             ("is_oneoff" | "is_public" | "resolve_on_probe", "exact") => {
                 let want = parse_bool(name, value)?;
                 let f = field.to_owned();
@@ -551,7 +570,7 @@ pub fn measurement_filter(
                 name,
                 "unknown filter; use type, status, status__in, id, id__in, id__gt/gte/lt/lte, af, \
                      target, target__contains, description, description__contains, is_oneoff, \
-                     start_time__gte/lte, stop_time__gte/lte, interval, page, page_size",
+                     start_time__gte/lte, stop_time__gte/lte, interval, namespace, page, page_size",
             )),
         }
     }

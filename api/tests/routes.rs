@@ -264,6 +264,8 @@ fn setup(operator: Operator, rows: FakeRows) -> Setup {
         create_timeout: Duration::from_millis(500),
         max_requested: 1000,
         metrics: Metrics::default(),
+        console: Arc::new(vantage_api::console::EmbeddedAssets),
+        engines: None,
     });
     Setup {
         catalog,
@@ -437,8 +439,12 @@ async fn results_stream_as_a_json_array() {
         .last()
         .cloned()
         .expect("a query");
-    assert!(sql.starts_with("SELECT argMax(raw, timestamp) FROM db.results FINAL WHERE msm_id = 1000001 AND prb_id IN (2)"), "{sql}");
-    assert!(sql.ends_with("GROUP BY prb_id ORDER BY prb_id"), "{sql}");
+    assert_eq!(
+        sql,
+        vantage_api::routes::latest_sql("db", 1000001, Some(&[2]), Some(1)),
+        "{sql}"
+    );
+    assert!(sql.ends_with("ORDER BY prb_id LIMIT 1 BY prb_id"), "{sql}");
 
     for (uri, pointer) in [
         (

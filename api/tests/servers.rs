@@ -33,6 +33,8 @@ fn state(rows: Arc<dyn Rows>, live: Option<Arc<dyn Live>>) -> Arc<AppState> {
         create_timeout: Duration::from_secs(1),
         max_requested: 1000,
         metrics: Metrics::default(),
+        console: Arc::new(vantage_api::console::EmbeddedAssets),
+        engines: None,
     })
 }
 

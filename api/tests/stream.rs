@@ -48,6 +48,8 @@ async fn serve(hub: Arc<Hub>, rows: Arc<dyn Rows>) -> SocketAddr {
         create_timeout: Duration::from_secs(1),
         max_requested: 1000,
         metrics: Metrics::default(),
+        console: Arc::new(vantage_api::console::EmbeddedAssets),
+        engines: None,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await

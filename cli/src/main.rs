@@ -432,6 +432,11 @@ enum Command {
         /// and participation requests); more is refused with 400.
         #[arg(long, env = "VANTAGE_MAX_REQUESTED", default_value_t = vantage_api::DEFAULT_MAX_REQUESTED)]
         max_requested: u32,
+        /// URL of `vantage engines` (e.g. http://vantage-engines:8080): the console's
+        /// geolocation (`/api/v1/locate/...`, `/api/v1/worlds/...`) is proxied there;
+        /// without it those routes answer 503.
+        #[arg(long, env = "VANTAGE_ENGINES_URL")]
+        engines_url: Option<String>,
         #[command(flatten)]
         http: http_args::HttpArgs,
         #[command(flatten)]
@@ -674,6 +679,7 @@ async fn main() -> anyhow::Result<()> {
             public_url,
             create_timeout_secs,
             max_requested,
+            engines_url,
             http,
             rate,
         } => {
@@ -691,6 +697,7 @@ async fn main() -> anyhow::Result<()> {
                 max_requested,
                 http: http.limits(),
                 rate_limit: rate.limit(),
+                engines_url: engines_url.filter(|u| !u.is_empty()),
             })
             .await?
         }

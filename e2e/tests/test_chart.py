@@ -388,6 +388,11 @@ def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
                                'from': [{'ipBlock': {'cidr': '0.0.0.0/0'}}, {'ipBlock': {'cidr': '::/0'}}]}]
     assert pols['vantage-engines-http']['ingress'][0]['ports'] == [{'protocol': 'TCP', 'port': 'http'}]
     assert 'vantage-engines-egress' not in pols, 'no external engines by default'
+    # the data API (the console's Locate page) -> the engines, both ends opened
+    api_sel = {'app.kubernetes.io/name': 'vantage', 'app.kubernetes.io/instance': 'vantage', 'app.kubernetes.io/component': 'api'}
+    eng_sel = {**api_sel, 'app.kubernetes.io/component': 'engines'}
+    assert pols['vantage-api-to-engines']['egress'] == [{'ports': [{'protocol': 'TCP', 'port': 8081}], 'to': [{'podSelector': {'matchLabels': eng_sel}}]}]
+    assert pols['vantage-engines-from-api']['ingress'] == [{'ports': [{'protocol': 'TCP', 'port': 'http'}], 'from': [{'podSelector': {'matchLabels': api_sel}}]}]
     # ports follow the URLs
     docs = rendered({'nats': {'url': 'nats://n:4333'}, 'clickhouse': {'url': 'https://ch.example.net', 'database': 'x'}})
     pols = {d['metadata']['name']: d['spec'] for d in by_kind(docs, 'NetworkPolicy')}
@@ -530,7 +535,7 @@ def test_api_and_engines_defaults(default_docs: list[dict[str, Any]]) -> None:
     api = pod_spec(one(default_docs, 'Deployment', 'vantage-api'))
     (c,) = api['containers']
     assert c['args'] == ['api', '--listen=0.0.0.0:8443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=20',
-                         *HTTP_ARGS, *RATE_ARGS]
+                         *HTTP_ARGS, *RATE_ARGS, '--engines-url=http://vantage-engines.vantage.svc:80']
     assert {'name': 'http', 'containerPort': 8443, 'protocol': 'TCP'} in c['ports']
     assert 'volumes' not in api and 'volumeMounts' not in c, 'no TLS Secret without api.tls.secretName'
     env = {e['name']: e.get('value') for e in c['env']}
@@ -562,7 +567,8 @@ def test_api_tls_and_engine_values(all_cases: dict[str, list[dict[str, Any]]]) -
     (c,) = api['containers']
     assert c['args'] == ['api', '--listen=0.0.0.0:9443', '--metrics-addr=0.0.0.0:9096', '--create-timeout-secs=45',
                          *HTTP_ARGS, *RATE_ARGS,
-                         '--tls-cert=/etc/vantage/tls/tls.crt', '--tls-key=/etc/vantage/tls/tls.key', '--nats-url=']
+                         '--tls-cert=/etc/vantage/tls/tls.crt', '--tls-key=/etc/vantage/tls/tls.key', '--nats-url=',
+                         '--engines-url=http://vantage-engines.vantage.svc:8081']
     assert {'name': 'https', 'containerPort': 9443, 'protocol': 'TCP'} in c['ports']
     assert c['volumeMounts'] == [{'name': 'tls', 'mountPath': '/etc/vantage/tls', 'readOnly': True}]
     assert api['volumes'] == [{'name': 'tls', 'secret': {'secretName': 'atlas-example-net-tls', 'items': [
@@ -735,7 +741,7 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
     assert rules[0]['resources'] == ['measurements']
     labels = kubectl('get', 'configmaps', *ns, '-l', 'grafana_dashboard=1', '-o', 'name').stdout.split()
     assert sorted(labels) == ['configmap/vantage-dashboard-vantage-operations', 'configmap/vantage-dashboard-vantage-results']
-    assert len(kubectl('get', 'networkpolicies', *ns, '-o', 'name').stdout.split()) == 9
+    assert len(kubectl('get', 'networkpolicies', *ns, '-o', 'name').stdout.split()) == 11
     # the built-in engines, as `vantage engines` will list them
     geo = json.loads(kubectl('get', 'geolocationengines', *ns, '-o', 'json').stdout)['items']
     assert sorted((g['metadata']['name'], g['spec']['engine'], g['spec']['enabled']) for g in geo) \

@@ -7,6 +7,7 @@
 //! API calls with tower-test.
 
 pub mod builtin;
+pub mod connections;
 pub mod crdgen;
 pub mod events;
 pub mod limits;

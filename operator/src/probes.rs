@@ -24,6 +24,7 @@ use vantage_core::nats::{parse_probe_key, Delivery, Session};
 use vantage_crd::conditions::{self, reason};
 use vantage_crd::{apply_status, Probe, ProbeStatus};
 
+use crate::connections::{Change, ConnectionLog};
 use crate::system_tags::SystemTags;
 use crate::FIELD_MANAGER;
 
@@ -104,8 +105,9 @@ impl Sessions {
             .unwrap_or_default()
     }
 
-    /// Follow the sessions bucket forever (reconnecting the watch when it ends).
-    pub async fn follow(self, kv: async_nats::jetstream::kv::Store) {
+    /// Follow the sessions bucket forever (reconnecting the watch when it ends); each
+    /// connection and disconnection goes to `log` (the connection history).
+    pub async fn follow(self, kv: async_nats::jetstream::kv::Store, log: ConnectionLog) {
         loop {
             match kv.watch_with_history(">").await {
                 Ok(mut watch) => {
@@ -114,16 +116,24 @@ impl Sessions {
                         let Some(probe) = parse_probe_key(&entry.key) else {
                             continue;
                         };
+                        let before = self.get(probe);
                         match entry.operation {
                             async_nats::jetstream::kv::Operation::Put => {
                                 match serde_json::from_slice::<Session>(&entry.value) {
-                                    Ok(s) => self.up(s),
+                                    Ok(s) => {
+                                        log.record(probe, before.as_ref(), Change::Put(&s));
+                                        self.up(s)
+                                    }
                                     Err(e) => {
                                         tracing::warn!(key = %entry.key, error = %e, "unreadable session entry")
                                     }
                                 }
                             }
-                            _ => self.down(probe),
+                            _ => {
+                                let at_ms = entry.created.unix_timestamp().saturating_mul(1000);
+                                log.record(probe, before.as_ref(), Change::Delete { at_ms });
+                                self.down(probe)
+                            }
                         }
                     }
                 }

@@ -181,7 +181,14 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ledger,
         Duration::from_secs(2),
     ));
-    tokio::spawn(sessions.clone().follow(bus.sessions.clone()));
+    let connections = crate::connections::ConnectionLog::default();
+    connections.register(&mut registry);
+    tokio::spawn(
+        connections
+            .clone()
+            .write_loop(store.clone(), Duration::from_secs(1)),
+    );
+    tokio::spawn(sessions.clone().follow(bus.sessions.clone(), connections));
     let pool_metrics = crate::pool::PoolMetrics::default();
     pool_metrics.register(&mut registry);
     tokio::spawn(crate::pool::run_controller(

@@ -181,6 +181,22 @@ pub struct ProbeRow {
     pub updated_at: u32,
 }
 
+/// A row of `probe_connections`: a probe connected (`connect`) or went (`disconnect`).
+#[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+pub struct ConnectionRow {
+    pub prb_id: u32,
+    /// `connect` or `disconnect`.
+    pub event: String,
+    /// Unix seconds (ClickHouse DateTime).
+    pub timestamp: u32,
+    /// The controller the session was on.
+    pub controller: String,
+    /// The probe's address in that session.
+    pub address: String,
+    /// Unix seconds (ClickHouse DateTime); the newest copy of a row wins.
+    pub inserted_at: u32,
+}
+
 /// A row of `fastpath` (columns in table order).
 #[derive(Row, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
 pub struct FastpathRow {

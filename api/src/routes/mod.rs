@@ -1,13 +1,17 @@
 //! The HTTP routes. One [`table`] lists every route with its documentation: the router
 //! and the OpenAPI document ([`openapi_doc`]) are both built from it, so neither can
 //! miss a route. The handlers are grouped by API family, one module each: `ripe` (RIPE
-//! Atlas API v2), `ooni` (OONI-style search) and `openapi`; `state` holds what they
-//! share ([`AppState`], [`Metrics`], request helpers).
+//! Atlas API v2), `ooni` (OONI-style search), `vantage` (the console's own routes under
+//! `/api/vantage/v1/`) and `openapi`; `state` holds what they share ([`AppState`],
+//! [`Metrics`], request helpers). The console's pages ([`crate::console`]) and the
+//! geolocation proxy (`locate`) are routed beside the table, outside the document.
 
+mod locate;
 mod ooni;
 mod openapi;
 mod ripe;
 mod state;
+mod vantage;
 
 use std::sync::Arc;
 
@@ -15,7 +19,7 @@ use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 pub use openapi::{openapi_doc, Ty};
-pub use ripe::results_sql;
+pub use ripe::{latest_sql, results_sql};
 pub use state::{AppState, Metrics};
 
 use crate::error::ApiError;
@@ -58,6 +62,12 @@ pub fn table() -> Vec<(RouteDoc, MethodRouter<Arc<AppState>>)> {
         (r("get", "/api/v2/probes/{id}/", "One probe", &[ripe::PROBE_ID], true), get(ripe::one_probe)),
         (r("get", "/api/v1/measurements", "Search fastpath measurements (OONI)", OONI_LIST, false), get(ooni::ooni_measurements)),
         (r("get", "/api/v1/aggregation", "Count fastpath measurements by axes (OONI)", OONI_AGG, false), get(ooni::ooni_aggregation)),
+        (r("get", "/api/vantage/v1/probes/map", "vantage: every probe as one compact row (id, lat, lon, status, is_anchor, asn_v4, country_code, tags), sorted by id; gzip when accepted", &[], false), get(vantage::probe_map)),
+        (r("get", "/api/vantage/v1/probes/{id}/measurements", "vantage: the measurements this probe takes part in", &[vantage::PROBE_ID], false), get(vantage::probe_measurements)),
+        (r("get", "/api/vantage/v1/probes/{id}/results", "vantage: the newest results of this probe, newest first", vantage::PROBE_RESULTS_PARAMS, false), get(vantage::probe_results)),
+        (r("get", "/api/vantage/v1/probes/{id}/connections", "vantage: this probe's connections and disconnections, newest first", vantage::CONNECTIONS_PARAMS, false), get(vantage::probe_connections)),
+        (r("get", "/api/vantage/v1/measurements/{id}/summary", "vantage: the results aggregated in time buckets (per-type fields) and a breakdown", vantage::SUMMARY_PARAMS, false), get(vantage::measurement_summary)),
+        (r("get", "/api/vantage/v1/measurements/{id}/probes", "vantage: the results aggregated per probe", vantage::PROBES_PARAMS, false), get(vantage::measurement_probes)),
         (r("get", "/api/openapi.json", "This document", &[], false), get(openapi::openapi)),
         (r("get", "/stream/", "RIPE Atlas streaming API (WebSocket): send [\"atlas_subscribe\", {\"stream_type\": \"result\", \"msm\": <id>}]; stream types result (msm, prb, type, sourceAddress, sendBacklog), probestatus (prb, enrichProbes), metadata (msm, type)", &[], true), get(crate::stream::upgrade)),
     ]
@@ -82,6 +92,9 @@ pub fn router(state: Arc<AppState>) -> Router {
             .route(&path, get(crate::stream::upgrade))
             .route(path.trim_end_matches('/'), get(crate::stream::upgrade));
     }
+    let router = router
+        .merge(crate::console::routes())
+        .merge(locate::routes());
     let metrics = state.metrics.clone();
     router
         .fallback(|uri: axum::http::Uri| async move {
@@ -139,6 +152,17 @@ fn route_label(path: &str) -> String {
         })
         .collect();
     let label = folded.join("/");
+    if label.starts_with("/api/v1/locate/") || label.starts_with("/api/v1/worlds/") {
+        return "/api/v1/locate".to_owned();
+    }
+    let page = if label.is_empty() {
+        "/"
+    } else {
+        label.as_str()
+    };
+    if crate::console::PAGES.contains(&page) || label.starts_with("/assets/") {
+        return "console".to_owned();
+    }
     if table()
         .iter()
         .any(|(d, _)| d.path.trim_end_matches('/') == label)
@@ -162,6 +186,17 @@ mod tests {
         assert_eq!(route_label("/api/v2/measurements/"), "/api/v2/measurements");
         assert_eq!(route_label("/wp-admin/123"), "other");
         assert_eq!(route_label("/stream/"), "/stream");
+        assert_eq!(
+            route_label("/api/v1/locate/192.0.2.1/partials"),
+            "/api/v1/locate"
+        );
+        assert_eq!(route_label("/"), "console");
+        assert_eq!(route_label("/measurements/12"), "console");
+        assert_eq!(route_label("/assets/index-abc.js"), "console");
+        assert_eq!(
+            route_label("/api/vantage/v1/measurements/5/summary"),
+            "/api/vantage/v1/measurements/{id}/summary"
+        );
     }
 
     #[test]

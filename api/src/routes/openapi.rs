@@ -102,6 +102,31 @@ fn responses(doc: &RouteDoc) -> Value {
             add("200", ok("A page of fastpath measurements", "OoniList"))
         }
         ("get", "/api/v1/aggregation") => add("200", ok("Counts by the axes", "OoniAggregation")),
+        ("get", "/api/vantage/v1/probes/map") => add(
+            "200",
+            ok("Every probe, one row each (gzip when accepted)", "ProbeMap"),
+        ),
+        ("get", "/api/vantage/v1/probes/{id}/measurements") => add(
+            "200",
+            ok(
+                "The measurements the probe takes part in",
+                "ProbeMeasurements",
+            ),
+        ),
+        ("get", "/api/vantage/v1/probes/{id}/results") => add(
+            "200",
+            json!({"description": "The probe's newest results as RIPE Atlas stores them, newest first",
+                   "content": {"application/json": {"schema": {"type": "array", "items": {"type": "object"}}}}}),
+        ),
+        ("get", "/api/vantage/v1/probes/{id}/connections") => {
+            add("200", ok("Connection history, newest first", "Connections"))
+        }
+        ("get", "/api/vantage/v1/measurements/{id}/summary") => {
+            add("200", ok("Aggregates in time buckets", "Summary"))
+        }
+        ("get", "/api/vantage/v1/measurements/{id}/probes") => {
+            add("200", ok("Aggregates per probe", "ProbeAggregates"))
+        }
         ("get", "/api/openapi.json") => add(
             "200",
             json!({"description": "This document", "content": {"application/json": {"schema": {"type": "object"}}}}),
@@ -184,7 +209,8 @@ fn responses(doc: &RouteDoc) -> Value {
         || p.ends_with("/results/")
         || p.ends_with("/latest/")
         || p.ends_with("/stream/")
-        || p.starts_with("/api/v1/");
+        || p.starts_with("/api/v1/")
+        || (p.starts_with("/api/vantage/") && p != "/api/vantage/v1/probes/map");
     if unavailable {
         add("503", error("A backend (Kubernetes, ClickHouse or NATS) is unavailable, or the feature is off in this server"));
     }
@@ -448,7 +474,14 @@ fn schemas() -> Value {
         "next": {"type": ["string", "null"]}, "previous": {"type": ["string", "null"]},
         "results": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}}}})
     };
-    json!({
+    let vantage = json!({"type": "object", "description": "vantage: the Measurement resource behind it",
+                "required": ["namespace", "name", "state", "conditions", "probes_reported"], "properties": {
+                "namespace": {"type": ["string", "null"]}, "name": {"type": "string"}, "state": {"type": ["string", "null"]},
+                "conditions": {"type": "array", "items": {"type": "object", "required": ["type", "status"], "properties": {
+                    "type": {"type": "string"}, "status": {"type": "string"}, "reason": {"type": ["string", "null"]},
+                    "message": {"type": ["string", "null"]}, "lastTransitionTime": {"type": ["string", "null"]}}}},
+                "probes_reported": {"type": "integer", "minimum": 0}}});
+    let mut all = json!({
         "Error": error,
         "CreateRequest": {"type": "object", "required": ["definitions", "probes"], "properties": {
             "definitions": {"type": "array", "minItems": 1, "maxItems": 100, "items": {"anyOf": definitions}},
@@ -477,7 +510,8 @@ fn schemas() -> Value {
             "status": {"type": "object", "required": ["id", "name"], "properties": {
                 "id": {"type": "integer", "enum": MEASUREMENT_STATUS_IDS}, "name": {"type": "string"}, "when": {"type": ["integer", "null"]}}},
             "participant_count": {"type": "integer"}, "probes_requested": {"type": "integer"},
-            "result": {"type": "string"}}},
+            "result": {"type": "string"},
+            "vantage": vantage}},
         "MeasurementPage": page("Measurement"),
         "Probe": {"type": "object", "required": ["id", "status", "tags", "is_anchor"], "properties": {
             "id": {"type": "integer", "minimum": 0}, "asn_v4": {"type": ["integer", "null"]}, "asn_v6": {"type": ["integer", "null"]},
@@ -496,6 +530,41 @@ fn schemas() -> Value {
         "OoniAggregation": {"type": "object", "required": ["dimension_count", "result"], "properties": {
             "dimension_count": {"type": "integer", "minimum": 0, "maximum": 2},
             "result": {"type": ["object", "array"]}}},
+    });
+    if let (Some(all), Value::Object(more)) = (all.as_object_mut(), console_schemas()) {
+        all.extend(more);
+    }
+    all
+}
+
+/// The schemas of the console's routes (`/api/vantage/v1/`).
+fn console_schemas() -> Value {
+    json!({
+        "ProbeMap": {"type": "object", "required": ["count", "columns", "rows"], "properties": {
+            "count": {"type": "integer", "minimum": 0},
+            "columns": {"type": "array", "items": {"type": "string"}},
+            "rows": {"type": "array", "items": {"type": "array", "minItems": 8, "maxItems": 8,
+                "description": "id, lat|null, lon|null, status id, is_anchor, asn_v4|null, country_code|null, [tag slug]"}}}},
+        "ProbeMeasurements": {"type": "object", "required": ["results"], "properties": {
+            "results": {"type": "array", "items": {"$ref": "#/components/schemas/Measurement"}}}},
+        "Connections": {"type": "object", "required": ["probe", "connections"], "properties": {
+            "probe": {"type": "integer", "minimum": 0},
+            "connections": {"type": "array", "items": {"type": "object", "required": ["event", "timestamp", "controller", "address"], "properties": {
+                "event": {"enum": ["connect", "disconnect"]}, "timestamp": {"type": "integer", "minimum": 0},
+                "controller": {"type": "string"}, "address": {"type": "string"}}}}}},
+        "Summary": {"type": "object", "required": ["msm_id", "type", "results", "probes", "first", "last", "bucket_seconds", "series", "breakdown"], "properties": {
+            "msm_id": {"type": "integer", "minimum": 0}, "type": {"type": "string"},
+            "results": {"type": "integer", "minimum": 0}, "probes": {"type": "integer", "minimum": 0},
+            "first": {"type": ["integer", "null"]}, "last": {"type": ["integer", "null"]},
+            "bucket_seconds": {"type": "integer", "minimum": 1},
+            "series": {"type": "array", "items": {"type": "object", "required": ["t", "n"], "properties": {
+                "t": {"type": "integer", "minimum": 0}, "n": {"type": "integer", "minimum": 0}},
+                "additionalProperties": {"type": ["number", "null"]}}},
+            "breakdown": {"type": "object"}}},
+        "ProbeAggregates": {"type": "object", "required": ["rows"], "properties": {
+            "rows": {"type": "array", "items": {"type": "object", "required": ["prb_id", "n", "last"], "properties": {
+                "prb_id": {"type": "integer", "minimum": 0}, "n": {"type": "integer", "minimum": 0}, "last": {"type": "integer", "minimum": 0}},
+                "additionalProperties": {"type": ["number", "null"]}}}}}
     })
 }
 

@@ -71,6 +71,10 @@ pub struct AppState {
     /// Most probes one measurement may request; more is refused with 400.
     pub max_requested: u32,
     pub metrics: Metrics,
+    /// The web console's files ([`crate::console::EmbeddedAssets`] in `vantage api`).
+    pub console: Arc<dyn crate::console::Assets>,
+    /// The locate engines for `/api/v1/locate/...`; `None` answers 503 (`--engines-url`).
+    pub engines: Option<crate::engines::Engines>,
 }
 
 /// The state extractor of every handler.

@@ -226,6 +226,26 @@ pub const MIGRATIONS: &[Migration] = &[
         ORDER BY prb_id",
         ],
     },
+    Migration {
+        version: 6,
+        name: "probe_connections",
+        statements: &[
+            // Connection history: the operator writes a `connect` row when a probe's
+            // session appears and a `disconnect` row when it goes. The sorting key is the
+            // event itself, so a row written again (operator restart, KV replay) is stored
+            // once after merges (read with FINAL).
+            "CREATE TABLE IF NOT EXISTS {db}.probe_connections (
+            prb_id UInt32,
+            event String,
+            timestamp DateTime,
+            controller String,
+            address String,
+            inserted_at DateTime
+        ) ENGINE = ReplacingMergeTree(inserted_at)
+        PARTITION BY toYYYYMM(timestamp)
+        ORDER BY (prb_id, timestamp, event, controller)",
+        ],
+    },
 ];
 
 impl Store {

@@ -10,8 +10,8 @@ mod stop;
 
 pub(crate) use create::create_measurements;
 pub(crate) use participation::participation_requests;
-pub use results::results_sql;
-pub(crate) use results::{latest, results, stream, LATEST_PARAMS, RESULT_PARAMS};
+pub(crate) use results::{latest, results, stream, stream_lines, LATEST_PARAMS, RESULT_PARAMS};
+pub use results::{latest_sql, results_sql};
 pub(crate) use stop::stop_measurement;
 
 use axum::extract::{Path, State};
@@ -90,7 +90,7 @@ const MSM_COMPARED: [[ParamDoc; 5]; 5] = [
     compared!("participant_count", "probes taking part"),
 ];
 const MSM_TEXTS: [[ParamDoc; 5]; 2] = [texts!("target"), texts!("description")];
-const MSM_OTHERS: [ParamDoc; 11] = [
+const MSM_OTHERS: [ParamDoc; 12] = [
     ("type", "query", "measurement type", Ty::Enum(KNOWN_TYPES)),
     ("status", "query", "RIPE Atlas status id (0 Specified, 1 Scheduled, 2 Ongoing, 4 Stopped, 5 Forced to stop, 6 No suitable probes, 7 Failed, 8 Denied)", Ty::IntEnum(MEASUREMENT_STATUS_IDS)),
     ("status__in", "query", "comma-separated status ids", Ty::IntEnumList(MEASUREMENT_STATUS_IDS)),
@@ -100,6 +100,7 @@ const MSM_OTHERS: [ParamDoc; 11] = [
     ("is_oneoff", "query", "one-off measurements only (or periodic ones only)", Ty::Bool),
     ("is_public", "query", "public measurements (all are)", Ty::Bool),
     ("resolve_on_probe", "query", "target resolved on the probe", Ty::Bool),
+    ("namespace", "query", "vantage: the Kubernetes namespace that owns the measurement", Ty::Str),
     ("sort", "query", "id or -id (default -id)", Ty::Enum(&["id", "-id"])),
     ("page", "query", "1-based page", Ty::Int(1, U64)),
 ];
@@ -112,7 +113,7 @@ const PAGE_SIZE: ParamDoc = (
 
 /// Every parameter of `GET /api/v2/measurements/`.
 pub(crate) const MSM_FILTERS: &[ParamDoc] = &{
-    let mut out = [PAGE_SIZE; 5 * 5 + 5 * 2 + 11 + 1];
+    let mut out = [PAGE_SIZE; 5 * 5 + 5 * 2 + 12 + 1];
     let mut i = 0;
     while i < 25 {
         out[i] = MSM_COMPARED[i / 5][i % 5];
@@ -122,7 +123,7 @@ pub(crate) const MSM_FILTERS: &[ParamDoc] = &{
         out[i] = MSM_TEXTS[(i - 25) / 5][(i - 25) % 5];
         i += 1;
     }
-    while i < 46 {
+    while i < 47 {
         out[i] = MSM_OTHERS[i - 35];
         i += 1;
     }

@@ -150,13 +150,37 @@ pub fn results_sql(
     sql
 }
 
+/// SQL for `latest/`: the newest result of each probe, by probe id. The newest
+/// `(prb_id, timestamp)` pairs come from the key columns first, and only their rows'
+/// `raw` is read (PREWHERE), so a measurement with a million results reads a thousand
+/// raw results rather than all of them. A result stored twice and not yet merged
+/// is answered once (`LIMIT 1 BY`), as with FINAL.
+pub fn latest_sql(db: &str, id: u64, probes: Option<&[u32]>, lookback_days: Option<u32>) -> String {
+    let mut filter = format!("msm_id = {id}");
+    if let Some(p) = probes {
+        let list: Vec<String> = p.iter().map(u32::to_string).collect();
+        filter.push_str(&format!(" AND prb_id IN ({})", list.join(",")));
+    }
+    if let Some(days) = lookback_days {
+        filter.push_str(&format!(
+            " AND timestamp >= now() - {}",
+            u64::from(days) * 86_400
+        ));
+    }
+    format!(
+        "SELECT raw FROM {db}.results PREWHERE {filter} AND (prb_id, timestamp) IN \
+         (SELECT prb_id, max(timestamp) FROM {db}.results WHERE {filter} GROUP BY prb_id) \
+         ORDER BY prb_id LIMIT 1 BY prb_id"
+    )
+}
+
 /// Stream `sql`'s lines as a JSON array (or as they are). The first chunk is awaited
 /// before answering, so a failing query is a 503 rather than a broken 200. No rows for
-/// a measurement that no resource describes is a 404, as on RIPE Atlas (the results of
-/// a deleted measurement stay readable).
+/// a measurement (`msm_id`) that no resource describes is a 404, as on RIPE Atlas (the
+/// results of a deleted measurement stay readable).
 pub(crate) async fn stream_lines(
     state: &AppState,
-    msm_id: u64,
+    msm_id: Option<u64>,
     sql: String,
     lines: bool,
 ) -> Result<Response, ApiError> {
@@ -169,12 +193,14 @@ pub(crate) async fn stream_lines(
                 "results are unavailable: {e}"
             )));
         }
-        None if state.catalog.measurement_by_id(msm_id).is_none() => {
-            return Err(ApiError::not_found(format!(
-                "measurement {msm_id} does not exist"
-            )));
-        }
-        None => None,
+        None => match msm_id {
+            Some(id) if state.catalog.measurement_by_id(id).is_none() => {
+                return Err(ApiError::not_found(format!(
+                    "measurement {id} does not exist"
+                )));
+            }
+            _ => None,
+        },
     };
     let rest = futures::stream::iter(first.map(Ok)).chain(rows).boxed();
     let counter = state.metrics.result_bytes.clone();
@@ -210,7 +236,7 @@ pub(crate) async fn results(
     let (start, stop) = (unix_param(&params, "start")?, unix_param(&params, "stop")?);
     let probes = probe_ids(&params)?;
     let sql = results_sql(state.rows.database(), id, start, stop, probes.as_deref());
-    stream_lines(&state, id, sql, want_lines(&params)?).await
+    stream_lines(&state, Some(id), sql, want_lines(&params)?).await
 }
 
 pub(crate) async fn latest(
@@ -224,33 +250,24 @@ pub(crate) async fn latest(
         &params,
         &["probe_ids", "lookback_days", "format", "key", "versions"],
     )?;
-    let mut sql = format!(
-        "SELECT argMax(raw, timestamp) FROM {}.results FINAL WHERE msm_id = {id}",
-        state.rows.database()
-    );
-    if let Some(p) = probe_ids(&params)? {
-        let list: Vec<String> = p.iter().map(u32::to_string).collect();
-        sql.push_str(&format!(" AND prb_id IN ({})", list.join(",")));
-    }
-    if let Some(d) = params.get("lookback_days") {
-        let days: u32 = d
-            .trim()
-            .parse()
-            .ok()
-            .filter(|d| (1..=3650).contains(d))
-            .ok_or_else(|| {
-                ApiError::param(
-                    "lookback_days",
-                    format!("{d:?} is not a number of days from 1 to 3650"),
-                )
-            })?;
-        sql.push_str(&format!(
-            " AND timestamp >= now() - {}",
-            u64::from(days) * 86_400
-        ));
-    }
-    sql.push_str(" GROUP BY prb_id ORDER BY prb_id");
-    stream_lines(&state, id, sql, want_lines(&params)?).await
+    let probes = probe_ids(&params)?;
+    let lookback = match params.get("lookback_days") {
+        Some(d) => Some(
+            d.trim()
+                .parse::<u32>()
+                .ok()
+                .filter(|d| (1..=3650).contains(d))
+                .ok_or_else(|| {
+                    ApiError::param(
+                        "lookback_days",
+                        format!("{d:?} is not a number of days from 1 to 3650"),
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    let sql = latest_sql(state.rows.database(), id, probes.as_deref(), lookback);
+    stream_lines(&state, Some(id), sql, want_lines(&params)?).await
 }
 
 pub(crate) async fn stream(State(state): St, Path(id): Path<String>) -> Result<Response, ApiError> {
@@ -294,6 +311,16 @@ mod tests {
         assert_eq!(
             results_sql("db", 7, Some(10), Some(20), Some(&[1, 2])),
             "SELECT raw FROM db.results FINAL WHERE msm_id = 7 AND timestamp >= toDateTime(10) AND timestamp <= toDateTime(20) AND prb_id IN (1,2)"
+        );
+    }
+
+    #[test]
+    fn latest_reads_the_newest_keys_first() {
+        assert_eq!(
+            latest_sql("db", 7, Some(&[1, 2]), Some(2)),
+            "SELECT raw FROM db.results PREWHERE msm_id = 7 AND prb_id IN (1,2) AND timestamp >= now() - 172800 \
+             AND (prb_id, timestamp) IN (SELECT prb_id, max(timestamp) FROM db.results WHERE msm_id = 7 \
+             AND prb_id IN (1,2) AND timestamp >= now() - 172800 GROUP BY prb_id) ORDER BY prb_id LIMIT 1 BY prb_id"
         );
     }
 }
