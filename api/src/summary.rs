@@ -141,7 +141,7 @@ fn last_hops(db: &str, f: &Filter) -> String {
 
 /// Per-type aggregate expressions, for series buckets and per-probe rows.
 fn aggregates(kind: Kind, for_probes: bool) -> String {
-    let ok = "error = ''";
+    let timed = |col: &str| format!("error = '' AND {col} >= 0");
     match kind {
         Kind::Ping => format!(
             "{} AS rtt_min, {} AS rtt_avg, {} AS rtt_max, avg(loss) / 100 AS loss",
@@ -161,27 +161,33 @@ fn aggregates(kind: Kind, for_probes: bool) -> String {
                 format!("{rtt} AS rtt_avg, avg(has(last_from, dst)) AS reached")
             }
         }
+        // The collector stores -1 for a time it did not get (docs: typed tables), so
+        // each time column is averaged over the results that have one.
         Kind::Dns if !for_probes => format!(
             "{} AS rt_avg, countIf(error != '') AS errors",
-            when("avg", "rt", ok)
+            when("avg", "rt", &timed("rt"))
         ),
         Kind::Http if !for_probes => format!(
             "{} AS rt_avg, {} AS ttc_avg, {} AS ttfb_avg, countIf(error != '') AS errors",
-            when("avg", "rt", ok),
-            when("avg", "ttc", ok),
-            when("avg", "ttfb", ok),
+            when("avg", "rt", &timed("rt")),
+            when("avg", "ttc", &timed("ttc")),
+            when("avg", "ttfb", &timed("ttfb")),
         ),
         Kind::Sslcert if !for_probes => format!(
             "{} AS rt_avg, avg(valid_at_measurement) AS valid",
-            when("avg", "rt", ok)
+            when("avg", "rt", &timed("rt"))
         ),
-        Kind::Dns | Kind::Http | Kind::Sslcert => format!("{} AS rt_avg", when("avg", "rt", ok)),
+        Kind::Dns | Kind::Http | Kind::Sslcert => {
+            format!("{} AS rt_avg", when("avg", "rt", &timed("rt")))
+        }
+        // An NTP result without replies has no offset (-1 is a placeholder, and a real
+        // offset may be negative): only results with replies count.
         Kind::Ntp if !for_probes => format!(
             "{} AS offset_avg, {} AS rtt_avg",
-            when("avg", "offset_avg", ok),
-            when("avg", "rtt_avg", ok)
+            when("avg", "offset_avg", "replies > 0"),
+            when("avg", "rtt_avg", "replies > 0")
         ),
-        Kind::Ntp => format!("{} AS rt_avg", when("avg", "rtt_avg", ok)),
+        Kind::Ntp => format!("{} AS rt_avg", when("avg", "rtt_avg", "replies > 0")),
         Kind::Other if for_probes => "NULL AS rt_avg".to_owned(),
         Kind::Other => String::new(),
     }

@@ -86,6 +86,7 @@ async fn fill(store: &Store) {
         result("s2", 105, 2, "sslcert", 5000),
         result("n1", 106, 1, "ntp", 6000),
         result("n2", 106, 1, "ntp", 6000),
+        result("n3", 106, 1, "ntp", 6000),
     ];
     let statements = [
         format!("INSERT INTO {db}.results {RESULT_COLUMNS} VALUES {}", results.join(", ")),
@@ -116,8 +117,9 @@ async fn fill(store: &Store) {
              ('s1', 105, 1, 5000, 40, 1, ''), ('s2', 105, 2, 5000, 60, 0, '')"
         ),
         format!(
-            "INSERT INTO {db}.ntp_results (result_id, msm_id, prb_id, timestamp, offset_avg, rtt_avg, error) VALUES \
-             ('n1', 106, 1, 6000, 0.5, 4, ''), ('n2', 106, 1, 6000, 1.5, 6, '')"
+            // n3 got no reply: -1 is the collector's placeholder, not an offset.
+            "INSERT INTO {db}.ntp_results (result_id, msm_id, prb_id, timestamp, replies, offset_avg, rtt_avg, error) VALUES \
+             ('n1', 106, 1, 6000, 3, 0.5, 4, ''), ('n2', 106, 1, 6000, 2, 1.5, 6, ''), ('n3', 106, 1, 6000, 0, -1, -1, '')"
         ),
         format!(
             "INSERT INTO {db}.probe_connections (prb_id, event, timestamp, controller, address, inserted_at) VALUES \
