@@ -342,6 +342,19 @@ class Cluster:
         })
         return key
 
+    def add_probe_at(self, country: str, asn: int, latitude: float, longitude: float,
+                     tags: list[str] | tuple[str, ...] = ("e2e",)) -> tuple[int, Path, str]:
+        """Like `add_probe`, with the Probe resource at (`latitude`, `longitude`) and with
+        user `tags`. Returns (id, key path, public key)."""
+        pid, key, pub = self.add_probe(register=False)
+        self.kubectl_apply({
+            "apiVersion": "vantage.dev/v1alpha1", "kind": "Probe",
+            "metadata": {"name": f"probe-{pid}"},
+            "spec": {"id": pid, "public_key": pub, "enabled": True, "country_code": country, "asn_v4": asn,
+                     "location": {"latitude": latitude, "longitude": longitude}, "tags": list(tags)},
+        })
+        return pid, key, pub
+
 
 @contextlib.contextmanager
 def running_cluster(controllers: int = 1, operator_args: list[str] | tuple[str, ...] = (),
