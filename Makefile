@@ -24,6 +24,16 @@ console:
 		npm ci --no-audit --no-fund && sha256sum < package-lock.json > node_modules/.vantage-lock.sha256; fi
 	cd console && npm run build
 
+## console-bench: the console's budgets on a private stack: 10,000 probes on the map, the page of
+## a measurement with 1,000,000 results, first-view JS+CSS gzipped (docs/BENCHMARKS.md)
+CONSOLE_BENCH_STACK_ENV := VANTAGE_STACK_DIR=/tmp/vantage-console-bench-stack NATS_PORT=24232 NATS_MONITOR_PORT=28232 \
+	CLICKHOUSE_HTTP_PORT=28133 CLICKHOUSE_TCP_PORT=29010 MOTO_PORT=25010 KUBE_PORT=26453
+console-bench: setup console
+	cargo build --release -p vantage --bin vantage
+	$(CONSOLE_BENCH_STACK_ENV) $(STACK) up
+	cd e2e && $(CONSOLE_BENCH_STACK_ENV) VANTAGE_BIN_DIR=$(CURDIR)/target/release $(PY) console_bench.py; \
+		rc=$$?; cd .. && $(CONSOLE_BENCH_STACK_ENV) $(STACK) down; exit $$rc
+
 ## console-check: the console's type check and unit tests (vitest)
 console-check: console
 	cd console && npx vitest run
