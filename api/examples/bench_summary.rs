@@ -17,14 +17,12 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::Request;
-use futures::future::BoxFuture;
 use futures::StreamExt;
 use http_body_util::BodyExt;
 use tower::ServiceExt;
-use vantage_api::catalog::{Catalog, CatalogError, EmptyCatalog, KeyOwner};
+use vantage_api::catalog::{EmptyCatalog, FixedCatalog};
 use vantage_api::rows::{ClickHouseRows, Rows};
 use vantage_api::{router, AppState, Metrics};
-use vantage_crd::{Measurement, Probe};
 use vantage_platform::store::Store;
 
 const DB: &str = "vantage_bench_summary";
@@ -66,55 +64,30 @@ async fn get(app: &axum::Router, uri: &str) -> anyhow::Result<(Duration, usize)>
     Ok((started.elapsed(), bytes.len()))
 }
 
-/// 10,000 located probes with tags, for the map.
-struct ManyProbes(Vec<Arc<Probe>>);
-
-impl ManyProbes {
-    fn new(n: u32) -> anyhow::Result<Self> {
-        let probes = (1..=n)
-            .map(|id| {
-                serde_json::from_value(serde_json::json!({
-                    "apiVersion": "vantage.dev/v1alpha1", "kind": "Probe", "metadata": {"name": format!("probe-{id}")},
-                    "spec": {"id": id, "public_key": "ssh-ed25519 AAAA", "country_code": "NL", "asn_v4": 64500 + id % 100,
-                             "tags": ["home", "nat"], "location": {"latitude": f64::from(id % 180) - 90.0, "longitude": f64::from(id % 360) - 180.0}},
-                    "status": {"connected": id % 3 != 0, "lastSeen": "2024-05-01T12:00:00Z",
-                               "systemTags": ["system-ipv4-works", "system-ipv4-capable"]},
-                }))
-                .map(Arc::new)
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(Self(probes))
-    }
-}
-
-impl Catalog for ManyProbes {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        Vec::new()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        self.0.clone()
-    }
-    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async {
-            Err(CatalogError::Refused {
-                code: 501,
-                reason: "NotImplemented".into(),
-                message: "bench".into(),
-            })
+/// `n` located probes with tags, for the map.
+fn many_probes(n: u32) -> anyhow::Result<FixedCatalog> {
+    let probes = (1..=n)
+        .map(|id| {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "vantage.dev/v1alpha1", "kind": "Probe", "metadata": {"name": format!("probe-{id}")},
+                "spec": {"id": id, "public_key": "ssh-ed25519 AAAA", "country_code": "NL", "asn_v4": 64500 + id % 100,
+                         "tags": ["home", "nat"], "location": {"latitude": f64::from(id % 180) - 90.0, "longitude": f64::from(id % 360) - 180.0}},
+                "status": {"connected": id % 3 != 0, "lastSeen": "2024-05-01T12:00:00Z",
+                           "systemTags": ["system-ipv4-works", "system-ipv4-capable"]},
+            }))
+            .map(Arc::new)
         })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
+        .collect::<Result<_, _>>()?;
+    Ok(FixedCatalog {
+        probes,
+        ..FixedCatalog::default()
+    })
 }
 
 /// GET the probe map of 10,000 probes, plain and gzip.
 async fn probe_map(runs: usize, url: &str) -> anyhow::Result<()> {
     let app = router(Arc::new(AppState {
-        catalog: Arc::new(ManyProbes::new(10_000)?),
+        catalog: Arc::new(many_probes(10_000)?),
         rows: Arc::new(ClickHouseRows::new(url, DB)),
         live: None,
         stream: None,

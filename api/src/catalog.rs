@@ -69,15 +69,46 @@ impl Catalog for EmptyCatalog {
         None
     }
     fn create(&self, msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        let message = format!(
-            "this API has no Kubernetes catalog, so it cannot create {}",
-            msm.metadata.name.as_deref().unwrap_or("a Measurement")
-        );
-        Box::pin(async move { Err(CatalogError::not_implemented(message)) })
+        no_kubernetes(msm)
     }
     fn ready(&self) -> bool {
         true
     }
+}
+
+/// A read-only catalog of the Measurements and Probes it was given, with no API keys:
+/// the data API without Kubernetes over a fixed set (tests, the console's benchmarks).
+#[derive(Clone, Default)]
+pub struct FixedCatalog {
+    pub measurements: Vec<Arc<Measurement>>,
+    pub probes: Vec<Arc<Probe>>,
+}
+
+impl Catalog for FixedCatalog {
+    fn measurements(&self) -> Vec<Arc<Measurement>> {
+        self.measurements.clone()
+    }
+    fn probes(&self) -> Vec<Arc<Probe>> {
+        self.probes.clone()
+    }
+    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
+        None
+    }
+    fn create(&self, msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
+        no_kubernetes(msm)
+    }
+    fn ready(&self) -> bool {
+        true
+    }
+}
+
+/// The refusal of a catalog without Kubernetes asked to create `msm`.
+fn no_kubernetes(msm: Measurement) -> BoxFuture<'static, Result<String, CatalogError>> {
+    let message = format!(
+        "this API has no Kubernetes catalog, so it cannot create {}",
+        msm.metadata.name.as_deref().unwrap_or("a Measurement")
+    );
+    Box::pin(async move { Err(CatalogError::not_implemented(message)) })
 }
 
 /// Measurements, Probes and API keys, and creating Measurements.

@@ -8,42 +8,14 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vantage_api::catalog::{Catalog, CatalogError, KeyOwner};
+use vantage_api::catalog::FixedCatalog;
 use vantage_api::rows::ClickHouseRows;
 use vantage_api::{router, AppState, Metrics};
-use vantage_crd::{Measurement, Probe};
+use vantage_crd::Probe;
 use vantage_platform::store::Store;
-
-/// Probes 1 and 2, no measurements: the types come from the stored results.
-struct TwoProbes(Vec<Arc<Probe>>);
-
-impl Catalog for TwoProbes {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        Vec::new()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        self.0.clone()
-    }
-    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async {
-            Err(CatalogError::Refused {
-                code: 501,
-                reason: "NotImplemented".into(),
-                message: "read-only test catalog".into(),
-            })
-        })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
-}
 
 fn probe(id: u32) -> Arc<Probe> {
     Arc::new(
@@ -148,7 +120,11 @@ async fn fixture(test: &str) -> Option<Fixture> {
     store.migrate().await.expect("migrate");
     fill(&store).await;
     let state = Arc::new(AppState {
-        catalog: Arc::new(TwoProbes(vec![probe(1), probe(2)])),
+        // Probes 1 and 2, no measurements: the types come from the stored results.
+        catalog: Arc::new(FixedCatalog {
+            probes: vec![probe(1), probe(2)],
+            ..FixedCatalog::default()
+        }),
         rows: Arc::new(ClickHouseRows::new(&url, &db)),
         live: None,
         stream: None,

@@ -13,11 +13,10 @@ use std::time::Duration;
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use tower::ServiceExt;
-use vantage_api::catalog::{Catalog, CatalogError, EmptyCatalog, KeyOwner};
+use vantage_api::catalog::{EmptyCatalog, FixedCatalog};
 use vantage_api::console::{Asset, Assets, CSP};
 use vantage_api::rows::ClickHouseRows;
 use vantage_api::{router, AppState, Metrics};
@@ -78,35 +77,6 @@ impl Assets for NoConsole {
     }
 }
 
-struct Listed {
-    measurements: Vec<Arc<Measurement>>,
-    probes: Vec<Arc<Probe>>,
-}
-
-impl Catalog for Listed {
-    fn measurements(&self) -> Vec<Arc<Measurement>> {
-        self.measurements.clone()
-    }
-    fn probes(&self) -> Vec<Arc<Probe>> {
-        self.probes.clone()
-    }
-    fn key_owner(&self, _key: &str) -> Option<KeyOwner> {
-        None
-    }
-    fn create(&self, _msm: Measurement) -> BoxFuture<'_, Result<String, CatalogError>> {
-        Box::pin(async {
-            Err(CatalogError::Refused {
-                code: 501,
-                reason: "NotImplemented".into(),
-                message: "read-only".into(),
-            })
-        })
-    }
-    fn ready(&self) -> bool {
-        true
-    }
-}
-
 fn msm(name: &str, ns: &str, id: u64, probes: &[u32]) -> Arc<Measurement> {
     Arc::new(
         serde_json::from_value(json!({
@@ -138,7 +108,7 @@ fn probe(id: u32, located: bool, system_tags: &[&str]) -> Arc<Probe> {
 }
 
 fn app(console: Arc<dyn Assets>, engines: Option<&str>) -> axum::Router {
-    let catalog = Listed {
+    let catalog = FixedCatalog {
         measurements: vec![
             msm("a", "team-a", 11, &[1, 2]),
             msm("b", "team-b", 12, &[2]),
