@@ -398,6 +398,19 @@ enum Command {
         // `--registry-file` is the deprecated, hidden former name.
         #[arg(long = "rir-file", alias = "registry-file")]
         rir_files: Vec<std::path::PathBuf>,
+        /// An RPSL database dump (e.g. ripe.db.inetnum.gz; repeat for each) whose
+        /// inetnum/inet6num `geofeed:` references (RFC 9632) name geofeeds: read from
+        /// --geofeed-dir, each only for its inetnum's space. Turns on the `geofeed` engine.
+        #[arg(long = "geofeed-refs")]
+        geofeed_refs: Vec<std::path::PathBuf>,
+        /// The mirror of the referenced geofeed URLs: https://host/path is read from
+        /// <dir>/<host>/<path> (what `wget --force-directories` writes).
+        #[arg(long = "geofeed-dir")]
+        geofeed_dir: Option<std::path::PathBuf>,
+        /// A geofeed CSV (RFC 8805: prefix,country,region,city,postal) read directly,
+        /// e.g. your own network's; repeat for several. Turns on the `geofeed` engine.
+        #[arg(long = "geofeed-file")]
+        geofeed_files: Vec<std::path::PathBuf>,
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
@@ -645,6 +658,9 @@ async fn main() -> anyhow::Result<()> {
             active_enough_ms,
             asn_table,
             rir_files,
+            geofeed_refs,
+            geofeed_dir,
+            geofeed_files,
             cache_max_age_s,
             http,
         } => {
@@ -659,6 +675,12 @@ async fn main() -> anyhow::Result<()> {
             };
             cfg.asn_table = asn_table;
             cfg.rir_files = rir_files;
+            if !geofeed_refs.is_empty() && geofeed_dir.is_none() {
+                anyhow::bail!("--geofeed-refs needs --geofeed-dir: the directory the referenced geofeed URLs are mirrored into (<dir>/<host>/<path>)");
+            }
+            cfg.geofeed_refs = geofeed_refs;
+            cfg.geofeed_dir = geofeed_dir;
+            cfg.geofeed_files = geofeed_files;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
             cfg.http = http.limits();
             if !no_clickhouse {

@@ -609,15 +609,23 @@ def test_engine_data_files_come_from_a_volume(all_cases: dict[str, list[dict[str
     pod = pod_spec(one(docs, 'Deployment', 'measure-engines'))
     (e,) = pod['containers']
     data = '/var/lib/vantage/geo'
-    assert e['args'][-3:] == [f'--rir-file={data}/delegated-ripencc-extended-latest',
+    assert e['args'][-6:] == [f'--rir-file={data}/delegated-ripencc-extended-latest',
                               f'--rir-file={data}/delegated-arin-extended-latest',
-                              f'--asn-table={data}/ipasn.dat']
+                              f'--asn-table={data}/ipasn.dat',
+                              f'--geofeed-refs={data}/ripe.db.inetnum.gz',
+                              f'--geofeed-dir={data}/geofeeds',
+                              f'--geofeed-file={data}/own-geofeed.csv']
     assert e['volumeMounts'] == [{'name': 'geo-data', 'mountPath': data, 'readOnly': True}]
     assert pod['volumes'] == [{'name': 'geo-data', 'persistentVolumeClaim': {'claimName': 'geo-data'}}]
     # RIR files turn the `rir` resource on, with its weight from values
     geo = {g['metadata']['name']: g['spec'] for g in by_kind(docs, 'GeolocationEngine')}
-    assert list(geo) == BUILTIN_ENGINES + ['rir']
+    assert list(geo) == BUILTIN_ENGINES + ['rir', 'geofeed']
     assert geo['rir'] == {'engine': 'rir', 'weight': 1.5, 'enabled': True}
+    # geofeeds turn the `geofeed` resource on; references need the mirror directory
+    assert geo['geofeed'] == {'engine': 'geofeed', 'weight': 2, 'enabled': True}
+    with pytest.raises(Exception) as err:
+        render.render({'engines': {'data': {'volume': {'emptyDir': {}}, 'geofeedRefs': ['ripe.db.inetnum.gz']}}})
+    assert 'needs engines.data.geofeedDir' in str(err.value), str(err.value)
     # files without a volume to read them from: refused, saying what to set
     with pytest.raises(Exception) as err:
         render.render({'engines': {'data': {'rirFiles': ['delegated-ripencc-extended-latest']}}})

@@ -16,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::engine::crowd::{unix_now, Report};
+use crate::engine::Scope;
 use crate::geo;
 use crate::reducer::{Contribution, Located};
+use crate::rir::country_code;
 use crate::world::City;
 
 /// The locate service the handlers serve.
@@ -144,43 +146,95 @@ pub fn public_ip(text: &str) -> Result<IpAddr, ApiError> {
     Ok(ip)
 }
 
+/// 422 `unrouted_address` when an ASN table is loaded, has routes of the address's
+/// family, and none of them covers the address. Without a table nothing is checked.
+fn routed(api: &Api, ip: IpAddr) -> Result<(), ApiError> {
+    let Some(routes) = api.locator().routes() else {
+        return Ok(());
+    };
+    if routes.covers(ip) == Some(false) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unrouted_address",
+            format!(
+                "no BGP route covers {ip} in the loaded ASN table ({}): it is not announced, so it has no location to find; if it should be routed, refresh that table (--asn-table)",
+                routes.source()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A public address that a route covers (when an ASN table is loaded).
+fn locatable(api: &Api, text: &str) -> Result<IpAddr, ApiError> {
+    let ip = public_ip(text)?;
+    routed(api, ip)?;
+    Ok(ip)
+}
+
 fn truncate(s: &str, n: usize) -> String {
     s.chars().take(n).collect()
 }
 
-/// A location as IPmap answers it.
+/// A location as IPmap answers it, with its `scope`: a `city`, or only a `country`
+/// (then `id`, `cityName` and `stateAnsiCode` are null, and the coordinates are those of
+/// the country's most populous city: a point in the country, not a location).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Location {
-    pub id: u32,
-    pub city_name: String,
-    pub state_ansi_code: String,
+    pub id: Option<u32>,
+    pub city_name: Option<String>,
+    pub state_ansi_code: Option<String>,
     pub country_code_alpha2: String,
     pub latitude: f64,
     pub longitude: f64,
     pub score: f64,
     pub contributions: BTreeMap<String, Contribution>,
+    pub scope: Scope,
 }
 
 fn location(api: &Api, s: &crate::reducer::Scored) -> Option<Location> {
-    let c = api.locator().world.city(s.city_id)?;
+    let world = &api.locator().world;
+    let c = world.city(s.city_id)?;
+    if s.scope == Scope::Country {
+        let point = country_code(&c.country)
+            .and_then(|cc| api.locator().representative(cc))
+            .and_then(|id| world.city(id))
+            .unwrap_or(c);
+        return Some(Location {
+            id: None,
+            city_name: None,
+            state_ansi_code: None,
+            country_code_alpha2: c.country.clone(),
+            latitude: point.latitude,
+            longitude: point.longitude,
+            score: s.score,
+            contributions: s.contributions.clone(),
+            scope: Scope::Country,
+        });
+    }
     Some(Location {
-        id: c.id,
-        city_name: c.name.clone(),
-        state_ansi_code: c.admin1.clone(),
+        id: Some(c.id),
+        city_name: Some(c.name.clone()),
+        state_ansi_code: Some(c.admin1.clone()),
         country_code_alpha2: c.country.clone(),
         latitude: c.latitude,
         longitude: c.longitude,
         score: s.score,
         contributions: s.contributions.clone(),
+        scope: Scope::City,
     })
 }
 
+/// The answer's locations, best first; a country appears once at country scope (its
+/// best-ranked entry), since its entries would differ only in score.
 fn locations(api: &Api, located: &Located) -> Vec<Location> {
+    let mut countries = HashSet::new();
     located
         .scored
         .iter()
         .filter_map(|s| location(api, s))
+        .filter(|l| l.scope == Scope::City || countries.insert(l.country_code_alpha2.clone()))
         .collect()
 }
 
@@ -229,7 +283,7 @@ async fn locate_request(
     ip: &str,
     q: &LocateQuery,
 ) -> Result<(IpAddr, Arc<Located>), ApiError> {
-    let ip = public_ip(ip).map_err(|e| refuse(api, e))?;
+    let ip = locatable(api, ip).map_err(|e| refuse(api, e))?;
     let only = engine_filter(api, q).map_err(|e| refuse(api, e))?;
     Ok((ip, api.locate(ip, only.as_ref()).await))
 }
@@ -503,7 +557,7 @@ async fn locate_all(State(api): State<Arc<Api>>, Query(q): Query<LocateQuery>) -
     let mut errors = serde_json::Map::new();
     let mut good = Vec::new();
     for r in &list {
-        match public_ip(r) {
+        match locatable(&api, r) {
             Ok(ip) => good.push(ip),
             Err(e) => {
                 errors.insert((*r).to_owned(), e.body());

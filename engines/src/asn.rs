@@ -114,6 +114,15 @@ impl PrefixTable {
         self.routes == 0
     }
 
+    /// Whether the table holds any route of `ip`'s family (pyasn and CAIDA publish
+    /// IPv4 and IPv6 as separate dumps: a v4 dump says nothing about IPv6).
+    pub fn has_family_of(&self, ip: IpAddr) -> bool {
+        match ip {
+            IpAddr::V4(_) => self.v4.iter().any(|m| !m.is_empty()),
+            IpAddr::V6(_) => self.v6.iter().any(|m| !m.is_empty()),
+        }
+    }
+
     /// The origin of the most specific route covering `ip`.
     pub fn origin(&self, ip: IpAddr) -> Option<u32> {
         match ip {

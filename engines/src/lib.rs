@@ -10,6 +10,7 @@ pub mod cache;
 pub mod data;
 pub mod engine;
 pub mod geo;
+pub mod geofeed;
 pub mod locate;
 pub mod openapi;
 pub mod reducer;
@@ -180,11 +181,19 @@ pub struct Config {
     /// How much single-radius measures.
     pub active: ActiveConfig,
     /// A BGP prefix → origin ASN dump (pyasn or CAIDA prefix2as; `asn::PrefixTable`):
-    /// single-radius then asks probes in the target's ASN before the hinted countries.
+    /// single-radius then asks probes in the target's ASN before the hinted countries,
+    /// and a locate of an address no route covers is answered 422 `unrouted_address`.
     pub asn_table: Option<std::path::PathBuf>,
     /// RIR statistics files (`delegated-<rir>-extended-latest`) for the `rir`
     /// engine and as a country hint for single-radius; none: no `rir` engine.
     pub rir_files: Vec<PathBuf>,
+    /// RPSL database dumps whose `geofeed:` references (RFC 9632) name geofeeds, read
+    /// from `geofeed_dir` (`--geofeed-refs`).
+    pub geofeed_refs: Vec<PathBuf>,
+    /// The mirror of the referenced geofeed URLs: `<dir>/<host>/<path>` (`--geofeed-dir`).
+    pub geofeed_dir: Option<PathBuf>,
+    /// Geofeed CSV files read directly (operators' own feeds, `--geofeed-file`).
+    pub geofeed_files: Vec<PathBuf>,
     /// Connection limits of the API (`--http-*`).
     pub http: vantage_platform::http::HttpLimits,
 }
@@ -215,7 +224,13 @@ impl Config {
         Self {
             listen,
             metrics_addr,
-            engines: EngineConfig::builtins(),
+            engines: {
+                let mut engines = EngineConfig::builtins();
+                if !engines.iter().any(|e| e.name == engine::geofeed::NAME) {
+                    engines.push(EngineConfig::new(engine::geofeed::NAME, 1.0, true));
+                }
+                engines
+            },
             clickhouse: None,
             worlds_path: None,
             probe_locations: Default::default(),
@@ -229,18 +244,35 @@ impl Config {
             active: ActiveConfig::default(),
             asn_table: None,
             rir_files: Vec::new(),
+            geofeed_refs: Vec::new(),
+            geofeed_dir: None,
+            geofeed_files: Vec::new(),
             http: vantage_platform::http::HttpLimits::default(),
         }
     }
 
     /// The engines to run without Kubernetes: `engines`, less the built-in `rir`
-    /// when there are no RIR files to read.
+    /// and `geofeed` when there are no files for them to read.
     pub fn static_engines(&self) -> Vec<EngineConfig> {
         self.engines
             .iter()
             .filter(|c| !(c.name == "rir" && !c.is_external() && self.rir_files.is_empty()))
+            .filter(|c| {
+                !(c.name == engine::geofeed::NAME
+                    && !c.is_external()
+                    && self.geofeed_sources().is_empty())
+            })
             .cloned()
             .collect()
+    }
+
+    /// Where geofeeds come from (`--geofeed-refs`, `--geofeed-dir`, `--geofeed-file`).
+    pub fn geofeed_sources(&self) -> geofeed::Sources {
+        geofeed::Sources {
+            refs: self.geofeed_refs.clone(),
+            dir: self.geofeed_dir.clone(),
+            files: self.geofeed_files.clone(),
+        }
     }
 }
 
@@ -255,6 +287,9 @@ pub struct Engines {
     crowd: Arc<engine::crowd::Crowdsourced>,
     rir: Option<Arc<dyn Engine>>,
     rir_data: Option<Arc<data::DataFiles<rir::Delegations>>>,
+    geofeed: Option<Arc<dyn Engine>>,
+    geofeed_data: Option<Arc<data::DataFiles<geofeed::Geofeeds>>>,
+    geofeed_metrics: engine::geofeed::GeofeedMetrics,
     nats: Option<async_nats::Client>,
     engine_timeout: Duration,
     external_metrics: engine::external::ExternalMetrics,
@@ -274,6 +309,9 @@ impl Engines {
             crowd,
             rir: None,
             rir_data: None,
+            geofeed: None,
+            geofeed_data: None,
+            geofeed_metrics: Default::default(),
             nats: None,
             engine_timeout,
             external_metrics: Default::default(),
@@ -290,6 +328,31 @@ impl Engines {
     /// The RIR files, to reload when they change.
     pub fn rir_data(&self) -> Option<Arc<data::DataFiles<rir::Delegations>>> {
         self.rir_data.clone()
+    }
+
+    /// Geofeeds for the `geofeed` engine; its claims are checked against `rtts` (the
+    /// stored RTTs, so that a check never starts a measurement).
+    pub fn with_geofeed(
+        mut self,
+        data: Arc<data::DataFiles<geofeed::Geofeeds>>,
+        rtts: Option<Arc<dyn engine::latency::RttSource>>,
+    ) -> Self {
+        self.geofeed = Some(Arc::new(
+            engine::geofeed::GeofeedEngine::new(data.clone(), rtts)
+                .with_metrics(self.geofeed_metrics.clone()),
+        ));
+        self.geofeed_data = Some(data);
+        self
+    }
+
+    /// The geofeed files, to reload when they change.
+    pub fn geofeed_data(&self) -> Option<Arc<data::DataFiles<geofeed::Geofeeds>>> {
+        self.geofeed_data.clone()
+    }
+
+    /// `vantage_engines_geofeed_contradicted_total`.
+    pub fn geofeed_metrics(&self) -> &engine::geofeed::GeofeedMetrics {
+        &self.geofeed_metrics
     }
 
     /// The `rir` engine, when there are RIR files.
@@ -338,7 +401,8 @@ impl Engines {
         Ok(match (name, &cfg.http_endpoint, &cfg.nats_subject) {
             (_, Some(endpoint), _) => Arc::new(
                 engine::external::HttpEngine::new(name, endpoint, self.engine_timeout)?
-                    .with_metrics(self.external_metrics.clone()),
+                    .with_metrics(self.external_metrics.clone())
+                    .with_scope(cfg.scope),
             ),
             (_, None, Some(subject)) => {
                 let Some(client) = &self.nats else {
@@ -346,13 +410,16 @@ impl Engines {
                         "engine {name}: answers on NATS subject {subject:?}, but vantage engines runs without NATS; start it with --nats-url"
                     ) });
                 };
-                Arc::new(engine::external::NatsEngine::new(
-                    name,
-                    subject,
-                    client.clone(),
-                    self.engine_timeout,
-                    self.external_metrics.clone(),
-                )?)
+                Arc::new(
+                    engine::external::NatsEngine::new(
+                        name,
+                        subject,
+                        client.clone(),
+                        self.engine_timeout,
+                        self.external_metrics.clone(),
+                    )?
+                    .with_scope(cfg.scope),
+                )
             }
             ("single-radius", None, None) => Arc::new(Latency::new(
                 LatencyKind::SingleRadius,
@@ -369,6 +436,9 @@ impl Engines {
             ("crowdsourced", None, None) => self.crowd.clone(),
             ("rir", None, None) => self.rir.clone().ok_or_else(|| Error::Config {
                 problem: "engine rir: no RIR files; start vantage engines with --rir-file=<delegated-<rir>-extended-latest> (one per RIR)".into(),
+            })?,
+            (engine::geofeed::NAME, None, None) => self.geofeed.clone().ok_or_else(|| Error::Config {
+                problem: "engine geofeed: no geofeeds; start vantage engines with --geofeed-file=<RFC 8805 CSV>, or --geofeed-refs=<RPSL dump> with --geofeed-dir=<mirror of the referenced URLs>".into(),
             })?,
             (other, None, None) => {
                 return Err(Error::Config {
@@ -445,6 +515,27 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
         );
         engines = engines.with_rir(Arc::new(data));
     }
+    let sources = config.geofeed_sources();
+    if !sources.is_empty() {
+        let for_load = (sources.clone(), world.clone());
+        let data = data::DataFiles::open("geofeed", sources.watched(), move |_| {
+            let mut feeds = geofeed::Geofeeds::load(&for_load.0)?;
+            feeds.resolve(&for_load.1);
+            Ok(feeds)
+        })?;
+        let report = data.get().report().clone();
+        tracing::info!(
+            entries = report.ok,
+            malformed = report.malformed,
+            outside_referencing_prefix = report.outside_referencing_prefix,
+            no_city = report.no_city,
+            references = report.references,
+            missing_mirror_files = report.missing_files.len(),
+            "geofeeds loaded"
+        );
+        let rtts = engines.rtts();
+        engines = engines.with_geofeed(Arc::new(data), Some(rtts));
+    }
     if let Some(url) = &config.nats_url {
         let client = async_nats::connect(url)
             .await
@@ -484,6 +575,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let health = vantage_platform::obs::Health::default();
     let (world, mut engines) = build_engines(&config).await?;
     engines.external_metrics().register(&mut registry);
+    engines.geofeed_metrics().register(&mut registry);
     let kube_client = match &config.kube_namespace {
         Some(_) => Some(kube::Client::try_default().await.map_err(|source| Error::Kube {
             what: "cannot reach the Kubernetes API (check KUBECONFIG or the service account, or run with --no-kube: all built-in engines)".into(),
@@ -491,9 +583,23 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         })?),
         None => None,
     };
-    let mut reloadable = data::Reloadable {
+    // The ASN table: probe choice (active single-radius) and the unrouted-address check.
+    let asn_table = match &config.asn_table {
+        Some(path) => {
+            let table = Arc::new(data::DataFiles::open(
+                "asn-table",
+                vec![path.clone()],
+                |paths: &[PathBuf]| asn::PrefixTable::load(&paths[0]),
+            )?);
+            tracing::info!(routes = table.get().len(), path = %path.display(), "ASN table loaded");
+            Some((table, path.display().to_string()))
+        }
+        None => None,
+    };
+    let reloadable = data::Reloadable {
         rir: engines.rir_data(),
-        asn: None,
+        asn: asn_table.as_ref().map(|(t, _)| t.clone()),
+        geofeed: engines.geofeed_data(),
     };
     if let (Some(client), Some(namespace)) = (&kube_client, &config.kube_namespace) {
         // Probe locations for stored RTTs, and the directory active single-radius chooses from.
@@ -522,15 +628,8 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             active.probes_per_request = config.active.probes;
             active.enough_rtt_ms = config.active.enough_rtt_ms;
             active.timeout = measuring_for;
-            if let Some(path) = &config.asn_table {
-                let table = Arc::new(data::DataFiles::open(
-                    "asn-table",
-                    vec![path.clone()],
-                    |paths: &[PathBuf]| asn::PrefixTable::load(&paths[0]),
-                )?);
-                tracing::info!(routes = table.get().len(), path = %path.display(), "ASN table loaded");
+            if let Some((table, _)) = &asn_table {
                 active = active.with_asn_lookup(table.clone());
-                reloadable.asn = Some(table);
             }
             engines = engines.with_measured_rtts(Arc::new(active));
         }
@@ -541,7 +640,10 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         Some(_) => Vec::new(),
         None => engines.build_all(&config.static_engines())?,
     };
-    let locator = Locator::new(world, initial, config.engine_timeout);
+    let mut locator = Locator::new(world, initial, config.engine_timeout);
+    if let Some((table, source)) = asn_table {
+        locator = locator.with_routes(reducer::RouteTable::new(table, source));
+    }
     tracing::info!(
         cities = locator.world.len(),
         airports = locator.world.airport_count(),
@@ -556,6 +658,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         config.max_batch,
         &mut registry,
     );
+    // Answers computed with data files since reloaded are not served (the cache key).
+    let versions = reloadable.clone();
+    api = api.with_data_version(Arc::new(move || versions.version()));
     if let Some(ch) = &config.clickhouse {
         let store = cache::ClickHouseAnswers::new(&ch.url, &ch.database)?;
         store.ensure_table().await?;
@@ -660,8 +765,14 @@ mod tests {
             c.static_engines().into_iter().map(|e| e.name).collect()
         };
         assert!(!names(&cfg).contains(&"rir".to_owned()));
+        assert!(!names(&cfg).contains(&"geofeed".to_owned()));
         assert_eq!(names(&cfg).len(), reducer::BUILTINS.len() - 1);
         cfg.rir_files = vec![PathBuf::from("delegated-ripencc-extended-latest")];
         assert_eq!(names(&cfg), reducer::BUILTINS.to_vec());
+        cfg.geofeed_files = vec![PathBuf::from("geofeed.csv")];
+        assert!(names(&cfg).contains(&"geofeed".to_owned()));
+        cfg.geofeed_files.clear();
+        cfg.geofeed_refs = vec![PathBuf::from("ripe.db.inetnum.gz")];
+        assert!(names(&cfg).contains(&"geofeed".to_owned()));
     }
 }

@@ -44,7 +44,13 @@ pub struct Api {
     cache_max_age: Duration,
     max_batch: usize,
     metrics: Metrics,
+    /// The version of the data files in force (`data::Reloadable::version`): part of
+    /// the cache key, so that answers computed before a reload are not served.
+    data_version: Option<DataVersion>,
 }
+
+/// What gives the version of the data files in force.
+pub type DataVersion = Arc<dyn Fn() -> u64 + Send + Sync>;
 
 /// Answer-store writes in flight at most.
 const MAX_PENDING_WRITES: usize = 256;
@@ -117,7 +123,14 @@ impl Api {
             cache_max_age,
             max_batch,
             metrics,
+            data_version: None,
         }
+    }
+
+    /// Key cached answers by the data files' version too (see [`Api::cache_key`]).
+    pub fn with_data_version(mut self, version: DataVersion) -> Self {
+        self.data_version = Some(version);
+        self
     }
 
     /// Keep answers in `store` too (ClickHouse), behind the in-memory cache.
@@ -138,8 +151,10 @@ impl Api {
         }
     }
 
-    /// The cache key of an answer, without the address: the engine set's fingerprint
-    /// and the `?engines=` filter.
+    /// The cache key of an answer, without the address: the engine set's fingerprint,
+    /// the `?engines=` filter and, with [`Api::with_data_version`], the version of the
+    /// data files (RIR statistics, ASN table, geofeeds): a reload changes the key, and
+    /// answers cached before it (memory or store) are not served after it.
     pub fn cache_key(&self, only: Option<&HashSet<String>>) -> String {
         let filter = match only {
             Some(set) => {
@@ -149,7 +164,14 @@ impl Api {
             }
             None => String::new(),
         };
-        format!("{}|{filter}", self.locator.fingerprint())
+        match &self.data_version {
+            Some(version) => format!(
+                "{}|{filter}|data={:016x}",
+                self.locator.fingerprint(),
+                version()
+            ),
+            None => format!("{}|{filter}", self.locator.fingerprint()),
+        }
     }
 
     /// Locate with the answer cache: memory, then the answer store, then the engines.
@@ -291,5 +313,90 @@ impl Api {
     /// Count a refused request (4xx).
     pub(crate) fn count_bad_request(&self) {
         self.metrics.bad_requests.inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::{DataFiles, Reloadable};
+    use crate::engine::rir::Rir;
+    use crate::reducer::EngineConfig;
+    use crate::rir::Delegations;
+
+    #[tokio::test]
+    async fn a_reload_changes_the_key_and_answers_cached_before_are_not_served() {
+        let dir = std::env::temp_dir().join(format!("vantage-locate-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("delegated-ripencc-extended-latest");
+        std::fs::write(
+            &path,
+            "ripencc|NL|ipv4|193.0.0.0|2048|19930901|assigned|x\n",
+        )
+        .expect("write");
+        let rir =
+            Arc::new(DataFiles::open("rir", vec![path.clone()], Delegations::load).expect("open"));
+        let world = Arc::new(crate::world::tests::tiny());
+        let locator = Locator::new(
+            world.clone(),
+            vec![(
+                Arc::new(Rir::new(rir.clone())),
+                EngineConfig::new("rir", 1.0, true),
+            )],
+            Duration::from_secs(5),
+        );
+        let reloadable = Reloadable {
+            rir: Some(rir.clone()),
+            ..Default::default()
+        };
+        let mut registry = Registry::default();
+        let api = Api::new(locator, None, Duration::from_secs(3600), 10, &mut registry)
+            .with_data_version(Arc::new(move || reloadable.version()));
+        let store = Arc::new(crate::cache::MemoryAnswers::default());
+        let api = api.with_answer_store(store.clone());
+        let ip: IpAddr = "193.0.6.139".parse().expect("ip");
+        let country = |a: &Located| {
+            a.scored
+                .first()
+                .and_then(|c| world.city(c.city_id))
+                .map(|c| c.country.clone())
+        };
+
+        let before = api.cache_key(None);
+        assert!(before.contains("|data="), "{before}");
+        let first = api.locate(ip, None).await;
+        assert_eq!(country(&first).as_deref(), Some("NL"));
+        // Served from the cache: the very same answer.
+        assert!(Arc::ptr_eq(&first, &api.locate(ip, None).await));
+        api.flush().await;
+
+        // New statistics (another size): reloaded at the second check that sees them.
+        std::fs::write(
+            &path,
+            "ripencc|DE|ipv4|193.0.0.0|4096|19930901|assigned|xy\n",
+        )
+        .expect("write");
+        assert!(!rir.check().expect("check"));
+        assert!(rir.check().expect("check"), "reloaded");
+        let after = api.cache_key(None);
+        assert_ne!(before, after, "a reload changes the key");
+        // Neither the memory cache nor the store serves the answer from before.
+        let second = api.locate(ip, None).await;
+        assert!(!Arc::ptr_eq(&first, &second));
+        assert_eq!(country(&second).as_deref(), Some("DE"));
+        api.flush().await;
+        assert!(store.get(ip, &before).await.expect("get").is_some());
+        assert_eq!(
+            store
+                .get(ip, &after)
+                .await
+                .expect("get")
+                .map(|c| country(&c.located)),
+            Some(Some("DE".into()))
+        );
+        // Without a change the key stays.
+        assert!(!rir.check().expect("check"));
+        assert_eq!(api.cache_key(None), after);
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

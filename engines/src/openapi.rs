@@ -176,7 +176,7 @@ fn responses(doc: &RouteDoc) -> Value {
         r.insert("422".into(), error(if doc.method == "post" {
             "A reserved address (private, loopback, documentation, ...), or a GeoNames id the world dataset does not have"
         } else {
-            "A reserved address (private, loopback, documentation, ...): it has no public location"
+            "A reserved address (private, loopback, documentation, ...): it has no public location (`reserved_address`); or, with an ASN table loaded, an address no announced BGP prefix covers (`unrouted_address`)"
         }));
     }
     if path == "/api/v1/worlds/{id}" || path == "/api/v1/crowdsource/{ip}" {
@@ -220,10 +220,20 @@ pub fn openapi_doc(engines: &[String], max_batch: usize) -> Value {
     let city = json!({"type": "object", "required": ["id", "name", "country", "latitude", "longitude"], "properties": {
         "id": {"type": "integer"}, "name": {"type": "string"}, "country": {"type": "string"},
         "latitude": {"type": "number"}, "longitude": {"type": "number"}}});
-    let location = json!({"type": "object", "required": ["id", "cityName", "countryCodeAlpha2", "latitude", "longitude", "score"], "properties": {
-        "id": {"type": "integer"}, "cityName": {"type": "string"}, "stateAnsiCode": {"type": "string"},
-        "countryCodeAlpha2": {"type": "string"}, "latitude": {"type": "number"}, "longitude": {"type": "number"},
-        "score": {"type": "number"}, "contributions": {"type": "object"}}});
+    let location = json!({"type": "object",
+        "description": "A candidate location. `scope` `city`: a city (id, cityName, stateAnsiCode set). `scope` `country`: only the country is known (no city-scoped engine named this place, or every city-scoped vote was weak): id, cityName and stateAnsiCode are null, and latitude/longitude are those of the country's most populous city: a point in the country, not a location.",
+        "required": ["id", "cityName", "countryCodeAlpha2", "latitude", "longitude", "score", "scope"], "properties": {
+        "id": {"type": ["integer", "null"], "description": "GeoNames id; null at country scope"},
+        "cityName": {"type": ["string", "null"], "description": "null at country scope"},
+        "stateAnsiCode": {"type": ["string", "null"], "description": "GeoNames admin1 code; null at country scope"},
+        "countryCodeAlpha2": {"type": "string"},
+        "latitude": {"type": "number", "description": "at country scope: a point in the country (its most populous city), not a location"},
+        "longitude": {"type": "number", "description": "at country scope: a point in the country (its most populous city), not a location"},
+        "score": {"type": "number"}, "contributions": {"type": "object"},
+        "scope": {"enum": ["city", "country"], "description": "what is known: the city, or only the country"}},
+        "if": {"properties": {"scope": {"const": "country"}}},
+        "then": {"properties": {"id": {"type": "null"}, "cityName": {"type": "null"}, "stateAnsiCode": {"type": "null"}}},
+        "else": {"properties": {"id": {"type": "integer"}, "cityName": {"type": "string"}, "stateAnsiCode": {"type": "string"}}}});
     json!({
         "openapi": "3.1.0",
         "info": {"title": "vantage locate API", "version": env!("CARGO_PKG_VERSION"),
@@ -275,6 +285,18 @@ mod tests {
         assert_eq!(all[1]["schema"]["items"]["enum"], json!(["rir", "crowd"]));
         let one = &paths["/api/v1/locate/{ip}"]["get"]["responses"];
         assert!(one.get("422").is_some() && one.get("400").is_some());
+        let unrouted = one["422"]["description"].as_str().expect("422 text");
+        assert!(unrouted.contains("unrouted_address"), "{unrouted}");
+        let location = &doc["components"]["schemas"]["Location"];
+        assert_eq!(
+            location["properties"]["scope"]["enum"],
+            json!(["city", "country"])
+        );
+        assert_eq!(
+            location["properties"]["cityName"]["type"],
+            json!(["string", "null"])
+        );
+        assert_eq!(location["then"]["properties"]["id"]["type"], "null");
         let city = &paths["/api/v1/worlds/{id}"]["get"];
         assert_eq!(city["parameters"][0]["schema"]["type"], "integer");
         assert!(city["responses"].get("404").is_some());

@@ -1,8 +1,8 @@
 //! The reducer: weighted sum of engine scores per city, best first.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::IpAddr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -21,6 +21,15 @@ pub const BUILTINS: &[&str] = &[
     "rir",
 ];
 
+/// The scope of a built-in engine: `rir` knows countries, the others cities.
+pub fn builtin_scope(name: &str) -> Scope {
+    if name == "rir" {
+        Scope::Country
+    } else {
+        Scope::City
+    }
+}
+
 /// One engine as a `GeolocationEngine` resource configures it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EngineConfig {
@@ -35,6 +44,9 @@ pub struct EngineConfig {
     /// For an external engine: the NATS subject it answers on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nats_subject: Option<String>,
+    /// For an external engine: what its candidates stand for (`spec.scope`).
+    #[serde(default, skip_serializing_if = "Scope::is_city")]
+    pub scope: Scope,
 }
 
 impl EngineConfig {
@@ -45,6 +57,7 @@ impl EngineConfig {
             enabled,
             http_endpoint: None,
             nats_subject: None,
+            scope: Scope::City,
         }
     }
 
@@ -89,7 +102,18 @@ pub struct Scored {
     pub city_id: u32,
     pub score: f64,
     pub contributions: BTreeMap<String, Contribution>,
+    /// `city` when a city-scoped engine named this city (and the answer has a vote
+    /// that is not weak, [`STRONG_CITY_SCORE`]); `country` when only country-scoped
+    /// engines did: the answer then knows the country, not the city, and `city_id` is
+    /// only a place in that country. (Answers stored before this field read as `city`.)
+    #[serde(default)]
+    pub scope: Scope,
 }
+
+/// A city-scoped vote below this score is weak (a wide single-radius disc's most
+/// populous city scores 1–2): when every city-scoped vote of an answer is weak, its
+/// locations are all [`Scope::Country`].
+pub const STRONG_CITY_SCORE: u8 = 3;
 
 /// Sum `weight × score` per city over the partials; sort by score, then by how many
 /// engines agree, then by id. Non-positive or non-finite weights count as zero.
@@ -102,6 +126,7 @@ fn add(cities: &mut BTreeMap<u32, Scored>, city_id: u32, engine: &str, score: u8
         city_id,
         score: 0.0,
         contributions: BTreeMap::new(),
+        scope: Scope::Country,
     });
     s.score += w * f64::from(score);
     s.contributions
@@ -121,7 +146,10 @@ fn usable_weight(w: f64) -> f64 {
 ///   passes population: infrastructure density) before the id;
 /// * a [`Scope::Country`] partial's candidate adds its score to every city of its
 ///   `country` that a city-scoped engine named, or, when none did, stands as itself
-///   (the country's representative city).
+///   (the country's representative city);
+/// * each city's `scope` is [`Scope::City`] when a city-scoped engine named it and at
+///   least one city-scoped vote of the answer scores [`STRONG_CITY_SCORE`] or more,
+///   else [`Scope::Country`] (no city is known: only the country is).
 pub fn reduce_by(
     partials: &[Partial],
     prior: impl Fn(u32) -> f64,
@@ -129,6 +157,7 @@ pub fn reduce_by(
 ) -> Vec<Scored> {
     let mut cities: BTreeMap<u32, Scored> = BTreeMap::new();
     let valid = |c: &&Candidate| (1..=10).contains(&c.score);
+    let mut strong = false;
     for p in partials.iter().filter(|p| p.scope == Scope::City) {
         let w = usable_weight(p.weight);
         if w == 0.0 {
@@ -136,6 +165,12 @@ pub fn reduce_by(
         }
         for c in p.candidates.iter().filter(valid) {
             add(&mut cities, c.city_id, &p.engine, c.score, w);
+            strong |= c.score >= STRONG_CITY_SCORE;
+        }
+    }
+    if strong {
+        for s in cities.values_mut() {
+            s.scope = Scope::City;
         }
     }
     for p in partials.iter().filter(|p| p.scope == Scope::Country) {
@@ -186,12 +221,73 @@ pub type ConfiguredEngine = (Arc<dyn Engine>, EngineConfig);
 /// Engines with their configuration.
 pub type EngineSet = Arc<Vec<ConfiguredEngine>>;
 
+/// The most populous city of each country: the place that stands for a country (the
+/// `rir` engine's candidate, an external engine's `{"country": "NL"}`, the point of a
+/// country-scoped answer). Built at the first lookup, for one world.
+#[derive(Debug, Default)]
+pub struct Representatives(OnceLock<HashMap<CountryCode, u32>>);
+
+impl Representatives {
+    /// The most populous city of `cc` in `world` (ties: the first in the dataset, as the
+    /// `rir` engine chooses).
+    pub fn get(&self, world: &World, cc: CountryCode) -> Option<u32> {
+        let map = self.0.get_or_init(|| {
+            let mut best: HashMap<CountryCode, (u32, u32)> = HashMap::new();
+            for c in world.cities() {
+                let Some(code) = country_code(&c.country) else {
+                    continue;
+                };
+                let e = best.entry(code).or_insert((c.id, c.population));
+                if c.population > e.1 {
+                    *e = (c.id, c.population);
+                }
+            }
+            best.into_iter().map(|(cc, (id, _))| (cc, id)).collect()
+        });
+        map.get(&cc).copied()
+    }
+}
+
+/// The announced BGP routes (`--asn-table`) a locate is checked against: an address no
+/// route covers is answered 422 `unrouted_address` without running an engine.
+pub struct RouteTable {
+    table: Arc<crate::data::DataFiles<crate::asn::PrefixTable>>,
+    source: String,
+}
+
+impl RouteTable {
+    /// `source` names the table in answers (its file).
+    pub fn new(
+        table: Arc<crate::data::DataFiles<crate::asn::PrefixTable>>,
+        source: impl Into<String>,
+    ) -> Self {
+        Self {
+            table,
+            source: source.into(),
+        }
+    }
+
+    /// Where the table comes from, as answers name it.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// `Some(false)` when no route covers `ip`; `None` when the table has no route of
+    /// its family at all (an IPv4-only dump does not judge IPv6 addresses).
+    pub fn covers(&self, ip: IpAddr) -> Option<bool> {
+        let table = self.table.get();
+        table.has_family_of(ip).then(|| table.origin(ip).is_some())
+    }
+}
+
 /// The engines with their configuration, and the world. The engine set can be
 /// replaced while the locator serves (from `GeolocationEngine` resources).
 pub struct Locator {
     pub world: Arc<World>,
     engines: RwLock<EngineSet>,
     pub engine_timeout: Duration,
+    representatives: Representatives,
+    routes: Option<RouteTable>,
 }
 /// Everything known about one address.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -213,7 +309,25 @@ impl Locator {
             world,
             engines: RwLock::new(Arc::new(engines)),
             engine_timeout,
+            representatives: Representatives::default(),
+            routes: None,
         }
+    }
+
+    /// Check every locate against these BGP routes (see [`RouteTable`]).
+    pub fn with_routes(mut self, routes: RouteTable) -> Self {
+        self.routes = Some(routes);
+        self
+    }
+
+    /// The BGP routes locates are checked against, when a table is loaded.
+    pub fn routes(&self) -> Option<&RouteTable> {
+        self.routes.as_ref()
+    }
+
+    /// The city that stands for country `cc` (its most populous).
+    pub fn representative(&self, cc: CountryCode) -> Option<u32> {
+        self.representatives.get(&self.world, cc)
     }
 
     /// The engine set in force.
@@ -403,5 +517,53 @@ mod tests {
             got.iter().map(|s| (s.city_id, s.score)).collect::<Vec<_>>(),
             vec![(1, 7.0), (4, 3.0)]
         );
+    }
+
+    #[test]
+    fn locations_are_city_scoped_only_when_a_city_scoped_engine_named_them_strongly() {
+        let country = |id: u32| match id {
+            1 | 2 => Some(*b"NL"),
+            3 | 4 => Some(*b"BE"),
+            _ => None,
+        };
+        let scopes = |got: &[Scored]| -> Vec<(u32, Scope)> {
+            got.iter().map(|s| (s.city_id, s.scope)).collect()
+        };
+        let mut external = p("geoip-cc", 1.0, &[(4, 6), (2, 5)]);
+        external.scope = Scope::Country;
+        // Only a country-scoped engine: it knows countries, so no location is a city.
+        let alone = reduce_by(std::slice::from_ref(&external), |_| 0.0, country);
+        assert_eq!(
+            scopes(&alone),
+            vec![(4, Scope::Country), (2, Scope::Country)]
+        );
+        // A strong city vote: the cities city-scoped engines named are cities; the BE
+        // vote no city engine backs stands as its country.
+        let latency = p("latency", 1.0, &[(1, 7), (2, 2)]);
+        let got = reduce_by(&[latency, external.clone()], |_| 0.0, country);
+        assert_eq!(
+            scopes(&got),
+            vec![(1, Scope::City), (2, Scope::City), (4, Scope::Country)],
+            "{got:?}"
+        );
+        assert_eq!(got[0].score, 12.0, "7 + the NL vote 5");
+        // Every city-scoped vote weak (below STRONG_CITY_SCORE): no city is known.
+        let wide = p("single-radius", 1.0, &[(1, 2), (3, 1), (2, 2)]);
+        let got = reduce_by(&[wide.clone(), external], |_| 0.0, country);
+        assert!(got.iter().all(|s| s.scope == Scope::Country), "{got:?}");
+        assert_eq!(got.len(), 3, "the votes still rank the places: {got:?}");
+        let got = reduce(&[wide]);
+        assert!(got.iter().all(|s| s.scope == Scope::Country), "{got:?}");
+        // One strong vote anywhere makes the named cities cities again.
+        let got = reduce(&[
+            p("single-radius", 1.0, &[(1, 2), (3, 1)]),
+            p("reverse-dns", 1.0, &[(3, STRONG_CITY_SCORE)]),
+        ]);
+        assert!(got.iter().all(|s| s.scope == Scope::City), "{got:?}");
+        // Answers stored before `scope` existed read as cities.
+        let old: Scored =
+            serde_json::from_str(r#"{"city_id": 1, "score": 3.0, "contributions": {}}"#)
+                .expect("an old stored answer");
+        assert_eq!(old.scope, Scope::City);
     }
 }

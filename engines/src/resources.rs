@@ -20,10 +20,11 @@ use kube::{Api, Client, ResourceExt};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::registry::Registry;
 use vantage_crd::conditions;
-use vantage_crd::GeolocationEngineSpec;
 use vantage_crd::{apply_status, GeolocationEngine, GeolocationEngineStatus, StatusError};
+use vantage_crd::{EngineScope, GeolocationEngineSpec};
 
-use crate::reducer::{EngineConfig, BUILTINS};
+use crate::engine::Scope;
+use crate::reducer::{builtin_scope, EngineConfig, BUILTINS};
 use crate::{Engines, Error};
 
 /// Condition reasons on a `GeolocationEngine`.
@@ -98,6 +99,7 @@ pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineCon
     let mut cfg = EngineConfig::new(engine, spec.weight, spec.enabled);
     if engine == "external" {
         cfg.name = name.to_owned();
+        cfg.scope = spec.scope.map_or(Scope::City, scope_of);
         match (&spec.http_endpoint, &spec.nats_subject) {
             (Some(_), Some(_)) => {
                 return Err(invalid(
@@ -136,12 +138,13 @@ pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineCon
         }
         return Ok(cfg);
     }
-    if !BUILTINS.contains(&engine) {
+    if !BUILTINS.contains(&engine) && engine != crate::engine::geofeed::NAME {
         return Err(invalid(
             "spec.engine",
             format!(
-                "unknown engine {engine:?}; use one of {} or external",
-                BUILTINS.join(", ")
+                "unknown engine {engine:?}; use one of {}, {} or external",
+                BUILTINS.join(", "),
+                crate::engine::geofeed::NAME
             ),
         ));
     }
@@ -151,7 +154,32 @@ pub fn config_from(name: &str, spec: &GeolocationEngineSpec) -> Result<EngineCon
             format!("only for engine external, not the built-in {engine:?}"),
         ));
     }
+    let own = builtin_scope(engine);
+    if let Some(asked) = spec.scope.map(scope_of).filter(|s| *s != own) {
+        return Err(invalid(
+            "spec.scope",
+            format!(
+                "{} is only for engine external; the built-in {engine:?} has scope {}: leave spec.scope out",
+                scope_name(asked),
+                scope_name(own)
+            ),
+        ));
+    }
     Ok(cfg)
+}
+
+fn scope_of(s: EngineScope) -> Scope {
+    match s {
+        EngineScope::City => Scope::City,
+        EngineScope::Country => Scope::Country,
+    }
+}
+
+fn scope_name(s: Scope) -> &'static str {
+    match s {
+        Scope::City => "city",
+        Scope::Country => "country",
+    }
 }
 
 /// Engine configurations (in resource-name order) and a verdict per resource name.
@@ -509,10 +537,92 @@ mod tests {
                 "spec.http_endpoint",
             ),
             ("engine: latency\nweight: -1", "spec.weight"),
+            ("engine: latency\nscope: country", "spec.scope"),
+            ("engine: rir\nscope: city", "spec.scope"),
         ] {
             let err = config_from("x", &spec(yaml)).expect_err(yaml);
             assert!(err.to_string().starts_with(field), "{yaml}: {err}");
         }
+    }
+
+    #[test]
+    fn scope_is_for_external_engines_and_carried_into_the_plan() {
+        let resources: Vec<(String, GeolocationEngineSpec)> =
+            serde_yaml::from_str::<Vec<(String, GeolocationEngineSpec)>>(
+                r#"
+- [geoip-cc, {engine: external, http_endpoint: "http://10.0.0.1/", scope: country}]
+- [geoip-city, {engine: external, nats_subject: geo.city}]
+- [geoip-explicit, {engine: external, nats_subject: geo.explicit, scope: city}]
+- [registry, {engine: rir, scope: country}]
+- [rdns, {engine: reverse-dns, scope: city}]
+- [cbg, {engine: latency, scope: country}]
+"#,
+            )
+            .expect("fixture");
+        let p = plan(&resources);
+        let scopes: Vec<(&str, Scope)> = p
+            .configs
+            .iter()
+            .map(|c| (c.name.as_str(), c.scope))
+            .collect();
+        assert_eq!(
+            scopes,
+            vec![
+                ("geoip-cc", Scope::Country),
+                ("geoip-city", Scope::City),
+                ("geoip-explicit", Scope::City),
+                ("reverse-dns", Scope::City),
+                ("rir", Scope::City),
+            ],
+            "a built-in's config keeps the default; the engine itself knows its scope"
+        );
+        match &p.verdicts["cbg"] {
+            Verdict::Invalid(why) => {
+                assert_eq!(why.field, "spec.scope");
+                assert!(why.message.contains("has scope city"), "{why}");
+            }
+            other => panic!("latency with scope country: {other:?}"),
+        }
+        assert_eq!(p.verdicts["registry"], Verdict::Enabled { weight: 1.0 });
+        // A scope that is not city or country does not parse (the CRD schema refuses it).
+        assert!(serde_yaml::from_str::<GeolocationEngineSpec>(
+            "engine: external\nnats_subject: a\nscope: region"
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn geofeed_is_a_builtin_unavailable_without_geofeeds() {
+        let cfg = config_from("geo", &spec("engine: geofeed\nweight: 1.5")).expect("valid");
+        assert_eq!(cfg, EngineConfig::new("geofeed", 1.5, true));
+        let engines = Engines::new(
+            Arc::new(crate::engine::latency::StaticRtts::default()),
+            Arc::new(crate::engine::geofeed::GeofeedEngine::fixed(
+                Default::default(),
+                None,
+            )),
+            Arc::new(crate::engine::crowd::Crowdsourced::new(
+                Arc::new(crate::engine::crowd::MemoryCrowdStore::default()),
+                Default::default(),
+            )),
+            std::time::Duration::from_secs(1),
+        );
+        let Err(err) = engines.build(&cfg) else {
+            panic!("geofeed built without geofeeds");
+        };
+        let msg = err.to_string();
+        assert!(
+            msg.contains("--geofeed-file") && msg.contains("--geofeed-refs"),
+            "{msg}"
+        );
+        let engines = engines.with_geofeed(
+            Arc::new(crate::data::DataFiles::fixed(
+                "geofeed",
+                crate::geofeed::Geofeeds::default(),
+            )),
+            None,
+        );
+        assert_eq!(engines.build(&cfg).expect("built").name(), "geofeed");
     }
 
     #[test]

@@ -18,6 +18,10 @@
 //! country count. The country is where the holder registered, which is usually, not
 //! always, where the addresses are used: the engine's score is a prior, not a fix.
 //!
+//! A malformed record is a [`BadLine`] (`<file>:<line>: <what>`, logged and counted in
+//! `vantage_engines_data_bad_lines_total{data="rir"}`) and every other line is used; a
+//! file with malformed records and not one good one is an error.
+//!
 //! Lookup is a binary search over ranges sorted by their first address: the registries
 //! do not delegate the same space twice (of two ranges starting at the same address,
 //! the later input wins).
@@ -25,7 +29,11 @@
 use std::net::IpAddr;
 use std::path::Path;
 
+use crate::geofeed::BadLine;
 use crate::Error;
+
+/// Malformed lines kept (all are counted).
+const MAX_KEPT_BAD_LINES: usize = 1000;
 
 /// A two-letter country code (ISO 3166-1 alpha-2, upper case).
 pub type CountryCode = [u8; 2];
@@ -35,6 +43,9 @@ pub type CountryCode = [u8; 2];
 pub struct Delegations {
     v4: Vec<(u32, u32, CountryCode)>,
     v6: Vec<(u128, u128, CountryCode)>,
+    /// The first malformed lines, and how many there were.
+    bad: Vec<BadLine>,
+    bad_count: u64,
 }
 
 /// `"NL"` → `*b"NL"`, when it is two ASCII letters.
@@ -53,7 +64,8 @@ pub fn country_str(cc: &CountryCode) -> &str {
 }
 
 impl Delegations {
-    /// Read one statistics file (see the module docs). `source` names it in errors.
+    /// Read one statistics file (see the module docs). `source` names it in errors and
+    /// bad lines ([`Delegations::bad_lines`]).
     pub fn parse(text: &str, source: &str) -> Result<Self, Error> {
         let mut d = Delegations::default();
         d.add(text, source)?;
@@ -75,10 +87,22 @@ impl Delegations {
             d.add(&text, &path.display().to_string())?;
         }
         d.sort();
+        crate::geofeed::log_bad_lines("rir", &d.bad, d.bad_count);
         Ok(d)
     }
 
+    /// The first malformed lines (at most 1,000), skipped.
+    pub fn bad_lines(&self) -> &[BadLine] {
+        &self.bad
+    }
+
+    /// Malformed lines in all, skipped.
+    pub fn bad_line_count(&self) -> u64 {
+        self.bad_count
+    }
+
     fn add(&mut self, text: &str, source: &str) -> Result<(), Error> {
+        let (mut records, mut bad) = (0u64, Vec::new());
         for (n, line) in text.lines().enumerate() {
             let line = line.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -93,44 +117,60 @@ impl Delegations {
             if !matches!(f[6], "allocated" | "assigned") {
                 continue;
             }
-            let bad = |why: &str| {
-                Error::Dataset {
-                data: "RIR statistics",
-                problem: format!(
-                    "{source} line {}: {why}: {line:?}; expected `rir|CC|ipv4|first address|count|date|allocated` (RIR statistics format)",
-                    n + 1
-                ),
+            match self.record(&f) {
+                Ok(()) => records += 1,
+                Err(why) => bad.push(BadLine {
+                    file: source.to_owned(),
+                    line: n + 1,
+                    what: format!("{why}: {line:?}"),
+                }),
             }
-            };
-            let cc = country_code(f[1]).ok_or_else(|| bad("the country is not two letters"))?;
-            match f[2] {
-                "ipv4" => {
-                    let first: std::net::Ipv4Addr =
-                        f[3].parse().map_err(|_| bad("not an IPv4 address"))?;
-                    let count: u64 = f[4].parse().map_err(|_| bad("not an address count"))?;
-                    let first = u32::from(first);
-                    // Saturating: a count near u64::MAX must be refused, not wrap.
-                    let last = u64::from(first).saturating_add(count);
-                    if count == 0 || last > 1 << 32 {
-                        return Err(bad("the count is 0 or runs past 255.255.255.255"));
-                    }
-                    self.v4.push((first, (last - 1) as u32, cc));
+        }
+        if records == 0 {
+            if let Some(first) = bad.first() {
+                return Err(Error::Dataset {
+                    data: "RIR statistics",
+                    problem: format!(
+                        "not one record of {source} parses ({} malformed, the first {first}); expected `rir|CC|ipv4|first address|count|date|allocated` (RIR statistics format)",
+                        bad.len()
+                    ),
+                });
+            }
+        }
+        self.bad_count += bad.len() as u64;
+        let room = MAX_KEPT_BAD_LINES.saturating_sub(self.bad.len());
+        self.bad.extend(bad.into_iter().take(room));
+        Ok(())
+    }
+
+    /// Add one `allocated`/`assigned` record, or say what is wrong with it.
+    fn record(&mut self, f: &[&str]) -> Result<(), &'static str> {
+        let cc = country_code(f[1]).ok_or("the country is not two letters")?;
+        match f[2] {
+            "ipv4" => {
+                let first: std::net::Ipv4Addr = f[3].parse().map_err(|_| "not an IPv4 address")?;
+                let count: u64 = f[4].parse().map_err(|_| "not an address count")?;
+                let first = u32::from(first);
+                // Saturating: a count near u64::MAX must be refused, not wrap.
+                let last = u64::from(first).saturating_add(count);
+                if count == 0 || last > 1 << 32 {
+                    return Err("the count is 0 or runs past 255.255.255.255");
                 }
-                _ => {
-                    let first: std::net::Ipv6Addr =
-                        f[3].parse().map_err(|_| bad("not an IPv6 address"))?;
-                    let len: u32 = f[4].parse().map_err(|_| bad("not a prefix length"))?;
-                    if len > 128 {
-                        return Err(bad("prefix length over 128"));
-                    }
-                    let first = u128::from(first);
-                    let host = if len == 0 {
-                        u128::MAX
-                    } else {
-                        (1u128 << (128 - len)) - 1
-                    };
-                    self.v6.push((first & !host, first | host, cc));
+                self.v4.push((first, (last - 1) as u32, cc));
+            }
+            _ => {
+                let first: std::net::Ipv6Addr = f[3].parse().map_err(|_| "not an IPv6 address")?;
+                let len: u32 = f[4].parse().map_err(|_| "not a prefix length")?;
+                if len > 128 {
+                    return Err("prefix length over 128");
                 }
+                let first = u128::from(first);
+                let host = if len == 0 {
+                    u128::MAX
+                } else {
+                    (1u128 << (128 - len)) - 1
+                };
+                self.v6.push((first & !host, first | host, cc));
             }
         }
         Ok(())
@@ -161,6 +201,12 @@ impl Delegations {
             IpAddr::V4(a) => find(&self.v4, u32::from(a)),
             IpAddr::V6(a) => find(&self.v6, u128::from(a)),
         }
+    }
+}
+
+impl crate::data::DataReport for Delegations {
+    fn bad_lines(&self) -> u64 {
+        self.bad_count
     }
 }
 
@@ -240,7 +286,42 @@ ripencc|NL|ipv6|2001:67c::|32|20030610|allocated|a1b2
             ("x|NL|ipv6|2001::|129|0|allocated\n", "over 128"),
         ] {
             let err = Delegations::parse(text, "f").expect_err(text).to_string();
-            assert!(err.contains(why) && err.contains("f line 1"), "{err}");
+            assert!(err.contains(why) && err.contains("f:1: "), "{err}");
         }
+    }
+
+    #[test]
+    fn a_bad_line_in_the_middle_is_reported_and_the_others_are_used() {
+        let text = "\
+2|ripencc|1732147199|212345|19830705|20241120|+0100
+ripencc|*|ipv4|*|81238|summary
+ripencc|NL|ipv4|193.0.0.0|2048|19930901|assigned|a1b2
+ripencc|NLD|ipv4|194.0.0.0|256|19930901|assigned|a1b2
+ripencc|FR|ipv4|2.0.0.0|1048576|20100712|allocated|c3d4
+ripencc|DE|ipv6|2001:db8::|129|20120101|allocated|e5f6
+ripencc|NL|ipv6|2001:67c::|32|20030610|allocated|a1b2
+";
+        let d = Delegations::parse(text, "delegated-ripencc-extended-latest").expect("parse");
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.country(ip("193.0.6.139")), Some(*b"NL"));
+        assert_eq!(
+            d.country(ip("2.1.1.1")),
+            Some(*b"FR"),
+            "the line after the bad one"
+        );
+        assert_eq!(d.country(ip("2001:67c::1")), Some(*b"NL"));
+        assert_eq!(d.country(ip("194.0.0.1")), None);
+        assert_eq!(d.bad_line_count(), 2);
+        let shown: Vec<String> = d.bad_lines().iter().map(ToString::to_string).collect();
+        assert!(
+            shown[0]
+                .starts_with("delegated-ripencc-extended-latest:4: the country is not two letters"),
+            "{shown:?}"
+        );
+        assert!(
+            shown[1].starts_with("delegated-ripencc-extended-latest:6: prefix length over 128"),
+            "{shown:?}"
+        );
+        assert_eq!(crate::data::DataReport::bad_lines(&d), 2);
     }
 }

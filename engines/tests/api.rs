@@ -130,6 +130,7 @@ async fn locate_answers_like_ipmap() {
     assert_eq!(status, StatusCode::OK, "{v}");
     let best = &v["locations"][0];
     assert_eq!(best["cityName"], "Frankfurt am Main", "{v}");
+    assert_eq!(best["scope"], "city", "{v}");
     assert_eq!(best["countryCodeAlpha2"], "DE");
     assert!(best["stateAnsiCode"].is_string());
     assert!(best["latitude"].is_f64() && best["longitude"].is_f64());
@@ -553,4 +554,261 @@ async fn answers_are_stored_in_the_background_and_flush_waits_for_them() {
     assert!(store.get(ip(TARGET), &key).await.expect("get").is_none());
     api.flush().await;
     assert!(store.get(ip(TARGET), &key).await.expect("get").is_some());
+}
+
+/// An engine with a fixed answer for every address, counting its runs.
+struct Fixed {
+    name: &'static str,
+    scope: vantage_engines::engine::Scope,
+    candidates: Vec<(u32, u8)>,
+    runs: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Engine for Fixed {
+    fn name(&self) -> &str {
+        self.name
+    }
+    fn scope(&self) -> vantage_engines::engine::Scope {
+        self.scope
+    }
+    fn locate<'a>(
+        &'a self,
+        _: IpAddr,
+        _: &'a World,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<Vec<vantage_engines::Candidate>, vantage_engines::Error>,
+    > {
+        self.runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let out = self
+            .candidates
+            .iter()
+            .map(|&(city_id, score)| vantage_engines::Candidate { city_id, score })
+            .collect();
+        Box::pin(futures::future::ready(Ok(out)))
+    }
+}
+
+const ROTTERDAM: u32 = 2747891;
+const UTRECHT: u32 = 2745912;
+const BERLIN: u32 = 2950159;
+const FRANKFURT: u32 = 2925533;
+
+/// A country-scoped engine voting NL (through Utrecht), a city-scoped one with only
+/// weak votes, and a city-scoped one sure of Frankfurt; optionally a BGP table.
+fn scoped_app(
+    routes: Option<vantage_engines::reducer::RouteTable>,
+) -> (axum::Router, Arc<std::sync::atomic::AtomicUsize>) {
+    use vantage_engines::engine::Scope;
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let fixed = |name, scope, candidates: &[(u32, u8)]| -> (Arc<dyn Engine>, EngineConfig) {
+        (
+            Arc::new(Fixed {
+                name,
+                scope,
+                candidates: candidates.to_vec(),
+                runs: runs.clone(),
+            }),
+            EngineConfig::new(name, 1.0, true),
+        )
+    };
+    let engines = vec![
+        fixed("registry", Scope::Country, &[(UTRECHT, 3)]),
+        fixed(
+            "wide",
+            Scope::City,
+            &[(UTRECHT, 2), (ROTTERDAM, 1), (BERLIN, 2)],
+        ),
+        fixed("sharp", Scope::City, &[(FRANKFURT, 7)]),
+    ];
+    let mut locator = Locator::new(
+        World::embedded().expect("world"),
+        engines,
+        Duration::from_secs(5),
+    );
+    if let Some(r) = routes {
+        locator = locator.with_routes(r);
+    }
+    let mut registry = prometheus_client::registry::Registry::default();
+    let api = Api::new(locator, None, Duration::from_secs(60), 10, &mut registry);
+    (router(Arc::new(api)), runs)
+}
+
+#[tokio::test]
+async fn a_country_only_answer_names_no_city() {
+    let (app, _) = scoped_app(None);
+    let world = World::embedded().expect("world");
+    let biggest = world
+        .cities()
+        .iter()
+        .filter(|c| c.country == "NL")
+        .max_by_key(|c| c.population)
+        .expect("NL cities");
+    assert_ne!(biggest.id, UTRECHT);
+
+    // Only the country-scoped engine: NL is known, no city is. The point is NL's most
+    // populous city, not the Utrecht the engine used as its stand-in.
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/193.0.14.129/?engines=registry",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let locations = v["locations"].as_array().expect("locations");
+    assert_eq!(locations.len(), 1, "{v}");
+    let nl = &locations[0];
+    assert_eq!(nl["scope"], "country", "{v}");
+    assert_eq!(nl["countryCodeAlpha2"], "NL");
+    for field in ["id", "cityName", "stateAnsiCode"] {
+        assert!(nl[field].is_null(), "{field} at country scope: {v}");
+    }
+    assert_eq!(
+        (nl["latitude"].as_f64(), nl["longitude"].as_f64()),
+        (Some(biggest.latitude), Some(biggest.longitude))
+    );
+    assert_eq!(nl["score"], 3.0);
+    let (_, best) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/193.0.14.129/best?engines=registry",
+        None,
+    )
+    .await;
+    assert_eq!(best["location"]["scope"], "country", "{best}");
+    assert!(best["location"]["cityName"].is_null(), "{best}");
+
+    // Only weak city votes (2 and 1 of 10): still no city. NL once (Utrecht 2 + 3 and
+    // Rotterdam 1 + 3 are both only "NL"), then DE.
+    let (_, v) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/193.0.14.129/?engines=wide,registry",
+        None,
+    )
+    .await;
+    let got: Vec<(&str, &str, f64)> = v["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|l| {
+            (
+                l["scope"].as_str().unwrap_or("?"),
+                l["countryCodeAlpha2"].as_str().unwrap_or("?"),
+                l["score"].as_f64().unwrap_or(-1.0),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        vec![("country", "NL", 5.0), ("country", "DE", 2.0)],
+        "{v}"
+    );
+    assert!(
+        v["locations"][0]["contributions"]["wide"].is_object(),
+        "{v}"
+    );
+
+    // A strong city vote: cities are cities again, with the fields as before; the NL
+    // vote nobody backed with a city stands as its country.
+    let (_, v) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/193.0.14.129/?engines=sharp,registry",
+        None,
+    )
+    .await;
+    let frankfurt = &v["locations"][0];
+    assert_eq!(
+        (
+            &frankfurt["scope"],
+            &frankfurt["id"],
+            &frankfurt["cityName"],
+            &frankfurt["stateAnsiCode"]
+        ),
+        (
+            &json!("city"),
+            &json!(FRANKFURT),
+            &json!("Frankfurt am Main"),
+            &json!("05")
+        ),
+        "{v}"
+    );
+    assert_eq!(v["locations"][1]["scope"], "country", "{v}");
+    assert_eq!(v["locations"][1]["countryCodeAlpha2"], "NL", "{v}");
+    let (_, v) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/193.0.14.129/?engines=sharp,wide",
+        None,
+    )
+    .await;
+    let scopes: Vec<&str> = v["locations"]
+        .as_array()
+        .expect("locations")
+        .iter()
+        .map(|l| l["scope"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(scopes, vec!["city"; 4], "{v}");
+}
+
+#[tokio::test]
+async fn unrouted_addresses_get_a_422_without_running_engines() {
+    use std::sync::atomic::Ordering;
+    use vantage_engines::asn::PrefixTable;
+    use vantage_engines::data::DataFiles;
+    use vantage_engines::reducer::RouteTable;
+    let table = PrefixTable::parse("193.0.0.0/16\t3333\n").expect("table");
+    let routes = RouteTable::new(
+        Arc::new(DataFiles::fixed("asn-table", table)),
+        "/data/ipasn.dat",
+    );
+    let (app, runs) = scoped_app(Some(routes));
+    let (status, v) = call(&app, "GET", "/api/v1/locate/8.8.8.8/", None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert_eq!(v["error"], "unrouted_address", "{v}");
+    let message = v["message"].as_str().expect("message");
+    assert!(
+        message.contains("no BGP route covers 8.8.8.8") && message.contains("/data/ipasn.dat"),
+        "{message}"
+    );
+    for path in ["best", "partials", "partials/sharp"] {
+        let (status, v) = call(&app, "GET", &format!("/api/v1/locate/8.8.8.8/{path}"), None).await;
+        assert_eq!(
+            (status, &v["error"]),
+            (StatusCode::UNPROCESSABLE_ENTITY, &json!("unrouted_address")),
+            "{path}: {v}"
+        );
+    }
+    assert_eq!(runs.load(Ordering::SeqCst), 0, "no engine ran");
+
+    // A covered address is located; a reserved one is still reserved_address; the table
+    // has no IPv6 route, so it does not judge IPv6 addresses.
+    let (status, v) = call(&app, "GET", "/api/v1/locate/193.0.14.129/", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(runs.load(Ordering::SeqCst), 3, "the three engines ran");
+    let (status, v) = call(&app, "GET", "/api/v1/locate/2a00:1450::1/", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (_, v) = call(&app, "GET", "/api/v1/locate/10.0.0.1/", None).await;
+    assert_eq!(v["error"], "reserved_address", "{v}");
+
+    // The batch lists the unrouted address under errors.
+    let (status, v) = call(
+        &app,
+        "GET",
+        "/api/v1/locate/all?resources=193.0.14.129,8.8.8.8,10.0.0.1",
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert!(v["results"]["193.0.14.129"]["locations"].is_array(), "{v}");
+    assert!(v["results"].get("8.8.8.8").is_none(), "{v}");
+    assert_eq!(v["errors"]["8.8.8.8"]["error"], "unrouted_address", "{v}");
+    assert_eq!(v["errors"]["10.0.0.1"]["error"], "reserved_address", "{v}");
+
+    // Without an ASN table nothing is checked.
+    let (app, _) = scoped_app(None);
+    let (status, v) = call(&app, "GET", "/api/v1/locate/8.8.8.8/", None).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
 }

@@ -5,7 +5,8 @@
 
 Prints "listening <port>" on its first line, then answers
 POST / {"version": 1, "ip": "..."} with {"candidates": [...]}: by GeoNames id for
-addresses in 193.0.0.0/16 (Amsterdam), by coordinates for the rest (Frankfurt).
+addresses in 193.0.0.0/16 (Amsterdam), by country for 2.0.0.0/8 (the answer of an engine
+with `scope: country`: NL, an unknown code, BE), by coordinates for the rest (Frankfurt).
 """
 import argparse
 import ipaddress
@@ -25,6 +26,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.reply(400, {"error": "bad_request", "message": str(e)})
         if ip in ipaddress.ip_network("193.0.0.0/16"):
             candidates = [{"cityId": 2759794, "score": 8}, {"cityId": 2747891, "score": 3}]
+        elif ip in ipaddress.ip_network("2.0.0.0/8"):
+            candidates = [{"country": "NL", "score": 6}, {"country": "ZZ", "score": 5}, {"country": "BE", "score": 2}]
         else:
             candidates = [{"latitude": 50.11, "longitude": 8.68, "score": 6}, {"cityId": 0, "score": 0}]
         self.reply(200, {"candidates": candidates})

@@ -31,6 +31,11 @@ async fn serves_api_metrics_and_health() {
         EngineConfig::new("single-radius", 1.0, true),
         EngineConfig::new("crowdsourced", 1.0, true),
     ];
+    // An ASN table (without Kubernetes too): addresses no route covers are refused.
+    let table =
+        std::env::temp_dir().join(format!("vantage-serve-{}-ipasn.dat", std::process::id()));
+    std::fs::write(&table, "; pyasn\n193.0.0.0/16\t3333\n").expect("write the ASN table");
+    config.asn_table = Some(table.clone());
     let server = tokio::spawn(serve(config));
     let mut health = None;
     for _ in 0..100 {
@@ -55,13 +60,22 @@ async fn serves_api_metrics_and_health() {
         .await
         .expect("locate");
     assert_eq!(status, 200);
+    let (status, body) = get(&format!("http://{api}/api/v1/locate/8.8.8.8/"))
+        .await
+        .expect("locate");
+    assert_eq!(status, 422, "{body}");
+    assert!(
+        body.contains("unrouted_address") && body.contains(&*table.to_string_lossy()),
+        "{body}"
+    );
+    let _ = std::fs::remove_file(&table);
     let (status, body) = get(&format!("http://{metrics}/metrics"))
         .await
         .expect("metrics");
     assert_eq!(status, 200);
     assert!(body.contains("vantage_engines_locates_total 1"), "{body}");
     assert!(
-        body.contains("vantage_engines_bad_requests_total 1"),
+        body.contains("vantage_engines_bad_requests_total 2"),
         "{body}"
     );
     server.abort();

@@ -424,6 +424,7 @@ impl NetnsWorld {
                 "addrs": [self.placement.targets[*t].ip.to_string()],
                 "delays": delays,
                 "jitter_ms": self.cfg.jitter_ms,
+                "jitter": if matches!(self.cfg.profile, crate::Profile::Hard(_)) { "exponential" } else { "uniform" },
                 "seed": self.cfg.seed + *l as u64,
             });
             let child = Command::new("ip")
@@ -570,9 +571,13 @@ impl NetnsWorld {
         let n_targets = self.placement.targets.len();
         let mut rtts: Vec<Vec<ProbeRtt>> = vec![Vec::new(); n_targets];
         for chunk in probes.chunks(self.opts.parallel.max(1)) {
+            // Hosts only: the anchors' own addresses are pinged by the mesh.
+            let hosts: Vec<usize> = (0..n_targets)
+                .filter(|&t| crate::hard::is_host(&self.placement.targets[t]))
+                .collect();
             let pairs: Vec<(usize, usize)> = chunk
                 .iter()
-                .flat_map(|&p| (0..n_targets).map(move |t| (p, t)))
+                .flat_map(|&p| hosts.iter().map(move |&t| (p, t)))
                 .collect();
             for (p, t, rtt) in self.ping_pairs(&pairs)? {
                 if let Some(rtt_ms) = rtt {
@@ -596,6 +601,20 @@ impl NetnsWorld {
                 rtts,
             })
             .collect())
+    }
+
+    /// The anchoring mesh (`Placement::mesh`), pinged a few pairs at a time: (probe
+    /// index, anchor's target index, RTT) for every pair that answered.
+    pub fn measure_mesh(&self) -> Result<Vec<(usize, usize, f64)>, HarnessError> {
+        let mut out = Vec::new();
+        for chunk in self.placement.mesh.chunks(self.opts.parallel.max(1) * 150) {
+            out.extend(
+                self.ping_pairs(chunk)?
+                    .into_iter()
+                    .filter_map(|(p, t, rtt)| Some((p, t, rtt?))),
+            );
+        }
+        Ok(out)
     }
 
     /// Ping every (probe, target) pair at once; the minimum RTT of each (`None`: all

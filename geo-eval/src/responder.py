@@ -7,7 +7,8 @@ kernel here has no sch_netem, so the delay comes from user space, like
 probe-agent/tests/tun_responder.py. Standard library only.
 
 argv[1]: JSON {"dev": "gtun0", "addrs": ["10.204.0.1"], "delays": {"10.202.0.2": 12.5},
-               "jitter_ms": 0.2, "seed": 1}
+               "jitter_ms": 0.2, "jitter": "uniform", "seed": 1}
+jitter is per packet: uniform in 0..jitter_ms, or "exponential" with mean jitter_ms.
 Requests from sources not in "delays" are dropped. Prints "ready" once routed.
 """
 import fcntl, heapq, json, os, random, struct, subprocess, sys, threading, time
@@ -17,6 +18,10 @@ dev = cfg["dev"]
 delays = {k: float(v) / 1000.0 for k, v in cfg["delays"].items()}
 jitter = float(cfg.get("jitter_ms", 0.0)) / 1000.0
 rng = random.Random(cfg.get("seed", 1))
+if cfg.get("jitter") == "exponential":
+    draw = lambda: rng.expovariate(1.0 / jitter) if jitter > 0 else 0.0
+else:
+    draw = lambda: jitter * rng.random()
 # Forward what arrives on the veth into the TUN device, and the replies back out.
 with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
     f.write("1")
@@ -79,5 +84,5 @@ while True:
     ip[10:12] = b"\0\0"
     ip[10:12] = struct.pack("!H", csum(bytes(ip)))
     with cv:
-        heapq.heappush(queue, (t + delay + jitter * rng.random(), bytes(ip) + bytes(icmp)))
+        heapq.heappush(queue, (t + delay + draw(), bytes(ip) + bytes(icmp)))
         cv.notify()

@@ -54,6 +54,7 @@ async fn engines_locate_the_targets_of_a_small_namespace_world() {
         &stored,
         Arc::new(NetnsMeasurer(lab.clone())),
         &plan,
+        None,
     )
     .await;
     let fidelity = lab.fidelity();
@@ -98,6 +99,7 @@ async fn engines_locate_the_targets_of_a_small_namespace_world() {
         &restrict(&placement, &cases, &anchors),
         Arc::new(SimMeasurer::new(Arc::new(placement.clone()), &cfg)),
         &plan,
+        None,
     )
     .await;
     eprintln!("same placement, in process:\n{}", ideal.table());

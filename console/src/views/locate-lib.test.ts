@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { apiMessage, csvField, isIp, parseAddresses, runPool, toCsv } from "./locate-lib";
+import { apiMessage, cityLabel, csvField, isIp, locationKey, parseAddresses, place, runPool, toCsv } from "./locate-lib";
 
 describe("addresses", () => {
   it("tells addresses from other text", () => {
@@ -55,5 +55,22 @@ describe("apiMessage", () => {
     expect(apiMessage(503, { error: { status: 503, detail: "geolocation is not configured" } })).toBe("geolocation is not configured");
     expect(apiMessage(502, "Bad gateway")).toBe("Bad gateway");
     expect(apiMessage(500, null)).toBe("HTTP 500");
+  });
+});
+
+describe("locations", () => {
+  const city = { id: 2925533, cityName: "Frankfurt am Main", stateAnsiCode: "05", countryCodeAlpha2: "DE", scope: "city" as const };
+  const country = { id: null, cityName: null, stateAnsiCode: null, countryCodeAlpha2: "NL", scope: "country" as const };
+  it("names a city, and at country scope only the country", () => {
+    expect(place(city)).toBe("Frankfurt am Main, 05, DE");
+    expect(cityLabel(city)).toBe("Frankfurt am Main");
+    expect(place(country)).toBe("NL (country only)");
+    expect(cityLabel(country)).toBe("(somewhere in NL)");
+    // Answers from before `scope` existed are cities.
+    expect(place({ id: 1, cityName: "X", countryCodeAlpha2: "FR" })).toBe("X, FR");
+  });
+  it("keys a location by its city, or by its country at country scope", () => {
+    expect(locationKey(city)).toBe("c2925533");
+    expect(locationKey(country)).toBe("cc-NL");
   });
 });

@@ -80,3 +80,24 @@ export function apiMessage(status: number, body: unknown): string {
   if (typeof body === "string" && body.trim()) return body.trim().slice(0, 300);
   return `HTTP ${status}`;
 }
+
+/** What the helpers below read of a location (the API's; null names at country scope). */
+export interface Named {
+  id: number | null;
+  cityName: string | null;
+  stateAnsiCode?: string | null;
+  countryCodeAlpha2: string;
+  scope?: "city" | "country";
+}
+
+const countryOnly = (l: Named): boolean => l.scope === "country" || l.id === null || l.cityName === null;
+
+/** A location's key among an answer's: its city, or its country at country scope (a country appears once). */
+export const locationKey = (l: Named): string => (countryOnly(l) ? `cc-${l.countryCodeAlpha2}` : `c${l.id}`);
+
+/** The city a location names; at country scope, that only the country is known. */
+export const cityLabel = (l: Named): string => (countryOnly(l) ? `(somewhere in ${l.countryCodeAlpha2})` : (l.cityName ?? ""));
+
+/** "City, region, country", or "NL (country only)" at country scope. */
+export const place = (l: Named): string =>
+  countryOnly(l) ? `${l.countryCodeAlpha2} (country only)` : [l.cityName, l.stateAnsiCode, l.countryCodeAlpha2].filter((x) => x).join(", ");

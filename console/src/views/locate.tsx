@@ -7,20 +7,26 @@ import { useEffect, useMemo, useRef, useState } from "preact/hooks";
 import { setQuery, type Route } from "../router";
 import { Field, Table, type Column } from "../ui";
 import { WorldMap, type MapPoint } from "../map/worldmap";
-import { apiMessage, isIp, parseAddresses, runPool, toCsv } from "./locate-lib";
+import { apiMessage, cityLabel, isIp, locationKey, parseAddresses, place, runPool, toCsv } from "./locate-lib";
 import "./atlas.css";
 
-/** One candidate city (IPmap's location shape). */
+/**
+ * One candidate location (IPmap's location shape). At `scope: "country"` only the
+ * country is known: `id`, `cityName` and `stateAnsiCode` are null, and the coordinates
+ * are a point in the country (its most populous city), not a location.
+ */
 export interface Location {
-  id: number;
-  cityName: string;
-  stateAnsiCode?: string;
+  id: number | null;
+  cityName: string | null;
+  stateAnsiCode?: string | null;
   countryCodeAlpha2: string;
   latitude: number;
   longitude: number;
   score: number;
   contributions?: Record<string, { score: number; weight: number }>;
+  scope?: "city" | "country";
 }
+
 
 export interface LocateAnswer {
   ip: string;
@@ -61,7 +67,6 @@ async function fetchLocate<T>(path: string, signal?: AbortSignal): Promise<Outco
   return { ok: true, data: body as T };
 }
 
-const place = (l: Location): string => [l.cityName, l.stateAnsiCode, l.countryCodeAlpha2].filter((x) => x).join(", ");
 const engineCount = (l: Location): string => {
   const k = Object.keys(l.contributions ?? {}).length;
   return `${k} engine${k === 1 ? "" : "s"}`;
@@ -94,7 +99,7 @@ function Single(props: { ip: string; onReady: (ready: boolean) => void }) {
   const points = useMemo<MapPoint[]>(() => {
     const max = Math.max(1e-9, ...locations.map((l) => l.score));
     const pts: MapPoint[] = locations.map((l, i) => ({
-      id: `c${l.id}`,
+      id: locationKey(l),
       lat: l.latitude,
       lon: l.longitude,
       cls: i === 0 ? "best" : "candidate",
@@ -125,7 +130,7 @@ function Single(props: { ip: string; onReady: (ready: boolean) => void }) {
   const best = locations[0];
   const columns: Column<Location>[] = [
     { key: "rank", label: "#", numeric: true, render: (l) => String(locations.indexOf(l) + 1) },
-    { key: "city", label: "City", sort: (l) => l.cityName, render: (l) => l.cityName },
+    { key: "city", label: "City", sort: (l) => l.cityName ?? "", render: (l) => cityLabel(l) },
     { key: "region", label: "Region", render: (l) => l.stateAnsiCode ?? "" },
     { key: "country", label: "Country", sort: (l) => l.countryCodeAlpha2, render: (l) => l.countryCodeAlpha2 },
     { key: "coords", label: "Lat, lon", render: (l) => `${l.latitude.toFixed(3)}, ${l.longitude.toFixed(3)}` },
@@ -144,7 +149,7 @@ function Single(props: { ip: string; onReady: (ready: boolean) => void }) {
   return (
     <div>
       <h2>
-        {ip}: <span data-testid="locate-best">{best ? best.cityName : "no location"}</span>
+        {ip}: <span data-testid="locate-best">{best ? cityLabel(best) : "no location"}</span>
         {best ? `, ${[best.stateAnsiCode, best.countryCodeAlpha2].filter((x) => x).join(", ")}` : ""}
       </h2>
       <p>
@@ -156,7 +161,7 @@ function Single(props: { ip: string; onReady: (ready: boolean) => void }) {
         {best ? ` · best score ${score(best.score)}, from ${engineCount(best)}.` : "."}
       </p>
       {points.length ? <WorldMap points={points} title={`Candidate locations of ${ip}, sized by score; the tables below list them`} height={380} fit={40} /> : null}
-      <Table caption="Candidate cities, best first (engine columns: score × weight)" columns={columns} rows={locations} rowKey={(l) => l.id} testid="locate-candidates" empty="No engine placed this address." />
+      <Table caption="Candidate cities, best first (engine columns: score × weight)" columns={columns} rows={locations} rowKey={locationKey} testid="locate-candidates" empty="No engine placed this address." />
       <h2>Each engine's answer</h2>
       {state.partials && !state.partials.ok ? (
         <p class="errorbox" role="alert">
@@ -190,7 +195,7 @@ function Single(props: { ip: string; onReady: (ready: boolean) => void }) {
             { key: "score", label: "Score", numeric: true, render: (l: Location) => score(l.score) },
           ]}
           rows={sites}
-          rowKey={(l) => l.id}
+          rowKey={locationKey}
           testid="locate-sites"
         />
       ) : null}

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 use vantage_crd::{Measurement, MeasurementState};
 
+use super::calibration::{Calibration, CalibrationSource};
 use super::latency::{ProbeRtt, RttSource};
 use super::Engine;
 use crate::world::World;
@@ -128,6 +129,9 @@ pub struct ActiveRtts {
     /// Engines asked for countries and an area (reverse-DNS, crowdsourced, ...).
     hint_engines: Vec<Arc<dyn Engine>>,
     asn: Option<Arc<dyn AsnLookup>>,
+    /// Per-probe access delays and bestlines: "close enough" and "where the RTTs
+    /// point" are judged on RTTs with the probe's own access delay taken off.
+    calibration: Option<Arc<dyn CalibrationSource>>,
     world: Arc<World>,
     /// Probes per on-demand measurement.
     pub probes_per_request: usize,
@@ -154,6 +158,7 @@ impl ActiveRtts {
             measurer,
             hint_engines: Vec::new(),
             asn: None,
+            calibration: None,
             world,
             probes_per_request: 10,
             enough_rtt_ms: 10.0,
@@ -172,8 +177,13 @@ impl ActiveRtts {
         self
     }
 
+    pub fn with_calibration(mut self, calibration: Arc<dyn CalibrationSource>) -> Self {
+        self.calibration = Some(calibration);
+        self
+    }
+
     /// Countries and an area from the hint engines' candidates and the stored RTTs.
-    async fn hints(&self, ip: IpAddr, stored: &[ProbeRtt]) -> Hints {
+    async fn hints(&self, ip: IpAddr, stored: &[ProbeRtt], cal: &Calibration) -> Hints {
         let mut country_score: HashMap<String, u32> = HashMap::new();
         let mut best: Option<(u8, f64, f64)> = None;
         for engine in &self.hint_engines {
@@ -198,7 +208,7 @@ impl ActiveRtts {
         // The area: the best hint, else where the stored RTTs point.
         let area = best
             .map(|(_, lat, lon)| (lat, lon))
-            .or_else(|| rtt_area(&self.world, stored));
+            .or_else(|| rtt_area(&self.world, stored, cal));
         Hints {
             asn: self.asn.as_ref().and_then(|a| a.asn(ip)),
             countries: countries.into_iter().map(|(c, _)| c).collect(),
@@ -208,6 +218,10 @@ impl ActiveRtts {
 
     async fn measure(&self, ip: IpAddr) -> Result<Vec<ProbeRtt>, Error> {
         let mut rtts = self.stored.rtts(ip).await?;
+        let cal = match &self.calibration {
+            Some(source) => source.calibration().await?,
+            None => Arc::new(Calibration::default()),
+        };
         let directory: Vec<ProbeInfo> = self
             .probes
             .read()
@@ -220,7 +234,8 @@ impl ActiveRtts {
         let by_id: HashMap<u32, &ProbeInfo> = directory.iter().map(|p| (p.id, p)).collect();
         for round in 0..self.rounds.max(1) {
             let close = |r: &ProbeRtt| {
-                r.rtt_ms.is_finite() && r.rtt_ms >= 0.0 && r.rtt_ms < self.enough_rtt_ms
+                let rtt = r.rtt_ms - cal.line(r.probe_id).intercept_ms;
+                r.rtt_ms.is_finite() && r.rtt_ms >= 0.0 && rtt < self.enough_rtt_ms
             };
             // Anycast: RTTs no single place allows. Each site is measured on its own,
             // until every site has a close probe.
@@ -245,18 +260,42 @@ impl ActiveRtts {
                 }
                 chosen
             } else {
-                let hints = if round == 0 {
-                    self.hints(ip, &rtts).await
+                if round == 0 {
+                    let hints = self.hints(ip, &rtts, &cal).await;
+                    choose_probes(ip, &directory, &hints, &skip, self.probes_per_request)
                 } else {
-                    // Later rounds follow the measurements: the nearest probes to the
-                    // region the RTTs allow, whatever the country.
-                    Hints {
+                    // Later rounds follow the measurements, whatever the country: half
+                    // the probes nearest to where the RTTs point, half nearest to the
+                    // probe with the lowest RTT (less its own access delay).
+                    let near = |area| Hints {
                         asn: None,
                         countries: Vec::new(),
-                        area: rtt_area(&self.world, &rtts),
-                    }
-                };
-                choose_probes(ip, &directory, &hints, &skip, self.probes_per_request)
+                        area,
+                    };
+                    // Without a calibration RTTs carry unknown access delays, and the
+                    // lowest says less: all go to where the RTTs point.
+                    let half = if cal.is_empty() {
+                        self.probes_per_request
+                    } else {
+                        self.probes_per_request.div_ceil(2)
+                    };
+                    let mut chosen = choose_probes(
+                        ip,
+                        &directory,
+                        &near(rtt_area(&self.world, &rtts, &cal)),
+                        &skip,
+                        half,
+                    );
+                    let taken: HashSet<u32> = skip.iter().chain(&chosen).copied().collect();
+                    chosen.extend(choose_probes(
+                        ip,
+                        &directory,
+                        &near(lowest_rtt(&rtts, &cal)),
+                        &taken,
+                        self.probes_per_request - chosen.len(),
+                    ));
+                    chosen
+                }
             };
             if chosen.is_empty() {
                 tracing::debug!(%ip, round, "no probe left to measure from");
@@ -278,17 +317,27 @@ impl ActiveRtts {
     }
 }
 
-/// Where RTTs point: the centre of the region every disc allows (CBG), else the probe
-/// with the lowest RTT.
-fn rtt_area(world: &World, rtts: &[ProbeRtt]) -> Option<(f64, f64)> {
-    super::latency::feasible(world, rtts)
-        .map(|f| f.centre)
-        .or_else(|| {
-            rtts.iter()
-                .filter(|r| r.rtt_ms.is_finite())
-                .min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))
-                .map(|r| (r.latitude, r.longitude))
+/// Where RTTs point: with a calibration, the place with the most slack (calibrated
+/// CBG); without, the centre of the region every disc allows (CBG); else the probe
+/// with the lowest RTT, less its access delay.
+fn rtt_area(world: &World, rtts: &[ProbeRtt], cal: &Calibration) -> Option<(f64, f64)> {
+    let region = if cal.is_empty() {
+        super::latency::feasible(world, rtts).map(|f| f.centre)
+    } else {
+        super::latency::slack_region(world, rtts, cal, 0.0).map(|r| r.centre)
+    };
+    region.or_else(|| lowest_rtt(rtts, cal))
+}
+
+/// Where the probe with the lowest RTT, less its own access delay, is.
+fn lowest_rtt(rtts: &[ProbeRtt], cal: &Calibration) -> Option<(f64, f64)> {
+    rtts.iter()
+        .filter(|r| r.rtt_ms.is_finite())
+        .min_by(|a, b| {
+            let corrected = |r: &ProbeRtt| r.rtt_ms - cal.line(r.probe_id).intercept_ms;
+            corrected(a).total_cmp(&corrected(b))
         })
+        .map(|r| (r.latitude, r.longitude))
 }
 
 impl RttSource for ActiveRtts {

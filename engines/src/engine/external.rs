@@ -2,7 +2,9 @@
 //! the request is `{"version": 1, "ip": "192.0.2.1"}` (HTTP: `POST <endpoint>`; NATS: a
 //! request on the engine's subject); the answer is
 //! `{"candidates": [{"cityId": 2759794, "score": 7}, {"latitude": 50.1, "longitude": 8.7, "score": 4}]}`.
-//! A candidate names a GeoNames id, or a point that is mapped to the nearest city.
+//! A candidate names a GeoNames id, or a point that is mapped to the nearest city; an
+//! engine with `spec.scope: country` may also name a country (`{"country": "NL",
+//! "score": 6}`), mapped to the country's most populous city as the `rir` engine does.
 //! Answers that do not parse, and candidates that name nothing or score outside 1..=10,
 //! are dropped and counted (`vantage_engines_external_errors{engine,reason}`,
 //! `vantage_engines_external_dropped_candidates{engine}`).
@@ -22,7 +24,9 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::registry::Registry;
 use serde::{Deserialize, Serialize};
 
-use super::{finish, Candidate, Engine};
+use super::{finish, Candidate, Engine, Scope};
+use crate::reducer::Representatives;
+use crate::rir::country_code;
 use crate::world::World;
 use crate::{geo, BoxError, Error};
 
@@ -41,6 +45,8 @@ struct WireCandidate {
     city_id: Option<u32>,
     latitude: Option<f64>,
     longitude: Option<f64>,
+    /// ISO 3166 alpha-2; only from a country-scoped engine.
+    country: Option<String>,
     score: f64,
 }
 
@@ -104,11 +110,24 @@ pub fn request_body(ip: IpAddr) -> Result<Vec<u8>, Error> {
     })
 }
 
-/// Parse an answer: `Err` when it is not the protocol's JSON; otherwise the candidates
-/// that name a known city with a score in 1..=10, and how many were dropped.
+/// Parse a city-scoped engine's answer (see [`parse_scoped_answer`]).
 pub fn parse_answer(
     bytes: &[u8],
     world: &World,
+) -> Result<(Vec<Candidate>, usize), serde_json::Error> {
+    parse_scoped_answer(bytes, world, Scope::City, &Representatives::default())
+}
+
+/// Parse an answer: `Err` when it is not the protocol's JSON; otherwise the candidates
+/// that name a known city with a score in 1..=10, and how many were dropped. With
+/// [`Scope::Country`] a candidate may name a country (`"country": "NL"`) instead: its
+/// most populous city (`representatives`) stands for it; an unknown code is dropped. A
+/// city-scoped engine's country candidate is dropped (it would name no city).
+pub fn parse_scoped_answer(
+    bytes: &[u8],
+    world: &World,
+    scope: Scope,
+    representatives: &Representatives,
 ) -> Result<(Vec<Candidate>, usize), serde_json::Error> {
     let answer: Answer = serde_json::from_slice(bytes)?;
     let total = answer.candidates.len();
@@ -116,10 +135,13 @@ pub fn parse_answer(
         .candidates
         .into_iter()
         .filter_map(|c| {
-            let city_id = match (c.city_id, c.latitude, c.longitude) {
-                (Some(id), _, _) => world.city(id)?.id,
-                (None, Some(lat), Some(lon)) if geo::valid_coordinates(lat, lon) => {
+            let city_id = match (c.city_id, c.latitude, c.longitude, &c.country) {
+                (Some(id), _, _, _) => world.city(id)?.id,
+                (None, Some(lat), Some(lon), _) if geo::valid_coordinates(lat, lon) => {
                     world.nearest(lat, lon)?.0.id
+                }
+                (None, None, None, Some(cc)) if scope == Scope::Country => {
+                    representatives.get(world, country_code(cc.trim())?)?
                 }
                 _ => return None,
             };
@@ -141,6 +163,8 @@ pub struct HttpEngine {
     timeout: Duration,
     client: Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
     metrics: ExternalMetrics,
+    scope: Scope,
+    representatives: Representatives,
 }
 
 impl HttpEngine {
@@ -162,12 +186,20 @@ impl HttpEngine {
             timeout,
             client: Client::builder(TokioExecutor::new()).build_http(),
             metrics: ExternalMetrics::default(),
+            scope: Scope::City,
+            representatives: Representatives::default(),
         })
     }
 
     /// Count errors and dropped candidates in `metrics`.
     pub fn with_metrics(mut self, metrics: ExternalMetrics) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// What the candidates stand for (`spec.scope`; city by default).
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
         self
     }
 
@@ -222,7 +254,7 @@ impl HttpEngine {
                 None,
             ));
         }
-        let (out, dropped) = parse_answer(&bytes, world)
+        let (out, dropped) = parse_scoped_answer(&bytes, world, self.scope, &self.representatives)
             .map_err(|e| fail("malformed", format!("bad answer: {e}"), Some(e.into())))?;
         if dropped > 0 {
             self.metrics
@@ -243,6 +275,8 @@ pub struct NatsEngine {
     client: async_nats::Client,
     timeout: Duration,
     metrics: ExternalMetrics,
+    scope: Scope,
+    representatives: Representatives,
 }
 
 /// Whether `subject` is a plain NATS subject to publish to (no wildcards or spaces).
@@ -279,7 +313,15 @@ impl NatsEngine {
             client,
             timeout,
             metrics,
+            scope: Scope::City,
+            representatives: Representatives::default(),
         })
+    }
+
+    /// What the candidates stand for (`spec.scope`; city by default).
+    pub fn with_scope(mut self, scope: Scope) -> Self {
+        self.scope = scope;
+        self
     }
 
     async fn call(&self, ip: IpAddr, world: &World) -> Result<Vec<Candidate>, Error> {
@@ -320,8 +362,9 @@ impl NatsEngine {
                 None,
             ));
         }
-        let (out, dropped) = parse_answer(&reply.payload, world)
-            .map_err(|e| fail("malformed", format!("bad answer: {e}"), Some(e.into())))?;
+        let (out, dropped) =
+            parse_scoped_answer(&reply.payload, world, self.scope, &self.representatives)
+                .map_err(|e| fail("malformed", format!("bad answer: {e}"), Some(e.into())))?;
         if dropped > 0 {
             self.metrics
                 .dropped_candidates
@@ -339,6 +382,10 @@ impl Engine for NatsEngine {
         &self.name
     }
 
+    fn scope(&self) -> Scope {
+        self.scope
+    }
+
     fn locate<'a>(
         &'a self,
         ip: IpAddr,
@@ -351,6 +398,10 @@ impl Engine for NatsEngine {
 impl Engine for HttpEngine {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn scope(&self) -> Scope {
+        self.scope
     }
 
     fn locate<'a>(
@@ -394,6 +445,44 @@ mod tests {
         assert_eq!(dropped, 5);
         assert!(parse_answer(b"[1,2]", &w).is_err());
         assert!(parse_answer(b"{\"candidates\": 3}", &w).is_err());
+    }
+
+    #[test]
+    fn a_country_scoped_engine_may_name_countries() {
+        let w = tiny();
+        let reps = Representatives::default();
+        let answer =
+            br#"{"candidates": [{"country": "nl", "score": 6}, {"country": "XX", "score": 5},
+            {"country": "NLD", "score": 5}, {"cityId": 2925533, "score": 4}]}"#;
+        let (got, dropped) =
+            parse_scoped_answer(answer, &w, Scope::Country, &reps).expect("parses");
+        let amsterdam = reps.get(&w, *b"NL").expect("NL has cities");
+        assert_eq!(
+            w.city(amsterdam).map(|c| c.name.as_str()),
+            Some("Amsterdam"),
+            "the most populous NL city of the tiny world"
+        );
+        assert_eq!(
+            got,
+            vec![
+                Candidate {
+                    city_id: amsterdam,
+                    score: 6
+                },
+                Candidate {
+                    city_id: 2925533,
+                    score: 4
+                }
+            ]
+        );
+        assert_eq!(
+            dropped, 2,
+            "XX is no country of the world, NLD no alpha-2 code"
+        );
+        // A city-scoped engine naming a country names no city: dropped.
+        let (got, dropped) = parse_answer(answer, &w).expect("parses");
+        assert_eq!(got.len(), 1);
+        assert_eq!(dropped, 3);
     }
 
     #[test]

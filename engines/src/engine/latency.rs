@@ -9,6 +9,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::{Deserialize, Serialize};
 
+use super::calibration::{Bestline, Calibration, CalibrationSource};
 use super::{clamp_score, finish, Candidate, Engine};
 use crate::world::{City, World};
 use crate::{geo, Error};
@@ -361,6 +362,191 @@ pub fn cbg(world: &World, rtts: &[ProbeRtt]) -> Vec<Candidate> {
     rank(raw, 30)
 }
 
+/// How far below the best city's slack a city may be and still be in the calibrated
+/// region, ms (see [`slack_region`]): tuned on the hard simulated world.
+pub const SLACK_TOLERANCE_MS: f64 = 0.6;
+
+/// The farthest the nearest probe may be, by its access-corrected RTT, for the
+/// calibrated CBG to name cities (km): beyond, no probe is within reach, and a city
+/// would be a guess; the answer is left to the country-scoped engines.
+pub const REACH_KM: f64 = 1500.0;
+
+/// More delay than this on the target's side is not a wired last mile (DSL, cable and
+/// fibre add up to ~15 ms; 4G and satellite links 20–50 ms and more): calibrated CBG
+/// then halves its scores, as it has located the gateway or ground station, not the host.
+pub const RADIO_LAST_MILE_MS: f64 = 15.0;
+
+/// The region calibrated CBG settles on: cities with their slack deficit (ms below the
+/// best), the estimated access delay on the target's side, the centre and the spread.
+#[derive(Debug, Clone)]
+pub struct SlackRegion<'w> {
+    pub cities: Vec<(&'w City, f64)>,
+    /// The largest slack any city has: how much of every RTT is left over at the best
+    /// place, an upper bound on the target's own access delay (ms).
+    pub target_access_ms: f64,
+    pub centre: (f64, f64),
+    pub spread_km: f64,
+}
+
+/// Calibrated CBG's region. Every probe's RTT, less its own access delay (its
+/// bestline's intercept), bounds the distance through its bestline slope. The target's
+/// own access delay `t` is unknown, and the same on every path: a place `x` is
+/// feasible when `t ≤ s(x) = min over probes of (rtt − intercept − slope × d(x))`.
+/// Growing `t` shrinks every disc at once, until one place is left: the place with the
+/// most slack, `s* = max s(x)`, which is also the largest `t` the RTTs allow (with two
+/// probes, `(r₁ + r₂ − slope × D) / 2`, the pairwise bound). The region is the cities
+/// within [`SLACK_TOLERANCE_MS`] of `s*`, among those that light in fibre allows
+/// (raw RTT × 100 km/ms from every probe: a bound that access delay never breaks).
+/// `None` without RTTs, or when no probe is within [`REACH_KM`].
+pub fn slack_region<'w>(
+    world: &'w World,
+    rtts: &[ProbeRtt],
+    cal: &Calibration,
+    tolerance_ms: f64,
+) -> Option<SlackRegion<'w>> {
+    let rtts = valid(rtts);
+    let lines: Vec<Bestline> = rtts.iter().map(|r| cal.line(r.probe_id)).collect();
+    // Light in fibre from the probe with the lowest raw RTT: where the target can be.
+    let tightest = rtts.iter().min_by(|a, b| a.rtt_ms.total_cmp(&b.rtt_ms))?;
+    if tightest.radius_km() > 5000.0 {
+        return None;
+    }
+    let mut order: Vec<usize> = (0..rtts.len()).collect();
+    order.sort_by(|&a, &b| rtts[a].rtt_ms.total_cmp(&rtts[b].rtt_ms));
+    let hard: Vec<&ProbeRtt> = order.iter().take(8).map(|&i| &rtts[i]).collect();
+    let slack = |c: &City| -> Option<f64> {
+        let mut s = f64::INFINITY;
+        for (r, l) in rtts.iter().zip(&lines) {
+            let d = r.distance_to(c.latitude, c.longitude);
+            if d > r.radius_km().max(10.0) {
+                return None;
+            }
+            s = s.min(r.rtt_ms - l.min_rtt_ms(d));
+        }
+        Some(s)
+    };
+    let possible = |centre: (f64, f64), km: f64, min_population: u32| -> Vec<(&'w City, f64)> {
+        world
+            .within(centre.0, centre.1, km)
+            .into_iter()
+            .map(|(c, _)| c)
+            .filter(|c| c.population >= min_population)
+            .filter(|c| {
+                hard.iter()
+                    .all(|r| r.distance_to(c.latitude, c.longitude) <= r.radius_km().max(10.0))
+            })
+            .filter_map(|c| Some((c, slack(c)?)))
+            .collect()
+    };
+    let search_km = tightest.radius_km().max(10.0);
+    let mut scored = possible((tightest.latitude, tightest.longitude), search_km, 0);
+    if search_km > COARSE_KM {
+        // A wide search (a target with a long last mile: mobile, satellite): find the
+        // best place among towns of 20,000 first, then look at every city around it.
+        let coarse = possible((tightest.latitude, tightest.longitude), search_km, 20_000);
+        scored = match best_of(&coarse) {
+            Some((c, _)) => possible((c.latitude, c.longitude), COARSE_KM, 0),
+            None => Vec::new(),
+        };
+    }
+    let (_, best) = best_of(&scored)?;
+    let cities: Vec<(&City, f64)> = scored
+        .into_iter()
+        .filter(|(_, s)| *s >= best - tolerance_ms)
+        .map(|(c, s)| (c, best - s))
+        .collect();
+    let centre = centre_of(cities.iter().map(|(c, _)| *c))?;
+    let spread_km = cities
+        .iter()
+        .map(|(c, _)| geo::distance_km(centre.0, centre.1, c.latitude, c.longitude))
+        .fold(10.0_f64, f64::max);
+    // No probe within reach: the nearest probe's disc, once both access delays are
+    // taken off, is still wider than a country.
+    let reach = rtts
+        .iter()
+        .zip(&lines)
+        .map(|(r, l)| l.max_km(r.rtt_ms - best.max(0.0)))
+        .fold(f64::INFINITY, f64::min);
+    if reach > REACH_KM {
+        return None;
+    }
+    Some(SlackRegion {
+        cities,
+        target_access_ms: best.max(0.0),
+        centre,
+        spread_km,
+    })
+}
+
+/// Searches wider than this look at towns of 20,000 first, then at every city within
+/// this distance of the best of them (km).
+const COARSE_KM: f64 = 600.0;
+
+/// The city with the most slack.
+fn best_of<'w>(scored: &[(&'w City, f64)]) -> Option<(&'w City, f64)> {
+    scored
+        .iter()
+        .copied()
+        .filter(|(_, s)| s.is_finite())
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.id.cmp(&a.0.id)))
+}
+
+/// The centre of cities on the sphere; `None` for none.
+fn centre_of<'a>(cities: impl Iterator<Item = &'a City>) -> Option<(f64, f64)> {
+    let mut v = [0.0; 3];
+    let mut n = 0;
+    for c in cities {
+        let u = geo::unit_vector(c.latitude, c.longitude);
+        for k in 0..3 {
+            v[k] += u[k];
+        }
+        n += 1;
+    }
+    let norm = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+    (n > 0 && norm > 0.0).then(|| {
+        (
+            (v[2] / norm).asin().to_degrees(),
+            v[1].atan2(v[0]).to_degrees(),
+        )
+    })
+}
+
+/// CBG with per-probe calibration (bestlines from the anchoring mesh) and the
+/// target's access delay taken off ([`slack_region`]): cities of the region scored by
+/// their slack (the most room first), population, and the share of the region's
+/// people in their country; scaled by how tight the region is.
+pub fn cbg_calibrated(world: &World, rtts: &[ProbeRtt], cal: &Calibration) -> Vec<Candidate> {
+    let Some(region) = slack_region(world, rtts, cal, SLACK_TOLERANCE_MS) else {
+        return Vec::new();
+    };
+    let mut people: HashMap<&str, f64> = HashMap::new();
+    for (c, _) in &region.cities {
+        *people.entry(c.country.as_str()).or_default() += f64::from(c.population);
+    }
+    let total: f64 = people.values().sum::<f64>().max(1.0);
+    let mut confidence = disc_confidence(region.spread_km).sqrt();
+    if region.target_access_ms > RADIO_LAST_MILE_MS {
+        // The path ends in a radio link (mobile, satellite): the RTTs locate where it
+        // leaves the network (a gateway, a ground station), not the host.
+        confidence *= 0.5;
+    }
+    let (clat, clon) = region.centre;
+    let raw: Vec<(f64, &City)> = region
+        .cities
+        .iter()
+        .map(|(c, _)| {
+            let closeness =
+                1.0 - geo::distance_km(clat, clon, c.latitude, c.longitude) / region.spread_km;
+            let share = people.get(c.country.as_str()).copied().unwrap_or(0.0) / total;
+            (
+                10.0 * confidence * (0.55 * closeness + 0.2 * population_factor(c) + 0.25 * share),
+                *c,
+            )
+        })
+        .collect();
+    rank(raw, 30)
+}
+
 /// Whether two probes' RTTs cannot both hold for one place (sum of radii < distance).
 pub fn violates(a: &ProbeRtt, b: &ProbeRtt) -> bool {
     a.radius_km() + b.radius_km()
@@ -414,16 +600,44 @@ pub enum LatencyKind {
 pub struct Latency {
     kind: LatencyKind,
     source: Arc<dyn RttSource>,
+    /// Per-probe bestlines for CBG; without, CBG uses light in fibre for every probe.
+    calibration: Option<Arc<dyn CalibrationSource>>,
 }
 
 impl Latency {
     pub fn new(kind: LatencyKind, source: Arc<dyn RttSource>) -> Self {
-        Self { kind, source }
+        Self {
+            kind,
+            source,
+            calibration: None,
+        }
+    }
+
+    /// CBG (`latency`) with per-probe calibration; single-radius stays IPmap's and
+    /// anycast physics' (both bounds that access delay never breaks).
+    pub fn with_calibration(mut self, calibration: Arc<dyn CalibrationSource>) -> Self {
+        self.calibration = Some(calibration);
+        self
+    }
+
+    /// [`Latency::all`], with CBG calibrated.
+    pub fn all_calibrated(
+        source: Arc<dyn RttSource>,
+        calibration: Arc<dyn CalibrationSource>,
+    ) -> Vec<crate::reducer::ConfiguredEngine> {
+        Self::all_with(source, Some(calibration))
     }
 
     /// The three latency engines over one RTT source, each at weight 1: single-radius,
     /// CBG (`latency`) and anycast.
     pub fn all(source: Arc<dyn RttSource>) -> Vec<crate::reducer::ConfiguredEngine> {
+        Self::all_with(source, None)
+    }
+
+    fn all_with(
+        source: Arc<dyn RttSource>,
+        calibration: Option<Arc<dyn CalibrationSource>>,
+    ) -> Vec<crate::reducer::ConfiguredEngine> {
         [
             (LatencyKind::SingleRadius, "single-radius"),
             (LatencyKind::Cbg, "latency"),
@@ -431,8 +645,11 @@ impl Latency {
         ]
         .into_iter()
         .map(|(kind, name)| {
-            let engine: Arc<dyn crate::engine::Engine> =
-                Arc::new(Latency::new(kind, source.clone()));
+            let mut latency = Latency::new(kind, source.clone());
+            if kind == LatencyKind::Cbg {
+                latency.calibration = calibration.clone();
+            }
+            let engine: Arc<dyn crate::engine::Engine> = Arc::new(latency);
             (engine, crate::reducer::EngineConfig::new(name, 1.0, true))
         })
         .collect()
@@ -461,7 +678,10 @@ impl Engine for Latency {
             let rtts = self.source.rtts(ip).await?;
             Ok(match self.kind {
                 LatencyKind::SingleRadius => single_radius(world, &rtts, 10.0),
-                LatencyKind::Cbg => cbg(world, &rtts),
+                LatencyKind::Cbg => match &self.calibration {
+                    Some(cal) => cbg_calibrated(world, &rtts, &*cal.calibration().await?),
+                    None => cbg(world, &rtts),
+                },
                 LatencyKind::Anycast => anycast(world, &rtts),
             })
         }

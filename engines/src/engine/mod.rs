@@ -1,8 +1,10 @@
 //! Engines: each takes an IP and the world and scores candidate cities 1..=10.
 
 pub mod active;
+pub mod calibration;
 pub mod crowd;
 pub mod external;
+pub mod geofeed;
 pub mod latency;
 pub mod rdns;
 pub mod rir;

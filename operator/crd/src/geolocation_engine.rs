@@ -37,6 +37,23 @@ pub struct GeolocationEngineSpec {
     pub weight: f64,
     #[serde(default = "default_true")]
     pub enabled: bool,
+    /// What the engine's candidates stand for (see [`EngineScope`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<EngineScope>,
+}
+
+/// What the engine's candidates stand for: `city` (each names its city; the default for
+/// `external`) or `country` (each stands for its whole country, and may name one as
+/// `{"country": "NL"}`: the reducer adds its score to every city of that country that a
+/// city-scoped engine named). Only for `external`; on a built-in it may only repeat the
+/// built-in's own scope (`country` for rir, `city` for the others).
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum EngineScope {
+    /// Each candidate is the city it names.
+    City,
+    /// Each candidate stands for its whole country.
+    Country,
 }
 
 fn default_weight() -> f64 {

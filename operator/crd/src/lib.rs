@@ -22,7 +22,9 @@ pub use controller_pool::{
     pool_conditions, ControllerPool, ControllerPoolSpec, ControllerPoolStatus, MaxStartupsSpec,
     NatsRef, PreAuthSpec, RegistrationSpec,
 };
-pub use geolocation_engine::{GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus};
+pub use geolocation_engine::{
+    EngineScope, GeolocationEngine, GeolocationEngineSpec, GeolocationEngineStatus,
+};
 pub use measurement::{
     Measurement, MeasurementSpec, MeasurementState, MeasurementStatus, ParticipationRequest,
     CEL_RULES as MEASUREMENT_CEL_RULES, PARTICIPATION_ANNOTATION, SPECIFIED,
