@@ -4,7 +4,7 @@
 //!
 //! Table `geo_answers (ip String, key String, answered_ms UInt64, answer String)`,
 //! `ReplacingMergeTree(answered_ms)` ordered by `(ip, key)`: the newest answer per key
-//! wins. The key holds the engine-set fingerprint and the `?engines=` filter. A row with
+//! wins. The key holds the engine-set fingerprint, the `?engines=` filter and the data files' version. A row with
 //! key [`FORGET_KEY`] marks every older answer for the address as stale (a crowdsourced
 //! report was accepted). ClickHouse 18.16: no TTL, so old rows stay until replaced.
 
