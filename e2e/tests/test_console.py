@@ -287,12 +287,16 @@ def console_state():
             wait_for("the hostile result through the API",
                      lambda: any(r.get("result_id") == hostile["result_id"] for r in api.latest(xss)), timeout=60)
 
-            # Locating: the best city the API (through the engines) gives.
-            def best_city():
+            # Locating: the best location the API (through the engines) gives. Only the
+            # RIR engine votes here, so it is country-only: no city name, and the console
+            # says "(somewhere in NL)".
+            def best_location():
                 body = api.json(f"/api/v1/locate/{LOCATE_IP}")
-                return (body.get("locations") or [{}])[0].get("cityName")
+                return (body.get("locations") or [None])[0]
 
-            locate_city = wait_for(f"a best city for {LOCATE_IP}", best_city, timeout=30)
+            best = wait_for(f"a best location for {LOCATE_IP}", best_location, timeout=30)
+            locate_city = best.get("cityName")
+            locate_label = locate_city if best.get("scope", "city") == "city" else f"(somewhere in {best['countryCodeAlpha2']})"
             wait_for("OONI rows in /api/v1/aggregation", lambda: any(
                 r.get("probe_cc") == OONI_CC and int(r.get("measurement_count", 0)) >= ooni_count
                 for r in api.json(f"/api/v1/aggregation?axis_x=probe_cc&test_name={OONI_TEST}").get("result", [])),
@@ -314,6 +318,7 @@ def console_state():
                 "xss_text": XSS_TEXT,
                 "locate_ip": LOCATE_IP,
                 "locate_city": locate_city,
+                "locate_label": locate_label,
                 "ooni": {"probe_cc": OONI_CC, "test_name": OONI_TEST, "count": ooni_count},
                 "unknown_msm": unknown_msm,
                 "unknown_probe": unknown_probe,
