@@ -323,7 +323,7 @@ pub fn place(world: &World, cfg: &SimConfig, hard: &HardWorld) -> Placement {
     }
     // Quirks and geofeeds, from a stream of their own.
     let mut qrng = Rng::new(cfg.seed ^ 0x9b1f);
-    for (site, cities, access) in hosts.iter_mut() {
+    for (site, cities, _) in hosts.iter_mut() {
         if site.sites.len() != 1 {
             continue;
         }
@@ -383,7 +383,6 @@ pub fn place(world: &World, cfg: &SimConfig, hard: &HardWorld) -> Placement {
                 c.id
             });
         }
-        let _ = access;
     }
     // Anchors answer pings too (the anchoring mesh): a target at each anchor's place.
     let first_anchor_target = hosts.len();
