@@ -1552,4 +1552,73 @@ mod tests {
         assert!(min_gap(&(0..10).collect::<Vec<_>>()) < min_gap(&anchors));
         assert!(spread_probes(&placement, 0).is_empty());
     }
+
+    #[test]
+    fn the_hard_world_has_access_delays_anchors_and_a_mesh() {
+        let world = World::embedded().expect("world");
+        let cfg = SimConfig {
+            probes: 300,
+            targets: 100,
+            ..SimConfig::hard()
+        };
+        let a = place(&world, &cfg);
+        assert_eq!(a, place(&world, &cfg), "deterministic for a seed");
+        let anchors: Vec<&ProbeSite> = a.probes.iter().filter(|p| p.anchor).collect();
+        assert_eq!(anchors.len(), 200);
+        assert!(anchors.iter().all(|p| p.access_ms == 0.0));
+        assert!(a.probes.iter().all(|p| (0.0..=15.0).contains(&p.access_ms)));
+        // Skewed like RIPE Atlas: more probes in Germany than in all of Africa's big
+        // countries together.
+        let in_cc = |cc: &str| {
+            a.probes
+                .iter()
+                .filter(|p| world.city(p.city_id).is_some_and(|c| c.country == cc))
+                .count()
+        };
+        assert!(
+            in_cc("DE") > in_cc("NG") + in_cc("EG") + in_cc("KE") + in_cc("ET"),
+            "DE {}",
+            in_cc("DE")
+        );
+        // Every RTT is at least the light-speed path plus the probe's access delay.
+        for (p, probe) in a.probes.iter().enumerate() {
+            for (t, target) in a.targets.iter().enumerate() {
+                if target.quirk.is_some() || target.sites.len() > 1 {
+                    continue;
+                }
+                let c = world.city(target.sites[0]).expect("city");
+                let floor =
+                    geo::distance_km(probe.latitude, probe.longitude, c.latitude, c.longitude)
+                        / geo::KM_PER_MS_RTT
+                        + probe.access_ms;
+                assert!(
+                    a.rtt_ms[p][t] + 1e-9 >= floor,
+                    "{} < {floor}",
+                    a.rtt_ms[p][t]
+                );
+            }
+        }
+        // The mesh pings anchors' own addresses, never a probe's own.
+        assert!(!a.mesh.is_empty());
+        for &(p, t) in &a.mesh {
+            let anchor = a.targets[t].anchor_of.expect("an anchor's address");
+            assert_ne!(anchor, a.probes[p].id);
+        }
+        // Calibration recovers access delays from the mesh: the intercept is an upper
+        // bound, and close for most probes.
+        let cal = calibrate(&a, &simulated_mesh(&a, &cfg)).expect("calibration");
+        let mut over: Vec<f64> = a
+            .probes
+            .iter()
+            .map(|p| cal.line(p.id).intercept_ms - p.access_ms)
+            .collect();
+        over.sort_by(f64::total_cmp);
+        assert!(
+            over[over.len() / 2] < 1.5,
+            "median overestimate {}",
+            over[over.len() / 2]
+        );
+        // A handful of quirks and geofeeds.
+        assert!(a.targets.iter().any(|t| t.geofeed.is_some()));
+    }
 }
