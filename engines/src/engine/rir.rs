@@ -6,16 +6,15 @@
 //! that other engines named. Latency cannot tell two cities a few kilometres apart on
 //! either side of a border; the registration can, most of the time.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
 
 use super::{Candidate, Engine, Scope};
 use crate::data::DataFiles;
-use crate::rir::{country_code, CountryCode, Delegations};
+use crate::rir::{CountryCode, Delegations};
 use crate::world::World;
 use crate::Error;
 
@@ -27,7 +26,7 @@ pub const REGISTERED_SCORE: u8 = 3;
 pub struct Rir {
     delegations: Arc<DataFiles<Delegations>>,
     /// The most populous city per country, built at the first lookup.
-    capitals: OnceLock<HashMap<CountryCode, u32>>,
+    capitals: crate::reducer::Representatives,
 }
 
 impl Rir {
@@ -35,7 +34,7 @@ impl Rir {
     pub fn new(delegations: Arc<DataFiles<Delegations>>) -> Self {
         Self {
             delegations,
-            capitals: OnceLock::new(),
+            capitals: Default::default(),
         }
     }
 
@@ -45,20 +44,7 @@ impl Rir {
     }
 
     fn capital(&self, world: &World, cc: CountryCode) -> Option<u32> {
-        let capitals = self.capitals.get_or_init(|| {
-            let mut best: HashMap<CountryCode, (u32, u32)> = HashMap::new();
-            for c in world.cities() {
-                let Some(cc) = country_code(&c.country) else {
-                    continue;
-                };
-                let e = best.entry(cc).or_insert((c.id, c.population));
-                if c.population > e.1 {
-                    *e = (c.id, c.population);
-                }
-            }
-            best.into_iter().map(|(cc, (id, _))| (cc, id)).collect()
-        });
-        capitals.get(&cc).copied()
+        self.capitals.get(world, cc)
     }
 }
 
