@@ -1,5 +1,6 @@
 //! The RIR statistics parser (`vantage_engines::rir`): a `delegated-<rir>-extended`
-//! file; when it parses, every IPv4 record it read answers its own country.
+//! file; when it parses, every IPv4 record it did not report as a bad line answers
+//! its own country, and every bad line it reports is one of the input's lines.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,11 +14,19 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     assert!(d.len() <= text.lines().count());
+    let lines = text.lines().count();
+    let bad: std::collections::HashSet<usize> = d.bad_lines().iter().map(|b| b.line).collect();
+    assert!(bad.iter().all(|&n| n >= 1 && n <= lines), "bad line number out of range");
+    // Only the first bad lines are kept: past that, which lines were skipped is unknown.
+    let all_bad_known = d.bad_line_count() == d.bad_lines().len() as u64;
     // The first address of every IPv4 record is found (an IPv6 record's first address
     // may lie inside its prefix, where overlapping records, which the registries never
     // publish, can hide it); lookups never panic.
-    for line in text.lines() {
+    for (n, line) in text.lines().enumerate() {
         let line = line.trim();
+        if bad.contains(&(n + 1)) || !all_bad_known {
+            continue;
+        }
         if line.starts_with('#') {
             continue;
         }
