@@ -16,7 +16,10 @@ fuzz_target!(|data: &[u8]| {
     assert!(d.len() <= text.lines().count());
     let lines = text.lines().count();
     let bad: std::collections::HashSet<usize> = d.bad_lines().iter().map(|b| b.line).collect();
-    assert!(bad.iter().all(|&n| n >= 1 && n <= lines), "bad line number out of range");
+    assert!(
+        bad.iter().all(|&n| n >= 1 && n <= lines),
+        "bad line number out of range"
+    );
     // Only the first bad lines are kept: past that, which lines were skipped is unknown.
     let all_bad_known = d.bad_line_count() == d.bad_lines().len() as u64;
     // The first address of every IPv4 record is found (an IPv6 record's first address
