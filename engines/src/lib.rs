@@ -162,8 +162,13 @@ pub struct Config {
     pub worlds_path: Option<PathBuf>,
     /// Probe locations for the RTT engines (probe id → lat, lon).
     pub probe_locations: engine::latency::ProbeLocations,
-    /// Ping results older than this are not used.
+    /// Ping results older than this are not used (for RTTs to targets and for the
+    /// calibration's anchoring-mesh pings alike).
     pub rtt_max_age: Duration,
+    /// With ClickHouse, CBG's calibration (every probe's bestline, fitted to its
+    /// anchoring-mesh pings) is fitted again at most this often
+    /// (`--calibration-refresh-seconds`).
+    pub calibration_refresh: Duration,
     /// Cached answers older than this are computed again.
     pub cache_max_age: Duration,
     /// The most addresses one batch may ask for.
@@ -235,6 +240,7 @@ impl Config {
             worlds_path: None,
             probe_locations: Default::default(),
             rtt_max_age: Duration::from_secs(7 * 86_400),
+            calibration_refresh: engine::calibration_store::DEFAULT_REFRESH,
             cache_max_age: Duration::from_secs(3600),
             max_batch: 1000,
             engine_timeout: Duration::from_secs(5),
@@ -293,6 +299,9 @@ pub struct Engines {
     nats: Option<async_nats::Client>,
     engine_timeout: Duration,
     external_metrics: engine::external::ExternalMetrics,
+    /// CBG's per-probe calibration (the anchoring mesh in ClickHouse); none: physics.
+    calibration: Option<Arc<dyn engine::calibration::CalibrationSource>>,
+    calibration_metrics: engine::calibration_store::CalibrationMetrics,
 }
 
 impl Engines {
@@ -315,7 +324,29 @@ impl Engines {
             nats: None,
             engine_timeout,
             external_metrics: Default::default(),
+            calibration: None,
+            calibration_metrics: Default::default(),
         }
+    }
+
+    /// Calibrate CBG (`latency`) and the on-demand RTT source with per-probe
+    /// bestlines; single-radius and anycast stay physics' bounds.
+    pub fn with_calibration(
+        mut self,
+        calibration: Arc<dyn engine::calibration::CalibrationSource>,
+    ) -> Self {
+        self.calibration = Some(calibration);
+        self
+    }
+
+    /// The calibration CBG uses, if any.
+    pub fn calibration(&self) -> Option<Arc<dyn engine::calibration::CalibrationSource>> {
+        self.calibration.clone()
+    }
+
+    /// `vantage_engines_calibration_*`.
+    pub fn calibration_metrics(&self) -> &engine::calibration_store::CalibrationMetrics {
+        &self.calibration_metrics
     }
 
     /// Registered countries for the `rir` engine.
@@ -426,7 +457,11 @@ impl Engines {
                 self.measured_rtts.clone(),
             )),
             ("latency", None, None) => {
-                Arc::new(Latency::new(LatencyKind::Cbg, self.measured_rtts.clone()))
+                let cbg = Latency::new(LatencyKind::Cbg, self.measured_rtts.clone());
+                Arc::new(match &self.calibration {
+                    Some(calibration) => cbg.with_calibration(calibration.clone()),
+                    None => cbg,
+                })
             }
             ("anycast", None, None) => Arc::new(Latency::new(
                 LatencyKind::Anycast,
@@ -506,6 +541,22 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
         Arc::new(engine::rdns::HickoryPtr::from_system()?),
     ));
     let mut engines = Engines::new(rtts, rdns, crowd, config.engine_timeout);
+    if let Some(ch) = &config.clickhouse {
+        let calibration = engine::calibration_store::ClickHouseCalibration::new(
+            &ch.url,
+            &ch.database,
+            config.probe_locations.clone(),
+            config.rtt_max_age,
+            config.calibration_refresh,
+        )?
+        .with_metrics(engines.calibration_metrics().clone());
+        tracing::info!(
+            refresh_s = config.calibration_refresh.as_secs(),
+            max_age_s = config.rtt_max_age.as_secs(),
+            "CBG calibrated from the anchoring mesh's pings in ClickHouse (fitted on first use; the count of calibrated probes is logged then)"
+        );
+        engines = engines.with_calibration(Arc::new(calibration));
+    }
     if !config.rir_files.is_empty() {
         let data = data::DataFiles::open("rir", config.rir_files.clone(), rir::Delegations::load)?;
         tracing::info!(
@@ -576,6 +627,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let (world, mut engines) = build_engines(&config).await?;
     engines.external_metrics().register(&mut registry);
     engines.geofeed_metrics().register(&mut registry);
+    engines.calibration_metrics().register(&mut registry);
     let kube_client = match &config.kube_namespace {
         Some(_) => Some(kube::Client::try_default().await.map_err(|source| Error::Kube {
             what: "cannot reach the Kubernetes API (check KUBECONFIG or the service account, or run with --no-kube: all built-in engines)".into(),
@@ -630,6 +682,9 @@ pub async fn serve(config: Config) -> Result<(), Error> {
             active.timeout = measuring_for;
             if let Some((table, _)) = &asn_table {
                 active = active.with_asn_lookup(table.clone());
+            }
+            if let Some(calibration) = engines.calibration() {
+                active = active.with_calibration(calibration);
             }
             engines = engines.with_measured_rtts(Arc::new(active));
         }

@@ -101,6 +101,10 @@ pub struct Contribution {
 pub struct Scored {
     pub city_id: u32,
     pub score: f64,
+    /// The sum over engines of each one's best score in this city's country: the
+    /// answer's country is the one with the highest, then its best city.
+    #[serde(default)]
+    pub country_score: f64,
     pub contributions: BTreeMap<String, Contribution>,
     /// `city` when a city-scoped engine named this city (and the answer has a vote
     /// that is not weak, [`STRONG_CITY_SCORE`]); `country` when only country-scoped
@@ -125,6 +129,7 @@ fn add(cities: &mut BTreeMap<u32, Scored>, city_id: u32, engine: &str, score: u8
     let s = cities.entry(city_id).or_insert_with(|| Scored {
         city_id,
         score: 0.0,
+        country_score: 0.0,
         contributions: BTreeMap::new(),
         scope: Scope::Country,
     });
@@ -204,15 +209,48 @@ pub fn reduce_by(
             }
         }
     }
+    let by_country = country_scores(partials, &country);
     let mut out: Vec<Scored> = cities.into_values().collect();
+    for s in &mut out {
+        s.country_score = by_country
+            .get(&country(s.city_id).ok_or(s.city_id))
+            .copied()
+            .unwrap_or(s.score);
+    }
     out.sort_by(|a, b| {
-        b.score
-            .total_cmp(&a.score)
+        b.country_score
+            .total_cmp(&a.country_score)
+            .then(b.score.total_cmp(&a.score))
             .then(b.contributions.len().cmp(&a.contributions.len()))
             .then(prior(b.city_id).total_cmp(&prior(a.city_id)))
             .then(a.city_id.cmp(&b.city_id))
     });
     out
+}
+
+/// Per country: the sum over engines of `weight ×` the engine's best score for a city
+/// of that country (a country-scoped vote counts once). A city of no known country is
+/// its own key.
+fn country_scores(
+    partials: &[Partial],
+    country: &impl Fn(u32) -> Option<CountryCode>,
+) -> BTreeMap<Result<CountryCode, u32>, f64> {
+    let mut sums: BTreeMap<Result<CountryCode, u32>, f64> = BTreeMap::new();
+    for p in partials {
+        let w = usable_weight(p.weight);
+        if w == 0.0 {
+            continue;
+        }
+        let mut best: BTreeMap<Result<CountryCode, u32>, u8> = BTreeMap::new();
+        for c in p.candidates.iter().filter(|c| (1..=10).contains(&c.score)) {
+            let b = best.entry(country(c.city_id).ok_or(c.city_id)).or_default();
+            *b = (*b).max(c.score);
+        }
+        for (key, score) in best {
+            *sums.entry(key).or_default() += w * f64::from(score);
+        }
+    }
+    sums
 }
 
 /// One engine with its configuration.
@@ -487,6 +525,36 @@ mod tests {
         assert_eq!(
             ids(reduce_by(&partials, population, |_| None)),
             vec![5, 4, 3]
+        );
+    }
+
+    #[test]
+    fn the_country_with_most_support_wins_then_its_best_city() {
+        // A border target: CBG leans to HK's city 1; a geofeed names CN's city 2, the
+        // RIR registers CN, single-radius names CN's 3 and HK's 1 alike.
+        let country = |id: u32| match id {
+            1 => Some(*b"HK"),
+            2 | 3 | 9 => Some(*b"CN"),
+            _ => None,
+        };
+        let mut rir = p("rir", 1.0, &[(9, 3)]);
+        rir.scope = Scope::Country;
+        let partials = [
+            p("latency", 1.0, &[(1, 7), (3, 4)]),
+            p("geofeed", 1.0, &[(2, 7)]),
+            p("single-radius", 1.0, &[(3, 3), (1, 3)]),
+            rir,
+        ];
+        let got = reduce_by(&partials, |_| 0.0, country);
+        let summary: Vec<(u32, f64, f64)> = got
+            .iter()
+            .map(|s| (s.city_id, s.score, s.country_score))
+            .collect();
+        // CN: latency 4 + geofeed 7 + single-radius 3 + rir 3 = 17 beats HK's 7 + 3.
+        // Within CN, 3 (4 + 3 + 3) beats 2 (7 + 3); HK's 1 (10) comes after both.
+        assert_eq!(
+            summary,
+            vec![(3, 10.0, 17.0), (2, 10.0, 17.0), (1, 10.0, 10.0)]
         );
     }
 

@@ -214,11 +214,12 @@ async fn a_country_scoped_python_engine_votes_for_every_named_city_of_its_countr
         sums,
         vec![
             (ROTTERDAM, 13.0),
-            (ANTWERP, 10.0),
             (UTRECHT, 10.0),
+            (ANTWERP, 10.0),
             (FRANKFURT, 3.0)
         ],
-        "NL +6 on Rotterdam and Utrecht, BE +2 on Antwerp"
+        "NL +6 on Rotterdam and Utrecht, BE +2 on Antwerp; NL's cities first (7 + 6 \
+         against BE's 8 + 2)"
     );
     assert!(located.scored.iter().all(|s| s.city_id != AMSTERDAM));
     assert!(located.scored.iter().all(|s| s.scope == Scope::City));

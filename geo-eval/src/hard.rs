@@ -437,7 +437,9 @@ pub fn place(world: &World, cfg: &SimConfig, hard: &HardWorld) -> Placement {
             site_of[p][t] = k;
         }
     }
-    // The anchoring mesh: each probe's nearest anchors and a few spread ones.
+    // The anchoring mesh, as the operator builds it (`builtin::BuiltinPlan::desired`):
+    // each probe's nearest anchors, then the farther ones ranked by distance, cut into
+    // `mesh_far` equal slices, the farthest of each.
     let anchor_idx: Vec<usize> = (first_anchor_target..targets.len()).collect();
     let mut mesh = Vec::new();
     for (p, probe) in probes.iter().enumerate() {
@@ -454,9 +456,11 @@ pub fn place(world: &World, cfg: &SimConfig, hard: &HardWorld) -> Placement {
         near.sort_by(|a, b| a.0.total_cmp(&b.0));
         let mut chosen: Vec<usize> = near.iter().take(hard.mesh_near).map(|x| x.1).collect();
         let rest: Vec<usize> = near.iter().skip(hard.mesh_near).map(|x| x.1).collect();
-        if !rest.is_empty() {
-            for k in 0..hard.mesh_far {
-                chosen.push(rest[(k * rest.len()) / hard.mesh_far.max(1) % rest.len()]);
+        if rest.len() <= hard.mesh_far {
+            chosen.extend(rest);
+        } else {
+            for k in 1..=hard.mesh_far {
+                chosen.push(rest[(k * rest.len()) / hard.mesh_far - 1]);
             }
         }
         chosen.sort_unstable();

@@ -324,6 +324,8 @@ pub struct Miss {
     pub quirk: Option<hard::Quirk>,
     /// Each engine's best city and score.
     pub votes: Vec<String>,
+    /// The reducer's best three cities, each with its sum and who added to it.
+    pub top: Vec<String>,
 }
 
 /// The evaluation of one world.
@@ -384,7 +386,7 @@ impl Report {
         ));
         for m in &self.misses {
             s.push_str(&format!(
-                "miss {}: {} -> {} ({:.0} km); nearest of {} probes {:.0} km away at {:.2} ms{}{}; votes: {}\n",
+                "miss {}: {} -> {} ({:.0} km); nearest of {} probes {:.0} km away at {:.2} ms{}{}; votes: {}; reducer: {}\n",
                 m.ip,
                 m.truth,
                 m.answer,
@@ -397,7 +399,8 @@ impl Report {
                     .map(|cc| format!("; registered in {cc}"))
                     .unwrap_or_default(),
                 m.quirk.map(|q| format!("; {q:?}")).unwrap_or_default(),
-                m.votes.join(" | ")
+                m.votes.join(" | "),
+                m.top.join(" | ")
             ));
         }
         s
@@ -1182,6 +1185,26 @@ async fn score(
                     ))
                 })
                 .collect();
+            miss.top = located
+                .scored
+                .iter()
+                .take(3)
+                .filter_map(|s| {
+                    let city = world.city(s.city_id)?;
+                    let by: Vec<String> = s
+                        .contributions
+                        .iter()
+                        .map(|(e, c)| format!("{e} {}", c.score))
+                        .collect();
+                    Some(format!(
+                        "{}, {} {:.1} ({})",
+                        city.name,
+                        city.country,
+                        s.score,
+                        by.join(", ")
+                    ))
+                })
+                .collect();
             misses.push(miss);
         }
     }
@@ -1250,6 +1273,7 @@ fn miss(
         registered: target.registered.clone(),
         quirk: target.quirk,
         votes: Vec::new(),
+        top: Vec::new(),
     })
 }
 

@@ -2,6 +2,7 @@
 
 pub mod active;
 pub mod calibration;
+pub mod calibration_store;
 pub mod crowd;
 pub mod external;
 pub mod geofeed;
