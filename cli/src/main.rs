@@ -88,6 +88,16 @@ struct BuiltinArgs {
     /// roll-out, or test isolation on a shared stack); unset: every probe.
     #[arg(long, env = "VANTAGE_BUILTIN_PROBE_TAG")]
     builtin_probe_tag: Option<String>,
+    /// Anchoring mesh: how many of its nearest anchors (by great-circle distance from
+    /// its location) each probe that is not an anchor pings, so that its access delay
+    /// can be calibrated. Anchors ping every other anchor whatever this is.
+    #[arg(long, default_value_t = vantage_operator::builtin::DEFAULT_MESH_NEAR)]
+    builtin_mesh_near: u32,
+    /// Anchoring mesh: how many more anchors each such probe pings, spread from near to
+    /// far. --builtin-mesh-near 0 --builtin-mesh-spread 0: probes ping no anchor. At most
+    /// 100 together.
+    #[arg(long, default_value_t = vantage_operator::builtin::DEFAULT_MESH_SPREAD)]
+    builtin_mesh_spread: u32,
     /// Seconds between two derivations of the system tags.
     #[arg(long, default_value_t = 60)]
     system_tags_period_secs: u64,
@@ -117,6 +127,8 @@ impl BuiltinArgs {
                 traceroute_interval: self.builtin_traceroute_interval,
                 dns_interval: self.builtin_dns_interval,
                 probe_tag: self.builtin_probe_tag.filter(|t| !t.trim().is_empty()),
+                mesh_near: self.builtin_mesh_near,
+                mesh_spread: self.builtin_mesh_spread,
             },
             vantage_operator::system_tags::TagConfig {
                 period: Duration::from_secs(self.system_tags_period_secs.max(1)),
@@ -414,6 +426,11 @@ enum Command {
         /// Answers (memory and ClickHouse) older than this many seconds are located again.
         #[arg(long, default_value_t = 3600)]
         cache_max_age_s: u64,
+        /// With ClickHouse, CBG's calibration (each probe's access delay and slope,
+        /// fitted to its pings of the anchoring mesh) is fitted again at most this often
+        /// (seconds, 1 to 604800: a week).
+        #[arg(long = "calibration-refresh-seconds", value_name = "SECONDS", default_value_t = 600, value_parser = clap::value_parser!(u64).range(1..=604_800))]
+        calibration_refresh_s: u64,
         #[command(flatten)]
         http: http_args::HttpArgs,
     },
@@ -662,6 +679,7 @@ async fn main() -> anyhow::Result<()> {
             geofeed_dir,
             geofeed_files,
             cache_max_age_s,
+            calibration_refresh_s,
             http,
         } => {
             let mut cfg = vantage_engines::Config::new(listen, metrics_addr);
@@ -682,6 +700,7 @@ async fn main() -> anyhow::Result<()> {
             cfg.geofeed_dir = geofeed_dir;
             cfg.geofeed_files = geofeed_files;
             cfg.cache_max_age = std::time::Duration::from_secs(cache_max_age_s);
+            cfg.calibration_refresh = std::time::Duration::from_secs(calibration_refresh_s);
             cfg.http = http.limits();
             if !no_clickhouse {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {

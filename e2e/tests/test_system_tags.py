@@ -3,14 +3,16 @@
 The operator runs with local built-ins (ping and traceroute to 127.0.0.1, a DNS check
 through each probe's resolvers) and short intervals. Every probe runs them, their
 results land in ClickHouse under the reserved ids, and the operator tags each probe
-`system-ipv4-works` in its status. Two anchors ping each other (the anchoring mesh).
+`system-ipv4-works` in its status. Two anchors ping each other and the plain probe pings
+both (the anchoring mesh: a probe without a location pings anchors chosen by a hash).
 `/api/v2/probes` lists user and system tags the RIPE Atlas way, and a measurement made
 with cousteau and the default filter of RIPE Atlas clients (`system-ipv4-works`, which
 ripe-atlas-tools adds to every IPv4 measurement; cousteau's AtlasSource itself sends no
 tag filter) gets probes. Then the built-in target stops answering (the operator is
-restarted with an unanswered target): the plain probe loses `system-ipv4-works` within
-the stated delay (window 8 s + period 2 s + status write), the anchors keep it (their
-mesh pings are answered), and it comes back when the target answers again.
+restarted with an unanswered target and no probe→anchor pings, `--builtin-mesh-near 0
+--builtin-mesh-spread 0`): the plain probe loses `system-ipv4-works` within the stated
+delay (window 8 s + period 2 s + status write), the anchors keep it (their mesh pings
+are answered), and it comes back when the target answers again.
 
 Needs the local stack (e2e/stack/stack.sh up) and the binaries (cargo build).
 """
@@ -38,7 +40,8 @@ BUILTINS = ["--builtin-probe-tag", SCOPE, "--builtin-ping-interval", "2", "--bui
             "--system-tags-period-secs", str(PERIOD), "--system-tags-window-secs", str(WINDOW)]
 ANSWERED = ["--builtin-targets", "127.0.0.1", *BUILTINS]
 # TEST-NET-3 (RFC 5737): nothing answers there (TEST-NET-1 is this sandbox's own network).
-UNANSWERED = ["--builtin-targets", "203.0.113.1", *BUILTINS]
+# The plain probe's answered anchor pings would keep its tag: turn them off.
+UNANSWERED = ["--builtin-targets", "203.0.113.1", "--builtin-mesh-near", "0", "--builtin-mesh-spread", "0", *BUILTINS]
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +99,13 @@ def test_builtins_run_and_probes_get_system_tags(cluster, probes):
     assert "system-anchor" not in system_tags(cluster, plain)
 
     # The built-ins' results are stored under their reserved ids: ping 1001 and
-    # traceroute 5001 on every probe; the anchors also ping each other (100000 + id).
+    # traceroute 5001 on every probe; the anchors also ping each other (100000 + id), and
+    # the plain probe (no location) pings both anchors (fewer than near + spread).
     for pid in probes:
         got = wait_for(f"built-in ping and traceroute results of {pid}", lambda p=pid: (r := builtin_results(cluster, p)) and 1001 in r and 5001 in r and r, timeout=60)
         assert all(m < 1_000_001 for m in got)
     wait_for("the anchoring mesh", lambda: 100_000 + a2 in builtin_results(cluster, a1) and 100_000 + a1 in builtin_results(cluster, a2), timeout=60)
-    assert not any(m >= 100_000 for m in builtin_results(cluster, plain)), "only anchors are in the mesh"
+    wait_for("the plain probe's anchor pings", lambda: {100_000 + a1, 100_000 + a2} <= set(builtin_results(cluster, plain)), timeout=60)
     # The DNS check through the probe's resolvers ran (whether the sandbox resolver
     # answers or not, a result is stored).
     dns = wait_for("DNS check results", lambda: cluster.ch.rows(

@@ -13,9 +13,15 @@
 //! | 1001 + i / 2001 + i | ping target i over IPv4 / IPv6 |
 //! | 5001 + i / 6001 + i | traceroute to target i over IPv4 / IPv6 |
 //! | 10001 / 10002 | A / AAAA of the DNS name, through the probe's own resolvers |
-//! | 100000 + p | ping to anchor p (anchors only; p ≤ 899999) |
+//! | 100000 + p | ping to anchor p (p ≤ 899999), from every probe that pings it |
 //!
 //! A target that is an IP address is measured in its family; a host name in both.
+//!
+//! The anchoring mesh, as RIPE Atlas's anchoring measurements: every anchor pings every
+//! other anchor, and every other probe pings a few anchors (its `--builtin-mesh-near`
+//! nearest and `--builtin-mesh-spread` more spread over distance), so that the
+//! geolocation engines can calibrate each probe's access delay from its RTTs to anchors
+//! of known position. All probes pinging anchor p share the measurement `100000 + p`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{Hash, Hasher};
@@ -23,7 +29,7 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use vantage_core::definition::{Definition, InvalidField, Task, Timing};
-use vantage_crd::Probe;
+use vantage_crd::{Location, Probe, ProbeSpec};
 
 /// Most built-in targets (ids `1001..=1999` and so on).
 pub const MAX_TARGETS: usize = 999;
@@ -45,6 +51,15 @@ pub const ANCHOR_MESH: u64 = 100_000;
 pub const MAX_MESH_PROBE: u32 = 899_999;
 /// Every reserved id is below this (and below `FIRST_MSM_ID`).
 pub const RESERVED_END: u64 = 1_000_000;
+/// Default of `--builtin-mesh-near`: the anchors nearest a probe that it pings (as the
+/// geolocation simulation, geo-eval's `mesh_near`).
+pub const DEFAULT_MESH_NEAR: u32 = 12;
+/// Default of `--builtin-mesh-spread`: more anchors a probe pings, spread over distance
+/// (geo-eval's `mesh_far`).
+pub const DEFAULT_MESH_SPREAD: u32 = 8;
+/// Most anchors one (non-anchor) probe pings, near and spread together: each is a task
+/// on the probe's schedule (about 240 bytes of its schedule document).
+pub const MAX_MESH_PER_PROBE: u32 = 100;
 
 /// Whether `msm_id` is a built-in ping (targets or the anchoring mesh).
 pub fn is_builtin_ping(msm_id: u64) -> bool {
@@ -69,6 +84,11 @@ pub struct BuiltinConfig {
     /// Only probes with this user tag run built-ins and get system tags (a staged
     /// roll-out, or test isolation on a shared stack); None: every probe.
     pub probe_tag: Option<String>,
+    /// Anchors nearest to it (great-circle distance) each non-anchor probe pings.
+    pub mesh_near: u32,
+    /// More anchors each non-anchor probe pings, spread from near to far. 0 and 0: no
+    /// probe pings anchors (anchors still ping each other).
+    pub mesh_spread: u32,
 }
 
 impl Default for BuiltinConfig {
@@ -81,6 +101,8 @@ impl Default for BuiltinConfig {
             traceroute_interval: 1800,
             dns_interval: 1800,
             probe_tag: None,
+            mesh_near: DEFAULT_MESH_NEAR,
+            mesh_spread: DEFAULT_MESH_SPREAD,
         }
     }
 }
@@ -99,6 +121,13 @@ pub enum BuiltinError {
     },
     #[error("{flag} is 0; give a number of seconds, at least 1")]
     ZeroInterval { flag: &'static str },
+    #[error(
+        "--builtin-mesh-near {near} + --builtin-mesh-spread {spread} is {} anchors per \
+         probe; at most {MAX_MESH_PER_PROBE} are allowed (each is a ping on every probe's \
+         schedule): lower one of them",
+        u64::from(*near) + u64::from(*spread)
+    )]
+    TooManyMeshAnchors { near: u32, spread: u32 },
 }
 
 /// The built-in tasks, checked once ([`BuiltinPlan::new`]), ready to hand out.
@@ -110,6 +139,10 @@ pub struct BuiltinPlan {
     mesh: Task,
     /// Only probes with this user tag take part.
     probe_tag: Option<String>,
+    /// Nearest anchors a non-anchor probe pings.
+    mesh_near: usize,
+    /// Anchors spread over distance a non-anchor probe pings besides.
+    mesh_spread: usize,
 }
 
 impl BuiltinPlan {
@@ -119,6 +152,12 @@ impl BuiltinPlan {
     pub fn new(cfg: &BuiltinConfig) -> Result<Self, BuiltinError> {
         if cfg.targets.len() > MAX_TARGETS {
             return Err(BuiltinError::TooManyTargets(cfg.targets.len()));
+        }
+        if u64::from(cfg.mesh_near) + u64::from(cfg.mesh_spread) > u64::from(MAX_MESH_PER_PROBE) {
+            return Err(BuiltinError::TooManyMeshAnchors {
+                near: cfg.mesh_near,
+                spread: cfg.mesh_spread,
+            });
         }
         for (flag, v) in [
             ("--builtin-ping-interval", cfg.ping_interval),
@@ -182,24 +221,36 @@ impl BuiltinPlan {
             common,
             mesh,
             probe_tag: cfg.probe_tag.clone(),
+            // At most MAX_MESH_PER_PROBE each (checked above): no truncation.
+            mesh_near: cfg.mesh_near as usize,
+            mesh_spread: cfg.mesh_spread as usize,
         })
     }
 
-    /// Every enabled probe's built-in tasks; anchors also ping every other anchor with
-    /// a known address (its `status.address`). Tasks are sorted by id. An installation
-    /// without targets and without a DNS name has no built-ins at all, not even the
-    /// anchoring mesh.
+    /// Every enabled probe's built-in tasks and its part of the anchoring mesh, pinging
+    /// anchors at their known address (`status.address`): an anchor pings every other
+    /// anchor; any other probe pings its `mesh_near` nearest anchors and `mesh_spread`
+    /// more, spread from near to far (see `mesh_anchors` for the rule). Tasks
+    /// are sorted by id. An installation without targets and without a DNS name has no
+    /// built-ins at all, not even the anchoring mesh.
     pub fn desired(&self, probes: &[Arc<Probe>]) -> BTreeMap<u32, Vec<Task>> {
         let mut out = BTreeMap::new();
         if self.common.is_empty() {
             return out;
         }
         let anchors = self.anchor_addresses(probes);
+        let placed = self.placed_anchors(probes, &anchors);
         for p in probes.iter().filter(|p| self.runs(p)) {
             let mut tasks = self.common.clone();
             if p.spec.anchor {
                 for (&other, addr) in &anchors {
                     if other != p.spec.id {
+                        tasks.push(self.mesh_task(other, *addr));
+                    }
+                }
+            } else {
+                for other in self.mesh_anchors(&p.spec, &anchors, &placed) {
+                    if let Some(addr) = anchors.get(&other) {
                         tasks.push(self.mesh_task(other, *addr));
                     }
                 }
@@ -237,13 +288,116 @@ impl BuiltinPlan {
             .collect()
     }
 
-    /// What the built-in schedules depend on (the probes that run them, anchors and
-    /// their addresses), as a hash: when it changes, schedules are published again.
+    /// The anchors a non-anchor probe pings (ids, sorted by distance from the probe,
+    /// nearest first, ties by id), out of `anchors` (those with a known address):
+    ///
+    /// - a probe with a location: its `mesh_near` nearest anchors that have a location
+    ///   (`placed`: an anchor without one cannot be chosen by distance, and its RTTs
+    ///   calibrate nothing), then `mesh_spread` of the others, evenly spaced by rank of
+    ///   distance: the last of each of `mesh_spread` equal slices, so the farthest anchor
+    ///   is always one and the others step in from it, from near to far;
+    /// - a probe without a location (or with coordinates out of range): `mesh_near +
+    ///   mesh_spread` anchors chosen by a stable hash of the probe's and the anchor's ids
+    ///   (rendezvous hashing: an anchor coming or going moves at most one choice of each
+    ///   probe, and anchors share the load evenly), anchors with a location first, as
+    ///   only they can place the probe from its RTTs; sorted by id.
+    ///
+    /// Fewer candidate anchors than asked for: all of them.
+    fn mesh_anchors(
+        &self,
+        probe: &ProbeSpec,
+        anchors: &BTreeMap<u32, IpAddr>,
+        placed: &[(u32, [f64; 3])],
+    ) -> Vec<u32> {
+        // `placed` is sorted by id, as `placed_anchors` returns it.
+        let want = self.mesh_near + self.mesh_spread;
+        if want == 0 {
+            return Vec::new();
+        }
+        let Some(here) = probe.location.as_ref().and_then(unit_vector) else {
+            let unplaced = |a: u32| placed.binary_search_by_key(&a, |x| x.0).is_err();
+            let mut ranked: Vec<(bool, u64, u32)> = anchors
+                .keys()
+                .filter(|&&a| a != probe.id)
+                .map(|&a| (unplaced(a), mesh_hash(probe.id, a), a))
+                .collect();
+            if want < ranked.len() {
+                ranked.select_nth_unstable(want);
+                ranked.truncate(want);
+            }
+            let mut chosen: Vec<u32> = ranked.into_iter().map(|x| x.2).collect();
+            chosen.sort_unstable();
+            return chosen;
+        };
+        // (distance, id) keys: a chord is finite and not negative, so its bits order as
+        // its value does. Only the chosen ranks are selected, nothing else is sorted
+        // (every probe × every anchor on each rebuild).
+        let mut by_distance: Vec<(u64, u32)> = placed
+            .iter()
+            .filter(|&&(a, _)| a != probe.id)
+            .map(|&(a, v)| (chord2(here, v).to_bits(), a))
+            .collect();
+        let near = self.mesh_near.min(by_distance.len());
+        if near < by_distance.len() {
+            by_distance.select_nth_unstable(near);
+        }
+        let (head, rest) = by_distance.split_at_mut(near);
+        head.sort_unstable();
+        let mut chosen: Vec<u32> = head.iter().map(|x| x.1).collect();
+        if rest.len() <= self.mesh_spread {
+            rest.sort_unstable();
+            chosen.extend(rest.iter().map(|x| x.1));
+        } else {
+            // Ranks k·n/m − 1 of the n farther anchors, k = 1..=m: the last of each of m
+            // slices at least one anchor wide (n > m), so distinct and increasing.
+            // Selected from the farthest down, each within the ranks below the last.
+            let (n, m) = (rest.len(), self.mesh_spread);
+            let mut spread = Vec::with_capacity(m);
+            let mut below = n;
+            for k in (1..=m).rev() {
+                let r = k * n / m - 1;
+                let (_, at, _) = rest[..below].select_nth_unstable(r);
+                spread.push(at.1);
+                below = r;
+            }
+            chosen.extend(spread.into_iter().rev());
+        }
+        chosen
+    }
+
+    /// The anchors of `anchors` that have a valid `spec.location`, as unit vectors,
+    /// sorted by id.
+    fn placed_anchors(
+        &self,
+        probes: &[Arc<Probe>],
+        anchors: &BTreeMap<u32, IpAddr>,
+    ) -> Vec<(u32, [f64; 3])> {
+        let mut placed: Vec<(u32, [f64; 3])> = probes
+            .iter()
+            .filter(|p| anchors.contains_key(&p.spec.id))
+            .filter_map(|p| Some((p.spec.id, unit_vector(p.spec.location.as_ref()?)?)))
+            .collect();
+        placed.sort_unstable_by_key(|x| x.0);
+        placed.dedup_by_key(|x| x.0);
+        placed
+    }
+
+    /// What the built-in schedules depend on (the probes that run them and their
+    /// locations, anchors and their addresses), as a hash: when it changes, schedules
+    /// are published again.
     pub fn fingerprint(&self, probes: &[Arc<Probe>]) -> u64 {
-        let running: BTreeSet<(u32, bool)> = probes
+        /// Latitude and longitude bits (f64 is not `Hash`).
+        type At = Option<(u64, u64)>;
+        let running: BTreeSet<(u32, bool, At)> = probes
             .iter()
             .filter(|p| self.runs(p))
-            .map(|p| (p.spec.id, p.spec.anchor))
+            .map(|p| {
+                let at = p
+                    .spec
+                    .location
+                    .map(|l| (l.latitude.to_bits(), l.longitude.to_bits()));
+                (p.spec.id, p.spec.anchor, at)
+            })
             .collect();
         let mut h = std::collections::hash_map::DefaultHasher::new();
         running.hash(&mut h);
@@ -258,6 +412,32 @@ impl BuiltinPlan {
         t.af = if addr.is_ipv4() { 4 } else { 6 };
         t
     }
+}
+
+/// The point of `l` on the unit sphere; None for coordinates out of range (or NaN).
+fn unit_vector(l: &Location) -> Option<[f64; 3]> {
+    let (lat, lon) = (l.latitude, l.longitude);
+    if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+        return None;
+    }
+    let (p, l) = (lat.to_radians(), lon.to_radians());
+    Some([p.cos() * l.cos(), p.cos() * l.sin(), p.sin()])
+}
+
+/// Squared chord between two points of the unit sphere: it grows with the great-circle
+/// distance, so it orders anchors by distance without a trigonometric call per pair.
+fn chord2(a: [f64; 3], b: [f64; 3]) -> f64 {
+    (a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)
+}
+
+/// A stable hash of (probe, anchor) (splitmix64's finalizer: fixed across Rust versions
+/// and platforms, unlike `DefaultHasher`), for choosing anchors for a probe without a
+/// location.
+fn mesh_hash(probe: u32, anchor: u32) -> u64 {
+    let mut z = ((u64::from(probe) << 32) | u64::from(anchor)).wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 fn definition(kind: &str, af: u8, target: Option<&str>) -> Definition {
@@ -381,7 +561,11 @@ mod tests {
         assert_eq!(mesh(11), vec![(100_010, "192.0.2.10".into(), 4)]);
         // An anchor without a known address pings the others but is no target.
         assert_eq!(mesh(12).len(), 2);
-        assert!(mesh(13).is_empty(), "only anchors are in the mesh");
+        // Probe 13 has no location: it pings anchors chosen by hash, here both.
+        assert_eq!(
+            mesh(13).iter().map(|m| m.0).collect::<Vec<_>>(),
+            vec![100_010, 100_011]
+        );
         let before = plan.fingerprint(&probes);
         let moved = [probe(10, true, Some("192.0.2.99")), probes[1].clone()];
         assert_ne!(before, plan.fingerprint(&moved));
@@ -409,6 +593,364 @@ mod tests {
         assert!(plan.covers(&probes[0]) && !plan.covers(&probes[1]));
     }
 
+    /// A probe at `(lat, lon)`; anchors get the address 10.0.(id / 256).(id % 256).
+    fn placed(id: u32, anchor: bool, lat: f64, lon: f64) -> Arc<Probe> {
+        let addr = format!("10.0.{}.{}", id / 256, id % 256);
+        let mut p = (*probe(id, anchor, anchor.then_some(addr.as_str()))).clone();
+        p.spec.location = Some(Location {
+            latitude: lat,
+            longitude: lon,
+        });
+        Arc::new(p)
+    }
+
+    fn mesh_cfg(near: u32, spread: u32) -> BuiltinConfig {
+        BuiltinConfig {
+            dns_name: Some("example.net".into()),
+            mesh_near: near,
+            mesh_spread: spread,
+            ..Default::default()
+        }
+    }
+
+    /// Great-circle distance in km (haversine): the oracle the plan's chord order must
+    /// agree with.
+    fn km(a: &Probe, b: &Probe) -> f64 {
+        let (x, y) = (
+            a.spec.location.expect("located"),
+            b.spec.location.expect("located"),
+        );
+        let (p1, p2) = (x.latitude.to_radians(), y.latitude.to_radians());
+        let dl = (y.longitude - x.longitude).to_radians();
+        let h = ((p2 - p1) / 2.0).sin().powi(2) + p1.cos() * p2.cos() * (dl / 2.0).sin().powi(2);
+        2.0 * 6371.0 * h.sqrt().asin()
+    }
+
+    /// 40 anchors at scattered places (ids not in distance order), and ordinary probes.
+    fn world() -> Vec<Arc<Probe>> {
+        let mut probes: Vec<Arc<Probe>> = (0..40u32)
+            .map(|k| {
+                // A deterministic scatter over the globe.
+                let lat = f64::from((k * 37) % 160) - 80.0;
+                let lon = f64::from((k * 101) % 360) - 180.0;
+                placed(500 + (k * 17) % 40, true, lat, lon)
+            })
+            .collect();
+        probes.push(placed(1, false, 52.37, 4.90)); // Amsterdam
+        probes.push(placed(2, false, -33.87, 151.21)); // Sydney
+        probes
+    }
+
+    /// The anchor ids a probe's schedule pings (msm id − 100000), in id order.
+    fn pinged(d: &BTreeMap<u32, Vec<Task>>, probe: u32) -> Vec<u32> {
+        d.get(&probe)
+            .into_iter()
+            .flatten()
+            .filter(|t| t.msm_id >= ANCHOR_MESH)
+            .map(|t| u32::try_from(t.msm_id - ANCHOR_MESH).expect("mesh id"))
+            .collect()
+    }
+
+    #[test]
+    fn a_probe_pings_its_nearest_anchors_and_some_spread_over_distance() {
+        let probes = world();
+        let plan = BuiltinPlan::new(&mesh_cfg(12, 8)).expect("valid");
+        let anchors = plan.anchor_addresses(&probes);
+        assert_eq!(anchors.len(), 40);
+        let placed = plan.placed_anchors(&probes, &anchors);
+        let by_id =
+            |id: u32| -> &Arc<Probe> { probes.iter().find(|p| p.spec.id == id).expect("known") };
+        for me in [1, 2] {
+            let spec = &by_id(me).spec;
+            let chosen = plan.mesh_anchors(spec, &anchors, &placed);
+            assert_eq!(chosen.len(), 20, "probe {me}: 12 near + 8 spread");
+            // Every anchor ranked by the haversine oracle (ties by id).
+            let mut ranked: Vec<(f64, u32)> = anchors
+                .keys()
+                .map(|&a| (km(by_id(me), by_id(a)), a))
+                .collect();
+            ranked.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            let rank = |a: u32| ranked.iter().position(|r| r.1 == a).expect("ranked");
+            let near: Vec<u32> = ranked.iter().take(12).map(|r| r.1).collect();
+            assert_eq!(chosen[..12], near[..], "probe {me}: nearest first");
+            // The spread ones: one in each eighth of the 28 farther anchors (by rank),
+            // the farthest among them, in distance order.
+            let ranks: Vec<usize> = chosen[12..].iter().map(|&a| rank(a) - 12).collect();
+            for (k, r) in ranks.iter().enumerate() {
+                assert!(
+                    (k * 28 / 8..(k + 1) * 28 / 8).contains(r),
+                    "probe {me}: spread anchor {k} has rank {r} among the farther 28: {ranks:?}"
+                );
+            }
+            assert_eq!(ranks.last(), Some(&27), "the farthest anchor is one");
+            let far = |a: u32| km(by_id(me), by_id(a));
+            assert!(
+                far(chosen[12]) < 0.5 * far(chosen[19]),
+                "spread from near to far"
+            );
+            // The schedule pings exactly those anchors at their addresses.
+            let d = plan.desired(&probes);
+            let mut want = chosen.clone();
+            want.sort_unstable();
+            assert_eq!(pinged(&d, me), want);
+            let t = d[&me]
+                .iter()
+                .find(|t| t.msm_id == ANCHOR_MESH + u64::from(chosen[0]))
+                .expect("nearest anchor pinged");
+            assert_eq!(t.target, anchors[&chosen[0]].to_string());
+            assert_eq!((t.af, t.interval), (4, 240));
+            assert!(matches!(t.kind, TaskKind::Ping(_)));
+        }
+        let d = plan.desired(&probes);
+        assert_ne!(
+            pinged(&d, 1)[..],
+            pinged(&d, 2)[..],
+            "different places, different anchors"
+        );
+    }
+
+    #[test]
+    fn the_choice_is_the_nearest_then_the_last_of_equal_slices_for_any_sizes() {
+        let probes = world();
+        let by_id =
+            |id: u32| -> &Arc<Probe> { probes.iter().find(|p| p.spec.id == id).expect("known") };
+        for (near, spread) in [(12, 8), (3, 5), (0, 7), (5, 0), (1, 27), (0, 28), (0, 1)] {
+            let plan = BuiltinPlan::new(&mesh_cfg(near, spread)).expect("valid");
+            let anchors = plan.anchor_addresses(&probes);
+            let located = plan.placed_anchors(&probes, &anchors);
+            for (lat, lon) in [
+                (0.0, 0.0),
+                (52.4, 4.9),
+                (-33.9, 151.2),
+                (64.1, -21.9),
+                (-54.8, -68.3),
+            ] {
+                let me = placed(7, false, lat, lon);
+                let mut ranked: Vec<(f64, u32)> =
+                    anchors.keys().map(|&a| (km(&me, by_id(a)), a)).collect();
+                ranked.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+                let ids: Vec<u32> = ranked.iter().map(|r| r.1).collect();
+                let (near, spread) = (near as usize, spread as usize);
+                let rest = &ids[near..];
+                let mut want = ids[..near].to_vec();
+                want.extend((1..=spread).map(|k| rest[k * rest.len() / spread - 1]));
+                assert_eq!(
+                    plan.mesh_anchors(&me.spec, &anchors, &located),
+                    want,
+                    "{near}/{spread} at ({lat}, {lon})"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn anchors_ping_all_other_anchors_whatever_near_and_spread() {
+        let probes = world();
+        for (near, spread) in [(12, 8), (1, 0), (0, 0)] {
+            let d = BuiltinPlan::new(&mesh_cfg(near, spread))
+                .expect("valid")
+                .desired(&probes);
+            for a in probes.iter().filter(|p| p.spec.anchor) {
+                let got = pinged(&d, a.spec.id);
+                assert_eq!(got.len(), 39, "anchor {}: every other anchor", a.spec.id);
+                assert!(!got.contains(&a.spec.id), "not itself");
+            }
+            let ordinary = pinged(&d, 1).len();
+            assert_eq!(ordinary, (near + spread) as usize, "{near}/{spread}");
+        }
+    }
+
+    #[test]
+    fn zero_near_and_spread_turn_probe_to_anchor_pings_off() {
+        let mut probes = world();
+        probes.push(probe(3, false, None));
+        let d = BuiltinPlan::new(&mesh_cfg(0, 0))
+            .expect("valid")
+            .desired(&probes);
+        for p in [1, 2, 3] {
+            assert!(d.contains_key(&p), "probe {p} keeps its other built-ins");
+            assert!(pinged(&d, p).is_empty(), "probe {p} pings no anchor");
+        }
+        assert_eq!(pinged(&d, 500).len(), 39);
+    }
+
+    #[test]
+    fn the_mesh_does_not_depend_on_the_order_of_the_probe_list() {
+        let mut probes = world();
+        probes.push(probe(3, false, None));
+        let plan = BuiltinPlan::new(&mesh_cfg(12, 8)).expect("valid");
+        let d = plan.desired(&probes);
+        let mut reordered = probes.clone();
+        reordered.reverse();
+        reordered.rotate_left(7);
+        assert_eq!(plan.desired(&reordered), d);
+        assert_eq!(plan.fingerprint(&reordered), plan.fingerprint(&probes));
+    }
+
+    #[test]
+    fn disabled_and_out_of_scope_probes_take_no_part() {
+        let mut probes = world();
+        let mut off = (*placed(3, false, 52.0, 5.0)).clone();
+        off.spec.enabled = false;
+        probes.push(Arc::new(off));
+        let mut scoped: Vec<Arc<Probe>> = probes
+            .iter()
+            .map(|p| {
+                let mut p = (**p).clone();
+                // Probe 1 and even anchors are in scope; probe 2 and odd anchors are not.
+                if p.spec.id == 1 || (p.spec.anchor && p.spec.id % 2 == 0) {
+                    p.spec.tags.push("canary".into());
+                }
+                Arc::new(p)
+            })
+            .collect();
+        let mut tagged_off = (*placed(4, false, 52.0, 5.0)).clone();
+        tagged_off.spec.enabled = false;
+        tagged_off.spec.tags.push("canary".into());
+        scoped.push(Arc::new(tagged_off));
+        let plan = BuiltinPlan::new(&BuiltinConfig {
+            probe_tag: Some("canary".into()),
+            ..mesh_cfg(12, 8)
+        })
+        .expect("valid");
+        let d = plan.desired(&scoped);
+        assert!(!d.contains_key(&2), "out of scope");
+        assert!(!d.contains_key(&3) && !d.contains_key(&4), "disabled");
+        let got = pinged(&d, 1);
+        assert_eq!(got.len(), 20);
+        assert!(
+            got.iter().all(|a| a % 2 == 0),
+            "only in-scope anchors: {got:?}"
+        );
+        assert!(!BuiltinPlan::new(&mesh_cfg(12, 8))
+            .expect("valid")
+            .desired(&probes)
+            .contains_key(&3));
+    }
+
+    #[test]
+    fn fewer_anchors_than_asked_gives_all_placed_ones_and_ties_go_by_id() {
+        let probes = vec![
+            placed(1, false, 0.0, 0.0),
+            placed(20, true, 0.0, 10.0),
+            placed(21, true, 0.0, -10.0), // as far as 20: after it
+            placed(22, true, 0.0, 5.0),
+            placed(23, true, 0.0, 100.0),
+            placed(24, true, 45.0, 0.0),
+            probe(25, true, Some("192.0.2.25")), // no location: not chosen by distance
+            placed(26, true, 0.0, 90.0),
+        ];
+        let plan = BuiltinPlan::new(&mesh_cfg(12, 8)).expect("valid");
+        let anchors = plan.anchor_addresses(&probes);
+        let placed = plan.placed_anchors(&probes, &anchors);
+        assert_eq!(
+            plan.mesh_anchors(&probes[0].spec, &anchors, &placed),
+            vec![22, 20, 21, 24, 26, 23]
+        );
+        let two = BuiltinPlan::new(&mesh_cfg(2, 1)).expect("valid");
+        // Nearest 22 and 20 (20 before 21 on the tie); of 21, 24, 26, 23 the farthest.
+        assert_eq!(
+            two.mesh_anchors(&probes[0].spec, &anchors, &placed),
+            vec![22, 20, 23]
+        );
+        assert_eq!(pinged(&two.desired(&probes), 1), vec![20, 22, 23]);
+    }
+
+    #[test]
+    fn a_probe_without_location_pings_anchors_chosen_by_a_stable_hash() {
+        let mut probes = world();
+        probes.push(probe(25, true, Some("192.0.2.25"))); // an anchor without location
+        let bad = Probe {
+            spec: ProbeSpec {
+                location: Some(Location {
+                    latitude: f64::NAN,
+                    longitude: 0.0,
+                }),
+                ..ProbeSpec::new(6, "ssh-ed25519 AAAA")
+            },
+            ..(*probe(6, false, None)).clone()
+        };
+        probes.push(Arc::new(bad));
+        for id in 3..6 {
+            probes.push(probe(id, false, None));
+        }
+        let plan = BuiltinPlan::new(&mesh_cfg(12, 8)).expect("valid");
+        let d = plan.desired(&probes);
+        let sets: Vec<Vec<u32>> = (3..7).map(|id| pinged(&d, id)).collect();
+        for (i, s) in sets.iter().enumerate() {
+            assert_eq!(s.len(), 20, "probe {}", i + 3);
+            assert!(!s.contains(&25), "located anchors come first: {s:?}");
+        }
+        assert!(
+            sets.windows(2).all(|w| w[0] != w[1]),
+            "probes share the anchors' load: {sets:?}"
+        );
+        // A new anchor moves at most one of each probe's choices.
+        let mut more = probes.clone();
+        more.push(placed(999, true, 10.0, 10.0));
+        let d2 = plan.desired(&more);
+        for id in 3..7 {
+            let (a, b) = (pinged(&d, id), pinged(&d2, id));
+            let kept = a.iter().filter(|x| b.contains(x)).count();
+            assert!(kept >= 19, "probe {id}: {a:?} became {b:?}");
+        }
+        // The hash is fixed (not DefaultHasher's): the same choice in every release.
+        assert_eq!(mesh_hash(3, 500), mesh_hash(3, 500));
+        assert_ne!(mesh_hash(3, 500), mesh_hash(500, 3));
+        assert_eq!(mesh_hash(0, 0), 0xe220_a839_7b1d_cdaf);
+    }
+
+    #[test]
+    fn moving_a_probe_changes_the_fingerprint() {
+        let probes = world();
+        let plan = BuiltinPlan::new(&mesh_cfg(12, 8)).expect("valid");
+        let before = plan.fingerprint(&probes);
+        let mut moved = probes.clone();
+        let last = moved.len() - 1;
+        moved[last] = placed(2, false, 35.68, 139.69); // Sydney → Tokyo
+        assert_ne!(plan.fingerprint(&moved), before);
+        assert_ne!(plan.desired(&moved)[&2], plan.desired(&probes)[&2]);
+    }
+
+    #[test]
+    fn a_full_ordinary_schedule_stays_far_below_the_frame_limit() {
+        // The chart's 26 root-server targets and DNS check, the largest mesh share and
+        // --max-measurements-per-probe user pings with long host names.
+        let targets: Vec<String> = (0..26).map(|i| format!("192.0.2.{i}")).collect();
+        let plan = BuiltinPlan::new(&BuiltinConfig {
+            targets,
+            mesh_near: MAX_MESH_PER_PROBE,
+            mesh_spread: 0,
+            ..mesh_cfg(0, 0)
+        })
+        .expect("valid");
+        let mut probes: Vec<Arc<Probe>> = (0..150u32)
+            .map(|k| placed(1000 + k, true, f64::from(k % 170) - 85.0, 0.0))
+            .collect();
+        probes.push(placed(1, false, 0.0, 0.0));
+        let mut tasks = plan.desired(&probes).remove(&1).expect("scheduled");
+        assert_eq!(tasks.len(), 26 * 2 + 2 + 100);
+        let user = tasks[0].clone();
+        for i in 0..crate::load::DEFAULT_MAX_MEASUREMENTS_PER_PROBE {
+            let mut t = user.clone();
+            t.msm_id = crate::measurement::FIRST_MSM_ID + u64::from(i);
+            t.target = format!("a-rather-long-host-name-{i}.measurement-target.example.net");
+            tasks.push(t);
+        }
+        let frame = vantage_core::frame::encode(&vantage_core::frame::Down::Schedule {
+            v: vantage_core::WIRE_VERSION,
+            revision: u64::MAX,
+            tasks,
+        })
+        .expect("encodes");
+        assert!(
+            frame.len() < vantage_core::frame::MAX_FRAME_BYTES / 2,
+            "{} bytes against {}",
+            frame.len(),
+            vantage_core::frame::MAX_FRAME_BYTES
+        );
+    }
+
     #[test]
     fn bad_flags_are_named() {
         let bad = BuiltinConfig {
@@ -426,5 +968,20 @@ mod tests {
         };
         let e = BuiltinPlan::new(&zero).expect_err("zero").to_string();
         assert!(e.contains("--builtin-dns-interval"), "{e}");
+        let e = BuiltinPlan::new(&mesh_cfg(90, 11))
+            .expect_err("too many")
+            .to_string();
+        assert!(
+            e.contains("--builtin-mesh-near 90")
+                && e.contains("--builtin-mesh-spread 11")
+                && e.contains("101")
+                && e.contains("at most 100"),
+            "{e}"
+        );
+        assert!(BuiltinPlan::new(&mesh_cfg(90, 10)).is_ok());
+        let e = BuiltinPlan::new(&mesh_cfg(u32::MAX, u32::MAX))
+            .expect_err("overflow-free")
+            .to_string();
+        assert!(e.contains("8589934590"), "{e}");
     }
 }
