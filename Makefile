@@ -6,7 +6,7 @@ STACK := bash e2e/stack/stack.sh
 export VANTAGE_VENV := $(VENV)
 export VANTAGE_STACK_DIR ?= /tmp/vantage-stack
 
-.PHONY: all setup build console console-check console-bench crds charts check-generated lint unit e2e test demo soak geo-eval stack-up stack-down stack-status clean deb
+.PHONY: test-cluster all setup build console console-check console-bench crds charts check-generated lint unit e2e test demo soak geo-eval stack-up stack-down stack-status clean deb
 
 all: build
 
@@ -64,6 +64,12 @@ e2e: build
 	bash e2e/run-tests.sh
 
 test: setup deny lint check-generated console-check e2e fuzz-smoke
+
+## test-cluster: the cluster suites (issue 20): a three-node NATS JetStream cluster and a
+## 2 shards x 2 replicas ClickHouse cluster with ZooKeeper, nodes killed under load
+test-cluster: setup build
+	bash e2e/cluster/nats-tests.sh
+	bash e2e/cluster/clickhouse-tests.sh
 
 ## demo: one real ping measurement through every component, printed from ClickHouse
 demo: setup build

@@ -74,6 +74,8 @@ What a real API server refuses or does on its own, done here too (helpers in ``s
   applier stops sending are removed, conflicts are 409 unless ``force=true``; on
   ``/status`` too.
 * Background garbage collection through ``ownerReferences`` (uid-matched), Orphan policy.
+* Leases: ``PUT`` needs ``metadata.resourceVersion`` (422; a stale one is 409), and
+  ``leaseDurationSeconds`` > 0, ``leaseTransitions`` >= 0 (422), as leader election relies on.
 * ``PUT`` of a custom resource needs ``metadata.resourceVersion`` (422); ``generation`` is
   bumped when deletion starts; printer columns evaluate JSONPath filters
   (``standin/jsonpath.py``).
@@ -883,10 +885,11 @@ class KubeStandIn(kmock.KubernetesEmulator):
                 # server-side apply creates
                 return self._create((res, info), body, namespace, dry=dry, w=w, operation='Apply')
             raise not_found(res.group, res.plural, name)
-        if mode == 'replace' and res in self._schemas and isinstance(body, dict) \
-                and not (body.get('metadata') or {}).get('resourceVersion'):
+        if mode == 'replace' and (res in self._schemas or key == ('coordination.k8s.io', 'leases')) \
+                and isinstance(body, dict) and not (body.get('metadata') or {}).get('resourceVersion'):
             # https://kubernetes.io/docs/reference/using-api/api-concepts/#resource-versions: custom
-            # resources have no unconditional update.
+            # resources have no unconditional update; nor have Leases (their registry strategy's
+            # AllowUnconditionalUpdate is false), so leader election cannot overwrite a holder blindly.
             raise invalid(info.kind, res.group, name, [Cause('FieldValueInvalid', 'metadata.resourceVersion',
                                                               'Invalid value: 0x0: must be specified for an update')])
         api_version = f'{res.group}/{res.version}' if res.group else res.version
@@ -987,6 +990,14 @@ class KubeStandIn(kmock.KubernetesEmulator):
     def _admit(self, res: kmock.resource, info: kmock.ResourceInfo, new: dict[str, Any], old: dict[str, Any] | None,
                w: Write) -> None:
         """Prune, default and validate a custom resource against its CRD schema (mutates ``new``)."""
+        if (res.group, res.plural) == ('coordination.k8s.io', 'leases'):
+            # ValidateLeaseSpec of k8s.io/kubernetes pkg/apis/coordination/validation.
+            spec = new.get('spec') or {}
+            causes = [Cause('FieldValueInvalid', f'spec.{f}', f'Invalid value: {spec[f]}: must be greater than {m}')
+                      for f, m, lo in (('leaseDurationSeconds', '0', 1), ('leaseTransitions', 'or equal to 0', 0))
+                      if isinstance(spec.get(f), int) and spec[f] < lo]
+            if causes:
+                raise invalid(info.kind, res.group, new['metadata'].get('name', ''), causes)
         schema = self._schemas.get(res)
         if schema is None:
             return

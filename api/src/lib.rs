@@ -88,6 +88,8 @@ pub enum Error {
     Tls(#[from] tls::TlsError),
     #[error("cannot reach the Kubernetes API: {0}; set KUBECONFIG or run in a pod with a service account")]
     Kube(#[source] kube::Error),
+    #[error(transparent)]
+    NatsUrl(vantage_platform::bus::BusError),
     #[error("cannot connect to NATS at {url}: {source}; check --nats-url")]
     Nats {
         url: String,
@@ -127,11 +129,12 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let catalog = Arc::new(catalog::KubeCatalog::start(client));
     let nats = match &config.nats_url {
         Some(url) => {
+            let servers = vantage_platform::bus::parse_nats_urls(url).map_err(Error::NatsUrl)?;
             let nc = async_nats::ConnectOptions::new()
                 .name("vantage-api")
                 // NATS permissions give the API only its own reply inbox (KV watches).
                 .custom_inbox_prefix(vantage_platform::bus::inbox_prefix("vantage-api"))
-                .connect(url.as_str())
+                .connect(servers)
                 .await
                 .map_err(|source| Error::Nats {
                     url: url.clone(),

@@ -49,7 +49,11 @@ impl ClickHouseRows {
         Self {
             client: clickhouse::Client::default()
                 .with_url(url)
-                .with_validation(false),
+                .with_validation(false)
+                // On a cluster (--clickhouse-cluster) the tables are Distributed, and an
+                // `IN (SELECT ... FROM <Distributed>)` runs its subquery once and ships the
+                // set to the shards; ClickHouse's default refuses it. No effect on one node.
+                .with_setting("distributed_product_mode", "global"),
             url: url.to_owned(),
             db: db.to_owned(),
         }

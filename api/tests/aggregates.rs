@@ -116,7 +116,11 @@ struct Fixture {
 async fn fixture(test: &str) -> Option<Fixture> {
     let url = vantage_testkit::stack_var("CLICKHOUSE_URL", test)?;
     let db = vantage_testkit::unique("vantage_test_agg_");
-    let store = Store::new(&url, &db).expect("store");
+    // CLICKHOUSE_CLUSTER set (e2e/cluster/clickhouse-tests.sh): the same SQL on a cluster.
+    let store = Store::new(&url, &db)
+        .expect("store")
+        .with_cluster(std::env::var("CLICKHOUSE_CLUSTER").ok().as_deref())
+        .expect("cluster name");
     store.migrate().await.expect("migrate");
     fill(&store).await;
     let state = Arc::new(AppState {

@@ -21,7 +21,9 @@ struct Cli {
 
 #[derive(Args, Clone)]
 struct NatsArgs {
-    /// NATS server URL.
+    /// NATS server URL, or a comma-separated list of a cluster's servers
+    /// (`nats://a:4222,nats://b:4222,nats://c:4222`): the client starts on those that
+    /// answer and reconnects across all of them.
     #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
     nats_url: String,
 }
@@ -39,10 +41,57 @@ struct RoutingArgs {
     /// Minutes within which a result id published twice is stored once.
     #[arg(long, env = "VANTAGE_DEDUP_WINDOW_MINUTES", default_value_t = 15)]
     dedup_window_minutes: u64,
+    /// Replicas of the RESULTS stream and of every KV bucket: 1 on a single NATS server,
+    /// 3 on a three-node JetStream cluster (at most the number of JetStream servers).
+    /// An existing stream or bucket is changed to this count.
+    #[arg(long, env = "NATS_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=5))]
+    nats_replicas: u16,
     /// Namespace whose ControllerPools the operator renders (in a cluster: its own,
     /// `POD_NAMESPACE`); unset: every namespace.
     #[arg(long, env = "POD_NAMESPACE")]
     pool_namespace: Option<String>,
+}
+
+/// Operator high availability: leader election on a Lease.
+#[derive(Args, Clone)]
+struct LeaderArgs {
+    /// Run the reconcilers and schedule publishing only while holding the Lease
+    /// --lease-name (several replicas: one leader, the others wait and take over).
+    /// Off: this replica always does them, so run only one.
+    #[arg(long, env = "VANTAGE_LEADER_ELECT")]
+    leader_elect: bool,
+    /// Name of the coordination.k8s.io/v1 Lease the replicas elect a leader on.
+    #[arg(long, env = "VANTAGE_LEASE_NAME", default_value = vantage_operator::lease::DEFAULT_LEASE_NAME)]
+    lease_name: String,
+    /// Namespace of the Lease (in a cluster: the operator's own, `POD_NAMESPACE`).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    lease_namespace: String,
+    /// This replica's identity in the Lease (in a cluster: `POD_NAME`); unset: the host
+    /// name and process id.
+    #[arg(long, env = "POD_NAME")]
+    lease_identity: Option<String>,
+    /// Seconds a Lease stays held after its last renewal; the holder gives up after
+    /// two thirds of it without a renewal, and renews (others retry) every 2 s.
+    #[arg(long, env = "VANTAGE_LEASE_DURATION_SECONDS", default_value_t = 15, value_parser = clap::value_parser!(u64).range(3..=3600))]
+    lease_duration_seconds: u64,
+}
+
+impl LeaderArgs {
+    fn config(self) -> Option<vantage_operator::lease::LeaseConfig> {
+        if !self.leader_elect {
+            return None;
+        }
+        let identity = vantage_operator::lease::default_identity(self.lease_identity.as_deref());
+        let mut cfg = vantage_operator::lease::LeaseConfig::new(
+            &self.lease_name,
+            &self.lease_namespace,
+            &identity,
+        );
+        cfg.lease_duration = Duration::from_secs(self.lease_duration_seconds);
+        cfg.renew_deadline = Duration::from_secs(self.lease_duration_seconds * 2 / 3);
+        cfg.retry_period = vantage_operator::lease::RETRY_PERIOD.min(cfg.renew_deadline / 2);
+        Some(cfg)
+    }
 }
 
 /// How the operator chooses probes.
@@ -148,6 +197,10 @@ struct ClickHouseArgs {
     /// ClickHouse database.
     #[arg(long, env = "CLICKHOUSE_DB", default_value = "vantage")]
     clickhouse_db: String,
+    /// ClickHouse cluster (a name in system.clusters): tables are created ON CLUSTER as
+    /// Replicated*MergeTree behind Distributed tables. Unset: one node.
+    #[arg(long, env = "CLICKHOUSE_CLUSTER")]
+    clickhouse_cluster: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -234,6 +287,8 @@ enum Command {
         selection: SelectionArgs,
         #[command(flatten)]
         builtins: BuiltinArgs,
+        #[command(flatten)]
+        leader: LeaderArgs,
     },
     /// Print the NATS server `authorization` block: one user per vantage role, with
     /// subject permissions as narrow as the role (passwords from `$VANTAGE_NATS_<ROLE>`).
@@ -384,7 +439,8 @@ enum Command {
         /// Run without Kubernetes: every built-in engine, enabled, weight 1.
         #[arg(long)]
         no_kube: bool,
-        /// NATS server URL, for external engines answering on a NATS subject.
+        /// NATS server URL (or a comma-separated list of a cluster's), for external
+        /// engines answering on a NATS subject.
         #[arg(long, env = "NATS_URL")]
         nats_url: Option<String>,
         /// Never measure for single-radius (no one-off ping Measurements); read stored RTTs only.
@@ -443,7 +499,8 @@ enum Command {
         listen: SocketAddr,
         #[arg(long, default_value = "0.0.0.0:9096")]
         metrics_addr: SocketAddr,
-        /// NATS server URL for live results (`/stream/`); empty turns them off.
+        /// NATS server URL (or a comma-separated list of a cluster's) for live results
+        /// (`/stream/`); empty turns them off.
         #[arg(long, env = "NATS_URL", default_value = "nats://127.0.0.1:4222")]
         nats_url: String,
         /// TLS certificate chain (PEM); with --tls-key the API serves HTTPS, else HTTP.
@@ -508,23 +565,27 @@ async fn main() -> anyhow::Result<()> {
             routing,
             selection,
             builtins,
+            leader,
         } => {
             let (builtins, system_tags) = builtins.configs();
             vantage_operator::run::run(vantage_operator::run::Config {
                 nats_url: nats.nats_url,
                 clickhouse_url: ch.clickhouse_url,
                 clickhouse_db: ch.clickhouse_db,
+                clickhouse_cluster: ch.clickhouse_cluster,
                 metrics_addr,
                 retention: vantage_platform::bus::Retention {
                     results_max_age: Duration::from_secs(routing.results_max_age_hours * 3600),
                     results_max_bytes: routing.results_max_mib.saturating_mul(1 << 20),
                     dedup_window: Duration::from_secs(routing.dedup_window_minutes * 60),
+                    replicas: usize::from(routing.nats_replicas),
                 },
                 pool_namespace: routing.pool_namespace,
                 max_measurements_per_probe: selection.max_measurements_per_probe,
                 max_requested: selection.max_requested,
                 builtins,
                 system_tags,
+                leader_election: leader.config(),
             })
             .await?
         }
@@ -594,7 +655,8 @@ async fn main() -> anyhow::Result<()> {
             ack_wait_secs,
             metrics_addr,
         } => {
-            let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?;
+            let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?
+                .with_cluster(ch.clickhouse_cluster.as_deref())?;
             let cfg = vantage_collector::Config {
                 max_batch,
                 max_wait: Duration::from_millis(max_wait_ms),
@@ -627,6 +689,7 @@ async fn main() -> anyhow::Result<()> {
                 s3.config(),
             );
             cfg.listen = listen;
+            cfg.clickhouse_cluster = ch.clickhouse_cluster;
             cfg.metrics_addr = Some(metrics_addr);
             cfg.fingerprints_reload = Duration::from_secs(fingerprints_reload_secs.max(1));
             cfg.upload_interval = Duration::from_secs(upload_interval_secs.max(1));
@@ -650,6 +713,7 @@ async fn main() -> anyhow::Result<()> {
             let summary = vantage_collector::reprocess(vantage_collector::ReprocessConfig {
                 clickhouse_url: ch.clickhouse_url,
                 clickhouse_db: ch.clickhouse_db,
+                clickhouse_cluster: ch.clickhouse_cluster,
                 s3: s3.config(),
                 fingerprints: fp.fingerprints,
                 truncate,
@@ -743,7 +807,8 @@ async fn main() -> anyhow::Result<()> {
             .await?
         }
         Command::Migrate { ch } => {
-            let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?;
+            let store = vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?
+                .with_cluster(ch.clickhouse_cluster.as_deref())?;
             println!("schema version {}", store.migrate().await?);
         }
     }

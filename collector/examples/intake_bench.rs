@@ -152,6 +152,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let re = reprocess(ReprocessConfig {
         clickhouse_url: ch.clone(),
         clickhouse_db: format!("{db}_re"),
+        clickhouse_cluster: None,
         s3: s3cfg,
         fingerprints: fp.into(),
         truncate: true,

@@ -23,6 +23,8 @@ pub struct ReprocessConfig {
     pub clickhouse_url: String,
     /// The database to rebuild into (migrated first).
     pub clickhouse_db: String,
+    /// `--clickhouse-cluster`: the schema is on this ClickHouse cluster (`None`: one node).
+    pub clickhouse_cluster: Option<String>,
     pub s3: S3Config,
     /// The fingerprints to score with (`--fingerprints-url`): read once.
     pub fingerprints: SourceSpec,
@@ -72,13 +74,12 @@ fn hour_of(key: &str) -> String {
 
 /// Rebuild from the archive.
 pub async fn reprocess(cfg: ReprocessConfig) -> Result<ReprocessSummary, ReprocessError> {
-    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
+    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?
+        .with_cluster(cfg.clickhouse_cluster.as_deref())?;
     store.migrate().await?;
     if cfg.truncate {
         for table in ["fastpath", "jsonl"] {
-            store
-                .execute(&format!("TRUNCATE TABLE {}.{table}", store.database()))
-                .await?;
+            store.truncate(table).await?;
         }
     }
     let fp = {

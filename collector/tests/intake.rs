@@ -438,6 +438,7 @@ async fn upload_archive_index_and_reprocess_checksum() {
     let summary = reprocess(ReprocessConfig {
         clickhouse_url: s.env.clickhouse.clone(),
         clickhouse_db: db2.clone(),
+        clickhouse_cluster: None,
         s3: S3Config {
             bucket: s.bucket.clone(),
             endpoint: Some(s.env.s3.clone()),

@@ -24,6 +24,8 @@ command -v clickhouse-server >/dev/null 2>&1 || need_apt+=(clickhouse-server)
 command -v clickhouse-client >/dev/null 2>&1 || need_apt+=(clickhouse-client)
 command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
+# ZooKeeper 3.8 for the ClickHouse cluster (e2e/stack/clickhouse-cluster.sh, make test-cluster)
+[ -x /usr/share/zookeeper/bin/zkServer.sh ] || need_apt+=(zookeeper)
 # The console's browser tests drive Debian's Chromium with npm playwright-core (never a
 # downloaded browser); Node 20 and npm build the console.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
@@ -32,7 +34,7 @@ if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(pyth
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  if ! command -v clickhouse-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ]; then
+  if ! command -v clickhouse-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/share/zookeeper/bin/zkServer.sh ]; then
     log "apt-get update"
     $SUDO apt-get update
   fi

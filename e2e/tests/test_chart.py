@@ -35,6 +35,8 @@ COMPONENT_PORTS = {'operator': 9090, 'registration': 9091, 'controller': 9092, '
 # components that talk to the Kubernetes API and so get a token
 KUBE_CLIENTS = ('operator', 'registration', 'api', 'engines')
 BUILTIN_ENGINES = ['single-radius', 'crowdsourced', 'reverse-dns', 'latency', 'anycast']
+# what the operator's leader election does with its Lease (get, watch; create once; renew)
+LEASE_VERBS = {'get', 'list', 'watch', 'create', 'update', 'patch'}
 
 
 def rendered(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
@@ -318,6 +320,8 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
         'apps/statefulsets': {'get', 'list', 'watch', 'create', 'patch'},
         'apps/deployments': {'list', 'watch', 'create', 'patch', 'delete'},
         '/services': {'list', 'watch', 'create', 'patch', 'delete'},
+        # leader election (on by default): the Lease in its own namespace
+        'coordination.k8s.io/leases': LEASE_VERBS,
     }
     # with static controllers the operator manages no workloads
     assert grants(one(all_cases['full'], 'Role', 'measure-operator')) == {
@@ -325,6 +329,7 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
         'vantage.dev/geolocationengines': {'get', 'list', 'watch'},
         'vantage.dev/controllerpools/status': {'get', 'patch', 'update'},
         'vantage.dev/geolocationengines/status': {'get', 'patch', 'update'},
+        'coordination.k8s.io/leases': LEASE_VERBS,
     }
     assert grants(one(docs, 'ClusterRole', 'vantage-registration')) == {'vantage.dev/probes': {'get', 'list', 'watch'}, 'vantage.dev/probefirmwares': {'get', 'list', 'watch'}}
     # the data API: Measurements in any tenant namespace (patch: stop, participation requests),
@@ -364,7 +369,8 @@ def test_rbac_is_least_privilege(all_cases: dict[str, list[dict[str, Any]]]) -> 
     # the operator's workload rights are namespaced, never cluster-wide
     for case, cdocs in all_cases.items():
         for role in by_kind(cdocs, 'ClusterRole'):
-            assert not {'apps/statefulsets', 'apps/deployments', '/services', '/pods'} & set(grants(role)), (case, role['metadata']['name'])
+            assert not {'apps/statefulsets', 'apps/deployments', '/services', '/pods',
+                        'coordination.k8s.io/leases'} & set(grants(role)), (case, role['metadata']['name'])
 
 
 def test_network_policies(default_docs: list[dict[str, Any]]) -> None:
@@ -731,9 +737,15 @@ def test_default_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path
         kubectl('wait', '--for=condition=established', f"crd/{crd['metadata']['name']}", '--timeout=20s')
     out = kubectl('apply', '-f', str(tmp_path / 'rest.yaml')).stdout
     assert out.count('created') == len(rest), out
-    # applying the same snapshot again changes nothing
+    # applying the same snapshot again changes nothing. kubectl patches a
+    # PodDisruptionBudget's spec.selector on every apply (its patch strategy is "replace"),
+    # so it says "configured" for them: their spec must come back unchanged instead.
     again = kubectl('apply', '-f', str(snapshot)).stdout
-    assert 'created' not in again and 'configured' not in again, again
+    lines = [line for line in again.splitlines() if not line.startswith('poddisruptionbudget.policy/')]
+    assert lines and not [line for line in lines if 'created' in line or 'configured' in line], again
+    pdbs = json.loads(kubectl('get', 'pdb', '-n', 'vantage', '-o', 'json').stdout)['items']
+    assert {p['metadata']['name']: p['spec'] for p in pdbs} == {
+        d['metadata']['name']: d['spec'] for d in rest if d['kind'] == 'PodDisruptionBudget'}
 
     ns = ('-n', 'vantage')
     got = kubectl('get', 'deployments', *ns, '-o', 'jsonpath={.items[*].metadata.name}').stdout.split()
@@ -773,3 +785,203 @@ def test_ssh_pre_auth_limits_reach_both_ssh_servers(all_cases: dict[str, list[di
                                              'perSource': 4}}), 'ControllerPool')
     assert [p['spec']['pre_auth'] for p in pools] == [
         {'grace_seconds': 12, 'max_startups': {'start': 5, 'rate': 50, 'full': 50}, 'per_source': 4}]
+
+
+# --- cluster mode (issue 20): NATS cluster, ClickHouse cluster, operator HA ----------------
+
+NATS_SEEDS = ['nats-0.nats.nats.svc:4222', 'nats-1.nats.nats.svc:4222', 'nats-2.nats.nats.svc:4222']
+# the components that create, read or write ClickHouse tables (CLICKHOUSE_CLUSTER) and
+# those that use NATS (NATS_URL, NATS_REPLICAS)
+CLICKHOUSE_CLIENTS = {'operator', 'collector', 'api', 'engines', 'intake', 'migrate'}
+NATS_CLIENTS = {'operator', 'registration', 'controller', 'collector', 'engines', 'api'}
+
+
+def workload_envs(docs: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    """Component -> its container's env by name, for every workload the chart renders."""
+    out = {}
+    for doc in docs:
+        if doc['kind'] in POD_KINDS:
+            component = doc['metadata']['labels']['app.kubernetes.io/component']
+            assert component not in out, f'two workloads of {component}'
+            out[component] = {e['name']: e for e in pod_spec(doc)['containers'][0].get('env', [])}
+    return out
+
+
+def test_cluster_mode_env_reaches_every_component(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    docs = all_cases['cluster']
+    envs = workload_envs(docs)
+    assert set(envs) == {'operator', 'collector', 'api', 'engines', 'intake', 'migrate'}, set(envs)
+    for component, env in envs.items():
+        if component in NATS_CLIENTS:
+            # every seed URL, each with the component's own NATS user (per-role auth is on)
+            want = ','.join(f'nats://vantage-{component}:$(NATS_PASSWORD)@{seed}' for seed in NATS_SEEDS)
+            assert env['NATS_URL']['value'] == want, component
+            assert env['NATS_REPLICAS']['value'] == '3', component
+        else:
+            assert 'NATS_URL' not in env and 'NATS_REPLICAS' not in env, component
+        if component in CLICKHOUSE_CLIENTS:
+            assert env['CLICKHOUSE_CLUSTER']['value'] == 'vantage', component
+            assert env['CLICKHOUSE_URL']['value'] == 'http://clickhouse.clickhouse.svc:8123', component
+    # the pool's pods (controllers, registration): the operator renders them from the pool's URL
+    pool = one(docs, 'ControllerPool', 'vantage')['spec']
+    assert pool['nats'] == {'url': ','.join(f'nats://{s}' for s in NATS_SEEDS), 'password_secret': 'vantage-nats-passwords'}
+    assert (pool['min_replicas'], pool['max_replicas']) == (3, 30)
+    # replicas as asked
+    replicas = {d['metadata']['name']: d['spec']['replicas'] for d in by_kind(docs, 'Deployment') + by_kind(docs, 'StatefulSet')}
+    assert replicas == {'vantage-operator': 2, 'vantage-collector': 3, 'vantage-api': 3, 'vantage-engines': 2,
+                        'vantage-intake': 1}, replicas
+    # single node (the default): NATS_REPLICAS 1, and no CLICKHOUSE_CLUSTER anywhere
+    for case in ('default', 'full', 'api-tls', 'operator-managed'):
+        for component, env in workload_envs(all_cases[case]).items():
+            assert 'CLICKHOUSE_CLUSTER' not in env, (case, component)
+            if 'NATS_URL' in env:
+                assert env['NATS_REPLICAS']['value'] == '1', (case, component)
+    # the static controllers and registration get them too, without per-role users
+    static = rendered({'controllers': {'static': {'enabled': True}},
+                       'nats': {'urls': ['nats://a:4222', 'tls://b:4443'], 'replicas': 3}})
+    senvs = workload_envs(static)
+    for component in ('controller', 'registration', 'operator', 'collector', 'api', 'engines'):
+        assert senvs[component]['NATS_URL']['value'] == 'nats://a:4222,tls://b:4443', component
+        assert senvs[component]['NATS_REPLICAS']['value'] == '3', component
+    # NetworkPolicy egress opens the port of every seed, once each
+    pols = {d['metadata']['name']: d['spec'] for d in by_kind(static, 'NetworkPolicy')}
+    assert pols['vantage-egress-nats']['egress'][0]['ports'] == [{'protocol': 'TCP', 'port': 4222}, {'protocol': 'TCP', 'port': 4443}]
+    # a Secret URL and a list at once: refused, saying what to do
+    with pytest.raises(Exception, match='nats.urls and nats.existingSecret are both set'):
+        rendered({'nats': {'urls': ['nats://a:4222'], 'existingSecret': 'nats-url'}})
+
+
+def test_operator_leader_election(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    for case in ('default', 'cluster'):
+        docs = all_cases[case]
+        dep = one(docs, 'Deployment', 'vantage-operator')
+        assert dep['spec']['replicas'] == 2, case
+        # a new operator starts before the old one stops and waits for the Lease
+        assert dep['spec']['strategy'] == {'type': 'RollingUpdate', 'rollingUpdate': {'maxSurge': 1, 'maxUnavailable': 0}}
+        env = {e['name']: e for e in pod_spec(dep)['containers'][0]['env']}
+        assert env['VANTAGE_LEADER_ELECT']['value'] == 'true'
+        assert env['VANTAGE_LEASE_NAME']['value'] == 'vantage-operator'
+        # identity and the Lease's namespace from the downward API
+        assert env['POD_NAME']['valueFrom'] == {'fieldRef': {'fieldPath': 'metadata.name'}}
+        assert env['POD_NAMESPACE']['valueFrom'] == {'fieldRef': {'fieldPath': 'metadata.namespace'}}
+        role = one(docs, 'Role', 'vantage-operator')
+        assert role['metadata']['namespace'] == 'vantage'
+        (lease,) = [r for r in role['rules'] if r['apiGroups'] == ['coordination.k8s.io']]
+        assert lease['resources'] == ['leases'] and set(lease['verbs']) == LEASE_VERBS, case
+    # the Lease name follows the release, or the value
+    assert {e['name']: e.get('value') for e in pod_spec(one(all_cases['full'], 'Deployment', 'measure-operator'))['containers'][0]['env']}['VANTAGE_LEASE_NAME'] == 'measure-operator'
+    named = rendered({'operator': {'leaderElection': {'leaseName': 'atlas-leader'}}})
+    env = {e['name']: e.get('value') for e in pod_spec(one(named, 'Deployment', 'vantage-operator'))['containers'][0]['env']}
+    assert env['VANTAGE_LEASE_NAME'] == 'atlas-leader'
+    # off (one operator): Recreate, the flag false, no Lease name, no Lease rights
+    off = rendered({'operator': {'replicas': 1, 'leaderElection': {'enabled': False}}})
+    dep = one(off, 'Deployment', 'vantage-operator')
+    assert dep['spec']['strategy'] == {'type': 'Recreate'}
+    env = {e['name']: e.get('value') for e in pod_spec(dep)['containers'][0]['env']}
+    assert env['VANTAGE_LEADER_ELECT'] == 'false' and 'VANTAGE_LEASE_NAME' not in env
+    assert not [r for r in one(off, 'Role', 'vantage-operator')['rules'] if 'leases' in r['resources']]
+    # several operators without the Lease would all allocate ids and write schedules: refused
+    with pytest.raises(Exception, match=r'operator.replicas is 3 but operator.leaderElection.enabled is false'):
+        rendered({'operator': {'replicas': 3, 'leaderElection': {'enabled': False}}})
+
+
+def test_disruption_budgets_and_anti_affinity(all_cases: dict[str, list[dict[str, Any]]]) -> None:
+    hostname = 'kubernetes.io/hostname'
+
+    def check(docs: list[dict[str, Any]], want: set[str], case: str) -> None:
+        pdbs = {d['metadata']['name']: d for d in by_kind(docs, 'PodDisruptionBudget')}
+        assert set(pdbs) == want, (case, set(pdbs))
+        for doc in by_kind(docs, 'Deployment') + by_kind(docs, 'StatefulSet'):
+            name, replicas = doc['metadata']['name'], doc['spec']['replicas']
+            affinity = pod_spec(doc).get('affinity', {})
+            if replicas < 2:
+                # one replica: no budget (it would block every drain) and nothing to spread
+                assert name not in pdbs and 'podAntiAffinity' not in affinity, (case, name)
+                continue
+            pdb = pdbs[name]
+            assert pdb['apiVersion'] == 'policy/v1' and pdb['metadata']['namespace'] == doc['metadata']['namespace']
+            assert pdb['spec']['maxUnavailable'] == 1 and 'minAvailable' not in pdb['spec'], (case, name)
+            # the budget selects exactly this workload's pods
+            assert pdb['spec']['selector'] == doc['spec']['selector'], (case, name)
+            (term,) = affinity['podAntiAffinity']['preferredDuringSchedulingIgnoredDuringExecution']
+            assert term['weight'] == 100 and term['podAffinityTerm']['topologyKey'] == hostname, (case, name)
+            assert term['podAffinityTerm']['labelSelector'] == doc['spec']['selector'], (case, name)
+            assert 'requiredDuringSchedulingIgnoredDuringExecution' not in affinity['podAntiAffinity'], 'preferred only'
+
+    check(all_cases['cluster'], {'vantage-operator', 'vantage-collector', 'vantage-api', 'vantage-engines'}, 'cluster')
+    check(all_cases['default'], {'vantage-operator', 'vantage-api'}, 'default')
+    # static controllers (3) and registration (3) are the chart's there: they get theirs too
+    check(all_cases['full'], {'measure-operator', 'measure-api', 'measure-collector', 'measure-controller',
+                              'measure-registration'}, 'full')
+    # a component's own affinity stays, the spread is added beside it
+    collector = pod_spec(one(all_cases['cluster'], 'Deployment', 'vantage-collector'))['affinity']
+    assert collector['nodeAffinity']['preferredDuringSchedulingIgnoredDuringExecution'][0]['weight'] == 50
+    assert 'podAntiAffinity' in collector
+    # ... and its own podAntiAffinity wins over the chart's
+    mine = {'requiredDuringSchedulingIgnoredDuringExecution': [
+        {'topologyKey': 'topology.kubernetes.io/zone', 'labelSelector': {'matchLabels': {'x': 'y'}}}]}
+    docs = rendered({'api': {'affinity': {'podAntiAffinity': mine}}})
+    assert pod_spec(one(docs, 'Deployment', 'vantage-api'))['affinity'] == {'podAntiAffinity': mine}
+    # minAvailable instead, a percentage
+    docs = rendered({'podDisruptionBudget': {'minAvailable': '50%'}})
+    assert one(docs, 'PodDisruptionBudget', 'vantage-api')['spec'] == {
+        'minAvailable': '50%', 'selector': one(docs, 'Deployment', 'vantage-api')['spec']['selector']}
+    # both off
+    docs = rendered({'podDisruptionBudget': {'enabled': False}, 'podAntiAffinity': {'enabled': False},
+                     'collector': {'replicas': 3}})
+    assert not by_kind(docs, 'PodDisruptionBudget')
+    for doc in by_kind(docs, 'Deployment'):
+        assert 'affinity' not in pod_spec(doc), doc['metadata']['name']
+
+
+@pytest.mark.parametrize('values, where', [
+    ({'nats': {'replicas': 7}}, '/nats/replicas'),
+    ({'nats': {'replicas': 0}}, '/nats/replicas'),
+    ({'nats': {'urls': ['nats-0:4222']}}, '/nats/urls'),
+    ({'nats': {'urls': 'nats://a:4222,nats://b:4222'}}, '/nats/urls'),
+    ({'clickhouse': {'cluster': 'my cluster'}}, '/clickhouse/cluster'),
+    ({'operator': {'leaderElection': {'leaseName': 'Not_A_Name'}}}, '/operator/leaderElection/leaseName'),
+    ({'podDisruptionBudget': {'maxUnavailable': 0}}, '/podDisruptionBudget/maxUnavailable'),
+    ({'podAntiAffinity': {'weight': 0}}, '/podAntiAffinity/weight'),
+    ({'podAntiAffinity': {'required': True}}, 'required'),
+])
+def test_invalid_cluster_values_are_refused(values: dict[str, Any], where: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as err:
+        render.render(values)
+    assert where in str(err.value), str(err.value)
+
+
+def test_cluster_chart_applies_with_kubectl(kubectl: Any, tmp_path: pathlib.Path) -> None:
+    """The cluster snapshot into the stand-in, in its own namespace: PodDisruptionBudgets
+    (policy/v1) and the Lease rule are accepted as rendered."""
+    docs = render.documents(render.render(yaml.safe_load((CHART / 'ci' / 'cluster.yaml').read_text()),
+                                          name='atlas', namespace='atlas'))
+    # the release's namespace, and the NATS server's (the authorization ConfigMap goes there)
+    for ns in ('atlas', 'nats'):
+        kubectl('apply', '-f', '-', input=f'apiVersion: v1\nkind: Namespace\nmetadata: {{name: {ns}}}\n')
+    crds = [d for d in docs if d['kind'] == 'CustomResourceDefinition']
+    rest = [d for d in docs if d['kind'] != 'CustomResourceDefinition']
+    (tmp_path / 'crds.yaml').write_text(yaml.safe_dump_all(crds))
+    (tmp_path / 'rest.yaml').write_text(yaml.safe_dump_all(rest))
+    kubectl('apply', '-f', str(tmp_path / 'crds.yaml'))
+    for crd in crds:
+        kubectl('wait', '--for=condition=established', f"crd/{crd['metadata']['name']}", '--timeout=20s')
+    out = kubectl('apply', '-f', str(tmp_path / 'rest.yaml')).stdout
+    assert out.count('created') == len(rest), out
+    ns = ('-n', 'atlas')
+    pdbs = json.loads(kubectl('get', 'pdb', *ns, '-o', 'json').stdout)['items']
+    assert sorted((p['metadata']['name'], p['spec']['maxUnavailable']) for p in pdbs) == [
+        ('atlas-vantage-api', 1), ('atlas-vantage-collector', 1), ('atlas-vantage-engines', 1), ('atlas-vantage-operator', 1)]
+    role = json.loads(kubectl('get', 'role', 'atlas-vantage-operator', *ns, '-o', 'json').stdout)
+    assert {'apiGroups': ['coordination.k8s.io'], 'resources': ['leases'],
+            'verbs': ['get', 'list', 'watch', 'create', 'update', 'patch']} in role['rules']
+    env = json.loads(kubectl('get', 'deployment', 'atlas-vantage-operator', *ns, '-o',
+                             'jsonpath={.spec.template.spec.containers[0].env}').stdout)
+    assert {'name': 'VANTAGE_LEASE_NAME', 'value': 'atlas-vantage-operator'} in env
+    # what an operator does with its Lease, against the stand-in: create, then renew
+    lease = {'apiVersion': 'coordination.k8s.io/v1', 'kind': 'Lease',
+             'metadata': {'name': 'atlas-vantage-operator', 'namespace': 'atlas'},
+             'spec': {'holderIdentity': 'atlas-vantage-operator-0', 'leaseDurationSeconds': 15}}
+    kubectl('apply', '-f', '-', input=yaml.safe_dump(lease))
+    assert kubectl('get', 'lease', 'atlas-vantage-operator', *ns, '-o', 'jsonpath={.spec.holderIdentity}').stdout \
+        == 'atlas-vantage-operator-0'

@@ -84,6 +84,9 @@ pub enum Error {
         #[source]
         source: hickory_resolver::ResolveError,
     },
+    /// `--nats-url` is not a list of NATS URLs.
+    #[error(transparent)]
+    NatsUrl(vantage_platform::bus::BusError),
     /// NATS cannot be reached.
     #[error("cannot connect to NATS at {url}: {source}; check --nats-url, or run without it (external engines on NATS subjects then stay unavailable)")]
     Nats {
@@ -588,7 +591,8 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
         engines = engines.with_geofeed(Arc::new(data), Some(rtts));
     }
     if let Some(url) = &config.nats_url {
-        let client = async_nats::connect(url)
+        let servers = vantage_platform::bus::parse_nats_urls(url).map_err(Error::NatsUrl)?;
+        let client = async_nats::connect(servers)
             .await
             .map_err(|source| Error::Nats {
                 url: url.clone(),

@@ -10,6 +10,7 @@ pub mod builtin;
 pub mod connections;
 pub mod crdgen;
 pub mod events;
+pub mod lease;
 pub mod limits;
 pub mod load;
 pub mod measurement;

@@ -27,6 +27,8 @@ pub struct Config {
     pub nats_url: String,
     pub clickhouse_url: String,
     pub clickhouse_db: String,
+    /// `--clickhouse-cluster`: the schema is on this ClickHouse cluster (`None`: one node).
+    pub clickhouse_cluster: Option<String>,
     pub metrics_addr: SocketAddr,
     /// Retention of the RESULTS stream, which the operator declares.
     pub retention: Retention,
@@ -43,6 +45,9 @@ pub struct Config {
     pub builtins: crate::builtin::BuiltinConfig,
     /// How system tags are derived from their results.
     pub system_tags: crate::system_tags::TagConfig,
+    /// `--leader-elect`: reconcile and publish only while holding this Lease. None: this
+    /// replica always does (one replica only).
+    pub leader_election: Option<crate::lease::LeaseConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +62,11 @@ pub enum RunError {
     Kube(#[source] kube::Error),
     #[error(transparent)]
     Builtin(#[from] crate::builtin::BuiltinError),
+    #[error("lost the leader lease {lease}: {lost}; exiting so that this replica restarts as a follower")]
+    LeaseLost {
+        lease: String,
+        lost: crate::lease::Lost,
+    },
 }
 
 /// The Measurement Controller as the operator runs it: every Measurement watched, at most
@@ -105,12 +115,50 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         "Probe schedules written to NATS KV",
         metrics.schedules_published.clone(),
     );
+    let connections = crate::connections::ConnectionLog::default();
+    connections.register(&mut registry);
+    let pool_metrics = crate::pool::PoolMetrics::default();
+    pool_metrics.register(&mut registry);
+    let leader = crate::lease::LeaderMetrics::default();
+    leader.register(&mut registry);
+
+    // /metrics and /healthz on every replica, leader or not; ready once this replica
+    // runs (a follower is healthy while it waits for the lease).
+    let obs_health = health.clone();
+    let metrics_addr = cfg.metrics_addr;
+    tokio::spawn(async move {
+        if let Err(e) = obs::serve(metrics_addr, registry, obs_health).await {
+            tracing::error!(error = %e, "metrics endpoint failed");
+        }
+    });
+
+    let client = Client::try_default().await.map_err(RunError::Kube)?;
+    // Leader election: everything below is leader-only work, started once this replica
+    // holds the lease.
+    let elector = match cfg.leader_election.clone() {
+        Some(lease) => {
+            let elector = crate::lease::Elector::new(client.clone(), lease);
+            let c = elector.config();
+            tracing::info!(lease = %c.name, namespace = %c.namespace, identity = %c.identity, "leader election: waiting for the lease");
+            health.set_detail("leader", serde_json::json!(false));
+            health.set_ready(true);
+            elector.acquire().await;
+            tracing::info!(lease = %c.name, identity = %c.identity, "leader election: became leader; starting the reconcilers and schedule publishing");
+            health.set_detail("leader", serde_json::json!(true));
+            leader.transitions.inc();
+            let elector = Arc::new(elector);
+            let holder = elector.clone();
+            Some((elector, tokio::spawn(async move { holder.hold().await })))
+        }
+        None => None,
+    };
+    leader.leader.set(1);
 
     let bus = Bus::open(&cfg.nats_url, "vantage-operator", cfg.retention).await?;
-    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
+    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?
+        .with_cluster(cfg.clickhouse_cluster.as_deref())?;
     let version = store.migrate().await?;
     tracing::info!(version, "ClickHouse schema is current");
-    let client = Client::try_default().await.map_err(RunError::Kube)?;
 
     // Probes: a reflector the reconciler and the status writer read.
     let (probes, probe_writer) = reflector::store::<Probe>();
@@ -181,16 +229,12 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ledger,
         Duration::from_secs(2),
     ));
-    let connections = crate::connections::ConnectionLog::default();
-    connections.register(&mut registry);
     tokio::spawn(
         connections
             .clone()
             .write_loop(store.clone(), Duration::from_secs(1)),
     );
     tokio::spawn(sessions.clone().follow(bus.sessions.clone(), connections));
-    let pool_metrics = crate::pool::PoolMetrics::default();
-    pool_metrics.register(&mut registry);
     tokio::spawn(crate::pool::run_controller(
         client.clone(),
         cfg.pool_namespace.clone(),
@@ -234,22 +278,46 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ctx.measurements.clone(),
         Duration::from_secs(60),
     ));
-    let obs_health = health.clone();
-    tokio::spawn(async move {
-        if let Err(e) = obs::serve(cfg.metrics_addr, registry, obs_health).await {
-            tracing::error!(error = %e, "metrics endpoint failed");
-        }
-    });
     health.set_ready(true);
     tracing::info!("operator running");
-    controller
+    let reconcilers = controller
         .shutdown_on_signal()
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {
                 tracing::debug!(error = %e, "reconcile result");
             }
-        })
-        .await;
-    Ok(())
+        });
+    let Some((elector, mut holding)) = elector else {
+        reconcilers.await;
+        return Ok(());
+    };
+    tokio::select! {
+        // A loss found while starting up wins over starting the reconcilers.
+        biased;
+        // Lost: stop every leader-only task at once by returning (the process exits).
+        lost = &mut holding => {
+            leader.leader.set(0);
+            leader.transitions.inc();
+            let lease = elector.config().name.clone();
+            let lost = match lost {
+                Ok(lost) => lost,
+                Err(e) => crate::lease::Lost::Deadline { since_renewal: Duration::ZERO, last_error: Some(format!("the renewal task ended: {e}")) },
+            };
+            tracing::error!(%lease, reason = %lost, "leader election: lost the lease; stopping all leader-only work and exiting");
+            Err(RunError::LeaseLost { lease, lost })
+        }
+        // SIGTERM: the controller stopped; give the lease up so another replica takes
+        // over within a retry period.
+        () = reconcilers => {
+            holding.abort();
+            leader.leader.set(0);
+            match elector.release().await {
+                Ok(true) => tracing::info!(lease = %elector.config().name, "leader election: released the lease on shutdown"),
+                Ok(false) => tracing::info!(lease = %elector.config().name, "leader election: the lease was no longer ours on shutdown"),
+                Err(e) => tracing::warn!(error = %e, "leader election: cannot release the lease on shutdown; another replica takes over once it expires"),
+            }
+            Ok(())
+        }
+    }
 }

@@ -10,6 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::DynamicObject;
@@ -84,6 +85,7 @@ const KINDS: &[&str] = &[
     "ConfigMap",
     "Secret",
     "NetworkPolicy",
+    "PodDisruptionBudget",
     "CustomResourceDefinition",
     "ServiceMonitor",
     "ControllerPool",
@@ -106,6 +108,7 @@ fn check_kind(doc: &Value) -> Result<&'static str, String> {
         ("rbac.authorization.k8s.io/v1", "Role") => check::<Role>(doc),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => check::<RoleBinding>(doc),
         ("networking.k8s.io/v1", "NetworkPolicy") => check::<NetworkPolicy>(doc),
+        ("policy/v1", "PodDisruptionBudget") => check::<PodDisruptionBudget>(doc),
         ("apiextensions.k8s.io/v1", "CustomResourceDefinition") => {
             check::<CustomResourceDefinition>(doc)
         }

@@ -160,6 +160,7 @@ async fn each_role_can_do_its_job_and_nothing_else() {
         results_max_age: Duration::from_secs(2 * 3600),
         results_max_bytes: 64 << 20,
         dedup_window: Duration::from_secs(60),
+        replicas: 1,
     };
     let op = Bus::open(&url(&server, "operator"), "vantage-operator", retention)
         .await

@@ -20,6 +20,23 @@ pub enum StoreError {
     },
     #[error("database name {name:?} is not a plain identifier; use letters, digits and _")]
     BadDatabase { name: String },
+    #[error("ClickHouse cluster name {name:?} (--clickhouse-cluster / CLICKHOUSE_CLUSTER) is not a plain identifier; use letters, digits and _")]
+    BadCluster { name: String },
+    #[error("ClickHouse at {url} has no cluster {name:?} in system.clusters (--clickhouse-cluster / CLICKHOUSE_CLUSTER); clusters it knows: [{known}]. Fix the name or the server's <remote_servers>; nothing was created")]
+    NoCluster {
+        url: String,
+        name: String,
+        known: String,
+    },
+    #[error("migration {version} has a statement with no cluster form ({statement}...); it cannot run with --clickhouse-cluster / CLICKHOUSE_CLUSTER")]
+    NoClusterForm { version: u32, statement: String },
+    #[error("ClickHouse at {url} cannot reach ZooKeeper, which --clickhouse-cluster / CLICKHOUSE_CLUSTER {name:?} needs (ON CLUSTER DDL, Replicated tables): {source}; check the server's <zookeeper> section and that ZooKeeper runs; nothing was created")]
+    ZooKeeper {
+        url: String,
+        name: String,
+        #[source]
+        source: clickhouse::error::Error,
+    },
 }
 
 /// Now, as a ClickHouse `DateTime` (Unix seconds).
@@ -262,6 +279,8 @@ pub struct Store {
     db_client: clickhouse::Client,
     url: String,
     db: String,
+    /// The ClickHouse cluster the schema lives on (`--clickhouse-cluster`); `None` = one node.
+    cluster: Option<String>,
 }
 
 impl Store {
@@ -282,11 +301,55 @@ impl Store {
             db_client,
             url: url.to_owned(),
             db: db.to_owned(),
+            cluster: None,
         })
+    }
+
+    /// Cluster mode (`--clickhouse-cluster` / `CLICKHOUSE_CLUSTER`): the schema is created
+    /// `ON CLUSTER` as Replicated tables behind Distributed ones (see [`migrations`]), and
+    /// INSERTs wait until every shard has the rows (`insert_distributed_sync=1`). `None` or
+    /// an empty name keeps the single-node store.
+    pub fn with_cluster(mut self, cluster: Option<&str>) -> Result<Self, StoreError> {
+        let Some(name) = cluster.map(str::trim).filter(|c| !c.is_empty()) else {
+            return Ok(self);
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::BadCluster {
+                name: name.to_owned(),
+            });
+        }
+        // Acked means stored: without this, a Distributed INSERT returns once the rows are
+        // queued on the node that took it, and that node's death would delay or lose them.
+        self.client = self
+            .client
+            .with_setting("insert_distributed_sync", "1")
+            // `IN (SELECT ... FROM <Distributed>)`: the subquery runs once, its set goes to
+            // every shard (ClickHouse's default refuses such queries).
+            .with_setting("distributed_product_mode", "global");
+        self.db_client = self.client.clone().with_database(&self.db);
+        self.cluster = Some(name.to_owned());
+        Ok(self)
     }
 
     pub fn database(&self) -> &str {
         &self.db
+    }
+
+    /// The cluster name in cluster mode.
+    pub fn cluster(&self) -> Option<&str> {
+        self.cluster.as_deref()
+    }
+
+    /// Empty `table`: on a cluster, every shard's replicated `<table>_local`.
+    pub async fn truncate(&self, table: &str) -> Result<(), StoreError> {
+        let db = &self.db;
+        match &self.cluster {
+            None => self.execute(&format!("TRUNCATE TABLE {db}.{table}")).await,
+            Some(c) => {
+                self.execute(&format!("TRUNCATE TABLE {db}.{table}_local ON CLUSTER {c}"))
+                    .await
+            }
+        }
     }
 
     fn err(&self) -> impl Fn(clickhouse::error::Error) -> StoreError + '_ {

@@ -107,7 +107,7 @@ which Kubernetes substitutes into the URL. */}}
       name: {{ required "nats.auth.enabled needs nats.auth.existingSecret: a Secret with one NATS password per component (keys operator, registration, controller, collector, engines, api)" $auth.existingSecret }}
       key: {{ .component }}
 - name: NATS_URL
-  value: {{ regexReplaceAll "(^|,)\\s*([a-z]+)://" .ctx.Values.nats.url (printf "${1}${2}://vantage-%s:$(NATS_PASSWORD)@" .component) | quote }}
+  value: {{ regexReplaceAll "(^|,)\\s*([a-z]+)://" (include "vantage.natsUrl" .ctx) (printf "${1}${2}://vantage-%s:$(NATS_PASSWORD)@" .component) | quote }}
 {{- else }}
 - name: NATS_URL
 {{- if .ctx.Values.nats.existingSecret }}
@@ -116,9 +116,11 @@ which Kubernetes substitutes into the URL. */}}
       name: {{ .ctx.Values.nats.existingSecret }}
       key: {{ .ctx.Values.nats.existingSecretKey }}
 {{- else }}
-  value: {{ .ctx.Values.nats.url | quote }}
+  value: {{ include "vantage.natsUrl" .ctx | quote }}
 {{- end }}
 {{- end }}
+- name: NATS_REPLICAS
+  value: {{ .ctx.Values.nats.replicas | int | quote }}
 {{- if .clickhouse }}
 - name: CLICKHOUSE_URL
 {{- if .ctx.Values.clickhouse.existingSecret }}
@@ -131,6 +133,64 @@ which Kubernetes substitutes into the URL. */}}
 {{- end }}
 - name: CLICKHOUSE_DB
   value: {{ .ctx.Values.clickhouse.database | quote }}
+{{- include "vantage.clickhouseClusterEnv" .ctx }}
+{{- end }}
+{{- end -}}
+
+{{/* CLICKHOUSE_CLUSTER when clickhouse.cluster is set (ON CLUSTER DDL, Replicated tables
+and Distributed reads and writes); nothing for a single node. Starts with a newline. */}}
+{{- define "vantage.clickhouseClusterEnv" -}}
+{{- with .Values.clickhouse.cluster }}
+- name: CLICKHOUSE_CLUSTER
+  value: {{ . | quote }}
+{{- end }}
+{{- end -}}
+
+{{/* The NATS URL every component connects to: nats.urls comma-joined (the seed URLs of a
+NATS cluster; the client connects to whichever answers), else nats.url. */}}
+{{- define "vantage.natsUrl" -}}
+{{- if .Values.nats.urls -}}
+{{- if .Values.nats.existingSecret -}}
+{{- fail "nats.urls and nats.existingSecret are both set: put the comma-separated URLs into the Secret (key nats.existingSecretKey) and leave nats.urls empty, or unset nats.existingSecret" -}}
+{{- end -}}
+{{- join "," .Values.nats.urls -}}
+{{- else -}}
+{{- .Values.nats.url -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The ports of every NATS URL (for the egress NetworkPolicy), comma-separated, no repeats. */}}
+{{- define "vantage.natsPorts" -}}
+{{- $ports := list -}}
+{{- range splitList "," (include "vantage.natsUrl" .) -}}
+{{- $ports = append $ports (include "vantage.urlPort" (dict "url" (trim .) "default" 4222)) -}}
+{{- end -}}
+{{- $ports | uniq | join "," -}}
+{{- end -}}
+
+{{/* A PodDisruptionBudget for a component with more than one replica (one replica: none,
+it would block every node drain): (dict "ctx" $ "component" "api" "replicas" 2).
+Starts with "---" when rendered. */}}
+{{- define "vantage.pdb" -}}
+{{- $pdb := .ctx.Values.podDisruptionBudget -}}
+{{- if and $pdb.enabled (gt (int .replicas) 1) }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ include "vantage.fullname" .ctx }}-{{ .component }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "vantage.componentLabels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  {{- if $pdb.minAvailable }}
+  minAvailable: {{ $pdb.minAvailable }}
+  {{- else }}
+  maxUnavailable: {{ $pdb.maxUnavailable }}
+  {{- end }}
+  selector:
+    matchLabels:
+      {{- include "vantage.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
 {{- end }}
 {{- end -}}
 
@@ -148,7 +208,8 @@ readinessProbe:
   {{- toYaml .Values.probes.readiness | nindent 2 }}
 {{- end -}}
 
-{{/* Pod-level fields shared by every pod: (dict "ctx" $ "c" .Values.operator). */}}
+{{/* Pod-level fields shared by every pod: (dict "ctx" $ "c" .Values.operator), with
+"component" and "replicas" for the anti-affinity of components that run several pods. */}}
 {{- define "vantage.podCommon" -}}
 {{- with .ctx.Values.imagePullSecrets }}
 imagePullSecrets:
@@ -164,7 +225,16 @@ nodeSelector:
 tolerations:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .c.affinity }}
+{{- /* the component's own affinity, plus (when it has more than one replica and sets no
+podAntiAffinity itself) a preferred spread over podAntiAffinity.topologyKey */}}
+{{- $aff := deepCopy (default (dict) .c.affinity) }}
+{{- $anti := .ctx.Values.podAntiAffinity }}
+{{- if and .component $anti.enabled (gt (int (default 1 .replicas)) 1) (not (hasKey $aff "podAntiAffinity")) }}
+{{- $selector := include "vantage.selectorLabels" (dict "ctx" .ctx "component" .component) | fromYaml }}
+{{- $term := dict "weight" (int $anti.weight) "podAffinityTerm" (dict "topologyKey" $anti.topologyKey "labelSelector" (dict "matchLabels" $selector)) }}
+{{- $_ := set $aff "podAntiAffinity" (dict "preferredDuringSchedulingIgnoredDuringExecution" (list $term)) }}
+{{- end }}
+{{- with $aff }}
 affinity:
   {{- toYaml . | nindent 2 }}
 {{- end }}

@@ -38,6 +38,8 @@ pub struct IntakeConfig {
     pub fingerprints_reload: Duration,
     pub clickhouse_url: String,
     pub clickhouse_db: String,
+    /// `--clickhouse-cluster`: the schema is on this ClickHouse cluster (`None`: one node).
+    pub clickhouse_cluster: Option<String>,
     pub s3: S3Config,
     /// How often the uploader archives the queue (OONI: hourly).
     pub upload_interval: Duration,
@@ -74,6 +76,7 @@ impl IntakeConfig {
             fingerprints_reload: Duration::from_secs(300),
             clickhouse_url: clickhouse_url.to_owned(),
             clickhouse_db: clickhouse_db.to_owned(),
+            clickhouse_cluster: None,
             s3,
             upload_interval: Duration::from_secs(3600),
             report_ttl: Duration::from_secs(48 * 3600),
@@ -194,7 +197,8 @@ async fn upload_round(
 /// reloader and metrics, and serve the API. Measurements still queued from an earlier
 /// run are scored again first (the fastpath table replaces rows by key).
 pub async fn start_intake(cfg: IntakeConfig) -> Result<Intake, IntakeError> {
-    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?;
+    let store = Store::new(&cfg.clickhouse_url, &cfg.clickhouse_db)?
+        .with_cluster(cfg.clickhouse_cluster.as_deref())?;
     let version = store.migrate().await?;
     tracing::info!(version, "ClickHouse schema is current");
     let queue = Queue::open(&cfg.queue_dir)

@@ -248,21 +248,141 @@ pub const MIGRATIONS: &[Migration] = &[
     },
 ];
 
+/// How rows of `table` are spread over shards in cluster mode: a function of the columns
+/// that identify a row, so that every copy of a row (redelivery, reprocess) lands on the
+/// same shard and collapses there (ReplacingMergeTree, read with FINAL).
+/// Results-like tables shard by measurement (`intHash64(msm_id)`: one measurement's results
+/// are on one shard), probe tables by probe, OONI tables by measurement_uid.
+pub fn sharding_key(table: &str) -> &'static str {
+    match table {
+        "probes" | "probe_connections" => "intHash64(prb_id)",
+        "fastpath" | "jsonl" => "cityHash64(measurement_uid)",
+        // the geolocation engines' own tables (engines/src/cache.rs, engine/crowd.rs)
+        "geo_answers" | "geo_crowdsource" => "cityHash64(ip)",
+        // results, ping_results, traceroute_hops, dns_results, http_results, ...
+        _ => "intHash64(msm_id)",
+    }
+}
+
+/// The cluster form of one single-node `CREATE TABLE IF NOT EXISTS {db}.t (...) ENGINE = E...`
+/// statement (with `{db}` already replaced by `db`): `t_local ON CLUSTER` with engine
+/// `ReplicatedE('/clickhouse/tables/{shard}/<db>/t', '{replica}', <E's arguments>)`, then
+/// `t ON CLUSTER` as `Distributed(cluster, db, t_local, <sharding key>)`. `None` when the
+/// statement is not of that form.
+pub fn cluster_statements(statement: &str, db: &str, cluster: &str) -> Option<[String; 2]> {
+    let head = format!("CREATE TABLE IF NOT EXISTS {db}.");
+    let rest = statement.trim_start().strip_prefix(&head)?;
+    let name_len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))?;
+    let (table, body) = rest.split_at(name_len);
+    let engine_at = body.find("ENGINE = ")? + "ENGINE = ".len();
+    let after = &body[engine_at..];
+    let engine_len = after
+        .find(|c: char| !c.is_ascii_alphanumeric())
+        .unwrap_or(after.len());
+    let engine = &after[..engine_len];
+    if !engine.ends_with("MergeTree") || engine.starts_with("Replicated") {
+        return None;
+    }
+    let after_engine = &after[engine_len..];
+    let (args, tail) = match after_engine.strip_prefix('(') {
+        Some(a) => {
+            let close = a.find(')')?;
+            (format!(", {}", &a[..close]), &a[close + 1..])
+        }
+        None => (String::new(), after_engine),
+    };
+    let local = format!(
+        "CREATE TABLE IF NOT EXISTS {db}.{table}_local ON CLUSTER {cluster}{columns}\
+         Replicated{engine}('/clickhouse/tables/{{shard}}/{db}/{table}', '{{replica}}'{args}){tail}",
+        columns = &body[..engine_at],
+    );
+    let distributed = format!(
+        "CREATE TABLE IF NOT EXISTS {db}.{table} ON CLUSTER {cluster} AS {db}.{table}_local \
+         ENGINE = Distributed({cluster}, {db}, {table}_local, {key})",
+        key = sharding_key(table),
+    );
+    Some([local, distributed])
+}
+
 impl Store {
+    /// Cluster mode: is the cluster known to the server, and does the server reach ZooKeeper?
+    /// Checked before anything is created, so a wrong name leaves no half-created schema.
+    pub async fn check_cluster(&self) -> Result<(), StoreError> {
+        let Some(name) = self.cluster.as_deref() else {
+            return Ok(());
+        };
+        let known = self
+            .client
+            .query("SELECT DISTINCT cluster FROM system.clusters ORDER BY cluster")
+            .fetch_all::<String>()
+            .await
+            .map_err(self.err())?;
+        if !known.iter().any(|c| c == name) {
+            return Err(StoreError::NoCluster {
+                url: self.url.clone(),
+                name: name.to_owned(),
+                known: known.join(", "),
+            });
+        }
+        self.client
+            .query("SELECT count() FROM system.zookeeper WHERE path = '/'")
+            .fetch_one::<u64>()
+            .await
+            .map_err(|source| StoreError::ZooKeeper {
+                url: self.url.clone(),
+                name: name.to_owned(),
+                source,
+            })?;
+        Ok(())
+    }
+
     /// Apply every migration newer than the recorded version; return the version now in force.
+    ///
+    /// In cluster mode every statement runs `ON CLUSTER` (each node applies it once, in
+    /// order), tables become Replicated `<table>_local` behind a Distributed `<table>`, and
+    /// the ledger `schema_migrations` is one ReplicatedMergeTree shared by every node of the
+    /// cluster (ZooKeeper path without `{shard}`), so any node answers the version.
     pub async fn migrate(&self) -> Result<u32, StoreError> {
         let db = &self.db;
-        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"))
+        self.check_cluster().await?;
+        let on_cluster = self
+            .cluster
+            .as_deref()
+            .map(|c| format!(" ON CLUSTER {c}"))
+            .unwrap_or_default();
+        self.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}{on_cluster}"))
             .await?;
+        let ledger_engine = match &self.cluster {
+            None => "MergeTree".to_owned(),
+            Some(_) => format!(
+                "ReplicatedMergeTree('/clickhouse/tables/all/{db}/schema_migrations', '{{replica}}')"
+            ),
+        };
         self.execute(&format!(
-            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations (version UInt32, name String, applied_at DateTime) \
-             ENGINE = MergeTree ORDER BY version"
+            "CREATE TABLE IF NOT EXISTS {db}.schema_migrations{on_cluster} (version UInt32, name String, applied_at DateTime) \
+             ENGINE = {ledger_engine} ORDER BY version"
         ))
         .await?;
         let current = self.schema_version().await?;
         for m in MIGRATIONS.iter().filter(|m| m.version > current) {
             for statement in m.statements {
-                self.execute(&statement.replace("{db}", db)).await?;
+                let statement = statement.replace("{db}", db);
+                match self.cluster.as_deref() {
+                    None => self.execute(&statement).await?,
+                    Some(c) => {
+                        // Every statement is a MergeTree-family CREATE TABLE (a unit test
+                        // checks); anything else would need its own cluster form.
+                        let Some(pair) = cluster_statements(&statement, db, c) else {
+                            return Err(StoreError::NoClusterForm {
+                                version: m.version,
+                                statement: statement.chars().take(80).collect(),
+                            });
+                        };
+                        for s in pair {
+                            self.execute(&s).await?;
+                        }
+                    }
+                }
             }
             self.execute(&format!(
                 "INSERT INTO {db}.schema_migrations (version, name, applied_at) VALUES ({}, '{}', now())",
@@ -272,6 +392,7 @@ impl Store {
             tracing::info!(
                 version = m.version,
                 name = m.name,
+                cluster = self.cluster.as_deref().unwrap_or(""),
                 "applied ClickHouse migration"
             );
         }
@@ -288,5 +409,57 @@ impl Store {
             .fetch_one::<u32>()
             .await
             .map_err(self.err())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_migration_has_a_cluster_form() {
+        for m in MIGRATIONS {
+            for st in m.statements {
+                let st = st.replace("{db}", "vdb");
+                let [local, dist] = cluster_statements(&st, "vdb", "c1")
+                    .unwrap_or_else(|| panic!("migration {} has no cluster form: {st}", m.version));
+                assert!(local.contains("_local ON CLUSTER c1"), "{local}");
+                assert!(
+                    local.contains(
+                        "ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/vdb/"
+                    ),
+                    "{local}"
+                );
+                assert!(dist.contains("ENGINE = Distributed(c1, vdb, "), "{dist}");
+            }
+        }
+    }
+
+    #[test]
+    fn engine_arguments_follow_the_replication_arguments() {
+        let [local, dist] = cluster_statements(
+            "CREATE TABLE IF NOT EXISTS d.results (a UInt64, msm_id UInt64, v DateTime) ENGINE = ReplacingMergeTree(v) ORDER BY (msm_id, a)",
+            "d",
+            "c",
+        )
+        .expect("cluster form");
+        assert_eq!(
+            local,
+            "CREATE TABLE IF NOT EXISTS d.results_local ON CLUSTER c (a UInt64, msm_id UInt64, v DateTime) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/d/results', '{replica}', v) ORDER BY (msm_id, a)"
+        );
+        assert_eq!(
+            dist,
+            "CREATE TABLE IF NOT EXISTS d.results ON CLUSTER c AS d.results_local ENGINE = Distributed(c, d, results_local, intHash64(msm_id))"
+        );
+        let [local, _] = cluster_statements(
+            "CREATE TABLE IF NOT EXISTS d.probes (prb_id UInt32) ENGINE = ReplacingMergeTree ORDER BY prb_id",
+            "d",
+            "c",
+        )
+        .expect("cluster form");
+        assert!(local.ends_with("ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/d/probes', '{replica}') ORDER BY prb_id"), "{local}");
+        assert_eq!(sharding_key("probes"), "intHash64(prb_id)");
+        assert_eq!(sharding_key("geo_answers"), "cityHash64(ip)");
+        assert!(cluster_statements("ALTER TABLE d.x ADD COLUMN y UInt8", "d", "c").is_none());
     }
 }

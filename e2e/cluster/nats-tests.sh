@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# vantage: the NATS JetStream cluster tests (`make test-cluster` calls this).
+#
+# Brings up a fresh three-node cluster (e2e/stack/nats-cluster.sh), runs
+# collector/tests/nats_cluster.rs against it (RESULTS leader killed during ingest,
+# schedules bucket leader killed during changes, a client started with a node down),
+# brings the cluster down, and prints how long each step took.
+#
+# Env: VANTAGE_CLUSTER_DIR (default /tmp/vantage-nats-cluster-tests; wiped at start),
+# NATS_CLUSTER_PORTS / NATS_CLUSTER_ROUTE_PORTS / NATS_CLUSTER_MONITOR_PORTS (see
+# nats-cluster.sh), NATS_CLUSTER_RESULTS (results published in the ingest test, 3000),
+# KEEP_CLUSTER=1 leaves the cluster running afterwards. Exit status: the tests'.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+export VANTAGE_CLUSTER_DIR="${VANTAGE_CLUSTER_DIR:-/tmp/vantage-nats-cluster-tests}"
+STACK="$REPO/e2e/stack/nats-cluster.sh"
+
+log() { printf '[nats-tests] %s\n' "$*" >&2; }
+now() { date +%s.%N; }
+took() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f s", b - a }'; }
+
+T0="$(now)"
+cd "$REPO"
+t="$(now)"
+cargo test -p vantage-collector --test nats_cluster --no-run
+BUILD="$(took "$t")"
+
+bash "$STACK" down
+rm -rf "$VANTAGE_CLUSTER_DIR"
+cleanup() {
+  if [ "${KEEP_CLUSTER:-0}" = 1 ]; then
+    log "cluster left running (KEEP_CLUSTER=1): bash $STACK down, with VANTAGE_CLUSTER_DIR=$VANTAGE_CLUSTER_DIR"
+  else
+    bash "$STACK" down || true
+  fi
+}
+trap cleanup EXIT
+t="$(now)"
+bash "$STACK" up
+UP="$(took "$t")"
+set -a
+# shellcheck disable=SC1091
+. "$VANTAGE_CLUSTER_DIR/env"
+set +a
+
+t="$(now)"
+rc=0
+# One test at a time: each kills a node, and two dead nodes leave no quorum.
+cargo test -p vantage-collector --test nats_cluster -- --test-threads=1 --nocapture || rc=$?
+TESTS="$(took "$t")"
+bash "$STACK" status || { log "the cluster is not whole after the tests"; rc=1; }
+
+log "build $BUILD, cluster up $UP, tests $TESTS, total $(took "$T0"); exit $rc"
+exit $rc
