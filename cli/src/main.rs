@@ -770,6 +770,7 @@ async fn main() -> anyhow::Result<()> {
                 cfg.clickhouse = Some(vantage_engines::ClickHouseConfig {
                     url: ch.clickhouse_url,
                     database: ch.clickhouse_db,
+                    cluster: ch.clickhouse_cluster,
                 });
             }
             vantage_engines::serve(cfg).await?

@@ -5,6 +5,9 @@
 //!   consume loop (`vantage_collector::run`, durable pull consumer, explicit acks) with
 //!   results published as the controller publishes them (`Nats-Msg-Id` = result id,
 //!   retried until acked): no result is lost and none is in the stream twice;
+//! * two collectors (two consume loops on their own connections) on the one durable
+//!   consumer split the results and store each once; again with the RESULTS leader
+//!   killed midway: nothing lost, at most the unacked window stored twice;
 //! * the schedules bucket's leader is killed while schedules change: a watcher that
 //!   follows the bucket as the controller's feed does misses no change;
 //! * a client given all three URLs while one node is down starts and works.
@@ -595,5 +598,208 @@ async fn nats_cluster_more_replicas_than_servers_is_an_error_naming_the_flag() {
     if let Ok(mut s) = js.get_stream(names::RESULTS_STREAM).await {
         let info = s.info().await.expect("RESULTS info");
         assert_eq!(info.config.num_replicas, 3, "RESULTS keeps its 3 replicas");
+    }
+}
+
+/// The sink of one of several consume loops: which loop stored each result of `msm`.
+#[derive(Clone)]
+struct Shared {
+    lane: usize,
+    msm: u64,
+    /// result id -> rows stored by each loop.
+    stored: Arc<Mutex<BTreeMap<String, [u32; 2]>>>,
+}
+
+impl Sink for Shared {
+    async fn insert(&self, rows: &[ResultRow]) -> Result<(), StoreError> {
+        let mut stored = self.stored.lock().expect("sink lock");
+        for r in rows.iter().filter(|r| r.msm_id == self.msm) {
+            stored.entry(r.result_id.clone()).or_default()[self.lane] += 1;
+        }
+        Ok(())
+    }
+}
+
+/// Per loop: (rows stored, ids stored more than once by any loop, ids seen).
+fn shares(stored: &Mutex<BTreeMap<String, [u32; 2]>>) -> ([u64; 2], usize, usize) {
+    let stored = stored.lock().expect("sink lock");
+    let mut rows = [0u64; 2];
+    let mut twice = 0;
+    for per_loop in stored.values() {
+        rows[0] += u64::from(per_loop[0]);
+        rows[1] += u64::from(per_loop[1]);
+        if per_loop[0] + per_loop[1] > 1 {
+            twice += 1;
+        }
+    }
+    (rows, twice, stored.len())
+}
+
+/// Publish ids `0..total` of `msm` as the controller does, 16 at a time; each ack's
+/// instant is sent on the returned channel.
+fn publish_all(
+    js: &jetstream::Context,
+    tag: u64,
+    msm: u64,
+    total: usize,
+) -> (
+    Vec<tokio::task::JoinHandle<()>>,
+    tokio::sync::mpsc::UnboundedReceiver<Instant>,
+) {
+    let subject = names::result_subject("ping", msm);
+    let (tx, acks) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let lanes = 16;
+    let publishers = (0..lanes)
+        .map(|lane| {
+            let js = js.clone();
+            let subject = subject.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                for i in (lane..total).step_by(lanes) {
+                    let id = format!("two{tag}-{msm}-{i}");
+                    let at = publish(&js, &subject, &id, ping(&id, msm, 1 + i as u32)).await;
+                    let _ = tx.send(at);
+                }
+            })
+        })
+        .collect();
+    (publishers, acks)
+}
+
+/// Wait until `total` distinct ids of the sink are stored (or 60 s passed); both loops
+/// must still be running.
+async fn drained(
+    stored: &Mutex<BTreeMap<String, [u32; 2]>>,
+    total: usize,
+    loops: &[tokio::task::JoinHandle<Result<(), vantage_collector::CollectorError>>],
+) -> ([u64; 2], usize, usize) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, _, distinct) = shares(stored);
+        if distinct >= total || Instant::now() > deadline {
+            // Anything still in flight lands now (a redelivery would come later still).
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            return shares(stored);
+        }
+        for (i, l) in loops.iter().enumerate() {
+            assert!(!l.is_finished(), "consume loop {i} ended");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two collectors (two consume loops, each on its own connection as two processes would
+/// be) on the one durable consumer split the results between them and store each one
+/// once; then the same while the RESULTS stream's leader is killed: nothing is lost, and
+/// what is stored twice is at most the unacked window a failover redelivers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_cluster_two_collectors_share_one_durable_consumer_without_duplicates() {
+    let Some(cluster) =
+        cluster("nats_cluster_two_collectors_share_one_durable_consumer_without_duplicates")
+    else {
+        return;
+    };
+    let _serial = SERIAL.lock().await;
+    cluster.whole().await;
+    let bus = cluster.bus("vantage-cluster-test").await;
+    let js = bus.js.clone();
+    let tag = run_tag();
+    let total = 4000usize;
+    let cfg = Config {
+        max_batch: 250,
+        max_wait: Duration::from_millis(200),
+        ack_wait: Duration::from_secs(10),
+    };
+    // The durable consumer's window of unacked messages, shared by both loops.
+    let window = cfg.max_batch * 4;
+
+    for (phase, msm) in [(1, 7_000_000_000 + tag), (2, 8_000_000_000 + tag)] {
+        let stored: Arc<Mutex<BTreeMap<String, [u32; 2]>>> = Arc::default();
+        let mut loops = Vec::new();
+        let mut clients = Vec::new();
+        for lane in 0..2 {
+            let client = vantage_platform::bus::connect(
+                &cluster.url,
+                &format!("vantage-cluster-collector-{lane}"),
+            )
+            .await
+            .expect("connect a collector");
+            loops.push(tokio::spawn(vantage_collector::run(
+                jetstream::new(client.clone()),
+                Shared {
+                    lane,
+                    msm,
+                    stored: stored.clone(),
+                },
+                cfg,
+                Metrics::default(),
+            )));
+            clients.push(client);
+        }
+        let old = leader(&js, names::RESULTS_STREAM).await;
+        let started = Instant::now();
+        let (publishers, mut acks) = publish_all(&js, tag, msm, total);
+        let mut acked = 0usize;
+        let mut killed = None;
+        while acks.recv().await.is_some() {
+            acked += 1;
+            if phase == 2 && acked == total / 3 && killed.is_none() {
+                killed = Some(cluster.kill(&old).await);
+                eprintln!("phase 2: killed RESULTS leader {old} after {acked} acked results");
+            }
+        }
+        for p in publishers {
+            p.await.expect("publisher");
+        }
+        let (rows, twice, distinct) = drained(&stored, total, &loops).await;
+        let took = started.elapsed();
+        if let Some(k) = killed {
+            k.restart().await;
+            let new = leader(&js, names::RESULTS_STREAM).await;
+            assert_ne!(new, old, "phase 2: a new leader took over");
+        }
+        for l in &loops {
+            l.abort();
+        }
+        for c in clients {
+            let _ = c.drain().await;
+        }
+        let share = |n: u64| n as f64 / total as f64;
+        eprintln!(
+            "phase {phase}{}: {total} results in {:.2} s; loop 0 stored {} ({:.0} %), loop 1 {} ({:.0} %); \
+             {distinct} distinct, {twice} stored more than once",
+            if phase == 2 { " (RESULTS leader killed)" } else { "" },
+            took.as_secs_f64(),
+            rows[0],
+            100.0 * share(rows[0]),
+            rows[1],
+            100.0 * share(rows[1]),
+        );
+        assert_eq!(distinct, total, "phase {phase}: every result stored");
+        if phase == 1 {
+            assert_eq!(twice, 0, "phase 1: no result stored twice");
+            assert_eq!(
+                rows[0] + rows[1],
+                total as u64,
+                "phase 1: one row per result"
+            );
+            for (lane, n) in rows.iter().enumerate() {
+                assert!(
+                    share(*n) >= 0.2,
+                    "phase 1: loop {lane} stored {n} of {total}: both loops take a real share"
+                );
+            }
+        } else {
+            // A batch whose ack was lost in the failover comes again (and collapses in
+            // ClickHouse); never more than the unacked window, never the whole run as
+            // when each loop had a consumer of its own.
+            assert!(
+                twice <= window,
+                "phase 2: {twice} results stored twice, more than the unacked window {window}"
+            );
+            for (lane, n) in rows.iter().enumerate() {
+                assert!(*n > 0, "phase 2: loop {lane} stored nothing");
+            }
+        }
     }
 }

@@ -12,6 +12,8 @@
 #   3. collector/tests/reprocess_cluster.rs: reprocess checksums on the cluster = one node
 #   4. api/tests/aggregates.rs on the cluster (the API's SQL through Distributed tables)
 #   5. e2e/tests/test_dashboards.py on a cluster-migrated database (the Grafana panels' SQL)
+#   5b. engines/tests/clickhouse_cluster.rs: the engines' geo_answers/geo_crowdsource are
+#      Replicated behind Distributed; an unknown cluster is refused before anything is created
 #   6. optional (CH_CLUSTER_BENCH=1): rows/s through Distributed vs one node
 # Env: CH_CLUSTER_DIR (default /tmp/vantage-ch-cluster-tests; wiped first), the port
 # variables of clickhouse-cluster.sh, CLUSTER_MOTO_PORT (38500), VANTAGE_VENV, KEEP_CLUSTER=1
@@ -77,6 +79,7 @@ dashboards() {
   return $rc
 }
 step "dashboards: panel SQL on the cluster" dashboards
+step "engines: geo tables through Distributed" bash -c "cd '$REPO' && cargo test -q -p vantage-engines --test clickhouse_cluster"
 
 # ---- 6. optional ingest rate --------------------------------------------------------------
 if [ "${CH_CLUSTER_BENCH:-0}" = 1 ]; then

@@ -2,14 +2,19 @@
 # vantage: the NATS JetStream cluster tests (`make test-cluster` calls this).
 #
 # Brings up a fresh three-node cluster (e2e/stack/nats-cluster.sh), runs
-# collector/tests/nats_cluster.rs against it (RESULTS leader killed during ingest,
-# schedules bucket leader killed during changes, a client started with a node down),
-# brings the cluster down, and prints how long each step took.
+# collector/tests/nats_cluster.rs against it (RESULTS leader killed during ingest, two
+# collectors sharing the durable consumer, schedules bucket leader killed during changes,
+# a client started with a node down), brings the cluster down, and prints how long each
+# step took.
 #
 # Env: VANTAGE_CLUSTER_DIR (default /tmp/vantage-nats-cluster-tests; wiped at start),
 # NATS_CLUSTER_PORTS / NATS_CLUSTER_ROUTE_PORTS / NATS_CLUSTER_MONITOR_PORTS (see
 # nats-cluster.sh), NATS_CLUSTER_RESULTS (results published in the ingest test, 3000),
 # KEEP_CLUSTER=1 leaves the cluster running afterwards. Exit status: the tests'.
+# Optional (NATS_CLUSTER_BENCH=1): after the tests, results/s drained by 1 vs 2 collectors
+# on the one durable consumer (collector/examples/cluster_collectors_bench.rs, release
+# build); NATS_CLUSTER_BENCH_RESULTS (per round, 100000), NATS_CLUSTER_BENCH_ROUNDS (2);
+# its sink is ClickHouse if CLICKHOUSE_URL is set, else memory.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -50,7 +55,17 @@ rc=0
 # One test at a time: each kills a node, and two dead nodes leave no quorum.
 cargo test -p vantage-collector --test nats_cluster -- --test-threads=1 --nocapture || rc=$?
 TESTS="$(took "$t")"
+
+BENCH=""
+if [ "${NATS_CLUSTER_BENCH:-0}" = 1 ]; then
+  t="$(now)"
+  brc=0
+  cargo run --release -q -p vantage-collector --example cluster_collectors_bench -- \
+    "${NATS_CLUSTER_BENCH_RESULTS:-100000}" "${NATS_CLUSTER_BENCH_ROUNDS:-2}" || brc=$?
+  BENCH=", bench $(took "$t")"
+  [ "$brc" -eq 0 ] || { log "bench failed (exit $brc)"; rc=1; }
+fi
 bash "$STACK" status || { log "the cluster is not whole after the tests"; rc=1; }
 
-log "build $BUILD, cluster up $UP, tests $TESTS, total $(took "$T0"); exit $rc"
+log "build $BUILD, cluster up $UP, tests $TESTS$BENCH, total $(took "$T0"); exit $rc"
 exit $rc

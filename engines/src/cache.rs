@@ -56,6 +56,9 @@ pub fn now_ms() -> u64 {
 pub struct ClickHouseAnswers {
     client: clickhouse::Client,
     db: String,
+    /// `--clickhouse-cluster`: the table is Replicated `geo_answers_local` behind a
+    /// Distributed `geo_answers`; `None`: one node.
+    cluster: Option<String>,
 }
 
 #[derive(clickhouse::Row, Serialize, Deserialize)]
@@ -74,20 +77,44 @@ impl ClickHouseAnswers {
                 .with_url(url)
                 .with_validation(false),
             db: db.to_owned(),
+            cluster: None,
         })
     }
 
-    /// Create the table when it is missing.
-    pub async fn ensure_table(&self) -> Result<(), Error> {
+    /// The store `ch` names, on its cluster when it has one.
+    pub fn from_config(ch: &crate::ClickHouseConfig) -> Result<Self, Error> {
+        Self::new(&ch.url, &ch.database)?.with_cluster(ch.cluster.as_deref())
+    }
+
+    /// Cluster mode (`--clickhouse-cluster`): [`Self::ensure_table`] creates the table
+    /// `ON CLUSTER`, and INSERTs wait until the shard has the row. `None` or empty: one node.
+    pub fn with_cluster(mut self, cluster: Option<&str>) -> Result<Self, Error> {
+        self.cluster = crate::cluster_name(cluster)?;
+        if self.cluster.is_some() {
+            self.client = crate::cluster_client(self.client);
+        }
+        Ok(self)
+    }
+
+    /// The statements [`Self::ensure_table`] runs.
+    fn create_statements(&self) -> Result<Vec<String>, Error> {
         let db = &self.db;
-        for sql in [
-            format!("CREATE DATABASE IF NOT EXISTS {db}"),
+        crate::table_ddl(
+            db,
+            self.cluster.as_deref(),
             format!(
                 "CREATE TABLE IF NOT EXISTS {db}.geo_answers (ip String, key String, \
                  answered_ms UInt64, answer String) \
                  ENGINE = ReplacingMergeTree(answered_ms) ORDER BY (ip, key)"
             ),
-        ] {
+        )
+    }
+
+    /// Create the table when it is missing (on a cluster: `ON CLUSTER`, Replicated
+    /// `geo_answers_local` behind a Distributed `geo_answers`).
+    pub async fn ensure_table(&self) -> Result<(), Error> {
+        let db = &self.db;
+        for sql in self.create_statements()? {
             self.client
                 .query(&sql)
                 .execute()
@@ -304,6 +331,48 @@ mod tests {
             ..row("k", 1, &a)
         }];
         assert!(pick(bad, "k").is_err());
+    }
+
+    #[test]
+    fn single_node_ddl_is_unchanged_and_the_cluster_form_is_replicated_behind_distributed() {
+        let one = ClickHouseAnswers::new("http://127.0.0.1:1", "v")
+            .expect("store")
+            .with_cluster(None)
+            .expect("no cluster");
+        assert_eq!(
+            one.create_statements().expect("ddl"),
+            [
+                "CREATE DATABASE IF NOT EXISTS v",
+                "CREATE TABLE IF NOT EXISTS v.geo_answers (ip String, key String, answered_ms UInt64, answer String) ENGINE = ReplacingMergeTree(answered_ms) ORDER BY (ip, key)",
+            ]
+        );
+        let empty = ClickHouseAnswers::new("http://127.0.0.1:1", "v")
+            .expect("store")
+            .with_cluster(Some(" "))
+            .expect("empty name = one node");
+        assert_eq!(
+            empty.create_statements().expect("ddl"),
+            one.create_statements().expect("ddl")
+        );
+        let c = ClickHouseAnswers::new("http://127.0.0.1:1", "v")
+            .expect("store")
+            .with_cluster(Some("vc"))
+            .expect("cluster");
+        assert_eq!(
+            c.create_statements().expect("ddl"),
+            [
+                "CREATE DATABASE IF NOT EXISTS v ON CLUSTER vc",
+                "CREATE TABLE IF NOT EXISTS v.geo_answers_local ON CLUSTER vc (ip String, key String, answered_ms UInt64, answer String) ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/v/geo_answers', '{replica}', answered_ms) ORDER BY (ip, key)",
+                "CREATE TABLE IF NOT EXISTS v.geo_answers ON CLUSTER vc AS v.geo_answers_local ENGINE = Distributed(vc, v, geo_answers_local, cityHash64(ip))",
+            ]
+        );
+        let bad = ClickHouseAnswers::new("http://127.0.0.1:1", "v")
+            .expect("store")
+            .with_cluster(Some("a;DROP"));
+        let Err(bad) = bad else {
+            panic!("a cluster name that is not an identifier was accepted");
+        };
+        assert!(bad.to_string().contains("--clickhouse-cluster"), "{bad}");
     }
 
     #[tokio::test]

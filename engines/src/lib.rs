@@ -87,6 +87,10 @@ pub enum Error {
     /// `--nats-url` is not a list of NATS URLs.
     #[error(transparent)]
     NatsUrl(vantage_platform::bus::BusError),
+    /// `--clickhouse-cluster` / `CLICKHOUSE_CLUSTER` that cannot work (unknown cluster,
+    /// ZooKeeper unreachable), found at start before any table is created.
+    #[error(transparent)]
+    Cluster(vantage_platform::store::StoreError),
     /// NATS cannot be reached.
     #[error("cannot connect to NATS at {url}: {source}; check --nats-url, or run without it (external engines on NATS subjects then stay unavailable)")]
     Nats {
@@ -142,12 +146,87 @@ pub(crate) fn check_db_name(db: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// ClickHouse for RTTs (`results`) and crowdsourced reports (`geo_crowdsource`).
+/// A `--clickhouse-cluster` name: `None` or empty is one node; otherwise a plain identifier.
+pub(crate) fn cluster_name(cluster: Option<&str>) -> Result<Option<String>, Error> {
+    let Some(name) = cluster.map(str::trim).filter(|c| !c.is_empty()) else {
+        return Ok(None);
+    };
+    if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(Error::Config {
+            problem: format!(
+                "ClickHouse cluster name {name:?} (--clickhouse-cluster / CLICKHOUSE_CLUSTER) is not a plain identifier; use letters, digits and _"
+            ),
+        });
+    }
+    Ok(Some(name.to_owned()))
+}
+
+/// The client settings of cluster mode, as the platform's store sets them: an INSERT into
+/// a Distributed table returns once every shard has the rows, and `IN (SELECT ... FROM
+/// <Distributed>)` runs as GLOBAL IN (ClickHouse's default refuses it).
+pub(crate) fn cluster_client(client: clickhouse::Client) -> clickhouse::Client {
+    client
+        .with_setting("insert_distributed_sync", "1")
+        .with_setting("distributed_product_mode", "global")
+}
+
+/// The DDL that creates one of the engines' own tables: `CREATE DATABASE` and the
+/// single-node `create_table` as given, or on a cluster both `ON CLUSTER`, the table as a
+/// Replicated `<table>_local` behind a Distributed `<table>` (the platform's
+/// `cluster_statements`, sharded by `cityHash64(ip)`).
+pub(crate) fn table_ddl(
+    db: &str,
+    cluster: Option<&str>,
+    create_table: String,
+) -> Result<Vec<String>, Error> {
+    let Some(c) = cluster else {
+        return Ok(vec![
+            format!("CREATE DATABASE IF NOT EXISTS {db}"),
+            create_table,
+        ]);
+    };
+    let [local, distributed] =
+        vantage_platform::store::migrations::cluster_statements(&create_table, db, c).ok_or_else(
+            || Error::Config {
+                problem: format!(
+                    "no cluster form for {create_table:?} (--clickhouse-cluster / CLICKHOUSE_CLUSTER); this is a bug in vantage-engines"
+                ),
+            },
+        )?;
+    Ok(vec![
+        format!("CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {c}"),
+        local,
+        distributed,
+    ])
+}
+
+/// ClickHouse for RTTs (`results`), crowdsourced reports (`geo_crowdsource`) and cached
+/// answers (`geo_answers`).
 #[derive(Debug, Clone)]
 pub struct ClickHouseConfig {
     /// HTTP interface, e.g. `http://127.0.0.1:8123`.
     pub url: String,
     pub database: String,
+    /// `--clickhouse-cluster` / `CLICKHOUSE_CLUSTER`: the engines' own tables are created
+    /// `ON CLUSTER` as Replicated tables behind Distributed ones of the same names (checked
+    /// at start: the cluster must exist and reach ZooKeeper). `None`: one node.
+    pub cluster: Option<String>,
+}
+
+impl ClickHouseConfig {
+    /// Cluster mode: is the cluster known to the server at `url`, and does it reach
+    /// ZooKeeper? An error names the setting; nothing is created. One node: nothing to do.
+    pub async fn check_cluster(&self) -> Result<(), Error> {
+        if self.cluster.is_none() {
+            return Ok(());
+        }
+        vantage_platform::store::Store::new(&self.url, &self.database)
+            .and_then(|s| s.with_cluster(self.cluster.as_deref()))
+            .map_err(Error::Cluster)?
+            .check_cluster()
+            .await
+            .map_err(Error::Cluster)
+    }
 }
 
 /// How `vantage engines` runs.
@@ -504,6 +583,10 @@ impl Engines {
 /// The world and the engine sources a configuration names.
 pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Error> {
     use engine::latency::{ClickHouseRtts, RttSource, StaticRtts};
+    if let Some(ch) = &config.clickhouse {
+        // Before anything is created: a wrong cluster leaves no half-created schema.
+        ch.check_cluster().await?;
+    }
     let world = match &config.worlds_path {
         Some(path) => Arc::new(World::from_gzip(&std::fs::read(path).map_err(
             |source| Error::ReadFile {
@@ -529,7 +612,7 @@ pub async fn build_engines(config: &Config) -> Result<(Arc<World>, Engines), Err
     };
     let crowd_store: Arc<dyn engine::crowd::CrowdStore> = match &config.clickhouse {
         Some(ch) => {
-            let store = engine::crowd::ClickHouseCrowdStore::new(&ch.url, &ch.database)?;
+            let store = engine::crowd::ClickHouseCrowdStore::from_config(ch)?;
             store.ensure_table().await?;
             Arc::new(store)
         }
@@ -721,7 +804,7 @@ pub async fn serve(config: Config) -> Result<(), Error> {
     let versions = reloadable.clone();
     api = api.with_data_version(Arc::new(move || versions.version()));
     if let Some(ch) = &config.clickhouse {
-        let store = cache::ClickHouseAnswers::new(&ch.url, &ch.database)?;
+        let store = cache::ClickHouseAnswers::from_config(ch)?;
         store.ensure_table().await?;
         api = api.with_answer_store(Arc::new(store));
     }

@@ -212,6 +212,7 @@ async fn engines_built_with_clickhouse_calibrate_cbg() {
     config.clickhouse = Some(ClickHouseConfig {
         url: url.clone(),
         database: db.clone(),
+        cluster: None,
     });
     config.probe_locations = Arc::new(RwLock::new(at.clone()));
     let (world, engines) = build_engines(&config).await.expect("engines");

@@ -82,6 +82,9 @@ impl CrowdStore for MemoryCrowdStore {
 pub struct ClickHouseCrowdStore {
     client: clickhouse::Client,
     db: String,
+    /// `--clickhouse-cluster`: the table is Replicated `geo_crowdsource_local` behind a
+    /// Distributed `geo_crowdsource`; `None`: one node.
+    cluster: Option<String>,
 }
 
 impl ClickHouseCrowdStore {
@@ -92,7 +95,38 @@ impl ClickHouseCrowdStore {
                 .with_url(url)
                 .with_validation(false),
             db: db.to_owned(),
+            cluster: None,
         })
+    }
+
+    /// The store `ch` names, on its cluster when it has one.
+    pub fn from_config(ch: &crate::ClickHouseConfig) -> Result<Self, Error> {
+        Self::new(&ch.url, &ch.database)?.with_cluster(ch.cluster.as_deref())
+    }
+
+    /// Cluster mode (`--clickhouse-cluster`): [`Self::ensure_table`] creates the table
+    /// `ON CLUSTER`, INSERTs wait until the shard has the row, and the `IN (SELECT ...)`
+    /// of [`CrowdStore::reports_near_user`] runs as GLOBAL IN. `None` or empty: one node.
+    pub fn with_cluster(mut self, cluster: Option<&str>) -> Result<Self, Error> {
+        self.cluster = crate::cluster_name(cluster)?;
+        if self.cluster.is_some() {
+            self.client = crate::cluster_client(self.client);
+        }
+        Ok(self)
+    }
+
+    /// The statements [`Self::ensure_table`] runs.
+    fn create_statements(&self) -> Result<Vec<String>, Error> {
+        let db = &self.db;
+        crate::table_ddl(
+            db,
+            self.cluster.as_deref(),
+            format!(
+                "CREATE TABLE IF NOT EXISTS {db}.geo_crowdsource (ip String, user String, city_id UInt32, \
+                 latitude Float64, longitude Float64, reported_at DateTime) \
+                 ENGINE = MergeTree ORDER BY (ip, reported_at)"
+            ),
+        )
     }
 
     fn err(source: clickhouse::error::Error) -> Error {
@@ -102,17 +136,11 @@ impl ClickHouseCrowdStore {
         }
     }
 
-    /// Create the database and table if missing (idempotent; ClickHouse 18.16 types only).
+    /// Create the database and table if missing (idempotent; ClickHouse 18.16 types only;
+    /// on a cluster `ON CLUSTER`, Replicated `geo_crowdsource_local` behind a Distributed
+    /// `geo_crowdsource`).
     pub async fn ensure_table(&self) -> Result<(), Error> {
-        let db = &self.db;
-        for sql in [
-            format!("CREATE DATABASE IF NOT EXISTS {db}"),
-            format!(
-                "CREATE TABLE IF NOT EXISTS {db}.geo_crowdsource (ip String, user String, city_id UInt32, \
-                 latitude Float64, longitude Float64, reported_at DateTime) \
-                 ENGINE = MergeTree ORDER BY (ip, reported_at)"
-            ),
-        ] {
+        for sql in self.create_statements()? {
             self.client.query(&sql).execute().await.map_err(Self::err)?;
         }
         Ok(())
@@ -389,6 +417,33 @@ mod tests {
             .await
             .expect("scores");
         assert_eq!(got[0].city_id, FRA.0, "the trusted user wins: {got:?}");
+    }
+
+    #[test]
+    fn single_node_ddl_is_unchanged_and_the_cluster_form_is_replicated_behind_distributed() {
+        let store = |cluster: Option<&str>| {
+            ClickHouseCrowdStore::new("http://127.0.0.1:1", "v")
+                .expect("store")
+                .with_cluster(cluster)
+                .expect("cluster name")
+        };
+        let one = store(None).create_statements().expect("ddl");
+        assert_eq!(
+            one,
+            [
+                "CREATE DATABASE IF NOT EXISTS v",
+                "CREATE TABLE IF NOT EXISTS v.geo_crowdsource (ip String, user String, city_id UInt32, latitude Float64, longitude Float64, reported_at DateTime) ENGINE = MergeTree ORDER BY (ip, reported_at)",
+            ]
+        );
+        assert_eq!(store(Some("")).create_statements().expect("ddl"), one);
+        assert_eq!(
+            store(Some("vc")).create_statements().expect("ddl"),
+            [
+                "CREATE DATABASE IF NOT EXISTS v ON CLUSTER vc",
+                "CREATE TABLE IF NOT EXISTS v.geo_crowdsource_local ON CLUSTER vc (ip String, user String, city_id UInt32, latitude Float64, longitude Float64, reported_at DateTime) ENGINE = ReplicatedMergeTree('/clickhouse/tables/{shard}/v/geo_crowdsource', '{replica}') ORDER BY (ip, reported_at)",
+                "CREATE TABLE IF NOT EXISTS v.geo_crowdsource ON CLUSTER vc AS v.geo_crowdsource_local ENGINE = Distributed(vc, v, geo_crowdsource_local, cityHash64(ip))",
+            ]
+        );
     }
 
     #[test]
