@@ -134,22 +134,6 @@ fn proc_ticks(pid: &str) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-/// (busy, total) ticks of the whole machine, from /proc/stat.
-fn machine_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
-    let v: Vec<u64> = stat
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    let total: u64 = v.iter().take(8).sum();
-    let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
-    (total.saturating_sub(idle), total)
-}
-
 /// The pids of the services: the cluster's nats-servers, the stack's clickhouse-server.
 fn service_pids() -> Vec<(String, String)> {
     let mut pids = Vec::new();
@@ -174,8 +158,6 @@ struct Cpu {
     bench: u64,
     nats: u64,
     clickhouse: u64,
-    machine_busy: u64,
-    machine_total: u64,
 }
 
 fn cpu(services: &[(String, String)]) -> Cpu {
@@ -183,8 +165,6 @@ fn cpu(services: &[(String, String)]) -> Cpu {
         bench: proc_ticks("self").unwrap_or(0),
         nats: 0,
         clickhouse: 0,
-        machine_busy: 0,
-        machine_total: 0,
     };
     for (name, pid) in services {
         let t = proc_ticks(pid).unwrap_or(0);
@@ -194,7 +174,6 @@ fn cpu(services: &[(String, String)]) -> Cpu {
             c.nats += t;
         }
     }
-    (c.machine_busy, c.machine_total) = machine_ticks();
     c
 }
 
@@ -217,7 +196,6 @@ struct Round {
     rows: [u64; 2],
     twice: u64,
     cpu_s: [f64; 3],
-    machine_busy: f64,
 }
 
 /// Start `k` consume loops, each on its own connection; run until `n` results with
@@ -288,6 +266,10 @@ async fn drain(
     for c in clients {
         let _ = c.drain().await;
     }
+    // A stopped loop's last pull request lives on in the server until it expires
+    // (max_wait): results published before then would go to it and come back only after
+    // ack_wait.
+    tokio::time::sleep(Config::default().max_wait + Duration::from_millis(500)).await;
     Ok((took, tally))
 }
 
@@ -358,16 +340,31 @@ async fn main() -> Result<()> {
     let services = service_pids();
 
     // Whatever the durable consumer still holds (other runs) goes first.
-    drain(&url, &js, &store, 1, "-none-", 0).await?;
+    let (_, before) = drain(&url, &js, &store, 1, "", 0).await?;
+    let leftover = before.rows[0].load(Ordering::Relaxed);
+    if leftover > 0 {
+        println!("drained {leftover} results left in the durable consumer from before");
+    }
 
     let mut results: Vec<Round> = Vec::new();
     for round in 0..2 * rounds {
         let k = 1 + round % 2;
         let prefix = format!("cb{run}-{round}-");
         let published = n as f64 / publish(&js, &prefix, n).await?.as_secs_f64();
-        let (pending, _) = backlog(&js).await?;
-        if pending < n as u64 {
-            bail!("after publishing {n} the durable consumer has only {pending} pending");
+        // The consumer's leader may hold a replica of the stream a moment behind.
+        let waited = Instant::now();
+        loop {
+            let (pending, unacked) = backlog(&js).await?;
+            if pending >= n as u64 && unacked == 0 {
+                break;
+            }
+            if waited.elapsed() > Duration::from_secs(10) {
+                bail!(
+                    "10 s after publishing {n} the durable consumer has {pending} pending and \
+                     {unacked} delivered but unacked (to a stopped loop's pull request?)"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let before = cpu(&services);
         let (took, tally) = drain(&url, &js, &store, k, &prefix, n).await?;
@@ -388,13 +385,11 @@ async fn main() -> Result<()> {
                 (after.nats - before.nats) as f64 / TICKS,
                 (after.clickhouse - before.clickhouse) as f64 / TICKS,
             ],
-            machine_busy: (after.machine_busy - before.machine_busy) as f64
-                / (after.machine_total - before.machine_total).max(1) as f64,
         };
         println!(
             "round {}: {k} collector{}: published {:>6.0}/s, drained {:>6.0}/s in {:.2} s; rows per \
              collector {:?}, stored twice {}; CPU s: bench {:.2}, nats-servers {:.2}, clickhouse \
-             {:.2}; machine busy {:.0} %",
+             {:.2}",
             round + 1,
             if k == 1 { " " } else { "s" },
             r.published,
@@ -405,7 +400,6 @@ async fn main() -> Result<()> {
             r.cpu_s[0],
             r.cpu_s[1],
             r.cpu_s[2],
-            100.0 * r.machine_busy,
         );
         results.push(r);
     }
@@ -425,10 +419,6 @@ async fn main() -> Result<()> {
     };
     let (per_cpu1, bench1) = cpu_per(1);
     let (per_cpu2, bench2) = cpu_per(2);
-    let busy = [
-        mean(1, &|r| r.machine_busy) * 100.0,
-        mean(2, &|r| r.machine_busy) * 100.0,
-    ];
     println!();
     println!("                                          1 collector   2 collectors   2 / 1");
     println!(
@@ -449,13 +439,21 @@ async fn main() -> Result<()> {
         per_cpu2 / per_cpu1.max(1e-9)
     );
     println!(
-        "collector CPU s per round                {:>9.2}      {:>9.2}",
+        "CPU s per round: collectors (this process) {:>7.2}      {:>9.2}",
         bench1, bench2
     );
     println!(
-        "machine busy while draining              {:>8.0} %     {:>8.0} %",
-        busy[0], busy[1]
+        "                 nats-servers              {:>7.2}      {:>9.2}",
+        mean(1, &|r| r.cpu_s[1]),
+        mean(2, &|r| r.cpu_s[1])
     );
+    if store.is_some() {
+        println!(
+            "                 clickhouse-server         {:>7.2}      {:>9.2}",
+            mean(1, &|r| r.cpu_s[2]),
+            mean(2, &|r| r.cpu_s[2])
+        );
+    }
     println!(
         "published as controllers do: {:.0}/s (mean)",
         results.iter().map(|r| r.published).sum::<f64>() / results.len().max(1) as f64
@@ -499,12 +497,17 @@ async fn main() -> Result<()> {
             .fetch_formatted(&format!("SELECT count() FROM {db}.results"), "TSV")
             .await?;
         let stored: u64 = String::from_utf8_lossy(&out).trim().parse().unwrap_or(0);
-        let published = (2 * rounds * n) as u64;
-        println!("ClickHouse {db}.results holds {stored} rows for {published} results published");
+        let published = (2 * rounds * n) as u64 + leftover;
+        println!(
+            "ClickHouse {db}.results holds {stored} rows for {published} results published \
+             (with {leftover} left from before)"
+        );
         if std::env::var("BENCH_KEEP_DB").is_ok_and(|v| v == "1") {
             println!("kept {db} (BENCH_KEEP_DB=1)");
         } else {
-            store.execute(&format!("DROP DATABASE IF EXISTS {db}")).await?;
+            store
+                .execute(&format!("DROP DATABASE IF EXISTS {db}"))
+                .await?;
         }
         if stored < published {
             bail!("{db}.results holds {stored} rows, fewer than the {published} results published");

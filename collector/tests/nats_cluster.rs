@@ -764,6 +764,9 @@ async fn nats_cluster_two_collectors_share_one_durable_consumer_without_duplicat
         for c in clients {
             let _ = c.drain().await;
         }
+        // Their last pull requests live on in the server until they expire: results of
+        // the next phase would go to them and come back only after ack_wait.
+        tokio::time::sleep(cfg.max_wait * 3).await;
         let share = |n: u64| n as f64 / total as f64;
         eprintln!(
             "phase {phase}{}: {total} results in {:.2} s; loop 0 stored {} ({:.0} %), loop 1 {} ({:.0} %); \
