@@ -8,8 +8,6 @@
 //! Real processes throughout: the cluster, a private `nats-server` (vantage-testkit), the
 //! `vantage` binary, and a publisher that sends RIPE Atlas results as controllers do.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
@@ -18,53 +16,7 @@ use vantage_core::nats as names;
 use vantage_platform::bus::{Bus, Retention};
 use vantage_testkit::NatsServer;
 
-/// The cluster from the env file, or `None` (SKIPPED) when it is not up.
-struct Cluster {
-    urls: Vec<String>,
-    name: String,
-}
-
-fn cluster(test_name: &str) -> Option<Cluster> {
-    let urls = std::env::var("CLICKHOUSE_URLS").unwrap_or_default();
-    let name = std::env::var("CLICKHOUSE_CLUSTER").unwrap_or_default();
-    if urls.is_empty() || name.is_empty() {
-        let hint =
-            "`bash e2e/stack/clickhouse-cluster.sh up && source /tmp/vantage-ch-cluster/env`, \
-                    or run e2e/cluster/clickhouse-tests.sh";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test_name}: CLICKHOUSE_URLS/CLICKHOUSE_CLUSTER unset but CI=true is set, so a skip would hide the test: {hint}");
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test_name}: CLICKHOUSE_URLS/CLICKHOUSE_CLUSTER unset; {hint}"
-        );
-        return None;
-    }
-    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    assert_eq!(urls.len(), 4, "the cluster has four nodes: {urls:?}");
-    Some(Cluster { urls, name })
-}
-
-/// POST `sql` to the HTTP interface at `url`: the body on 200, else the error body.
-fn post(url: &str, sql: &str) -> Result<String, String> {
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{sql}",
-        sql.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    let (head, body) = out.split_once("\r\n\r\n").ok_or("no HTTP response")?;
-    match head.split_whitespace().nth(1) {
-        Some("200") => Ok(body.to_owned()),
-        _ => Err(body.to_owned()),
-    }
-}
+use vantage_testkit::{ch_cluster as cluster, ch_post as post, ChCluster as Cluster};
 
 fn number(url: &str, sql: &str) -> Option<usize> {
     post(url, sql).ok()?.trim().parse().ok()

@@ -4,8 +4,7 @@
 //! `CLICKHOUSE_CLUSTER`). Run through `e2e/cluster/clickhouse-tests.sh`; without the cluster
 //! the test prints SKIPPED (under `CI=true` it fails instead; `make test` skips `ch_cluster_`).
 
-use std::io::{Read, Write};
-use std::net::{IpAddr, TcpStream};
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use vantage_engines::cache::{AnswerStore, ClickHouseAnswers};
@@ -13,48 +12,7 @@ use vantage_engines::engine::crowd::{unix_now, ClickHouseCrowdStore, CrowdStore,
 use vantage_engines::reducer::Located;
 use vantage_engines::{build_engines, ClickHouseConfig, Config};
 
-/// The cluster's node URLs and name, or `None` (SKIPPED) when it is not up.
-fn cluster(test_name: &str) -> Option<(Vec<String>, String)> {
-    let urls = std::env::var("CLICKHOUSE_URLS").unwrap_or_default();
-    let name = std::env::var("CLICKHOUSE_CLUSTER").unwrap_or_default();
-    if urls.is_empty() || name.is_empty() {
-        let hint =
-            "`bash e2e/stack/clickhouse-cluster.sh up && source /tmp/vantage-ch-cluster/env`, \
-                    or run e2e/cluster/clickhouse-tests.sh";
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!("{test_name}: CLICKHOUSE_URLS/CLICKHOUSE_CLUSTER unset but CI=true is set, so a skip would hide the test: {hint}");
-        }
-        let _ = writeln!(
-            std::io::stderr(),
-            "SKIPPED {test_name}: CLICKHOUSE_URLS/CLICKHOUSE_CLUSTER unset; {hint}"
-        );
-        return None;
-    }
-    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
-    assert_eq!(urls.len(), 4, "the cluster has four nodes: {urls:?}");
-    Some((urls, name))
-}
-
-/// POST `sql` to the HTTP interface at `url`: the body on 200, else the error body.
-fn post(url: &str, sql: &str) -> Result<String, String> {
-    let addr = url.trim_start_matches("http://").trim_end_matches('/');
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .map_err(|e| e.to_string())?;
-    write!(
-        s,
-        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{sql}",
-        sql.len()
-    )
-    .map_err(|e| e.to_string())?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    let (head, body) = out.split_once("\r\n\r\n").ok_or("no HTTP response")?;
-    match head.split_whitespace().nth(1) {
-        Some("200") => Ok(body.to_owned()),
-        _ => Err(body.to_owned()),
-    }
-}
+use vantage_testkit::{ch_cluster, ch_post as post};
 
 fn text(url: &str, sql: &str) -> String {
     post(url, sql)
@@ -106,7 +64,7 @@ fn located(ip: IpAddr) -> Located {
 
 #[tokio::test]
 async fn ch_cluster_engines_tables_are_replicated_behind_distributed_and_read_from_another_node() {
-    let Some((urls, name)) = cluster(
+    let Some(vantage_testkit::ChCluster { urls, name }) = ch_cluster(
         "ch_cluster_engines_tables_are_replicated_behind_distributed_and_read_from_another_node",
     ) else {
         return;

@@ -77,6 +77,60 @@ pub fn stack_var(var: &str, test_name: &str) -> Option<String> {
     None
 }
 
+/// The local ClickHouse cluster (`e2e/stack/clickhouse-cluster.sh`): its four nodes'
+/// HTTP URLs and the cluster's name.
+#[derive(Debug, Clone)]
+pub struct ChCluster {
+    pub urls: Vec<String>,
+    pub name: String,
+}
+
+/// The ClickHouse cluster from its env file (`CLICKHOUSE_URLS`, `CLICKHOUSE_CLUSTER`), for
+/// a test that needs it; unset: skipped with a line on stderr, or a panic under `CI=true`,
+/// as [`stack_var`].
+pub fn ch_cluster(test_name: &str) -> Option<ChCluster> {
+    let urls = std::env::var("CLICKHOUSE_URLS").unwrap_or_default();
+    let name = std::env::var("CLICKHOUSE_CLUSTER").unwrap_or_default();
+    if urls.is_empty() || name.is_empty() {
+        let hint =
+            "`bash e2e/stack/clickhouse-cluster.sh up && source /tmp/vantage-ch-cluster/env`, \
+                    or run e2e/cluster/clickhouse-tests.sh";
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("{test_name}: CLICKHOUSE_URLS/CLICKHOUSE_CLUSTER unset but CI=true is set, so a skip would hide the test: {hint}");
+        }
+        let _ = writeln!(
+            std::io::stderr(),
+            "SKIPPED {test_name}: CLICKHOUSE_URLS/CLICKHOUSE_CLUSTER unset; {hint}"
+        );
+        return None;
+    }
+    let urls: Vec<String> = urls.split(',').map(str::to_owned).collect();
+    assert_eq!(urls.len(), 4, "the cluster has four nodes: {urls:?}");
+    Some(ChCluster { urls, name })
+}
+
+/// POST `sql` to the ClickHouse HTTP interface at `url`: the body on 200, else the error
+/// body (or why the request failed).
+pub fn ch_post(url: &str, sql: &str) -> Result<String, String> {
+    let addr = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("{addr}: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "POST / HTTP/1.0\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\n\r\n{sql}",
+        sql.len()
+    )
+    .map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
+    let (head, body) = out.split_once("\r\n\r\n").ok_or("no HTTP response")?;
+    match head.split_whitespace().nth(1) {
+        Some("200") => Ok(body.to_owned()),
+        _ => Err(body.to_owned()),
+    }
+}
+
 /// The gate for a test that needs root: true when the process runs as root (effective
 /// uid 0). Otherwise it prints a skip line naming `test_name` (to stderr, past libtest's
 /// capture, so that it shows in a plain `cargo test`) and returns false, for the test to
