@@ -33,6 +33,8 @@ use tokio::sync::watch;
 use vantage_core::backoff::Backoff;
 use vantage_core::nats::{parse_probe_key, probe_key, ScheduleDoc};
 
+use crate::stall::{self, StallCheck};
+
 /// The longest wait between two attempts to restart the feed or to read a schedule.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
@@ -71,6 +73,8 @@ pub struct FeedMetrics {
     pub up: Gauge,
     /// Times the watch failed or ended and was started again.
     pub restarts: Counter,
+    /// Of those, times it was restarted because it had stalled (see [`crate::stall`]).
+    pub stalls: Counter,
     /// Failed reads of one probe's current schedule (retried with backoff).
     pub read_failures: Counter,
     /// Updates handed to a connected probe's session.
@@ -90,6 +94,11 @@ impl FeedMetrics {
             "schedule_feed_restarts",
             "Times the schedule watch failed and was started again, with backoff",
             self.restarts.clone(),
+        );
+        registry.register(
+            "schedule_feed_stalls",
+            "Times the schedule watch delivered nothing while the bucket moved on, and was restarted",
+            self.stalls.clone(),
         );
         registry.register(
             "schedule_read_failures",
@@ -234,25 +243,38 @@ impl ScheduleFeed {
     pub async fn run(self: Arc<Self>, start: u64) {
         let mut next = start;
         let mut backoff = backoff();
+        let mut stall = StallCheck::default();
         loop {
             match self.kv.watch_all_from_revision(next).await {
                 Ok(mut watch) => {
                     self.set_up(true);
                     backoff.reset();
                     tracing::info!(from_revision = next, "following schedules");
+                    // A watch that hangs (no entry, no error) while the bucket moves on is
+                    // restarted too: see crate::stall.
+                    let mut check = tokio::time::interval(stall::CHECK_PERIOD);
                     loop {
-                        match watch.next().await {
-                            Some(Ok(entry)) => {
-                                next = entry.revision + 1;
-                                self.dispatch(&entry);
-                            }
-                            Some(Err(e)) => {
-                                tracing::warn!(error = %e, "schedule watch failed; restarting it");
-                                break;
-                            }
-                            None => {
-                                tracing::warn!("schedule watch ended; restarting it");
-                                break;
+                        tokio::select! {
+                            item = watch.next() => match item {
+                                Some(Ok(entry)) => {
+                                    next = entry.revision + 1;
+                                    self.dispatch(&entry);
+                                }
+                                Some(Err(e)) => {
+                                    tracing::warn!(error = %e, "schedule watch failed; restarting it");
+                                    break;
+                                }
+                                None => {
+                                    tracing::warn!("schedule watch ended; restarting it");
+                                    break;
+                                }
+                            },
+                            _ = check.tick() => {
+                                if Box::pin(stall.check(&self.kv, next)).await {
+                                    tracing::warn!(from_revision = next, "schedule watch stalled: the bucket has revisions it did not deliver; restarting it");
+                                    self.metrics.stalls.inc();
+                                    break;
+                                }
                             }
                         }
                     }

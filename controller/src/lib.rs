@@ -6,6 +6,8 @@
 //!   schedules down the probe's remote forward, and publishes results that come up the
 //!   probe's local forward to JetStream.
 //! * [`keys`] — host keys and probe public keys.
+//! * [`revoke`] — a disabled probe's assignment revoked, retried while NATS fails.
+//! * [`stall`] — telling a stalled KV watch from a quiet one.
 
 pub mod assign;
 pub mod by_reason;
@@ -14,5 +16,7 @@ pub mod feed;
 pub mod keys;
 pub mod preauth;
 pub mod registration;
+pub mod revoke;
 pub mod run;
 pub mod spool;
+pub mod stall;

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use futures::StreamExt;
+use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
@@ -117,8 +118,10 @@ pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), R
     let bus = Bus::attach(&common.nats_url, "vantage-registration").await?;
     let client = Client::try_default().await.map_err(RunError::Kube)?;
     let (probes, writer) = reflector::store::<Probe>();
-    // A disabled probe loses its assignment; its controller then closes the session.
-    let assignments = bus.assignments.clone();
+    // A disabled probe loses its assignment; its controller then closes the session. The
+    // revoke is retried in the background while NATS fails (a cluster electing a leader).
+    let revoker = crate::revoke::Revoker::new(bus.assignments.clone());
+    let current = probes.clone();
     let watch = reflector(
         writer,
         watcher(
@@ -129,16 +132,17 @@ pub async fn registration(common: Common, firmware_dir: PathBuf) -> Result<(), R
     .default_backoff()
     .applied_objects()
     .for_each(move |r| {
-        let assignments = assignments.clone();
-        async move {
-            match r {
-                Ok(probe) if !probe.spec.enabled => {
-                    crate::registration::revoke(&assignments, probe.spec.id).await
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "probe watch error"),
+        match r {
+            Ok(probe) if !probe.spec.enabled => {
+                let (store, key) = (current.clone(), ObjectRef::from_obj(&probe));
+                revoker.spawn(probe.spec.id, move || {
+                    store.get(&key).is_some_and(|p| !p.spec.enabled)
+                });
             }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "probe watch error"),
         }
+        futures::future::ready(())
     });
     tokio::spawn(watch);
     let heartbeats = Heartbeats::default();

@@ -13,6 +13,7 @@ use vantage_core::nats::{self as names, parse_probe_key, Assignment};
 use super::intake::ResultSink;
 use super::server::{disconnect_probe, drain, publish_heartbeat, Shared};
 use crate::keys::{fingerprint, parse_public};
+use crate::stall::{StallCheck, CHECK_PERIOD};
 
 /// Drain while the operator asks for it: `vantage-meta/drain.<name>` exists (before a
 /// scale-down removes this pod). A deleted request (the scale-down was called off)
@@ -95,10 +96,29 @@ pub(super) async fn follow_firmware<S: ResultSink>(shared: Arc<Shared<S>>) {
 
 /// Keep `assigned` in step with the assignments bucket.
 pub(super) async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
+    let mut stall = StallCheck::default();
     loop {
         match shared.bus.assignments.watch_with_history(">").await {
             Ok(mut watch) => {
-                while let Some(Ok(entry)) = watch.next().await {
+                // A watch that hangs while the bucket moves on is restarted: crate::stall.
+                // Nothing delivered yet: only revisions from 1 on are owed.
+                let mut next = 1;
+                let mut check = tokio::time::interval(CHECK_PERIOD);
+                loop {
+                    let entry = tokio::select! {
+                        item = watch.next() => match item {
+                            Some(Ok(entry)) => entry,
+                            _ => break,
+                        },
+                        _ = check.tick() => {
+                            if Box::pin(stall.check(&shared.bus.assignments, next)).await {
+                                tracing::warn!(from_revision = next, "assignment watch stalled: the bucket has revisions it did not deliver; restarting it");
+                                break;
+                            }
+                            continue;
+                        }
+                    };
+                    next = entry.revision + 1;
                     let Some(probe) = parse_probe_key(&entry.key) else {
                         continue;
                     };
