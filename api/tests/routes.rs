@@ -444,7 +444,10 @@ async fn results_stream_as_a_json_array() {
         vantage_api::routes::latest_sql("db", 1000001, Some(&[2]), Some(1)),
         "{sql}"
     );
-    assert!(sql.ends_with("ORDER BY prb_id LIMIT 1 BY prb_id"), "{sql}");
+    assert!(
+        sql.ends_with("ORDER BY prb_id, result_id LIMIT 1 BY prb_id"),
+        "{sql}"
+    );
 
     for (uri, pointer) in [
         (

@@ -14,6 +14,9 @@
 #   5. e2e/tests/test_dashboards.py on a cluster-migrated database (the Grafana panels' SQL)
 #   5b. engines/tests/clickhouse_cluster.rs: the engines' geo_answers/geo_crowdsource are
 #      Replicated behind Distributed; an unknown cluster is refused before anything is created
+#   5c. e2e/cluster/test_replicas.py: two `vantage api` and two `vantage engines` replicas
+#      (through nodes 1 and 3) behind HAProxy answer the same, each serves a share, a
+#      killed one is taken out; requests/s 2 vs 1 replicas (SKIPPED without haproxy)
 #   6. optional (CH_CLUSTER_BENCH=1): rows/s through Distributed vs one node
 # Env: CH_CLUSTER_DIR (default /tmp/vantage-ch-cluster-tests; wiped first), the port
 # variables of clickhouse-cluster.sh, CLUSTER_MOTO_PORT (38500), VANTAGE_VENV, KEEP_CLUSTER=1
@@ -80,6 +83,15 @@ dashboards() {
 }
 step "dashboards: panel SQL on the cluster" dashboards
 step "engines: geo tables through Distributed" bash -c "cd '$REPO' && cargo test -q -p vantage-engines --test clickhouse_cluster"
+
+# ---- 5c. replicas behind one address (HAProxy) -------------------------------------------
+replicas() {
+  command -v haproxy >/dev/null 2>&1 \
+    || log "SKIPPED replicas: haproxy is not installed (e2e/stack/setup.sh installs the Debian package)"
+  (cd "$REPO" && cargo build -q -p vantage \
+    && "$VENV/bin/python" -m pytest -q -s -rs -p no:cacheprovider e2e/cluster/test_replicas.py)
+}
+step "replicas: 2 api + 2 engines behind haproxy" replicas
 
 # ---- 6. optional ingest rate --------------------------------------------------------------
 if [ "${CH_CLUSTER_BENCH:-0}" = 1 ]; then

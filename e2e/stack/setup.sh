@@ -26,6 +26,8 @@ command -v ip >/dev/null 2>&1 || need_apt+=(iproute2)
 command -v ping >/dev/null 2>&1 || need_apt+=(iputils-ping)
 # ZooKeeper 3.8 for the ClickHouse cluster (e2e/stack/clickhouse-cluster.sh, make test-cluster)
 [ -x /usr/share/zookeeper/bin/zkServer.sh ] || need_apt+=(zookeeper)
+# HAProxy: one address in front of API and engines replicas (e2e/cluster/test_replicas.py)
+command -v haproxy >/dev/null 2>&1 || need_apt+=(haproxy)
 # The console's browser tests drive Debian's Chromium with npm playwright-core (never a
 # downloaded browser); Node 20 and npm build the console.
 [ -x /usr/bin/chromium ] || need_apt+=(chromium fonts-dejavu-core)
@@ -34,7 +36,8 @@ if ! "$PYTHON" -c 'import ensurepip, venv' >/dev/null 2>&1; then need_apt+=(pyth
 
 if [ "${#need_apt[@]}" -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
-  if ! command -v clickhouse-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/share/zookeeper/bin/zkServer.sh ]; then
+  if ! command -v clickhouse-server >/dev/null 2>&1 || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/share/zookeeper/bin/zkServer.sh ] \
+    || ! command -v haproxy >/dev/null 2>&1; then
     log "apt-get update"
     $SUDO apt-get update
   fi
@@ -46,6 +49,7 @@ if [ "${#need_apt[@]}" -gt 0 ]; then
   # but stop it where possible to keep ports 8123/9000 free and save memory.
   if command -v systemctl >/dev/null 2>&1 && [ -d /run/systemd/system ]; then
     $SUDO systemctl stop clickhouse-server >/dev/null 2>&1 || true
+    $SUDO systemctl stop haproxy >/dev/null 2>&1 || true
   fi
 else
   log "Debian packages present"

@@ -42,6 +42,10 @@ pub trait AnswerStore: Send + Sync {
     ) -> BoxFuture<'a, Result<(), Error>>;
     /// Make every answer for `ip` computed before `at_ms` stale.
     fn forget(&self, ip: IpAddr, at_ms: u64) -> BoxFuture<'_, Result<(), Error>>;
+    /// The addresses forgotten after `since_ms`, each with its newest forget: how a
+    /// replica learns of reports another replica accepted, so that it drops the answers
+    /// it holds in memory ([`crate::locate::Api::sync_forgets`]).
+    fn forgets_since(&self, since_ms: u64) -> BoxFuture<'_, Result<Vec<(IpAddr, u64)>, Error>>;
 }
 
 /// Milliseconds since the Unix epoch.
@@ -153,7 +157,9 @@ fn pick(rows: Vec<AnswerRow>, key: &str) -> Result<Option<Cached>, Error> {
     let Some(row) = rows
         .into_iter()
         .filter(|r| r.key == key && r.answered_ms >= forgotten)
-        .max_by_key(|r| r.answered_ms)
+        // Two replicas answering in the same millisecond: the same pick whatever order
+        // the shards sent the rows in.
+        .max_by(|a, b| (a.answered_ms, &a.answer).cmp(&(b.answered_ms, &b.answer)))
     else {
         return Ok(None);
     };
@@ -226,6 +232,43 @@ impl AnswerStore for ClickHouseAnswers {
         }
         .boxed()
     }
+
+    fn forgets_since(&self, since_ms: u64) -> BoxFuture<'_, Result<Vec<(IpAddr, u64)>, Error>> {
+        async move {
+            let rows = self
+                .client
+                .query(&forgets_sql(&self.db))
+                .bind(FORGET_KEY)
+                .bind(since_ms)
+                .fetch_all::<ForgetRow>()
+                .await
+                .map_err(|source| Error::Store {
+                    what: format!("reading the forgets in {}.geo_answers", self.db),
+                    source,
+                })?;
+            Ok(rows
+                .into_iter()
+                .filter_map(|r| Some((r.ip.parse().ok()?, r.at)))
+                .collect())
+        }
+        .boxed()
+    }
+}
+
+#[derive(clickhouse::Row, Deserialize)]
+struct ForgetRow {
+    ip: String,
+    at: u64,
+}
+
+/// The newest forget per address after a time (`?` = [`FORGET_KEY`], `?` = Unix ms).
+/// The alias is not `answered_ms`: ClickHouse 18.16 would read the WHERE's
+/// `answered_ms` as the aggregate.
+fn forgets_sql(db: &str) -> String {
+    format!(
+        "SELECT ip, max(answered_ms) AS at FROM {db}.geo_answers \
+         WHERE key = ? AND answered_ms > ? GROUP BY ip ORDER BY ip"
+    )
 }
 
 /// Answers in memory (tests; one process).
@@ -284,6 +327,25 @@ impl AnswerStore for MemoryAnswers {
         }
         async move { Ok(()) }.boxed()
     }
+
+    fn forgets_since(&self, since_ms: u64) -> BoxFuture<'_, Result<Vec<(IpAddr, u64)>, Error>> {
+        let got = self
+            .0
+            .lock()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(ip, rows)| {
+                        rows.iter()
+                            .filter(|(k, at, _)| k == FORGET_KEY && *at > since_ms)
+                            .map(|(_, at, _)| *at)
+                            .max()
+                            .map(|at| (*ip, at))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        async move { Ok(got) }.boxed()
+    }
 }
 
 #[cfg(test)]
@@ -334,6 +396,28 @@ mod tests {
     }
 
     #[test]
+    fn equal_times_pick_the_same_answer_in_any_row_order() {
+        let a = located("193.0.14.129");
+        let b = Located {
+            anycast: false,
+            ..a.clone()
+        };
+        let one = pick(vec![row("k", 30, &a), row("k", 30, &b)], "k").expect("pick");
+        let other = pick(vec![row("k", 30, &b), row("k", 30, &a)], "k").expect("pick");
+        assert_eq!(one, other);
+        assert!(one.is_some());
+    }
+
+    #[test]
+    fn forgets_are_read_per_address_after_a_time() {
+        assert_eq!(
+            forgets_sql("v"),
+            "SELECT ip, max(answered_ms) AS at FROM v.geo_answers \
+             WHERE key = ? AND answered_ms > ? GROUP BY ip ORDER BY ip"
+        );
+    }
+
+    #[test]
     fn single_node_ddl_is_unchanged_and_the_cluster_form_is_replicated_behind_distributed() {
         let one = ClickHouseAnswers::new("http://127.0.0.1:1", "v")
             .expect("store")
@@ -373,6 +457,19 @@ mod tests {
             panic!("a cluster name that is not an identifier was accepted");
         };
         assert!(bad.to_string().contains("--clickhouse-cluster"), "{bad}");
+    }
+
+    #[tokio::test]
+    async fn memory_store_lists_forgets_after_a_time() {
+        let s = MemoryAnswers::default();
+        let a: IpAddr = "193.0.14.129".parse().expect("ip");
+        let b: IpAddr = "192.0.2.1".parse().expect("ip");
+        s.forget(a, 100).await.expect("forget");
+        s.forget(a, 300).await.expect("forget");
+        s.forget(b, 50).await.expect("forget");
+        s.put("k", &located("192.0.2.1"), 500).await.expect("put");
+        assert_eq!(s.forgets_since(60).await.expect("forgets"), vec![(a, 300)]);
+        assert!(s.forgets_since(300).await.expect("forgets").is_empty());
     }
 
     #[tokio::test]

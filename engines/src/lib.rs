@@ -809,6 +809,11 @@ pub async fn serve(config: Config) -> Result<(), Error> {
         api = api.with_answer_store(Arc::new(store));
     }
     let api = Arc::new(api);
+    if config.clickhouse.is_some() {
+        // Replicas share the answer store: a report another replica accepted drops the
+        // answers this one holds in memory within a second.
+        api.spawn_forget_sync(locate::FORGET_SYNC_EVERY);
+    }
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| Error::Listen {

@@ -18,6 +18,18 @@ use crate::Error;
 /// Cached answers at most.
 const CACHE_CAPACITY: usize = 200_000;
 
+/// How often a replica reads the forgets other replicas wrote ([`Api::sync_forgets`]):
+/// the longest a crowdsourced report accepted by one replica is not yet counted by the
+/// others' memory caches.
+pub const FORGET_SYNC_EVERY: Duration = Duration::from_secs(1);
+
+/// Forgets are read again this far back (ms): a forget written on a lagging shard
+/// replica, or by a replica whose clock is a little behind, is still seen.
+const FORGET_OVERLAP_MS: u64 = 30_000;
+
+/// An answer in memory: when it was cached, when it was computed (Unix ms), the answer.
+type MemoryEntry = (Instant, u64, Arc<Located>);
+
 /// The API's metrics (`vantage_engines_*`).
 struct Metrics {
     locates: Counter,
@@ -34,8 +46,13 @@ struct Metrics {
 pub struct Api {
     locator: Locator,
     crowd: Option<Arc<Crowdsourced>>,
-    cache: Mutex<HashMap<String, (Instant, Arc<Located>)>>,
+    cache: Mutex<HashMap<String, MemoryEntry>>,
     store: Option<Arc<dyn AnswerStore>>,
+    /// The newest forget known per address (Unix ms): this replica's own and those read
+    /// from the store. An answer computed before it is not kept in memory.
+    forgotten: Mutex<HashMap<IpAddr, u64>>,
+    /// Forgets in the store up to this time (Unix ms) have been read.
+    forgets_read_to: Mutex<u64>,
     /// Answers being written to the store in the background.
     writes: Mutex<tokio::task::JoinSet<()>>,
     /// Room for background writes; when it is full a locate writes before it answers
@@ -118,6 +135,8 @@ impl Api {
             crowd,
             cache: Mutex::new(HashMap::new()),
             store: None,
+            forgotten: Mutex::new(HashMap::new()),
+            forgets_read_to: Mutex::new(now_ms()),
             writes: Mutex::new(tokio::task::JoinSet::new()),
             write_room: Arc::new(tokio::sync::Semaphore::new(MAX_PENDING_WRITES)),
             cache_max_age,
@@ -180,7 +199,7 @@ impl Api {
         let key = self.cache_key(only);
         let mem_key = format!("{ip}|{key}");
         if let Ok(cache) = self.cache.lock() {
-            if let Some((at, answer)) = cache.get(&mem_key) {
+            if let Some((at, _, answer)) = cache.get(&mem_key) {
                 if at.elapsed() < self.cache_max_age {
                     self.metrics.cache_hits.inc();
                     return answer.clone();
@@ -196,7 +215,7 @@ impl Api {
                         self.metrics.store_hits.inc();
                         let answer = Arc::new(cached.located);
                         let at = Instant::now().checked_sub(age).unwrap_or_else(Instant::now);
-                        self.remember(mem_key, at, answer.clone());
+                        self.remember(mem_key, at, cached.answered_ms, answer.clone());
                         return answer;
                     }
                 }
@@ -208,6 +227,9 @@ impl Api {
             }
         }
         let start = Instant::now();
+        // The answer is as old as the data it read: a report accepted while it was being
+        // computed (here or on another replica) makes it stale.
+        let started_ms = now_ms();
         let answer = Arc::new(self.locator.locate(ip, only).await);
         self.metrics
             .locate_seconds
@@ -216,9 +238,10 @@ impl Api {
         self.metrics.engine_errors.inc_by(failed as u64);
         // Answers with a failed engine are not kept: the next ask tries again.
         if failed == 0 {
-            self.remember(mem_key, Instant::now(), answer.clone());
+            self.remember(mem_key, Instant::now(), started_ms, answer.clone());
             if let Some(store) = &self.store {
-                self.store_answer(store.clone(), key, answer.clone()).await;
+                self.store_answer(store.clone(), key, answer.clone(), started_ms)
+                    .await;
             }
         }
         answer
@@ -227,10 +250,16 @@ impl Api {
     /// Write an answer to the store in the background (one ClickHouse INSERT is ~40 ms,
     /// which a locate need not wait for); inline when [`MAX_PENDING_WRITES`] are in
     /// flight.
-    async fn store_answer(&self, store: Arc<dyn AnswerStore>, key: String, answer: Arc<Located>) {
+    async fn store_answer(
+        &self,
+        store: Arc<dyn AnswerStore>,
+        key: String,
+        answer: Arc<Located>,
+        answered_ms: u64,
+    ) {
         let errors = self.metrics.store_errors.clone();
         let write = async move {
-            if let Err(e) = store.put(&key, &answer, now_ms()).await {
+            if let Err(e) = store.put(&key, &answer, answered_ms).await {
                 errors.inc();
                 tracing::warn!(ip = %answer.ip, error = %e, "answer store write failed");
             }
@@ -260,26 +289,104 @@ impl Api {
         while pending.join_next().await.is_some() {}
     }
 
-    fn remember(&self, key: String, at: Instant, answer: Arc<Located>) {
+    /// Keep an answer computed at `computed_ms` in memory, unless a forget of its
+    /// address came later.
+    fn remember(&self, key: String, at: Instant, computed_ms: u64, answer: Arc<Located>) {
+        let forgotten = self
+            .forgotten
+            .lock()
+            .ok()
+            .and_then(|f| f.get(&answer.ip).copied())
+            .unwrap_or(0);
+        if computed_ms < forgotten {
+            return;
+        }
         if let Ok(mut cache) = self.cache.lock() {
             if cache.len() >= CACHE_CAPACITY {
                 let max_age = self.cache_max_age;
-                cache.retain(|_, (at, _)| at.elapsed() < max_age);
+                cache.retain(|_, (at, _, _)| at.elapsed() < max_age);
                 if cache.len() >= CACHE_CAPACITY {
                     cache.clear();
                 }
             }
-            cache.insert(key, (at, answer));
+            cache.insert(key, (at, computed_ms, answer));
         }
     }
 
-    async fn forget(&self, ip: IpAddr) {
+    /// A forget of `ip` at `at_ms`: answers computed before it leave memory, and are
+    /// not kept when they arrive later. Whether it was new.
+    fn note_forget(&self, ip: IpAddr, at_ms: u64) -> bool {
+        let Ok(mut forgotten) = self.forgotten.lock() else {
+            return false;
+        };
+        let known = forgotten.entry(ip).or_insert(0);
+        if at_ms <= *known {
+            return false;
+        }
+        *known = at_ms;
+        drop(forgotten);
         let prefix = format!("{ip}|");
         if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|k, _| !k.starts_with(&prefix));
+            cache.retain(|k, (_, computed_ms, _)| !k.starts_with(&prefix) || *computed_ms >= at_ms);
         }
+        true
+    }
+
+    /// Read the forgets other replicas wrote to the store since the last call (with
+    /// [`FORGET_OVERLAP_MS`] of overlap) and drop the answers in memory they make stale:
+    /// without it, a replica would serve its in-memory answer for up to `cache_max_age`
+    /// after another replica accepted a crowdsourced report. Returns how many addresses
+    /// were newly forgotten. No store: nothing to read.
+    pub async fn sync_forgets(&self) -> Result<usize, Error> {
+        let Some(store) = &self.store else {
+            return Ok(0);
+        };
+        let now = now_ms();
+        let since = self
+            .forgets_read_to
+            .lock()
+            .map(|t| t.saturating_sub(FORGET_OVERLAP_MS))
+            .unwrap_or(0);
+        let forgets = store.forgets_since(since).await?;
+        let fresh = forgets
+            .into_iter()
+            .filter(|(ip, at)| self.note_forget(*ip, *at))
+            .count();
+        if let Ok(mut to) = self.forgets_read_to.lock() {
+            *to = (*to).max(now);
+        }
+        // Forgets older than the next read's window are no longer needed in the map:
+        // an answer computed before them is older than any the store would serve.
+        if let Ok(mut forgotten) = self.forgotten.lock() {
+            let keep_after = now.saturating_sub(2 * FORGET_OVERLAP_MS);
+            forgotten.retain(|_, at| *at > keep_after);
+        }
+        Ok(fresh)
+    }
+
+    /// Call [`Api::sync_forgets`] every `every` until the process ends (with an answer
+    /// store shared by replicas).
+    pub fn spawn_forget_sync(self: &Arc<Self>, every: Duration) -> tokio::task::JoinHandle<()> {
+        let api = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(api) = api.upgrade() else { return };
+                if let Err(e) = api.sync_forgets().await {
+                    api.metrics.store_errors.inc();
+                    tracing::warn!(error = %e, "answer store: reading other replicas' forgets failed");
+                }
+            }
+        })
+    }
+
+    async fn forget(&self, ip: IpAddr) {
+        let at = now_ms();
+        self.note_forget(ip, at);
         if let Some(store) = &self.store {
-            if let Err(e) = store.forget(ip, now_ms()).await {
+            if let Err(e) = store.forget(ip, at).await {
                 self.metrics.store_errors.inc();
                 tracing::warn!(%ip, error = %e, "answer store: forgetting failed");
             }
@@ -323,6 +430,80 @@ mod tests {
     use crate::engine::rir::Rir;
     use crate::reducer::EngineConfig;
     use crate::rir::Delegations;
+
+    /// An API over the RIR engine (a statistics file of its own) with `store`.
+    fn replica(name: &str, store: Arc<crate::cache::MemoryAnswers>) -> Api {
+        let dir =
+            std::env::temp_dir().join(format!("vantage-replica-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("delegated-ripencc-extended-latest");
+        std::fs::write(
+            &path,
+            "ripencc|NL|ipv4|193.0.0.0|2048|19930901|assigned|x\n",
+        )
+        .expect("write");
+        let rir = Arc::new(DataFiles::open("rir", vec![path], Delegations::load).expect("open"));
+        let locator = Locator::new(
+            Arc::new(crate::world::tests::tiny()),
+            vec![(Arc::new(Rir::new(rir)), EngineConfig::new("rir", 1.0, true))],
+            Duration::from_secs(5),
+        );
+        let mut registry = Registry::default();
+        Api::new(locator, None, Duration::from_secs(3600), 10, &mut registry)
+            .with_answer_store(store)
+    }
+
+    #[tokio::test]
+    async fn a_forget_on_one_replica_drops_the_answers_the_other_holds_in_memory() {
+        let store = Arc::new(crate::cache::MemoryAnswers::default());
+        let (a, b) = (replica("a", store.clone()), replica("b", store.clone()));
+        let ip: IpAddr = "193.0.6.139".parse().expect("ip");
+        let (held_a, held_b) = (a.locate(ip, None).await, b.locate(ip, None).await);
+        assert!(
+            Arc::ptr_eq(&held_b, &b.locate(ip, None).await),
+            "b answers from memory"
+        );
+        a.flush().await;
+        b.flush().await;
+
+        // A report accepted by replica a (its accept_report ends in forget).
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        a.forget(ip).await;
+        assert!(
+            !Arc::ptr_eq(&held_a, &a.locate(ip, None).await),
+            "a computes again"
+        );
+        // b still holds its answer until it reads the store's forgets ...
+        assert!(Arc::ptr_eq(&held_b, &b.locate(ip, None).await));
+        assert_eq!(b.sync_forgets().await.expect("sync"), 1);
+        // ... and then neither memory nor the store serves an answer from before.
+        let fresh = b.locate(ip, None).await;
+        assert!(!Arc::ptr_eq(&held_b, &fresh), "b computes again");
+        assert!(
+            Arc::ptr_eq(&fresh, &b.locate(ip, None).await),
+            "and keeps the new one"
+        );
+        // The same forget read again (the overlap window) drops nothing.
+        assert_eq!(b.sync_forgets().await.expect("sync"), 0);
+        assert!(Arc::ptr_eq(&fresh, &b.locate(ip, None).await));
+    }
+
+    #[tokio::test]
+    async fn an_answer_computed_before_a_forget_is_not_kept() {
+        let store = Arc::new(crate::cache::MemoryAnswers::default());
+        let api = replica("late", store);
+        let ip: IpAddr = "193.0.6.139".parse().expect("ip");
+        let answer = api.locate(ip, None).await;
+        let at = now_ms();
+        assert!(api.note_forget(ip, at + 10));
+        assert!(!api.note_forget(ip, at), "an older forget is not news");
+        // A locate that started before the forget and ends after it.
+        api.remember(format!("{ip}|late"), Instant::now(), at, answer.clone());
+        api.remember(format!("{ip}|fresh"), Instant::now(), at + 20, answer);
+        let cache = api.cache.lock().expect("cache");
+        assert!(!cache.contains_key(&format!("{ip}|late")));
+        assert!(cache.contains_key(&format!("{ip}|fresh")));
+    }
 
     #[tokio::test]
     async fn a_reload_changes_the_key_and_answers_cached_before_are_not_served() {

@@ -513,6 +513,12 @@ impl vantage_engines::cache::AnswerStore for SlowStore {
     ) -> futures::future::BoxFuture<'_, Result<(), vantage_engines::Error>> {
         self.0.forget(ip, at_ms)
     }
+    fn forgets_since(
+        &self,
+        since_ms: u64,
+    ) -> futures::future::BoxFuture<'_, Result<Vec<(IpAddr, u64)>, vantage_engines::Error>> {
+        self.0.forgets_since(since_ms)
+    }
 }
 
 #[tokio::test]

@@ -154,7 +154,8 @@ pub fn results_sql(
 /// `(prb_id, timestamp)` pairs come from the key columns first, and only their rows'
 /// `raw` is read (PREWHERE), so a measurement with a million results reads a thousand
 /// raw results rather than all of them. A result stored twice and not yet merged
-/// is answered once (`LIMIT 1 BY`), as with FINAL.
+/// is answered once (`LIMIT 1 BY`), as with FINAL; two results of a probe in its newest
+/// second: the one with the smaller `result_id`, on every replica and every run.
 pub fn latest_sql(db: &str, id: u64, probes: Option<&[u32]>, lookback_days: Option<u32>) -> String {
     let mut filter = format!("msm_id = {id}");
     if let Some(p) = probes {
@@ -170,7 +171,7 @@ pub fn latest_sql(db: &str, id: u64, probes: Option<&[u32]>, lookback_days: Opti
     format!(
         "SELECT raw FROM {db}.results PREWHERE {filter} AND (prb_id, timestamp) IN \
          (SELECT prb_id, max(timestamp) FROM {db}.results WHERE {filter} GROUP BY prb_id) \
-         ORDER BY prb_id LIMIT 1 BY prb_id"
+         ORDER BY prb_id, result_id LIMIT 1 BY prb_id"
     )
 }
 
@@ -320,7 +321,7 @@ mod tests {
             latest_sql("db", 7, Some(&[1, 2]), Some(2)),
             "SELECT raw FROM db.results PREWHERE msm_id = 7 AND prb_id IN (1,2) AND timestamp >= now() - 172800 \
              AND (prb_id, timestamp) IN (SELECT prb_id, max(timestamp) FROM db.results WHERE msm_id = 7 \
-             AND prb_id IN (1,2) AND timestamp >= now() - 172800 GROUP BY prb_id) ORDER BY prb_id LIMIT 1 BY prb_id"
+             AND prb_id IN (1,2) AND timestamp >= now() - 172800 GROUP BY prb_id) ORDER BY prb_id, result_id LIMIT 1 BY prb_id"
         );
     }
 }

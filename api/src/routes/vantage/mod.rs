@@ -196,11 +196,15 @@ pub(crate) async fn probe_measurements(
 /// SQL of a probe's newest results (raw JSON, one per line), newest first. The newest
 /// keys are found first and only their rows' `raw` is read; a result stored twice and
 /// not yet merged is answered once (`LIMIT 1 BY`; the keys are over-fetched twice).
+/// Both orders end in the key: results of one second (a probe reports for several
+/// measurements at once) are cut at the same place on every replica and every run,
+/// whichever shard answers first.
 pub fn probe_results_sql(db: &str, prb_id: u32, limit: u32) -> String {
     let keys = u64::from(limit) * 2;
     format!(
         "SELECT raw FROM {db}.results PREWHERE prb_id = {prb_id} AND (msm_id, result_id) IN \
-         (SELECT msm_id, result_id FROM {db}.results WHERE prb_id = {prb_id} ORDER BY timestamp DESC LIMIT {keys}) \
+         (SELECT msm_id, result_id FROM {db}.results WHERE prb_id = {prb_id} \
+         ORDER BY timestamp DESC, msm_id, result_id LIMIT {keys}) \
          ORDER BY timestamp DESC, msm_id, result_id LIMIT 1 BY msm_id, result_id LIMIT {limit}"
     )
 }
@@ -264,7 +268,8 @@ mod tests {
         assert_eq!(
             probe_results_sql("db", 5, 50),
             "SELECT raw FROM db.results PREWHERE prb_id = 5 AND (msm_id, result_id) IN \
-             (SELECT msm_id, result_id FROM db.results WHERE prb_id = 5 ORDER BY timestamp DESC LIMIT 100) \
+             (SELECT msm_id, result_id FROM db.results WHERE prb_id = 5 \
+             ORDER BY timestamp DESC, msm_id, result_id LIMIT 100) \
              ORDER BY timestamp DESC, msm_id, result_id LIMIT 1 BY msm_id, result_id LIMIT 50"
         );
         assert!(connections_sql("db", 5, 10)
