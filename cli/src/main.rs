@@ -789,6 +789,14 @@ async fn main() -> anyhow::Result<()> {
             http,
             rate,
         } => {
+            // The API reads the same table names on one node and on a cluster (there
+            // they are Distributed); a cluster named here must exist all the same.
+            if ch.clickhouse_cluster.is_some() {
+                vantage_platform::store::Store::new(&ch.clickhouse_url, &ch.clickhouse_db)?
+                    .with_cluster(ch.clickhouse_cluster.as_deref())?
+                    .check_cluster()
+                    .await?;
+            }
             vantage_api::serve(vantage_api::Config {
                 listen,
                 metrics_addr,

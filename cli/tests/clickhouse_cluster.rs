@@ -102,6 +102,27 @@ fn ch_cluster_bad_input_is_refused_before_anything_is_created() {
     }
     assert_eq!(databases_named(&c, &db), [0, 0, 0, 0], "nothing created");
 
+    // The API refuses the same name at start instead of serving.
+    let out = vantage(&[
+        "api",
+        "--listen",
+        "127.0.0.1:0",
+        "--metrics-addr",
+        "127.0.0.1:0",
+        "--clickhouse-url",
+        url,
+        "--clickhouse-db",
+        &db,
+        "--clickhouse-cluster",
+        "no_such_cluster",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "the API refuses an unknown cluster");
+    assert!(
+        err.contains("no_such_cluster") && err.contains("--clickhouse-cluster"),
+        "the API's error names the setting: {err}"
+    );
+
     // A name that is not an identifier.
     let out = vantage(&[
         "migrate",

@@ -104,6 +104,9 @@ pub struct Metrics {
     pub batches: Counter,
     pub malformed: Counter,
     pub insert_failures: Counter,
+    /// Pulls that ended in an error (no stream or consumer leader during a NATS node's
+    /// failover, a lost connection); the fetcher backs off after each.
+    pub fetch_errors: Counter,
     pub last_batch_rows: Gauge,
 }
 
@@ -124,6 +127,11 @@ impl Metrics {
             "insert_failures",
             "Failed INSERTs (retried)",
             self.insert_failures.clone(),
+        );
+        registry.register(
+            "fetch_errors",
+            "Pulls from the RESULTS consumer that failed (retried with backoff)",
+            self.fetch_errors.clone(),
         );
         registry.register(
             "last_batch_rows",
@@ -197,8 +205,17 @@ pub async fn run<S: Sink>(
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Batch>(1);
     let fetch_metrics = metrics.clone();
     let fetcher = tokio::spawn(async move {
+        let mut backoff = FETCH_BACKOFF_MIN;
         loop {
-            let batch = fetch(&consumer, &cfg, &fetch_metrics).await?;
+            let (batch, failed) = fetch(&consumer, &cfg, &fetch_metrics).await?;
+            if failed && batch.messages.is_empty() {
+                // A pull that fails at once (no consumer leader while a NATS node dies)
+                // would otherwise spin: wait, longer each time, until one succeeds.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(FETCH_BACKOFF_MAX);
+                continue;
+            }
+            backoff = FETCH_BACKOFF_MIN;
             if batch.messages.is_empty() {
                 continue;
             }
@@ -223,12 +240,17 @@ struct Batch {
     typed: TypedRows,
 }
 
-/// Pull up to `max_batch` messages (waiting at most `max_wait`) and parse them.
+/// The fetcher's wait after a failed pull, doubled per failure in a row up to the max.
+const FETCH_BACKOFF_MIN: Duration = Duration::from_millis(50);
+const FETCH_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// Pull up to `max_batch` messages (waiting at most `max_wait`) and parse them; and
+/// whether the pull ended in an error.
 async fn fetch(
     consumer: &async_nats::jetstream::consumer::Consumer<pull::Config>,
     cfg: &Config,
     metrics: &Metrics,
-) -> Result<Batch, CollectorError> {
+) -> Result<(Batch, bool), CollectorError> {
     let mut batch = consumer
         .batch()
         .max_messages(cfg.max_batch)
@@ -237,11 +259,14 @@ async fn fetch(
         .await
         .map_err(|source| CollectorError::Fetch { source })?;
     let mut messages = Vec::with_capacity(cfg.max_batch);
+    let mut failed = false;
     while let Some(next) = batch.next().await {
         match next {
             Ok(m) => messages.push(m),
             Err(e) => {
+                metrics.fetch_errors.inc();
                 tracing::warn!(error = %e, "fetch error");
+                failed = true;
                 break;
             }
         }
@@ -256,11 +281,14 @@ async fn fetch(
         tracing::warn!(malformed, "dropped messages that are not results");
     }
     let typed = typed_rows(&rows);
-    Ok(Batch {
-        messages,
-        rows,
-        typed,
-    })
+    Ok((
+        Batch {
+            messages,
+            rows,
+            typed,
+        },
+        failed,
+    ))
 }
 
 /// INSERT a batch until it succeeds, then ack its messages.

@@ -169,22 +169,6 @@ impl Assignments for KvAssignments {
     }
 }
 
-/// Withdraw a probe's assignment (it was disabled). Its controller follows the
-/// assignments bucket and closes the session at once.
-pub async fn revoke(assignments: &async_nats::jetstream::kv::Store, probe_id: u32) {
-    let key = probe_key(probe_id);
-    match assignments.entry(&key).await {
-        Ok(Some(entry)) if entry.operation == async_nats::jetstream::kv::Operation::Put => {
-            match assignments.delete(&key).await {
-                Ok(()) => tracing::info!(probe = probe_id, "probe disabled: assignment revoked"),
-                Err(e) => tracing::warn!(probe = probe_id, error = %e, "cannot revoke assignment"),
-            }
-        }
-        Ok(_) => {}
-        Err(e) => tracing::warn!(probe = probe_id, error = %e, "cannot read assignment"),
-    }
-}
-
 /// The latest heartbeat of each controller.
 #[derive(Clone, Default)]
 pub struct Heartbeats(Arc<RwLock<HashMap<String, Heartbeat>>>);
