@@ -150,7 +150,8 @@ async fn the_mesh_in_results_calibrates_probes() {
 /// mesh, single-radius is not, and the calibration counts into the engines' metrics.
 #[tokio::test]
 async fn engines_built_with_clickhouse_calibrate_cbg() {
-    use vantage_engines::engine::latency::{cbg, cbg_calibrated, ClickHouseRtts, RttSource};
+    use vantage_engines::engine::latency::{cbg, ClickHouseRtts, RttSource};
+    use vantage_engines::engine::posterior::cbg_posterior;
     use vantage_engines::{build_engines, ClickHouseConfig, Config, EngineConfig};
 
     let Some(url) = url() else { return };
@@ -244,7 +245,7 @@ async fn engines_built_with_clickhouse_calibrate_cbg() {
         (l1.intercept_ms - expected).abs() < 1e-6,
         "{l1:?} {expected}"
     );
-    let calibrated = cbg_calibrated(&world, &rtts, &cal);
+    let calibrated = cbg_posterior(&world, &rtts, &cal);
     let plain = cbg(&world, &rtts);
     assert!(!calibrated.is_empty());
     assert_ne!(calibrated, plain, "the calibration must change the answer");

@@ -24,6 +24,7 @@ use futures::future::BoxFuture;
 use futures::FutureExt;
 use serde::Serialize;
 
+use super::posterior::PathModel;
 use crate::{geo, Error};
 
 /// Light in fibre: RTT per km of distance (the least slope a line may have).
@@ -114,6 +115,7 @@ pub struct AnchorRtt {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Calibration {
     lines: HashMap<u32, Bestline>,
+    paths: PathModel,
 }
 
 impl Calibration {
@@ -126,12 +128,25 @@ impl Calibration {
                 .or_default()
                 .push((s.km, s.rtt_ms));
         }
+        let lines: HashMap<u32, Bestline> = by_probe
+            .iter()
+            .filter_map(|(id, pts)| Some((*id, Bestline::fit(pts)?)))
+            .collect();
+        let samples: Vec<(f64, f64, f64)> = by_probe
+            .iter()
+            .filter_map(|(id, pts)| Some((lines.get(id)?.intercept_ms, pts)))
+            .flat_map(|(icpt, pts)| pts.iter().map(move |(km, rtt)| (icpt, *km, *rtt)))
+            .collect();
+        let intercepts: Vec<f64> = lines.values().map(|l| l.intercept_ms).collect();
         Self {
-            lines: by_probe
-                .into_iter()
-                .filter_map(|(id, pts)| Some((id, Bestline::fit(&pts)?)))
-                .collect(),
+            paths: PathModel::fit(&samples, &intercepts),
+            lines,
         }
+    }
+
+    /// How paths stretch and how much access delay hosts have, from the same mesh.
+    pub fn paths(&self) -> PathModel {
+        self.paths
     }
 
     /// A probe's line; physics when it has none.

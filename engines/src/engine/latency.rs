@@ -511,68 +511,6 @@ fn centre_of<'a>(cities: impl Iterator<Item = &'a City>) -> Option<(f64, f64)> {
     })
 }
 
-/// CBG with per-probe calibration (bestlines from the anchoring mesh) and the
-/// target's access delay taken off ([`slack_region`]): cities of the region scored by
-/// their slack (the most room first), population, and the share of the region's
-/// people in their country; scaled by how tight the region is.
-pub fn cbg_calibrated(world: &World, rtts: &[ProbeRtt], cal: &Calibration) -> Vec<Candidate> {
-    let Some(region) = slack_region(world, rtts, cal, SLACK_TOLERANCE_MS) else {
-        return Vec::new();
-    };
-    let mut people: HashMap<&str, f64> = HashMap::new();
-    for (c, _) in &region.cities {
-        *people.entry(c.country.as_str()).or_default() += f64::from(c.population);
-    }
-    let total: f64 = people.values().sum::<f64>().max(1.0);
-    let mut confidence = disc_confidence(region.spread_km).sqrt();
-    if region.target_access_ms > RADIO_LAST_MILE_MS {
-        // The path ends in a radio link (mobile, satellite): the RTTs locate where it
-        // leaves the network (a gateway, a ground station), not the host.
-        confidence *= 0.5;
-    }
-    let (clat, clon) = region.centre;
-    let raw: Vec<(f64, &City)> = region
-        .cities
-        .iter()
-        .map(|(c, _)| {
-            let closeness =
-                1.0 - geo::distance_km(clat, clon, c.latitude, c.longitude) / region.spread_km;
-            let share = people.get(c.country.as_str()).copied().unwrap_or(0.0) / total;
-            (
-                10.0 * confidence * (0.55 * closeness + 0.2 * population_factor(c) + 0.25 * share),
-                *c,
-            )
-        })
-        .collect();
-    rank_each_country(raw, 30, 3)
-}
-
-/// [`rank`]'s best `limit`, and the best `per_country` of every other country of the
-/// region: a border region names both sides, so that a country-scoped vote (the RIR's)
-/// can add to the side it registers.
-fn rank_each_country(
-    mut raw: Vec<(f64, &City)>,
-    limit: usize,
-    per_country: usize,
-) -> Vec<Candidate> {
-    raw.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
-    let mut kept: HashMap<&str, usize> = HashMap::new();
-    let mut out = Vec::new();
-    for (i, (score, c)) in raw.into_iter().enumerate() {
-        let n = kept.entry(c.country.as_str()).or_default();
-        if i < limit || *n < per_country {
-            *n += 1;
-            if let Some(score) = clamp_score(score) {
-                out.push(Candidate {
-                    city_id: c.id,
-                    score,
-                });
-            }
-        }
-    }
-    out
-}
-
 /// Whether two probes' RTTs cannot both hold for one place (sum of radii < distance).
 pub fn violates(a: &ProbeRtt, b: &ProbeRtt) -> bool {
     a.radius_km() + b.radius_km()
@@ -705,7 +643,9 @@ impl Engine for Latency {
             Ok(match self.kind {
                 LatencyKind::SingleRadius => single_radius(world, &rtts, 10.0),
                 LatencyKind::Cbg => match &self.calibration {
-                    Some(cal) => cbg_calibrated(world, &rtts, &*cal.calibration().await?),
+                    Some(cal) => {
+                        super::posterior::cbg_posterior(world, &rtts, &*cal.calibration().await?)
+                    }
                     None => cbg(world, &rtts),
                 },
                 LatencyKind::Anycast => anycast(world, &rtts),
@@ -762,33 +702,6 @@ pub(crate) mod tests {
         let got = cbg(&w, &[probe]);
         let rank = |id| got.iter().position(|c| c.city_id == id).expect("candidate");
         assert!(rank(2) < rank(1), "{got:?}");
-    }
-
-    #[test]
-    fn a_region_names_the_best_cities_of_every_country_it_covers() {
-        // Five cities in XA outscore both of XB's; with room for three, XB still names
-        // its best two (at most two per country here), and XA only its best three.
-        let mut tsv = String::from("#vantage-worlds\tv1\ttest\n");
-        for id in 1..=5 {
-            tsv.push_str(&format!(
-                "C\t{id}\tA{id}\t\tXA\t01\t0.0\t0.{id}\t50000\tUTC\n"
-            ));
-        }
-        for id in 6..=8 {
-            tsv.push_str(&format!(
-                "C\t{id}\tB{id}\t\tXB\t01\t1.0\t0.{id}\t50000\tUTC\n"
-            ));
-        }
-        let w = World::from_tsv(&tsv).expect("world");
-        let raw: Vec<(f64, &City)> = (1..=8)
-            .filter_map(|id| w.city(id))
-            .map(|c| (10.0 - f64::from(c.id), c))
-            .collect();
-        let got: Vec<(u32, u8)> = rank_each_country(raw, 3, 2)
-            .iter()
-            .map(|c| (c.city_id, c.score))
-            .collect();
-        assert_eq!(got, vec![(1, 9), (2, 8), (3, 7), (6, 4), (7, 3)]);
     }
 
     #[tokio::test]

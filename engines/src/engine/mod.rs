@@ -7,6 +7,7 @@ pub mod crowd;
 pub mod external;
 pub mod geofeed;
 pub mod latency;
+pub mod posterior;
 pub mod rdns;
 pub mod rir;
 
