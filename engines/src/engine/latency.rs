@@ -386,6 +386,9 @@ pub struct SlackRegion<'w> {
     pub target_access_ms: f64,
     pub centre: (f64, f64),
     pub spread_km: f64,
+    /// How far the nearest probe may be from the target by its RTT, both access delays
+    /// taken off (km): a sparse neighbourhood when large.
+    pub reach_km: f64,
 }
 
 /// Calibrated CBG's region. Every probe's RTT, less its own access delay (its
@@ -475,6 +478,7 @@ pub fn slack_region<'w>(
         target_access_ms: best.max(0.0),
         centre,
         spread_km,
+        reach_km: reach,
     })
 }
 

@@ -19,13 +19,14 @@
 //!
 //! The posterior and the people of CBG's region ([`super::latency::slack_region`]),
 //! half each, give every country its share; the engine's best city in a country scores
-//! 10 × that share × how sure the region is (its spread, a radio last mile), so a
+//! 10 × that share × how sure the region is (its spread, how near the nearest probe
+//! is, a radio last mile), so a
 //! region across a border names both sides with what the RTTs say of each, and a
 //! country-scoped vote (the RIR's) can tip a torn answer but not a clear one.
 //!
 //! Measured on the hard world (docs/GEOLOCATION.md): against the disc intersection
-//! alone, within 40 km rose from 74.9 to 79.9 % (mean of five seeds) and the median
-//! fell from 6.6 to 2.2 km, with country 96.5 → 96.9 %.
+//! alone, within 40 km rose from 74.9 to 80.3 % (mean of five seeds), the median fell
+//! from 6.6 to 1.7 km, and country rose from 96.5 to 97.3 %.
 
 use std::collections::HashMap;
 
@@ -33,7 +34,7 @@ use serde::Serialize;
 
 use super::calibration::{Calibration, PHYSICS_MS_PER_KM};
 use super::latency::{
-    disc_confidence, slack_region, ProbeRtt, RADIO_LAST_MILE_MS, SLACK_TOLERANCE_MS,
+    disc_confidence, slack_region, ProbeRtt, SlackRegion, RADIO_LAST_MILE_MS, SLACK_TOLERANCE_MS,
 };
 use super::{clamp_score, Candidate};
 use crate::geo;
@@ -64,6 +65,12 @@ pub const POPULATION_EXPONENT: f64 = 0.75;
 /// than it deserves where probes are few (all its mass on the probes' side of a
 /// border 500 km off); the region's people are a broader, older measure.
 pub const POSTERIOR_SHARE_WEIGHT: f64 = 0.5;
+
+/// The vote is as sure as the nearest probe is near: beyond this (km, by its RTT with
+/// both access delays off) the scores fall in proportion, so that the RIR's vote can
+/// name the country where no probe is close (tuned on the hard world: 150 / 200 / 300
+/// / 500 km).
+pub const SURE_REACH_KM: f64 = 300.0;
 
 /// Searches wider than this weigh towns of 20,000 people only (km).
 const WIDE_KM: f64 = 600.0;
@@ -250,22 +257,30 @@ fn log_sum_exp(v: &[f64]) -> f64 {
     m + v.iter().map(|x| (x - m).exp()).sum::<f64>().ln()
 }
 
+/// How sure the engine is of a region, 0–1: as the disc intersection is tight (sparse
+/// probes: a wide region), falling in proportion beyond [`SURE_REACH_KM`] of the
+/// nearest probe (the path model then decides between places it cannot tell apart),
+/// and half as sure behind a radio link.
+pub fn confidence(region: &SlackRegion) -> f64 {
+    let mut c = disc_confidence(region.spread_km).sqrt();
+    c *= (SURE_REACH_KM / region.reach_km.max(1.0)).min(1.0);
+    if region.target_access_ms > RADIO_LAST_MILE_MS {
+        c *= 0.5;
+    }
+    c
+}
+
 /// The candidates: in every country holding at least 5 % of the posterior, its best
 /// cities (30 in the most probable country, 3 in the others), each scoring 10 × its
 /// country's share × its own probability relative to the country's best.
 pub fn cbg_posterior(world: &World, rtts: &[ProbeRtt], cal: &Calibration) -> Vec<Candidate> {
     let weighed = posterior(world, rtts, cal);
-    // As sure as the disc intersection is tight (sparse probes: a wide region), and
-    // half as sure behind a radio link; each country's share blends the posterior's
-    // with the people of the CBG region in it.
+    // Each country's share blends the posterior's with the people of the CBG region
+    // in it; every score is scaled by how sure the region is.
     let region = slack_region(world, rtts, cal, SLACK_TOLERANCE_MS);
-    let mut confidence = 1.0;
+    let confidence = region.as_ref().map_or(1.0, confidence);
     let mut people: HashMap<&str, f64> = HashMap::new();
     if let Some(region) = &region {
-        confidence = disc_confidence(region.spread_km).sqrt();
-        if region.target_access_ms > RADIO_LAST_MILE_MS {
-            confidence *= 0.5;
-        }
         for (c, _) in &region.cities {
             *people.entry(c.country.as_str()).or_default() += f64::from(c.population);
         }
@@ -378,9 +393,13 @@ mod tests {
     /// RTTs to a target at `at` as the hard world makes them: light × 1.7 plus 1 ms of
     /// the target's access delay, from probes in Amsterdam, London, Paris, Frankfurt.
     fn rtts_to(world: &World, at: u32) -> Vec<ProbeRtt> {
+        rtts_from(world, at, &[2759794, 2643743, 2988507, 2925533])
+    }
+
+    /// The same from probes in the cities `from`.
+    fn rtts_from(world: &World, at: u32, from: &[u32]) -> Vec<ProbeRtt> {
         let t = world.city(at).expect("target");
-        [2759794, 2643743, 2988507, 2925533]
-            .iter()
+        from.iter()
             .enumerate()
             .map(|(i, &c)| {
                 let p = world.city(c).expect("probe city");
@@ -455,5 +474,46 @@ mod tests {
             *per.entry(cc).or_default() += 1;
         }
         assert!(per.iter().all(|(cc, n)| *cc == "NL" || *n <= 3), "{per:?}");
+    }
+
+    #[test]
+    fn far_probes_vote_less_surely() {
+        let w = tiny();
+        let cal = Calibration::default();
+        // A target in Frankfurt. Near: a probe in Mainz, 30 km off. Far: Hamburg,
+        // Berlin, Paris and London, 390-640 km off.
+        let (mainz, hamburg, berlin) = (2874225, 2911298, 2950159);
+        let (paris, london, frankfurt) = (2988507, 2643743, 2925533);
+        let region = |from: &[u32]| {
+            slack_region(
+                &w,
+                &rtts_from(&w, frankfurt, from),
+                &cal,
+                SLACK_TOLERANCE_MS,
+            )
+            .expect("a region")
+        };
+        let near = region(&[mainz, hamburg, berlin, paris, london]);
+        let far = region(&[hamburg, berlin, paris, london]);
+        assert!(near.reach_km < 100.0, "{}", near.reach_km);
+        assert!(far.reach_km > 350.0, "{}", far.reach_km);
+        // The same region seen from twice as far is half as sure.
+        let mut wide = far.clone();
+        wide.reach_km = 2.0 * SURE_REACH_KM;
+        let mut sure = far.clone();
+        sure.reach_km = SURE_REACH_KM / 2.0;
+        assert!((confidence(&wide) / confidence(&sure) - 0.5).abs() < 1e-9);
+        // And a radio last mile halves it again.
+        let mut radio = wide.clone();
+        radio.target_access_ms = RADIO_LAST_MILE_MS + 1.0;
+        assert!((confidence(&radio) / confidence(&wide) - 0.5).abs() < 1e-9);
+        let top = |from: &[u32]| {
+            cbg_posterior(&w, &rtts_from(&w, frankfurt, from), &cal)
+                .first()
+                .map(|c| c.score)
+        };
+        assert!(
+            top(&[hamburg, berlin, paris, london]) < top(&[mainz, hamburg, berlin, paris, london])
+        );
     }
 }
