@@ -62,6 +62,12 @@ pub enum RunError {
     Kube(#[source] kube::Error),
     #[error(transparent)]
     Builtin(#[from] crate::builtin::BuiltinError),
+    #[error("the {what} watch ended before its first list arrived: {source}")]
+    NotSynced {
+        what: &'static str,
+        #[source]
+        source: reflector::store::WriterDropped,
+    },
     #[error("lost the leader lease {lease}: {lost}; exiting so that this replica restarts as a follower")]
     LeaseLost {
         lease: String,
@@ -222,6 +228,25 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
 
     tokio::spawn(probe_stream);
     tokio::spawn(policy_stream);
+    // Nothing that reads the probes decides before their first list has arrived: with
+    // an empty store every Measurement's probes look deleted (ForcedToStop, which is
+    // final) and a new one finds no suitable probes. A replica taking over the lease
+    // reconciles every Measurement at once, so it would hit this on every takeover.
+    tracing::info!("waiting for the first list of Probes and TenantPolicies");
+    probes
+        .wait_until_ready()
+        .await
+        .map_err(|source| RunError::NotSynced {
+            what: "Probe",
+            source,
+        })?;
+    policies
+        .wait_until_ready()
+        .await
+        .map_err(|source| RunError::NotSynced {
+            what: "TenantPolicy",
+            source,
+        })?;
     tokio::spawn(policy_status_loop(
         client.clone(),
         policies,
