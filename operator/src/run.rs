@@ -82,6 +82,26 @@ pub fn measurement_controller(client: Client) -> Controller<Measurement> {
         .with_config(controller::Config::default().concurrency(RECONCILE_CONCURRENCY))
 }
 
+/// Wait until a reflector's store holds its first list, warning every 10 s meanwhile
+/// (the watch errors say why: a missing CRD, RBAC).
+async fn first_list<K>(what: &'static str, store: &reflector::Store<K>) -> Result<(), RunError>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    let started = std::time::Instant::now();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(10), store.wait_until_ready()).await {
+            Ok(ready) => return ready.map_err(|source| RunError::NotSynced { what, source }),
+            Err(_) => tracing::warn!(
+                kind = what,
+                waited_s = started.elapsed().as_secs(),
+                "still waiting for the first list; nothing is reconciled until it arrives (is the CRD installed, may the operator list it?)"
+            ),
+        }
+    }
+}
+
 /// Publish schedules again when what the built-ins depend on changes (probes enabled or
 /// added, anchors and their addresses); checked every 2 s.
 async fn builtin_schedule_trigger(
@@ -232,21 +252,10 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     // an empty store every Measurement's probes look deleted (ForcedToStop, which is
     // final) and a new one finds no suitable probes. A replica taking over the lease
     // reconciles every Measurement at once, so it would hit this on every takeover.
+    // /healthz stays not ready meanwhile.
     tracing::info!("waiting for the first list of Probes and TenantPolicies");
-    probes
-        .wait_until_ready()
-        .await
-        .map_err(|source| RunError::NotSynced {
-            what: "Probe",
-            source,
-        })?;
-    policies
-        .wait_until_ready()
-        .await
-        .map_err(|source| RunError::NotSynced {
-            what: "TenantPolicy",
-            source,
-        })?;
+    first_list("Probe", &probes).await?;
+    first_list("TenantPolicy", &policies).await?;
     tokio::spawn(policy_status_loop(
         client.clone(),
         policies,
