@@ -161,7 +161,7 @@ pub struct Weighed<'w> {
 }
 
 /// The posterior over the places light in fibre allows; empty when no probe is within
-/// reach ([`REACH_KM`] after the access delays), or without RTTs.
+/// reach ([`super::latency::REACH_KM`] after the access delays), or without RTTs.
 pub fn posterior<'w>(world: &'w World, rtts: &[ProbeRtt], cal: &Calibration) -> Vec<Weighed<'w>> {
     let mut rtts: Vec<ProbeRtt> = rtts
         .iter()
@@ -270,9 +270,10 @@ pub fn confidence(region: &SlackRegion) -> f64 {
     c
 }
 
-/// The candidates: in every country holding at least 5 % of the posterior, its best
-/// cities (30 in the most probable country, 3 in the others), each scoring 10 × its
-/// country's share × its own probability relative to the country's best.
+/// The candidates: in every country holding at least 5 % of the vote (half the
+/// posterior's mass in it, half the CBG region's people), its best cities (30 in the
+/// leading country, 3 in the others), each scoring 10 × its country's share × the
+/// square root of its probability relative to the country's best × [`confidence`].
 pub fn cbg_posterior(world: &World, rtts: &[ProbeRtt], cal: &Calibration) -> Vec<Candidate> {
     let weighed = posterior(world, rtts, cal);
     // Each country's share blends the posterior's with the people of the CBG region
