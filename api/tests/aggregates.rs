@@ -180,6 +180,15 @@ fn close(v: &Value, want: f64) -> bool {
     v.as_f64().is_some_and(|x| (x - want).abs() < 1e-9)
 }
 
+/// The `result_id`s of a JSON array of results, in order.
+fn result_ids(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .expect("array")
+        .iter()
+        .filter_map(|r| r["result_id"].as_str())
+        .collect()
+}
+
 #[tokio::test]
 async fn summaries_per_type() {
     let Some(f) = fixture("summaries_per_type").await else {
@@ -367,12 +376,7 @@ async fn per_probe_rows_results_connections_and_latest() {
     assert_eq!(ids, ["s2", "h3", "t2"]);
     // All of them: the result stored twice (p4) once.
     let (_, v) = f.get("/api/vantage/v1/probes/2/results").await;
-    let ids: Vec<&str> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|r| r["result_id"].as_str())
-        .collect();
+    let ids = result_ids(&v);
     assert_eq!(ids, ["s2", "h3", "t2", "d4", "d3", "p4", "p3"]);
     let (st, _) = f.get("/api/vantage/v1/probes/3/results").await;
     assert_eq!(st, StatusCode::NOT_FOUND);
@@ -381,12 +385,7 @@ async fn per_probe_rows_results_connections_and_latest() {
     // address, reading through different cluster nodes, answer the same page.
     for _ in 0..10 {
         let (_, v) = f.get("/api/vantage/v1/probes/1/results?limit=2").await;
-        let ids: Vec<&str> = v
-            .as_array()
-            .expect("array")
-            .iter()
-            .filter_map(|r| r["result_id"].as_str())
-            .collect();
+        let ids = result_ids(&v);
         assert_eq!(ids, ["x201", "x202"], "{v}");
     }
 
@@ -412,24 +411,14 @@ async fn per_probe_rows_results_connections_and_latest() {
     // latest/: the newest result of each probe, once, by probe id.
     let (st, v) = f.get("/api/v2/measurements/101/latest/").await;
     assert_eq!(st, StatusCode::OK, "{v}");
-    let ids: Vec<&str> = v
-        .as_array()
-        .expect("array")
-        .iter()
-        .filter_map(|r| r["result_id"].as_str())
-        .collect();
+    let ids = result_ids(&v);
     assert_eq!(ids, ["p2", "p4"]);
     let (_, v) = f.get("/api/v2/measurements/101/latest/?probe_ids=2").await;
     assert_eq!(v.as_array().map(Vec::len), Some(1));
     // Three results of probe 1 in its newest second: the smallest result id, every time.
     for _ in 0..10 {
         let (_, v) = f.get("/api/v2/measurements/106/latest/").await;
-        let ids: Vec<&str> = v
-            .as_array()
-            .expect("array")
-            .iter()
-            .filter_map(|r| r["result_id"].as_str())
-            .collect();
+        let ids = result_ids(&v);
         assert_eq!(ids, ["n1"], "{v}");
     }
     f.drop_db().await;

@@ -230,10 +230,9 @@ impl ScheduleFeed {
             .send_if_modified(|state| std::mem::replace(state, up) != up);
     }
 
-    /// The bucket's next revision: where a fresh feed starts.
-    async fn next_revision(&self) -> Result<u64, async_nats::jetstream::kv::StatusError> {
-        let status = self.kv.status().await?;
-        Ok(status.info.state.last_sequence + 1)
+    /// The bucket's next revision, asked of the server: where a fresh feed starts.
+    async fn next_revision(&self) -> Result<u64, async_nats::jetstream::stream::InfoError> {
+        Ok(stall::last_revision(&self.kv).await? + 1)
     }
 
     /// Follow the bucket forever: start, and after any failure resume from the revision

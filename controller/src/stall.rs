@@ -60,17 +60,18 @@ impl StallCheck {
         }
     }
 
-    /// Ask the bucket for its last revision (a fresh STREAM.INFO: `kv::Store::status`
-    /// returns the info cached when the bucket was bound) and [`judge`](Self::judge).
+    /// Ask the bucket for its [`last_revision`] and [`judge`](Self::judge).
     pub async fn check(&mut self, bucket: &kv::Store, next: u64) -> bool {
-        let last = bucket
-            .stream
-            .get_info()
-            .await
-            .ok()
-            .map(|info| info.state.last_sequence);
-        self.judge(last, next)
+        self.judge(last_revision(bucket).await.ok(), next)
     }
+}
+
+/// The bucket's last revision as the server has it now (a fresh STREAM.INFO:
+/// `kv::Store::status` returns the info cached when the bucket was bound).
+pub async fn last_revision(
+    bucket: &kv::Store,
+) -> Result<u64, async_nats::jetstream::stream::InfoError> {
+    Ok(bucket.stream.get_info().await?.state.last_sequence)
 }
 
 #[cfg(test)]

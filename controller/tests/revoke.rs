@@ -28,6 +28,16 @@ async fn bucket(js: &jetstream::Context, name: &str) -> kv::Store {
     .expect("create the test bucket")
 }
 
+/// The bucket (created if it is gone) with `probe` assigned.
+async fn with_assignment(js: &jetstream::Context, name: &str, probe: u32) -> kv::Store {
+    let store = bucket(js, name).await;
+    store
+        .put(probe_key(probe), b"{}".to_vec().into())
+        .await
+        .expect("put");
+    store
+}
+
 async fn assigned(store: &kv::Store, probe: u32) -> bool {
     store
         .entry(probe_key(probe))
@@ -43,11 +53,7 @@ async fn a_revoke_nats_refuses_is_retried_until_nats_takes_it() {
     };
     let name = format!("revoke-test-{}-a", std::process::id());
     let probe = 7;
-    let store = bucket(&js, &name).await;
-    store
-        .put(probe_key(probe), b"{}".to_vec().into())
-        .await
-        .expect("put");
+    let store = with_assignment(&js, &name, probe).await;
     // Nothing to revoke for a probe without an assignment.
     assert_eq!(
         revoke_once(&store, probe + 1).await.expect("revoke"),
@@ -78,10 +84,7 @@ async fn a_revoke_nats_refuses_is_retried_until_nats_takes_it() {
     );
 
     // The bucket is back (a new leader), with the assignment: the retry deletes it.
-    let back = bucket(&js, &name).await;
-    back.put(probe_key(probe), b"{}".to_vec().into())
-        .await
-        .expect("put");
+    let back = with_assignment(&js, &name, probe).await;
     let done = tokio::time::timeout(Duration::from_secs(15), task)
         .await
         .expect("revoked within 15 s of NATS answering again")
@@ -112,10 +115,7 @@ async fn a_probe_enabled_again_during_the_outage_keeps_its_assignment() {
     });
     tokio::time::sleep(Duration::from_millis(700)).await;
     disabled.store(false, Ordering::SeqCst);
-    let back = bucket(&js, &name).await;
-    back.put(probe_key(probe), b"{}".to_vec().into())
-        .await
-        .expect("put");
+    let back = with_assignment(&js, &name, probe).await;
     let done = tokio::time::timeout(Duration::from_secs(15), task)
         .await
         .expect("ended within 15 s")

@@ -431,10 +431,9 @@ mod tests {
     use crate::reducer::EngineConfig;
     use crate::rir::Delegations;
 
-    /// An API over the RIR engine (a statistics file of its own) with `store`.
-    fn replica(name: &str, store: Arc<crate::cache::MemoryAnswers>) -> Api {
-        let dir =
-            std::env::temp_dir().join(format!("vantage-replica-{}-{name}", std::process::id()));
+    /// RIR statistics registering 193.0.0.0/21 in NL, in a directory of their own.
+    fn rir_file(dir: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("{dir}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("dir");
         let path = dir.join("delegated-ripencc-extended-latest");
         std::fs::write(
@@ -442,6 +441,12 @@ mod tests {
             "ripencc|NL|ipv4|193.0.0.0|2048|19930901|assigned|x\n",
         )
         .expect("write");
+        path
+    }
+
+    /// An API over the RIR engine (a statistics file of its own) with `store`.
+    fn replica(name: &str, store: Arc<crate::cache::MemoryAnswers>) -> Api {
+        let path = rir_file(&format!("vantage-replica-{name}"));
         let rir = Arc::new(DataFiles::open("rir", vec![path], Delegations::load).expect("open"));
         let locator = Locator::new(
             Arc::new(crate::world::tests::tiny()),
@@ -507,14 +512,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reload_changes_the_key_and_answers_cached_before_are_not_served() {
-        let dir = std::env::temp_dir().join(format!("vantage-locate-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let path = dir.join("delegated-ripencc-extended-latest");
-        std::fs::write(
-            &path,
-            "ripencc|NL|ipv4|193.0.0.0|2048|19930901|assigned|x\n",
-        )
-        .expect("write");
+        let path = rir_file("vantage-locate");
         let rir =
             Arc::new(DataFiles::open("rir", vec![path.clone()], Delegations::load).expect("open"));
         let world = Arc::new(crate::world::tests::tiny());
@@ -578,6 +576,8 @@ mod tests {
         // Without a change the key stays.
         assert!(!rir.check().expect("check"));
         assert_eq!(api.cache_key(None), after);
-        std::fs::remove_dir_all(&dir).ok();
+        if let Some(dir) = path.parent() {
+            std::fs::remove_dir_all(dir).ok();
+        }
     }
 }
