@@ -74,17 +74,31 @@ SSH_OPTS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/nul
 _PORTS_GIVEN: set[int] = set()
 
 
+# Below Linux's ephemeral range (32768-60999) and clear of e2e/stack's fixed ports, as
+# vantage_testkit::PORT_RANGES: a component a test restarts on its port must not find it
+# taken as the source port of some client's outgoing connection.
+PORT_RANGES = ((10_000, 13_999), (30_000, 32_767))
+
+
 def free_port() -> int:
-    """A free port on loopback, never one this process handed out before: a port is
-    only bound when its component starts, and the kernel may offer a just-released
-    port again (a controller's metrics and SSH ports once collided that way)."""
-    while True:
+    """A free port on loopback from PORT_RANGES, never one this process handed out
+    before: a port is only bound when its component starts (a controller's metrics and
+    SSH ports once collided when the kernel offered a just-released port again)."""
+    ports = [p for lo, hi in PORT_RANGES for p in range(lo, hi + 1)]
+    start = random.randrange(len(ports))
+    for i in range(len(ports)):
+        port = ports[(start + i) % len(ports)]
+        if port in _PORTS_GIVEN:
+            continue
         with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _PORTS_GIVEN:
-            _PORTS_GIVEN.add(port)
-            return port
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError("no free port left in vantage_e2e.PORT_RANGES")
 
 
 def wait_for(what: str, check, timeout: float = 30.0, interval: float = 0.25):

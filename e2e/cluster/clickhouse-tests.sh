@@ -19,7 +19,7 @@
 #      killed one is taken out; requests/s 2 vs 1 replicas (SKIPPED without haproxy)
 #   6. optional (CH_CLUSTER_BENCH=1): rows/s through Distributed vs one node
 # Env: CH_CLUSTER_DIR (default /tmp/vantage-ch-cluster-tests; wiped first), the port
-# variables of clickhouse-cluster.sh, CLUSTER_MOTO_PORT (38500), VANTAGE_VENV, KEEP_CLUSTER=1
+# variables of clickhouse-cluster.sh, CLUSTER_MOTO_PORT (21500), VANTAGE_VENV, KEEP_CLUSTER=1
 # (leave it up for debugging).
 set -euo pipefail
 
@@ -27,7 +27,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 REPO="$(cd "$HERE/../.." && pwd)"
 VENV="${VANTAGE_VENV:-$REPO/.venv}"
 export CH_CLUSTER_DIR="${CH_CLUSTER_DIR:-/tmp/vantage-ch-cluster-tests}"
-MOTO_PORT="${CLUSTER_MOTO_PORT:-38500}"
+MOTO_PORT="${CLUSTER_MOTO_PORT:-21500}"
 CTL="$REPO/e2e/stack/clickhouse-cluster.sh"
 
 log() { printf '[cluster-tests] %s\n' "$*" >&2; }
@@ -39,7 +39,14 @@ step() { # name command...
   log "== $name"
   "$@" || rc=$?
   TIMINGS+=("$(printf '%-44s %4ss  %s' "$name" $((SECONDS - t)) "$([ $rc -eq 0 ] && echo ok || echo "FAILED ($rc)")")")
-  [ $rc -eq 0 ] || FAILED=1
+  [ $rc -eq 0 ] || { FAILED=1; revive; }
+}
+# A failed step may leave a node it stopped down: start it again, so that one failure does
+# not fail every later step with it (start-node is a no-op for a running node).
+revive() {
+  [ -f "${CH_CLUSTER_DIR}/env" ] || return 0
+  local n
+  for n in 1 2 3 4; do bash "$CTL" start-node "$n" || log "node $n does not start again; later steps will fail on it"; done
 }
 FAILED=0
 MOTO_PID=""

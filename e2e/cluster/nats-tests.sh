@@ -16,9 +16,9 @@
 # KEEP_CLUSTER=1 leaves the cluster running afterwards. Exit status: the tests'.
 # The probe failover test: NATS_CLUSTER_E2E=0 leaves it out; FAILOVER_STACK_DIR (its
 # single-node stack's state, default /tmp/vantage-nats-failover-stack; wiped at start),
-# FAILOVER_PROBES (probe agents, 12); the stack's ports FAILOVER_NATS_PORT (36222),
-# FAILOVER_NATS_MONITOR_PORT (36822), FAILOVER_CLICKHOUSE_HTTP_PORT (36123),
-# FAILOVER_CLICKHOUSE_TCP_PORT (36900), FAILOVER_MOTO_PORT (36500), FAILOVER_KUBE_PORT (36443).
+# FAILOVER_PROBES (probe agents, 12); the stack's ports FAILOVER_NATS_PORT (23222),
+# FAILOVER_NATS_MONITOR_PORT (23822), FAILOVER_CLICKHOUSE_HTTP_PORT (23123),
+# FAILOVER_CLICKHOUSE_TCP_PORT (23900), FAILOVER_MOTO_PORT (23500), FAILOVER_KUBE_PORT (23443).
 # Optional (NATS_CLUSTER_BENCH=1): after the tests, results/s drained by 1 vs 2 collectors
 # on the one durable consumer (collector/examples/cluster_collectors_bench.rs, release
 # build); NATS_CLUSTER_BENCH_RESULTS (per round, 100000), NATS_CLUSTER_BENCH_ROUNDS (2);
@@ -33,11 +33,11 @@ E2E="${NATS_CLUSTER_E2E:-1}"
 FAILOVER_STACK_DIR="${FAILOVER_STACK_DIR:-/tmp/vantage-nats-failover-stack}"
 PY="${VANTAGE_VENV:-$REPO/.venv}/bin/python"
 single_stack() {
-  VANTAGE_STACK_DIR="$FAILOVER_STACK_DIR" NATS_PORT="${FAILOVER_NATS_PORT:-36222}" \
-    NATS_MONITOR_PORT="${FAILOVER_NATS_MONITOR_PORT:-36822}" \
-    CLICKHOUSE_HTTP_PORT="${FAILOVER_CLICKHOUSE_HTTP_PORT:-36123}" \
-    CLICKHOUSE_TCP_PORT="${FAILOVER_CLICKHOUSE_TCP_PORT:-36900}" MOTO_PORT="${FAILOVER_MOTO_PORT:-36500}" \
-    KUBE_PORT="${FAILOVER_KUBE_PORT:-36443}" bash "$REPO/e2e/stack/stack.sh" "$1"
+  VANTAGE_STACK_DIR="$FAILOVER_STACK_DIR" NATS_PORT="${FAILOVER_NATS_PORT:-23222}" \
+    NATS_MONITOR_PORT="${FAILOVER_NATS_MONITOR_PORT:-23822}" \
+    CLICKHOUSE_HTTP_PORT="${FAILOVER_CLICKHOUSE_HTTP_PORT:-23123}" \
+    CLICKHOUSE_TCP_PORT="${FAILOVER_CLICKHOUSE_TCP_PORT:-23900}" MOTO_PORT="${FAILOVER_MOTO_PORT:-23500}" \
+    KUBE_PORT="${FAILOVER_KUBE_PORT:-23443}" bash "$REPO/e2e/stack/stack.sh" "$1"
 }
 
 log() { printf '[nats-tests] %s\n' "$*" >&2; }

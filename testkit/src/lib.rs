@@ -8,10 +8,14 @@
 //! Also the two "run or skip" gates: [`require_root`] for tests that need root (network
 //! namespaces, raw sockets) and [`stack_var`] for tests that need the local stack.
 
+use std::collections::hash_map::RandomState;
+use std::collections::BTreeSet;
+use std::hash::{BuildHasher, Hasher};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
@@ -188,9 +192,37 @@ fn effective_uid() -> Option<u32> {
     })
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released: good enough for tests).
+/// Where [`free_port`] looks: below Linux's ephemeral range (32768–60999) and clear of the
+/// fixed ports of `e2e/stack` and `e2e/cluster` (14222–29100). A server that a test kills
+/// and restarts on its port must not find that port taken as the source port of some
+/// client's outgoing connection, which an ephemeral port can be (CI saw a restarted
+/// ClickHouse node fail with `Address already in use` that way).
+pub const PORT_RANGES: [(u16, u16); 2] = [(10_000, 13_999), (30_000, 32_767)];
+
+/// A free TCP port on 127.0.0.1 from [`PORT_RANGES`], never one this process handed out
+/// before (a port is bound only when its server starts). Bound and released: good
+/// enough for tests.
 pub fn free_port() -> Result<u16, KitError> {
-    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    let ports: Vec<u16> = PORT_RANGES.iter().flat_map(|&(a, b)| a..=b).collect();
+    // A random start per call (RandomState is seeded per process), so that test
+    // processes running side by side do not walk the ranges in step.
+    let start = RandomState::new().build_hasher().finish() as usize % ports.len();
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for i in 0..ports.len() {
+        let port = ports[(start + i) % ports.len()];
+        if given.contains(&port) {
+            continue;
+        }
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            given.insert(port);
+            return Ok(port);
+        }
+    }
+    Err(KitError::Io(std::io::Error::new(
+        std::io::ErrorKind::AddrInUse,
+        "no free port left in vantage_testkit::PORT_RANGES",
+    )))
 }
 
 fn workspace_root() -> PathBuf {
@@ -472,6 +504,20 @@ fn write_clickhouse_config(dir: &Path, http_port: u16, tcp_port: u16) -> Result<
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn free_ports_are_below_the_ephemeral_range_and_never_repeat() {
+        let a = free_port().expect("a");
+        let b = free_port().expect("b");
+        assert_ne!(a, b);
+        for p in [a, b] {
+            assert!(
+                PORT_RANGES.iter().any(|&(lo, hi)| (lo..=hi).contains(&p)) && p < 32_768,
+                "{p}"
+            );
+            TcpListener::bind(("127.0.0.1", p)).expect("still free");
+        }
+    }
+
     use super::*;
 
     #[test]
