@@ -9,7 +9,8 @@
 //! the last one it delivered (a new consumer) takes effect as soon as the bucket answers.
 //!
 //! A watch over a whole bucket (`>`) delivers every revision, so it is stalled when the
-//! bucket's last revision is past the last one it delivered, at two checks in a row with
+//! bucket's last revision is past the last one it delivered (a watch over one key: when
+//! that key's last revision is), at two checks in a row with
 //! nothing delivered in between. A quiet watch (nothing written) is never restarted; one
 //! that is merely slow is restarted at worst once per check period, resuming where it
 //! was, which loses nothing. A gap a restart cannot fill (the last messages removed from
@@ -63,6 +64,21 @@ impl StallCheck {
     /// Ask the bucket for its [`last_revision`] and [`judge`](Self::judge).
     pub async fn check(&mut self, bucket: &kv::Store, next: u64) -> bool {
         self.judge(last_revision(bucket).await.ok(), next)
+    }
+
+    /// The same for a watch over one key: ask for that key's [`key_revision`].
+    pub async fn check_key(&mut self, bucket: &kv::Store, key: &str, next: u64) -> bool {
+        self.judge(key_revision(bucket, key).await, next)
+    }
+}
+
+/// The last revision of one `key` as the server has it now (a delete or purge marker
+/// counts; `Some(0)`: the key never existed; `None`: the bucket did not answer), for the
+/// check of a watch over that key alone, which delivers that key's revisions only.
+pub async fn key_revision(bucket: &kv::Store, key: &str) -> Option<u64> {
+    match bucket.entry(key).await {
+        Ok(entry) => Some(entry.map_or(0, |e| e.revision)),
+        Err(_) => None,
     }
 }
 

@@ -1,6 +1,6 @@
-//! The controller's NATS KV watches, each restarted when it fails or ends: assignments
-//! (who may connect here), drain requests from the operator, and forced firmware
-//! rollouts.
+//! The controller's NATS KV watches, each restarted when it fails, ends or stalls
+//! (crate::stall): assignments (who may connect here), drain requests from the
+//! operator, and forced firmware rollouts.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -13,17 +13,36 @@ use vantage_core::nats::{self as names, parse_probe_key, Assignment};
 use super::intake::ResultSink;
 use super::server::{disconnect_probe, drain, publish_heartbeat, Shared};
 use crate::keys::{fingerprint, parse_public};
-use crate::stall::{StallCheck, CHECK_PERIOD};
+use crate::stall::{self, StallCheck, CHECK_PERIOD};
 
 /// Drain while the operator asks for it: `vantage-meta/drain.<name>` exists (before a
 /// scale-down removes this pod). A deleted request (the scale-down was called off)
 /// ends the drain and the controller takes probes again.
 pub(super) async fn follow_drain<S: ResultSink>(shared: Arc<Shared<S>>) {
     let key = names::drain_key(&shared.id.name);
+    let mut stall = StallCheck::default();
     loop {
         match shared.bus.meta.watch_with_history(&key).await {
             Ok(mut watch) => {
-                while let Some(Ok(entry)) = watch.next().await {
+                // Restarted when it hangs while the key moves on (crate::stall); a restart
+                // delivers the key's latest value again, and a drain is idempotent.
+                let mut next = 1;
+                let mut check = tokio::time::interval(CHECK_PERIOD);
+                loop {
+                    let entry = tokio::select! {
+                        item = watch.next() => match item {
+                            Some(Ok(entry)) => entry,
+                            _ => break,
+                        },
+                        _ = check.tick() => {
+                            if Box::pin(stall.check_key(&shared.bus.meta, &key, next)).await {
+                                tracing::warn!(from_revision = next, "drain watch stalled: the key has a revision it did not deliver; restarting it");
+                                break;
+                            }
+                            continue;
+                        }
+                    };
+                    next = entry.revision + 1;
                     match entry.operation {
                         kv::Operation::Put => {
                             tracing::info!("the operator asks this controller to drain");
@@ -48,10 +67,42 @@ pub(super) async fn follow_drain<S: ResultSink>(shared: Arc<Shared<S>>) {
 /// On a forced firmware rollout, send the probes it applies to back to registration,
 /// where they are offered the release.
 pub(super) async fn follow_firmware<S: ResultSink>(shared: Arc<Shared<S>>) {
+    let key = names::FIRMWARE_KEY;
+    let mut stall = StallCheck::default();
+    // Releases from the next revision of the key on: the current one was offered at
+    // registration. Restarts resume after the last delivered one, so that a forced
+    // rollout published while the watch was down is not missed.
+    let mut next = loop {
+        match stall::key_revision(&shared.bus.meta, key).await {
+            Some(last) => break last + 1,
+            None => {
+                tracing::warn!("cannot read the firmware release key; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    };
     loop {
-        match shared.bus.meta.watch(names::FIRMWARE_KEY).await {
+        match shared.bus.meta.watch_from_revision(key, next).await {
             Ok(mut watch) => {
-                while let Some(Ok(entry)) = watch.next().await {
+                let mut check = tokio::time::interval(CHECK_PERIOD);
+                loop {
+                    let entry = tokio::select! {
+                        item = watch.next() => match item {
+                            Some(Ok(entry)) => entry,
+                            _ => break,
+                        },
+                        _ = check.tick() => {
+                            if Box::pin(stall.check_key(&shared.bus.meta, key, next)).await {
+                                tracing::warn!(from_revision = next, "firmware watch stalled: the key has a revision it did not deliver; restarting it");
+                                break;
+                            }
+                            continue;
+                        }
+                    };
+                    next = entry.revision + 1;
+                    if entry.operation != kv::Operation::Put {
+                        continue;
+                    }
                     let Ok(target) = serde_json::from_slice::<names::FirmwareTarget>(&entry.value)
                     else {
                         continue;
