@@ -245,9 +245,13 @@ fn ping_rtts_follow_the_configured_delay() {
     );
     let mut sorted = r.clone();
     sorted.sort_by(f64::total_cmp);
+    // The TUN responder is a Python process that holds each reply until it is due: its
+    // own lateness is 0.4-0.6 ms at the median on 2 busy cores (the geolocation
+    // harness measures it, docs/GEOLOCATION.md), so it gets 1 ms; sch_netem 0.5 ms.
+    let slack = if how == "tun" { 1.0 } else { 0.5 };
     assert!(
-        (sorted[5] - 20.0).abs() <= 0.5,
-        "{how}: median {} vs 20 ms: {r:?}",
+        (sorted[5] - 20.0).abs() <= slack,
+        "{how}: median {} vs 20 ms (± {slack} ms): {r:?}",
         sorted[5]
     );
     for rtt in &r {
