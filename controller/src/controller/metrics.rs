@@ -19,7 +19,7 @@ pub struct ControllerMetrics {
     /// The probe's command channel could not be opened (the probe gets no schedule).
     pub command_channel_failures: Counter,
     pub feed: FeedMetrics,
-    /// Watches (assignments, drain, firmware) that failed or ended and were started again.
+    /// Watches (assignments, drain, firmware) that failed, ended or stalled (crate::stall) and were started again.
     pub watch_restarts: ByReason,
     /// Dropped input, by reason (malformed, too_long, wrong_probe, bad_id).
     pub dropped: ByReason,
@@ -59,7 +59,7 @@ impl ControllerMetrics {
         self.feed.register(registry);
         registry.register(
             "watch_restarts",
-            "NATS KV watches that failed or ended and were started again, by watch",
+            "NATS KV watches that failed, ended or stalled and were started again, by watch",
             self.watch_restarts.0.clone(),
         );
         registry.register(
