@@ -25,7 +25,6 @@ use std::time::Duration;
 
 use async_nats::jetstream::kv;
 use bytes::Bytes;
-use futures::StreamExt;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
@@ -33,7 +32,7 @@ use tokio::sync::watch;
 use vantage_core::backoff::Backoff;
 use vantage_core::nats::{parse_probe_key, probe_key, ScheduleDoc};
 
-use crate::stall::{self, StallCheck};
+use crate::stall::{self, Guarded, Next, StallCheck};
 
 /// The longest wait between two attempts to restart the feed or to read a schedule.
 pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -245,38 +244,32 @@ impl ScheduleFeed {
         let mut stall = StallCheck::default();
         loop {
             match self.kv.watch_all_from_revision(next).await {
-                Ok(mut watch) => {
+                Ok(watch) => {
                     self.set_up(true);
                     backoff.reset();
                     tracing::info!(from_revision = next, "following schedules");
                     // A watch that hangs (no entry, no error) while the bucket moves on is
                     // restarted too: see crate::stall.
-                    let mut check = tokio::time::interval(stall::CHECK_PERIOD);
+                    let mut watch = Guarded::new(watch, &self.kv, None, next);
                     loop {
-                        tokio::select! {
-                            item = watch.next() => match item {
-                                Some(Ok(entry)) => {
-                                    next = entry.revision + 1;
-                                    self.dispatch(&entry);
-                                }
-                                Some(Err(e)) => {
-                                    tracing::warn!(error = %e, "schedule watch failed; restarting it");
-                                    break;
-                                }
-                                None => {
-                                    tracing::warn!("schedule watch ended; restarting it");
-                                    break;
-                                }
-                            },
-                            _ = check.tick() => {
-                                if Box::pin(stall.check(&self.kv, next)).await {
-                                    tracing::warn!(from_revision = next, "schedule watch stalled: the bucket has revisions it did not deliver; restarting it");
-                                    self.metrics.stalls.inc();
-                                    break;
-                                }
+                        match watch.next(&mut stall).await {
+                            Next::Entry(entry) => self.dispatch(&entry),
+                            Next::Failed(e) => {
+                                tracing::warn!(error = %e, "schedule watch failed; restarting it");
+                                break;
+                            }
+                            Next::Ended => {
+                                tracing::warn!("schedule watch ended; restarting it");
+                                break;
+                            }
+                            Next::Stalled => {
+                                tracing::warn!(from_revision = watch.next_revision(), "schedule watch stalled: the bucket has revisions it did not deliver; restarting it");
+                                self.metrics.stalls.inc();
+                                break;
                             }
                         }
                     }
+                    next = watch.next_revision();
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, from_revision = next, "cannot watch schedules; retrying")

@@ -21,11 +21,12 @@
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
+use futures::StreamExt;
 
 /// How often a watch's progress is compared with its bucket's.
 pub const CHECK_PERIOD: Duration = Duration::from_secs(3);
 
-/// The progress check of one whole-bucket watch (keep one across its restarts).
+/// The progress check of one watch, over a bucket or a key (keep one across its restarts).
 #[derive(Debug, Default)]
 pub struct StallCheck {
     /// The watch's next revision at the previous check, if the bucket was past it then.
@@ -79,6 +80,69 @@ pub async fn key_revision(bucket: &kv::Store, key: &str) -> Option<u64> {
     match bucket.entry(key).await {
         Ok(entry) => Some(entry.map_or(0, |e| e.revision)),
         Err(_) => None,
+    }
+}
+
+/// What a [`Guarded`] watch gave: an entry, or the reason to restart it.
+pub enum Next {
+    Entry(kv::Entry),
+    Failed(kv::WatcherError),
+    Ended,
+    /// Behind its bucket (or key) at two checks: [`StallCheck::judge`].
+    Stalled,
+}
+
+/// A KV watch under a [`StallCheck`]: over the whole bucket (`key` None) or over one key.
+/// It keeps the revision after the last one it delivered, where a restart resumes.
+pub struct Guarded<'a> {
+    watch: kv::Watch,
+    bucket: &'a kv::Store,
+    key: Option<&'a str>,
+    check: tokio::time::Interval,
+    next: u64,
+}
+
+impl<'a> Guarded<'a> {
+    /// `next`: the first revision the watch owes (1 for a watch with history).
+    pub fn new(watch: kv::Watch, bucket: &'a kv::Store, key: Option<&'a str>, next: u64) -> Self {
+        Self {
+            watch,
+            bucket,
+            key,
+            check: tokio::time::interval(CHECK_PERIOD),
+            next,
+        }
+    }
+
+    /// The revision after the last one delivered.
+    pub fn next_revision(&self) -> u64 {
+        self.next
+    }
+
+    /// The next entry, or why the watch must be restarted; `stall` is kept across
+    /// restarts.
+    pub async fn next(&mut self, stall: &mut StallCheck) -> Next {
+        loop {
+            tokio::select! {
+                item = self.watch.next() => return match item {
+                    Some(Ok(entry)) => {
+                        self.next = entry.revision + 1;
+                        Next::Entry(entry)
+                    }
+                    Some(Err(e)) => Next::Failed(e),
+                    None => Next::Ended,
+                },
+                _ = self.check.tick() => {
+                    let stalled = match self.key {
+                        Some(key) => Box::pin(stall.check_key(self.bucket, key, self.next)).await,
+                        None => Box::pin(stall.check(self.bucket, self.next)).await,
+                    };
+                    if stalled {
+                        return Next::Stalled;
+                    }
+                }
+            }
+        }
     }
 }
 

@@ -7,13 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::kv;
-use futures::StreamExt;
 use vantage_core::nats::{self as names, parse_probe_key, Assignment};
 
 use super::intake::ResultSink;
 use super::server::{disconnect_probe, drain, publish_heartbeat, Shared};
 use crate::keys::{fingerprint, parse_public};
-use crate::stall::{self, StallCheck, CHECK_PERIOD};
+use crate::stall::{self, Guarded, Next, StallCheck};
 
 /// Drain while the operator asks for it: `vantage-meta/drain.<name>` exists (before a
 /// scale-down removes this pod). A deleted request (the scale-down was called off)
@@ -23,26 +22,12 @@ pub(super) async fn follow_drain<S: ResultSink>(shared: Arc<Shared<S>>) {
     let mut stall = StallCheck::default();
     loop {
         match shared.bus.meta.watch_with_history(&key).await {
-            Ok(mut watch) => {
-                // Restarted when it hangs while the key moves on (crate::stall); a restart
-                // delivers the key's latest value again, and a drain is idempotent.
-                let mut next = 1;
-                let mut check = tokio::time::interval(CHECK_PERIOD);
-                loop {
-                    let entry = tokio::select! {
-                        item = watch.next() => match item {
-                            Some(Ok(entry)) => entry,
-                            _ => break,
-                        },
-                        _ = check.tick() => {
-                            if Box::pin(stall.check_key(&shared.bus.meta, &key, next)).await {
-                                tracing::warn!(from_revision = next, "drain watch stalled: the key has a revision it did not deliver; restarting it");
-                                break;
-                            }
-                            continue;
-                        }
-                    };
-                    next = entry.revision + 1;
+            Ok(watch) => {
+                // Restarted when it fails, ends or hangs while the key moves on
+                // (crate::stall); a restart delivers the key's latest value again, and a
+                // drain is idempotent.
+                let mut watch = Guarded::new(watch, &shared.bus.meta, Some(&key), 1);
+                while let Some(entry) = next_or_restart(&mut watch, &mut stall, "drain").await {
                     match entry.operation {
                         kv::Operation::Put => {
                             tracing::info!("the operator asks this controller to drain");
@@ -83,23 +68,10 @@ pub(super) async fn follow_firmware<S: ResultSink>(shared: Arc<Shared<S>>) {
     };
     loop {
         match shared.bus.meta.watch_from_revision(key, next).await {
-            Ok(mut watch) => {
-                let mut check = tokio::time::interval(CHECK_PERIOD);
-                loop {
-                    let entry = tokio::select! {
-                        item = watch.next() => match item {
-                            Some(Ok(entry)) => entry,
-                            _ => break,
-                        },
-                        _ = check.tick() => {
-                            if Box::pin(stall.check_key(&shared.bus.meta, key, next)).await {
-                                tracing::warn!(from_revision = next, "firmware watch stalled: the key has a revision it did not deliver; restarting it");
-                                break;
-                            }
-                            continue;
-                        }
-                    };
-                    next = entry.revision + 1;
+            Ok(watch) => {
+                let mut watch = Guarded::new(watch, &shared.bus.meta, Some(key), next);
+                while let Some(entry) = next_or_restart(&mut watch, &mut stall, "firmware").await {
+                    next = watch.next_revision();
                     if entry.operation != kv::Operation::Put {
                         continue;
                     }
@@ -150,26 +122,11 @@ pub(super) async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
     let mut stall = StallCheck::default();
     loop {
         match shared.bus.assignments.watch_with_history(">").await {
-            Ok(mut watch) => {
-                // A watch that hangs while the bucket moves on is restarted: crate::stall.
+            Ok(watch) => {
                 // Nothing delivered yet: only revisions from 1 on are owed.
-                let mut next = 1;
-                let mut check = tokio::time::interval(CHECK_PERIOD);
-                loop {
-                    let entry = tokio::select! {
-                        item = watch.next() => match item {
-                            Some(Ok(entry)) => entry,
-                            _ => break,
-                        },
-                        _ = check.tick() => {
-                            if Box::pin(stall.check(&shared.bus.assignments, next)).await {
-                                tracing::warn!(from_revision = next, "assignment watch stalled: the bucket has revisions it did not deliver; restarting it");
-                                break;
-                            }
-                            continue;
-                        }
-                    };
-                    next = entry.revision + 1;
+                let mut watch = Guarded::new(watch, &shared.bus.assignments, None, 1);
+                while let Some(entry) = next_or_restart(&mut watch, &mut stall, "assignment").await
+                {
                     let Some(probe) = parse_probe_key(&entry.key) else {
                         continue;
                     };
@@ -210,5 +167,28 @@ pub(super) async fn follow_assignments<S: ResultSink>(shared: Arc<Shared<S>>) {
         }
         shared.metrics.watch_restarts.count("assignments");
         tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// The next entry of a controller watch, or None (logged) when it must be restarted.
+async fn next_or_restart(
+    watch: &mut Guarded<'_>,
+    stall: &mut StallCheck,
+    what: &str,
+) -> Option<kv::Entry> {
+    match watch.next(stall).await {
+        Next::Entry(entry) => Some(entry),
+        Next::Failed(e) => {
+            tracing::warn!(error = %e, "{what} watch failed; restarting it");
+            None
+        }
+        Next::Ended => None,
+        Next::Stalled => {
+            tracing::warn!(
+                from_revision = watch.next_revision(),
+                "{what} watch stalled: it has revisions it did not deliver; restarting it"
+            );
+            None
+        }
     }
 }
