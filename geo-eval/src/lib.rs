@@ -326,6 +326,25 @@ pub struct Miss {
     pub votes: Vec<String>,
     /// The reducer's best three cities, each with its sum and who added to it.
     pub top: Vec<String>,
+    /// Why the country is wrong; `None` when it is right (the city is beyond 40 km).
+    pub country_miss: Option<CountryMiss>,
+}
+
+/// Why the reducer named the wrong country.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub enum CountryMiss {
+    /// Behind a tunnel, and no engine named a city of its country: its RTTs, its
+    /// registration and its geofeed (when it has one) all say the broker's country,
+    /// and nothing in the world says otherwise. Out of any reducer's reach.
+    Tunnel,
+    /// Behind a tunnel, and some engine (a PTR name) named its country.
+    TunnelWithHint,
+    /// A mobile carrier or a satellite link.
+    Quirk,
+    /// The registry named the right country and the RTTs a neighbour.
+    RegistryOverruled,
+    /// The registry named another country too (or there is none).
+    RegistryWrong,
 }
 
 /// The evaluation of one world.
@@ -341,6 +360,9 @@ pub struct Report {
     /// Unicast targets within [`BORDER_KM`] of a city of another country: latency alone
     /// cannot tell which side of the border they are on.
     pub border_targets: usize,
+    /// Unicast targets out of any reducer's reach for the country: [`CountryMiss::Tunnel`]
+    /// (counted whether or not the reducer's answer happens to be right).
+    pub country_out_of_reach: usize,
 }
 
 /// How close a foreign city must be for a target to count as on a border.
@@ -383,6 +405,20 @@ impl Report {
         s.push_str(&format!(
             "{:.1} RTTs per target; {} targets within {BORDER_KM} km of a foreign city\n",
             self.rtts_per_target, self.border_targets
+        ));
+        let count = |c: CountryMiss| {
+            self.misses
+                .iter()
+                .filter(|m| m.country_miss == Some(c))
+                .count()
+        };
+        s.push_str(&format!(
+            "country misses: {} behind a tunnel with nothing naming their country, {} behind a tunnel a PTR name placed, {} mobile or satellite, {} the registry had right (RTTs named a neighbour), {} the registry had wrong\n",
+            count(CountryMiss::Tunnel),
+            count(CountryMiss::TunnelWithHint),
+            count(CountryMiss::Quirk),
+            count(CountryMiss::RegistryOverruled),
+            count(CountryMiss::RegistryWrong),
         ));
         for m in &self.misses {
             s.push_str(&format!(
@@ -1122,6 +1158,7 @@ async fn score(
     let mut anycast = Vec::new();
     let mut misses = Vec::new();
     let mut rtt_count = 0;
+    let mut out_of_reach = 0;
     for ((target, located), base) in targets.iter().zip(located).zip(base) {
         let seen = rtts.rtts(target.ip).await.unwrap_or_default();
         rtt_count += seen.len();
@@ -1161,6 +1198,17 @@ async fn score(
             continue;
         }
         truths.push(target.sites[0]);
+        let truth_country = world.city(target.sites[0]).map(|c| c.country.as_str());
+        let named_truth = located.partials.iter().any(|p| {
+            p.candidates
+                .iter()
+                .filter_map(|c| world.city(c.city_id))
+                .any(|c| Some(c.country.as_str()) == truth_country)
+        });
+        let tunnel = matches!(target.quirk, Some(hard::Quirk::Tunnel { .. }));
+        if tunnel && !named_truth {
+            out_of_reach += 1;
+        }
         for engine in ENGINES {
             answers.entry(engine).or_default().push(best(engine));
         }
@@ -1173,6 +1221,20 @@ async fn score(
         let answer = located.scored.first().map(|s| s.city_id);
         answers.entry("reducer").or_default().push(answer);
         if let Some(mut miss) = miss(world, target, &seen, answer) {
+            let answered_country = answer
+                .and_then(|id| world.city(id))
+                .map(|c| c.country.as_str());
+            if answered_country != truth_country {
+                miss.country_miss = Some(match target.quirk {
+                    Some(hard::Quirk::Tunnel { .. }) if named_truth => CountryMiss::TunnelWithHint,
+                    Some(hard::Quirk::Tunnel { .. }) => CountryMiss::Tunnel,
+                    Some(_) => CountryMiss::Quirk,
+                    None if target.registered.as_deref() == truth_country => {
+                        CountryMiss::RegistryOverruled
+                    }
+                    None => CountryMiss::RegistryWrong,
+                });
+            }
             miss.votes = located
                 .partials
                 .iter()
@@ -1230,6 +1292,7 @@ async fn score(
         misses,
         rtts_per_target: rtt_count as f64 / targets.len().max(1) as f64,
         border_targets: border_targets(world, targets),
+        country_out_of_reach: out_of_reach,
     }
 }
 
@@ -1274,6 +1337,7 @@ fn miss(
         quirk: target.quirk,
         votes: Vec::new(),
         top: Vec::new(),
+        country_miss: None,
     })
 }
 
@@ -1338,7 +1402,7 @@ impl Goals {
     /// Per seed, the reducer's figures, single-radius's share within 40 km and the
     /// ratio; then the mean; then which goals hold on every seed, which only on average.
     pub fn summary(&self, reports: &[(u64, Report)]) -> String {
-        let rows: Vec<(u64, [f64; 5])> = reports
+        let rows: Vec<(u64, [f64; 6])> = reports
             .iter()
             .filter_map(|(seed, r)| {
                 let red = r.get("reducer")?;
@@ -1347,40 +1411,60 @@ impl Goals {
                 });
                 let red40 = red.within_40km * red.answered as f64 / red.targets.max(1) as f64;
                 let ratio = if sr > 0.0 { red40 / sr } else { f64::INFINITY };
+                let ceiling = 1.0 - r.country_out_of_reach as f64 / red.targets.max(1) as f64;
                 Some((
                     *seed,
-                    [red.country, red.within_40km, red.median_km, sr, ratio],
+                    [
+                        red.country,
+                        red.within_40km,
+                        red.median_km,
+                        sr,
+                        ratio,
+                        ceiling,
+                    ],
                 ))
             })
             .collect();
         let mut s = format!(
-            "\n{:<6} {:>9} {:>9} {:>10} {:>16} {:>7}\n",
-            "seed", "country", "<= 40 km", "median km", "single-radius 40", "ratio"
+            "\n{:<6} {:>9} {:>9} {:>10} {:>16} {:>7} {:>16}\n",
+            "seed",
+            "country",
+            "<= 40 km",
+            "median km",
+            "single-radius 40",
+            "ratio",
+            "country ceiling"
         );
         for (seed, v) in &rows {
             s.push_str(&format!(
-                "{seed:<6} {:>8.1}% {:>8.1}% {:>10.1} {:>15.1}% {:>6.2}x\n",
+                "{seed:<6} {:>8.1}% {:>8.1}% {:>10.1} {:>15.1}% {:>6.2}x {:>15.1}%\n",
                 100.0 * v[0],
                 100.0 * v[1],
                 v[2],
                 100.0 * v[3],
-                v[4]
+                v[4],
+                100.0 * v[5]
             ));
         }
         let n = rows.len().max(1) as f64;
-        let mean: Vec<f64> = (0..5)
+        let mean: Vec<f64> = (0..6)
             .map(|k| rows.iter().map(|(_, v)| v[k]).sum::<f64>() / n)
             .collect();
         s.push_str(&format!(
-            "{:<6} {:>8.1}% {:>8.1}% {:>10.1} {:>15.1}% {:>6.2}x\n",
+            "{:<6} {:>8.1}% {:>8.1}% {:>10.1} {:>15.1}% {:>6.2}x {:>15.1}%\n",
             "mean",
             100.0 * mean[0],
             100.0 * mean[1],
             mean[2],
             100.0 * mean[3],
-            mean[4]
+            mean[4],
+            100.0 * mean[5]
         ));
-        let mut check = |name: String, k: usize, ok: &dyn Fn(f64) -> bool| {
+        s.push_str(
+            "(country ceiling: the share not behind a tunnel that no engine could place; \
+             for those, RTTs, registration and geofeed all name the broker's country)\n",
+        );
+        let check = |name: String, k: usize, ok: &dyn Fn(f64) -> bool| {
             let failing: Vec<String> = rows
                 .iter()
                 .filter(|(_, v)| !ok(v[k]))
@@ -1396,23 +1480,45 @@ impl Goals {
             } else {
                 format!("does NOT hold (fails on seeds {})", failing.join(", "))
             };
-            s.push_str(&format!("goal {name}: {verdict}\n"));
+            format!("goal {name}: {verdict}\n")
         };
-        check(
+        s.push_str(&check(
             format!("country >= {:.1} %", 100.0 * self.country),
             0,
             &|v| v >= self.country,
-        );
-        check(
+        ));
+        let beyond: Vec<String> = rows
+            .iter()
+            .filter(|(_, v)| v[5] < self.country)
+            .map(|(seed, v)| format!("{seed} ({:.1} %)", 100.0 * v[5]))
+            .collect();
+        if !beyond.is_empty() {
+            s.push_str(&format!(
+                "     its ceiling is below it on seeds {}; on average {}\n",
+                beyond.join(", "),
+                if mean[5] >= self.country {
+                    format!("it is {:.1} %, within reach", 100.0 * mean[5])
+                } else {
+                    format!("it is {:.1} %, out of reach", 100.0 * mean[5])
+                }
+            ));
+        }
+        s.push_str(&check(
             format!("<= 40 km >= {:.1} %", 100.0 * self.within_40km),
             1,
             &|v| v >= self.within_40km,
-        );
-        check(format!("median <= {} km", self.median_km), 2, &|v| {
-            v <= self.median_km
-        });
+        ));
+        s.push_str(&check(
+            format!("median <= {} km", self.median_km),
+            2,
+            &|v| v <= self.median_km,
+        ));
         if let Some(x) = self.over_single_radius {
-            check(format!("<= 40 km >= {x}x single-radius's"), 4, &|v| v >= x);
+            s.push_str(&check(
+                format!("<= 40 km >= {x}x single-radius's"),
+                4,
+                &|v| v >= x,
+            ));
         }
         s
     }
@@ -1534,6 +1640,40 @@ mod tests {
         assert!(
             any.flagged && any.sites.iter().all(|(_, km)| *km < 300.0),
             "{any:?}"
+        );
+    }
+
+    #[test]
+    fn the_summary_says_where_the_country_goal_is_out_of_reach() {
+        let report = |country: f64, out_of_reach: usize| Report {
+            accuracy: vec![Accuracy {
+                engine: "reducer".to_owned(),
+                answered: 300,
+                targets: 300,
+                country,
+                within_40km: 0.8,
+                median_km: 2.0,
+            }],
+            anycast: Vec::new(),
+            misses: Vec::new(),
+            rtts_per_target: 0.0,
+            border_targets: 0,
+            country_out_of_reach: out_of_reach,
+        };
+        let goals = Goals::hard();
+        // Seed 4: five targets no engine can place leave at most 98.3 %.
+        let s = goals.summary(&[(1, report(0.98, 2)), (4, report(0.97, 5))]);
+        assert!(s.contains("99.3%") && s.contains("98.3%"), "{s}");
+        assert!(
+            s.contains("its ceiling is below it on seeds 4 (98.3 %); on average it is 98.8 %, within reach"),
+            "{s}"
+        );
+        // Every ceiling above the goal: no such line.
+        let s = goals.summary(&[(1, report(0.98, 2))]);
+        assert!(!s.contains("its ceiling is below it"), "{s}");
+        assert!(
+            s.contains("goal country >= 98.5 %: does NOT hold (fails on seeds 1)"),
+            "{s}"
         );
     }
 

@@ -123,12 +123,16 @@ impl Pinger {
     }
 }
 
+/// Pings in flight at most, by default.
+pub const DEFAULT_IN_FLIGHT: usize = 48;
+
 /// How the namespaces are run.
 #[derive(Debug, Clone)]
 pub struct NetnsOptions {
     pub pinger: Pinger,
-    /// Probes pinging at once (each pings every target at once).
-    pub parallel: usize,
+    /// Pings in flight at most (`GEO_IN_FLIGHT`, 48 by default): hundreds at once on
+    /// two cores delay the replies by milliseconds, which the world does not have.
+    pub in_flight: usize,
     pub python: PathBuf,
     /// Namespace name prefix (`vg<pid>` by default): names are `<prefix>-h`, `-p<i>`, `-t<j>`.
     pub prefix: String,
@@ -143,10 +147,10 @@ impl Default for NetnsOptions {
         };
         Self {
             pinger: Pinger::find(),
-            parallel: std::env::var("GEO_PAR")
+            in_flight: std::env::var("GEO_IN_FLIGHT")
                 .ok()
                 .and_then(|v| v.parse().ok())
-                .unwrap_or(2),
+                .unwrap_or(DEFAULT_IN_FLIGHT),
             python,
             prefix: format!("vg{}", std::process::id() % 100_000),
         }
@@ -173,6 +177,57 @@ pub struct NetnsWorld {
     record: Mutex<Record>,
     /// The emulation's own round trip, subtracted from every measured RTT.
     overhead_ms: f64,
+    /// Pings in flight, over every caller (the on-demand measurer pings for several
+    /// targets at once).
+    slots: Slots,
+}
+
+/// A counting semaphore for blocking code: [`NetnsOptions::in_flight`] pings at once.
+struct Slots {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Self {
+        Self {
+            free: Mutex::new(n.max(1)),
+            freed: std::sync::Condvar::new(),
+        }
+    }
+
+    fn count(&self) -> std::sync::MutexGuard<'_, usize> {
+        self.free.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot if one is free now.
+    fn try_take(&self) -> Option<Slot<'_>> {
+        let mut free = self.count();
+        (*free > 0).then(|| {
+            *free -= 1;
+            Slot(self)
+        })
+    }
+
+    /// A slot, waiting for one.
+    fn take(&self) -> Slot<'_> {
+        let mut free = self.count();
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|e| e.into_inner());
+        }
+        *free -= 1;
+        Slot(self)
+    }
+}
+
+/// A taken slot, given back when dropped.
+struct Slot<'a>(&'a Slots);
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.count() += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -273,6 +328,7 @@ impl NetnsWorld {
             path: dir.clone(),
             source,
         })?;
+        let slots = Slots::new(opts.in_flight);
         let mut w = NetnsWorld {
             placement,
             cfg,
@@ -281,6 +337,7 @@ impl NetnsWorld {
             responders: Vec::new(),
             dir,
             record: Mutex::default(),
+            slots,
             overhead_ms: 0.0,
         };
         w.wire()?;
@@ -565,30 +622,28 @@ impl NetnsWorld {
         Ok((cases, self.fidelity()))
     }
 
-    /// The given probes (indices into the placement) each ping every target, a few
-    /// probes at a time; returns the engines' input.
+    /// The given probes (indices into the placement) each ping every target; returns
+    /// the engines' input.
     pub fn measure_from(&self, probes: &[usize]) -> Result<Vec<Case>, HarnessError> {
         let n_targets = self.placement.targets.len();
         let mut rtts: Vec<Vec<ProbeRtt>> = vec![Vec::new(); n_targets];
-        for chunk in probes.chunks(self.opts.parallel.max(1)) {
-            // Hosts only: the anchors' own addresses are pinged by the mesh.
-            let hosts: Vec<usize> = (0..n_targets)
-                .filter(|&t| crate::hard::is_host(&self.placement.targets[t]))
-                .collect();
-            let pairs: Vec<(usize, usize)> = chunk
-                .iter()
-                .flat_map(|&p| hosts.iter().map(move |&t| (p, t)))
-                .collect();
-            for (p, t, rtt) in self.ping_pairs(&pairs)? {
-                if let Some(rtt_ms) = rtt {
-                    let probe = &self.placement.probes[p];
-                    rtts[t].push(ProbeRtt {
-                        probe_id: probe.id,
-                        latitude: probe.latitude,
-                        longitude: probe.longitude,
-                        rtt_ms,
-                    });
-                }
+        // Hosts only: the anchors' own addresses are pinged by the mesh.
+        let hosts: Vec<usize> = (0..n_targets)
+            .filter(|&t| crate::hard::is_host(&self.placement.targets[t]))
+            .collect();
+        let pairs: Vec<(usize, usize)> = probes
+            .iter()
+            .flat_map(|&p| hosts.iter().map(move |&t| (p, t)))
+            .collect();
+        for (p, t, rtt) in self.ping_pairs(&pairs)? {
+            if let Some(rtt_ms) = rtt {
+                let probe = &self.placement.probes[p];
+                rtts[t].push(ProbeRtt {
+                    probe_id: probe.id,
+                    latitude: probe.latitude,
+                    longitude: probe.longitude,
+                    rtt_ms,
+                });
             }
         }
         Ok(self
@@ -603,68 +658,88 @@ impl NetnsWorld {
             .collect())
     }
 
-    /// The anchoring mesh (`Placement::mesh`), pinged a few pairs at a time: (probe
-    /// index, anchor's target index, RTT) for every pair that answered.
+    /// The anchoring mesh (`Placement::mesh`): (probe index, anchor's target index,
+    /// RTT) for every pair that answered.
     pub fn measure_mesh(&self) -> Result<Vec<(usize, usize, f64)>, HarnessError> {
-        let mut out = Vec::new();
-        for chunk in self.placement.mesh.chunks(self.opts.parallel.max(1) * 150) {
-            out.extend(
-                self.ping_pairs(chunk)?
-                    .into_iter()
-                    .filter_map(|(p, t, rtt)| Some((p, t, rtt?))),
-            );
-        }
-        Ok(out)
+        Ok(self
+            .ping_pairs(&self.placement.mesh)?
+            .into_iter()
+            .filter_map(|(p, t, rtt)| Some((p, t, rtt?)))
+            .collect())
     }
 
-    /// Ping every (probe, target) pair at once; the minimum RTT of each (`None`: all
-    /// lost), recorded against the ground truth.
+    /// Ping every (probe, target) pair, at most [`NetnsOptions::in_flight`] pings in
+    /// flight over all callers; the minimum RTT of each (`None`: all lost), recorded
+    /// against the ground truth.
     fn ping_pairs(
         &self,
         pairs: &[(usize, usize)],
     ) -> Result<Vec<(usize, usize, Option<f64>)>, HarnessError> {
-        let probes = &self.placement.probes;
-        let mut running = Vec::new();
+        let mut running = std::collections::VecDeque::new();
+        let mut out = Vec::with_capacity(pairs.len());
         for &(p, t) in pairs {
-            running.push((p, t, self.spawn_ping(p, t)?));
-        }
-        let mut out = Vec::new();
-        for (p, t, child) in running {
-            let target = self.placement.targets[t].ip.to_string();
-            let done = child.wait_with_output().map_err(|e| HarnessError::Ping {
-                probe: probes[p].id,
-                target: target.clone(),
-                reason: e.to_string(),
-            })?;
-            if !done.status.success() && matches!(self.opts.pinger, Pinger::Probe(_)) {
-                return Err(HarnessError::Ping {
-                    probe: probes[p].id,
-                    target,
-                    reason: String::from_utf8_lossy(&done.stderr).trim().to_owned(),
-                });
-            }
-            let rtt = self
-                .min_rtt(&done.stdout)
-                .map(|ms| (ms - self.overhead_ms).max(0.0));
-            if let Ok(mut rec) = self.record.lock() {
-                match rtt {
-                    Some(rtt) => {
-                        let truth = self.placement.rtt_ms[p][t];
-                        rec.diffs.push(rtt - truth);
-                        if rec
-                            .worst
-                            .as_ref()
-                            .is_none_or(|w| (w.2 - w.3).abs() < (rtt - truth).abs())
-                        {
-                            rec.worst = Some((probes[p].id, target, rtt, truth));
-                        }
-                    }
-                    None => rec.lost += 1,
+            // No slot free: reap this caller's oldest ping first (a caller holding
+            // slots never waits for others), or wait when it has none.
+            let slot = loop {
+                if let Some(slot) = self.slots.try_take() {
+                    break slot;
                 }
-            }
+                match running.pop_front() {
+                    Some((p, t, child, slot)) => {
+                        let rtt = self.finish_ping(p, t, child)?;
+                        drop(slot);
+                        out.push((p, t, rtt));
+                    }
+                    None => break self.slots.take(),
+                }
+            };
+            running.push_back((p, t, self.spawn_ping(p, t)?, slot));
+        }
+        while let Some((p, t, child, slot)) = running.pop_front() {
+            let rtt = self.finish_ping(p, t, child)?;
+            drop(slot);
             out.push((p, t, rtt));
         }
         Ok(out)
+    }
+
+    /// Wait for one ping; its minimum RTT, less the emulation's own round trip,
+    /// recorded against the ground truth.
+    fn finish_ping(&self, p: usize, t: usize, child: Child) -> Result<Option<f64>, HarnessError> {
+        let probes = &self.placement.probes;
+        let target = self.placement.targets[t].ip.to_string();
+        let done = child.wait_with_output().map_err(|e| HarnessError::Ping {
+            probe: probes[p].id,
+            target: target.clone(),
+            reason: e.to_string(),
+        })?;
+        if !done.status.success() && matches!(self.opts.pinger, Pinger::Probe(_)) {
+            return Err(HarnessError::Ping {
+                probe: probes[p].id,
+                target,
+                reason: String::from_utf8_lossy(&done.stderr).trim().to_owned(),
+            });
+        }
+        let rtt = self
+            .min_rtt(&done.stdout)
+            .map(|ms| (ms - self.overhead_ms).max(0.0));
+        if let Ok(mut rec) = self.record.lock() {
+            match rtt {
+                Some(rtt) => {
+                    let truth = self.placement.rtt_ms[p][t];
+                    rec.diffs.push(rtt - truth);
+                    if rec
+                        .worst
+                        .as_ref()
+                        .is_none_or(|w| (w.2 - w.3).abs() < (rtt - truth).abs())
+                    {
+                        rec.worst = Some((probes[p].id, target, rtt, truth));
+                    }
+                }
+                None => rec.lost += 1,
+            }
+        }
+        Ok(rtt)
     }
 
     /// Measured − true RTT over every ping so far.
