@@ -11,7 +11,9 @@
 //! (`--all-pairs`: every probe pings every target). `--rir` is the share of targets
 //! registered in their own country (0.95 by default; `off`: no `rir` engine).
 //! `--profile=hard` is the calibrated world (docs/GEOLOCATION.md); `--seeds` runs
-//! several worlds and says which goals hold on every seed and which only on average.
+//! several worlds and says which goals hold on every seed and which only on average,
+//! with each seed's country ceiling (tunnels no engine can place). In namespaces at
+//! most `GEO_IN_FLIGHT` pings (48) are in flight at once.
 
 use std::sync::Arc;
 use std::time::Instant;
