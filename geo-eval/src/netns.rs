@@ -859,4 +859,24 @@ mod tests {
             None
         );
     }
+
+    #[test]
+    fn slots_cap_what_is_in_flight_and_come_back_when_dropped() {
+        let slots = Slots::new(2);
+        let a = slots.try_take().expect("first");
+        let b = slots.try_take().expect("second");
+        assert!(slots.try_take().is_none(), "only two at once");
+        drop(a);
+        let c = slots.try_take().expect("a dropped slot is free again");
+        // A caller with none waits until another gives one back.
+        std::thread::scope(|s| {
+            let waiter = s.spawn(|| drop(slots.take()));
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            assert!(!waiter.is_finished(), "waits while every slot is taken");
+            drop(b);
+            waiter.join().expect("waiter");
+        });
+        drop(c);
+        assert_eq!(*slots.count(), 2);
+    }
 }
