@@ -1205,10 +1205,15 @@ async fn score(
                 .filter_map(|c| world.city(c.city_id))
                 .any(|c| Some(c.country.as_str()) == truth_country)
         });
-        let tunnel = matches!(target.quirk, Some(hard::Quirk::Tunnel { .. }));
-        if tunnel && !named_truth {
-            out_of_reach += 1;
-        }
+        // A tunnel's cause, were its country missed: out of reach unless an engine
+        // named its country.
+        let tunnel =
+            matches!(target.quirk, Some(hard::Quirk::Tunnel { .. })).then_some(if named_truth {
+                CountryMiss::TunnelWithHint
+            } else {
+                out_of_reach += 1;
+                CountryMiss::Tunnel
+            });
         for engine in ENGINES {
             answers.entry(engine).or_default().push(best(engine));
         }
@@ -1225,14 +1230,13 @@ async fn score(
                 .and_then(|id| world.city(id))
                 .map(|c| c.country.as_str());
             if answered_country != truth_country {
-                miss.country_miss = Some(match target.quirk {
-                    Some(hard::Quirk::Tunnel { .. }) if named_truth => CountryMiss::TunnelWithHint,
-                    Some(hard::Quirk::Tunnel { .. }) => CountryMiss::Tunnel,
-                    Some(_) => CountryMiss::Quirk,
-                    None if target.registered.as_deref() == truth_country => {
+                miss.country_miss = Some(match (tunnel, target.quirk) {
+                    (Some(cause), _) => cause,
+                    (None, Some(_)) => CountryMiss::Quirk,
+                    (None, None) if target.registered.as_deref() == truth_country => {
                         CountryMiss::RegistryOverruled
                     }
-                    None => CountryMiss::RegistryWrong,
+                    (None, None) => CountryMiss::RegistryWrong,
                 });
             }
             miss.votes = located
@@ -1494,12 +1498,13 @@ impl Goals {
             .collect();
         if !beyond.is_empty() {
             s.push_str(&format!(
-                "     its ceiling is below it on seeds {}; on average {}\n",
+                "     its ceiling is below it on seeds {}; on average it is {:.1} %, {}\n",
                 beyond.join(", "),
+                100.0 * mean[5],
                 if mean[5] >= self.country {
-                    format!("it is {:.1} %, within reach", 100.0 * mean[5])
+                    "within reach"
                 } else {
-                    format!("it is {:.1} %, out of reach", 100.0 * mean[5])
+                    "out of reach"
                 }
             ));
         }

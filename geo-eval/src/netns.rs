@@ -684,21 +684,16 @@ impl NetnsWorld {
                 if let Some(slot) = self.slots.try_take() {
                     break slot;
                 }
+                // A reaped ping's slot is given back at the end of its arm.
                 match running.pop_front() {
-                    Some((p, t, child, slot)) => {
-                        let rtt = self.finish_ping(p, t, child)?;
-                        drop(slot);
-                        out.push((p, t, rtt));
-                    }
+                    Some((p, t, child, _slot)) => out.push((p, t, self.finish_ping(p, t, child)?)),
                     None => break self.slots.take(),
                 }
             };
             running.push_back((p, t, self.spawn_ping(p, t)?, slot));
         }
-        while let Some((p, t, child, slot)) = running.pop_front() {
-            let rtt = self.finish_ping(p, t, child)?;
-            drop(slot);
-            out.push((p, t, rtt));
+        while let Some((p, t, child, _slot)) = running.pop_front() {
+            out.push((p, t, self.finish_ping(p, t, child)?));
         }
         Ok(out)
     }
