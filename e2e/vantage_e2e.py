@@ -169,6 +169,9 @@ class Cluster:
         try:
             p.wait(timeout=5)
         except subprocess.TimeoutExpired:
+            # Cleanup goes on, but say it: a component that ignores SIGTERM is a bug
+            # (Kubernetes would wait its whole grace period).
+            self.log(f"{name} still running 5 s after SIGTERM; killed")
             p.kill()
             p.wait(timeout=5)
 

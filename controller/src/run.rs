@@ -15,6 +15,7 @@ use vantage_core::WIRE_VERSION;
 use vantage_crd::{Probe, ProbeFirmware};
 use vantage_platform::bus::{Bus, BusError};
 use vantage_platform::obs::{self, Health};
+use vantage_platform::shutdown::Shutdown;
 
 use crate::controller::{ControllerMetrics, ControllerServer, Identity, JetStreamResults};
 use crate::keys::{load_or_create_host_key, KeyError};
@@ -44,6 +45,8 @@ pub enum RunError {
     Serve(#[source] std::io::Error),
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signals(#[source] std::io::Error),
 }
 
 #[derive(Debug, Clone)]
@@ -61,26 +64,6 @@ pub struct Common {
 pub struct SpoolConfig {
     pub dir: PathBuf,
     pub max_bytes: u64,
-}
-
-/// Resolves on SIGTERM or ctrl-c.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
 }
 
 fn spawn_obs(addr: SocketAddr, registry: Registry, health: Health) {
@@ -248,12 +231,15 @@ pub async fn controller(
     let health = Health::default();
     spawn_obs(common.metrics_addr, registry, health.clone());
     let listener = listen(common.listen).await?;
+    // Listened for before /healthz turns ready (a signal before `serve` polls its
+    // shutdown future is not lost); until here SIGTERM ends the process outright.
+    let shutdown = Shutdown::on_signals().map_err(RunError::Signals)?;
     tracing::info!(name = %identity.name, listen = %common.listen, grace_s = common.preauth.grace.as_secs(), max_startups = %common.preauth.startups, per_source = common.preauth.per_source, advertise = %identity.advertise, "controller listening");
     health.set_ready(true);
     let sink = JetStreamResults(bus.js.clone());
     ControllerServer::new(identity, &host_key, bus, sink, spool, metrics)
         .preauth(common.preauth)
-        .serve(listener, host_key, shutdown_signal())
+        .serve(listener, host_key, shutdown.requested())
         .await
         .map_err(RunError::Serve)
 }

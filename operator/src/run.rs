@@ -4,13 +4,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use kube::runtime::{controller, reflector, watcher, Controller, WatchStreamExt};
 use kube::{Api, Client};
 use prometheus_client::registry::Registry;
 use vantage_crd::{Measurement, Probe, TenantPolicy};
 use vantage_platform::bus::{Bus, BusError, Retention};
 use vantage_platform::obs::{self, Health};
+use vantage_platform::shutdown::Shutdown;
 use vantage_platform::store::{Store, StoreError};
 
 use crate::events::Events;
@@ -62,6 +63,8 @@ pub enum RunError {
     Kube(#[source] kube::Error),
     #[error(transparent)]
     Builtin(#[from] crate::builtin::BuiltinError),
+    #[error("cannot listen for SIGTERM/SIGINT: {0}")]
+    Signals(#[source] std::io::Error),
     #[error("the {what} watch ended before its first list arrived: {source}")]
     NotSynced {
         what: &'static str,
@@ -121,7 +124,78 @@ async fn builtin_schedule_trigger(
     }
 }
 
+/// Run the operator until SIGTERM or SIGINT.
+///
+/// The signals are listened for from the first line (see [`Shutdown`]). Before the
+/// reconcilers run (waiting for the lease, NATS, ClickHouse or the first lists), and
+/// until the Measurement controller holds its first list (kube runs no reconcile before
+/// it), a signal stops the operator at once. After that it stops the reconcilers
+/// gracefully (in-flight reconciles finish) and a second signal stops it at once. A
+/// leader gives its Lease up on every way out.
 pub async fn run(cfg: Config) -> Result<(), RunError> {
+    let shutdown = Shutdown::on_signals().map_err(RunError::Signals)?;
+    let stopping = Arc::new(Stopping::default());
+    let stop = {
+        let (shutdown, stopping) = (shutdown.clone(), stopping.clone());
+        async move {
+            shutdown.requested().await;
+            match stopping.reconciling.get() {
+                None => tracing::info!("shutdown while starting: nothing was reconciled yet"),
+                Some(m) if m.wait_until_ready().now_or_never().is_none() => tracing::info!(
+                    "shutdown before the first list of Measurements: nothing was reconciled yet"
+                ),
+                Some(_) => {
+                    shutdown.forced().await;
+                    tracing::warn!("forced shutdown: in-flight reconciles are abandoned");
+                }
+            }
+            stopping.give_up_lease().await;
+        }
+    };
+    tokio::select! {
+        r = operate(cfg, shutdown, stopping.clone()) => r,
+        () = stop => Ok(()),
+    }
+}
+
+/// What [`run`] needs from [`operate`] to stop at a signal.
+#[derive(Default)]
+struct Stopping {
+    /// The Lease this replica holds, and the task renewing it.
+    lease: std::sync::OnceLock<(Arc<crate::lease::Elector>, tokio::task::AbortHandle)>,
+    /// The Measurement controller's store, once the reconcilers run: from its first
+    /// list on, shutdown is graceful.
+    reconciling: std::sync::OnceLock<reflector::Store<Measurement>>,
+}
+
+impl Stopping {
+    /// Stop renewing the Lease and give it up (at most 5 s: on failure another replica
+    /// takes over once it expires).
+    async fn give_up_lease(&self) {
+        let Some((elector, renewing)) = self.lease.get() else {
+            return;
+        };
+        renewing.abort();
+        let lease = elector.config().name.clone();
+        match tokio::time::timeout(Duration::from_secs(5), elector.release()).await {
+            Ok(Ok(true)) => {
+                tracing::info!(%lease, "leader election: released the lease on shutdown")
+            }
+            Ok(Ok(false)) => {
+                tracing::info!(%lease, "leader election: the lease was no longer ours on shutdown")
+            }
+            Ok(Err(e)) => {
+                tracing::warn!(%lease, error = %e, "leader election: cannot release the lease on shutdown; another replica takes over once it expires")
+            }
+            Err(_) => {
+                tracing::warn!(%lease, "leader election: releasing the lease took over 5 s; another replica takes over once it expires")
+            }
+        }
+    }
+}
+
+/// The operator's work; [`run`] races it against shutdown.
+async fn operate(cfg: Config, shutdown: Shutdown, stopping: Arc<Stopping>) -> Result<(), RunError> {
     let builtins = Arc::new(crate::builtin::BuiltinPlan::new(&cfg.builtins)?);
     let health = Health::default();
     let mut registry = Registry::with_prefix("vantage_operator");
@@ -174,7 +248,11 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
             leader.transitions.inc();
             let elector = Arc::new(elector);
             let holder = elector.clone();
-            Some((elector, tokio::spawn(async move { holder.hold().await })))
+            let holding = tokio::spawn(async move { holder.hold().await });
+            let _ = stopping
+                .lease
+                .set((elector.clone(), holding.abort_handle()));
+            Some((elector, holding))
         }
         None => None,
     };
@@ -275,6 +353,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         sessions.clone(),
         bus.meta.clone(),
         pool_metrics,
+        shutdown.clone(),
     ));
     tokio::spawn(crate::probe_table::sync_loop(
         store.clone(),
@@ -312,10 +391,24 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
         ctx.measurements.clone(),
         Duration::from_secs(60),
     ));
+    // From here a signal (before or after this line: `requested()` sees both) stops the
+    // reconcilers gracefully, but not before the controller's store holds its first list:
+    // kube runs no reconcile before it, and once the shutdown cuts its watch the list
+    // would never come, so kube would wait for it for ever. `run` stops the operator at
+    // once when the signal comes before that list.
+    let measurements = controller.store();
+    let _ = stopping.reconciling.set(measurements.clone());
+    let graceful = {
+        let requested = shutdown.requested();
+        async move {
+            requested.await;
+            let _ = measurements.wait_until_ready().await;
+        }
+    };
     health.set_ready(true);
     tracing::info!("operator running");
     let reconcilers = controller
-        .shutdown_on_signal()
+        .graceful_shutdown_on(graceful)
         .run(reconcile, error_policy, ctx)
         .for_each(|r| async move {
             if let Err(e) = r {

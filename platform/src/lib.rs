@@ -7,9 +7,11 @@
 //!   [`store::migrations`] holds the schema as versioned migrations.
 //! * [`http`] — the HTTP server of the API, intake and engines, with connection limits.
 //! * [`fds`] — raising the open-file limit at start.
+//! * [`shutdown`] — SIGTERM/SIGINT listened for from the start, graceful then forced.
 
 pub mod bus;
 pub mod fds;
 pub mod http;
 pub mod obs;
+pub mod shutdown;
 pub mod store;

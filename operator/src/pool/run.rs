@@ -139,14 +139,16 @@ pub fn error_policy<D: DrainSignal>(
     Action::requeue(Duration::from_secs(5))
 }
 
-/// Run the ControllerPool controller until shutdown: pools in `namespace` (all when
-/// None), re-reconciled when a StatefulSet, Service or Deployment they own changes.
+/// Run the ControllerPool controller until `shutdown` is requested: pools in `namespace`
+/// (all when None), re-reconciled when a StatefulSet, Service or Deployment they own
+/// changes.
 pub async fn run_controller(
     client: Client,
     namespace: Option<String>,
     sessions: Sessions,
     meta: async_nats::jetstream::kv::Store,
     metrics: PoolMetrics,
+    shutdown: vantage_platform::shutdown::Shutdown,
 ) {
     use futures::StreamExt;
     use kube::runtime::{watcher, Controller};
@@ -175,7 +177,7 @@ pub async fn run_controller(
     .owns(api::<StatefulSet>(&client, &namespace), owned.clone())
     .owns(api::<Service>(&client, &namespace), owned.clone())
     .owns(api::<Deployment>(&client, &namespace), owned)
-    .shutdown_on_signal()
+    .graceful_shutdown_on(shutdown.requested())
     .run(reconcile, error_policy, ctx)
     .for_each(|r| async move {
         if let Err(e) = r {
