@@ -17,8 +17,11 @@ Needs the local stack (e2e/stack/stack.sh up) and the binaries (cargo build).
 
 from __future__ import annotations
 
+import re
 import signal
+import socket
 import subprocess
+import threading
 import sys
 import time
 import urllib.error
@@ -46,6 +49,75 @@ def cluster():
         for lease in getattr(c, "leases", []):
             c.kubectl_run("delete", "lease", lease, "-n", "default", "--ignore-not-found")
         print(f"component logs: {c.tmp}")
+
+
+class HoldingProxy:
+    """HTTP/1.1 to the API stand-in, forwarded as it is, except a LIST (a GET without
+    `watch=`) whose path starts with `hold`: that request is never forwarded nor
+    answered, as from an API server that is slow to list."""
+
+    def __init__(self, upstream: tuple[str, int], hold: bytes):
+        self.upstream, self.hold = upstream, hold
+        self.held = threading.Event()
+        self.conns: list[socket.socket] = []  # kept open, held ones included
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(client,), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket):
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def _serve(self, client: socket.socket):
+        try:
+            self._forward(client)
+        except OSError:
+            pass  # the operator went away (it was stopped) or the proxy was closed
+
+    def _forward(self, client: socket.socket):
+        up = socket.create_connection(self.upstream)
+        self.conns += [client, up]
+        threading.Thread(target=self._pipe, args=(up, client), daemon=True).start()
+        f = client.makefile("rb")
+        while line := f.readline():
+            head = [line]
+            while (h := f.readline()) not in (b"\r\n", b"\n", b""):
+                head.append(h)
+            head.append(b"\r\n")
+            method, target = line.split(b" ")[:2]
+            if method == b"GET" and target.startswith(self.hold) and b"watch=" not in target:
+                self.held.set()
+                return  # never forwarded, never answered; the sockets stay open
+            fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(b":") for x in head[1:-1])}
+            if b"chunked" in fields.get(b"transfer-encoding", b""):
+                body = b""
+                while True:
+                    size_line = f.readline()
+                    body += size_line
+                    size = int(size_line.split(b";")[0], 16)
+                    body += f.read(size + 2)
+                    if size == 0:
+                        break
+            else:
+                body = f.read(int(fields.get(b"content-length", b"0")))
+            up.sendall(b"".join(head) + body)
+
+    def close(self):
+        self.sock.close()
+        for s in self.conns:
+            s.close()
 
 
 def start(c: Cluster, name: str, *extra: str) -> subprocess.Popen:
@@ -98,6 +170,31 @@ def test_sigterm_right_after_ready_stops_the_operator(cluster, delay):
     if delay:
         assert not early, f"5 s after ready the shutdown should be graceful:\n{log[-3000:]}"
     print(f"exit {secs:.2f}s after SIGTERM {delay:.0f}s after readiness ({'before' if early else 'after'} the first list)")
+
+
+def test_sigterm_while_the_measurement_list_is_held_stops_the_operator_at_once(cluster):
+    c = cluster
+    kubeconfig = Path(c.env["KUBECONFIG"])
+    server = re.search(r"server: http://([^:\s]+):(\d+)", kubeconfig.read_text())
+    assert server, f"no http server in {kubeconfig}"
+    proxy = HoldingProxy((server[1], int(server[2])), b"/apis/vantage.dev/v1alpha1/measurements?")
+    try:
+        slow = c.tmp / "kubeconfig-slow-list"
+        slow.write_text(kubeconfig.read_text().replace(server[0], f"server: http://127.0.0.1:{proxy.port}"))
+        c.env["KUBECONFIG"] = str(slow)
+        try:
+            start(c, "op-held")
+        finally:
+            c.env["KUBECONFIG"] = str(kubeconfig)
+        until_ready(c, "op-held")
+        assert proxy.held.wait(30), f"the operator never listed Measurements:\n{c.logs('op-held')[-3000:]}"
+        code, secs = term_and_wait(c, "op-held")
+        log = c.logs("op-held")
+        assert code == 0, f"exited {code}:\n{log[-3000:]}"
+        assert "shutdown before the first list of Measurements" in log, log[-3000:]
+        print(f"exit after SIGTERM with the Measurement list held: {secs:.2f}s")
+    finally:
+        proxy.close()
 
 
 def test_sigterm_while_starting_stops_the_operator_at_once(cluster):

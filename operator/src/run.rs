@@ -137,6 +137,7 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
     let stopping = Arc::new(Stopping::default());
     let stop = {
         let (shutdown, stopping) = (shutdown.clone(), stopping.clone());
+        // Decides only; the Lease is given up below, once `operate` is dropped.
         async move {
             shutdown.requested().await;
             match stopping.reconciling.get() {
@@ -149,12 +150,16 @@ pub async fn run(cfg: Config) -> Result<(), RunError> {
                     tracing::warn!("forced shutdown: in-flight reconciles are abandoned");
                 }
             }
-            stopping.give_up_lease().await;
         }
     };
     tokio::select! {
         r = operate(cfg, shutdown, stopping.clone()) => r,
-        () = stop => Ok(()),
+        () = stop => {
+            // Only now, with `operate` dropped: it would take the renewal task's end
+            // for a lost lease.
+            stopping.give_up_lease().await;
+            Ok(())
+        }
     }
 }
 
