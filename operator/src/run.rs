@@ -442,13 +442,8 @@ async fn operate(cfg: Config, shutdown: Shutdown, stopping: Arc<Stopping>) -> Re
         // SIGTERM: the controller stopped; give the lease up so another replica takes
         // over within a retry period.
         () = reconcilers => {
-            holding.abort();
             leader.leader.set(0);
-            match elector.release().await {
-                Ok(true) => tracing::info!(lease = %elector.config().name, "leader election: released the lease on shutdown"),
-                Ok(false) => tracing::info!(lease = %elector.config().name, "leader election: the lease was no longer ours on shutdown"),
-                Err(e) => tracing::warn!(error = %e, "leader election: cannot release the lease on shutdown; another replica takes over once it expires"),
-            }
+            stopping.give_up_lease().await;
             Ok(())
         }
     }
