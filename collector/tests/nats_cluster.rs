@@ -226,21 +226,42 @@ async fn publish(js: &jetstream::Context, subject: &str, id: &str, payload: Vec<
     }
 }
 
-/// Messages of `subject` in the stream (an ephemeral consumer's pending count).
+/// Messages of `subject` in the stream (an ephemeral consumer's pending count). Right
+/// after a node died the stream may still be electing a leader and the JetStream API
+/// times out; asked again for up to 45 s, as the publishers retry.
 async fn stored_in_stream(js: &jetstream::Context, subject: &str) -> u64 {
-    let stream = js
-        .get_stream(names::RESULTS_STREAM)
-        .await
-        .expect("RESULTS stream");
-    let mut c = stream
-        .create_consumer(consumer::pull::Config {
-            filter_subject: subject.to_owned(),
-            inactive_threshold: Duration::from_secs(10),
-            ..Default::default()
-        })
-        .await
-        .expect("an ephemeral consumer");
-    c.info().await.expect("consumer info").num_pending
+    let first = Instant::now();
+    loop {
+        let asked = async {
+            let stream = js
+                .get_stream(names::RESULTS_STREAM)
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut c = stream
+                .create_consumer(consumer::pull::Config {
+                    filter_subject: subject.to_owned(),
+                    inactive_threshold: Duration::from_secs(10),
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?;
+            c.info()
+                .await
+                .map(|i| i.num_pending)
+                .map_err(|e| e.to_string())
+        };
+        match asked.await {
+            Ok(n) => return n,
+            Err(e) => {
+                assert!(
+                    first.elapsed() < Duration::from_secs(45),
+                    "the RESULTS stream cannot be counted for {:?}: {e}",
+                    first.elapsed()
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
